@@ -1,0 +1,239 @@
+package signal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for ProcessOptions, used when a field is left zero.
+const (
+	DefaultSignal  = syscall.SIGHUP
+	DefaultProcDir = "/proc"
+)
+
+// maxSignal is the highest signal number accepted (Linux real-time signals
+// end at 64).
+const maxSignal = 64
+
+// ErrNoProcess is wrapped by the error Process.Signal returns when no
+// process has the configured name.
+var ErrNoProcess = errors.New("no process")
+
+// ProcessOptions configures signalling a process found by name, for pods
+// with shareProcessNamespace: true or processes on the same host.
+type ProcessOptions struct {
+	// Signal is sent to the application, DefaultSignal when zero.
+	Signal syscall.Signal
+	// Name is matched against /proc/PID/comm and the base name of argv[0].
+	Name string
+	// Logger receives one line per notification; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the ferry_notify_total metric; nil records none.
+	Registerer prometheus.Registerer
+	// ProcDir is where processes are listed, DefaultProcDir when empty.
+	ProcDir string
+}
+
+// Process signals every process with a given name.
+type Process struct {
+	sig     syscall.Signal
+	name    string
+	procDir string
+	target  string // metric label
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// NewProcess validates o and returns a notifier. It does not look for the
+// process yet: the application may start after ferry.
+func NewProcess(o ProcessOptions) (*Process, error) {
+	p := &Process{sig: o.Signal, name: o.Name, procDir: o.ProcDir, log: o.Logger}
+	if p.sig == 0 {
+		p.sig = DefaultSignal
+	}
+	if p.procDir == "" {
+		p.procDir = DefaultProcDir
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if p.sig < 0 || p.sig > maxSignal {
+		errs = append(errs, fmt.Errorf("signal %d is out of range 1-%d", int(p.sig), maxSignal))
+	}
+	switch {
+	case p.name == "":
+		errs = append(errs, errors.New("no process name given"))
+	case strings.ContainsAny(p.name, "/\x00"):
+		errs = append(errs, fmt.Errorf("process name %q must be a base name, not a path", p.name))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p.target = "process:" + p.name
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("register notify metrics: %w", err)
+	}
+	p.metrics = m
+	m.initTarget(p.target, resultOK, resultFailed)
+	return p, nil
+}
+
+// Notify sends the signal now and logs the outcome; c only labels the log.
+// It reads /proc once and never waits on the application.
+func (p *Process) Notify(c Change) {
+	n, err := p.Signal()
+	if err != nil {
+		p.log.Error("signal application failed", "process", p.name, "signal", signalName(p.sig),
+			"source", c.Source, "revision", c.Revision, "signalled", n, "err", err)
+		p.metrics.inc(p.target, resultFailed)
+		return
+	}
+	p.log.Info("signalled application", "process", p.name, "signal", signalName(p.sig),
+		"source", c.Source, "revision", c.Revision, "signalled", n)
+	p.metrics.inc(p.target, resultOK)
+}
+
+// Signal sends the signal to every process whose /proc/PID/comm, or the
+// base name of whose argv[0], equals the name, except ferry itself and
+// zombies. It returns how many processes were signalled. Finding none is an
+// error wrapping ErrNoProcess; a refusal wraps syscall.EPERM.
+func (p *Process) Signal() (int, error) {
+	pids, err := p.find()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, pid := range pids {
+		err := syscall.Kill(pid, p.sig)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, syscall.ESRCH):
+			// Exited since it was listed.
+		case errors.Is(err, syscall.EPERM):
+			errs = append(errs, fmt.Errorf("send %s to %s (pid %d): %w: ferry must run as the same UID as the application, or have CAP_KILL",
+				signalName(p.sig), p.name, pid, err))
+		default:
+			errs = append(errs, fmt.Errorf("send %s to %s (pid %d): %w", signalName(p.sig), p.name, pid, err))
+		}
+	}
+	if len(errs) > 0 {
+		return n, errors.Join(errs...)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w named %s (is shareProcessNamespace: true set?)", ErrNoProcess, p.name)
+	}
+	return n, nil
+}
+
+// find lists the PIDs whose name matches. Processes come and go while
+// /proc is read, so an unreadable entry is skipped, not an error.
+func (p *Process) find() ([]int, error) {
+	entries, err := os.ReadDir(p.procDir)
+	if err != nil {
+		return nil, fmt.Errorf("list processes in %s: %w", p.procDir, err)
+	}
+	self := os.Getpid()
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 || pid == self {
+			continue
+		}
+		dir := filepath.Join(p.procDir, e.Name())
+		if p.matches(dir) && !zombie(dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+func (p *Process) matches(dir string) bool {
+	if comm, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil &&
+		strings.TrimSuffix(string(comm), "\n") == p.name {
+		return true
+	}
+	cmdline, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+	if err != nil || len(cmdline) == 0 {
+		return false // kernel threads have no command line
+	}
+	argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+	return filepath.Base(string(argv0)) == p.name
+}
+
+// zombie reports whether the process has exited and waits to be reaped: it
+// can reload nothing, and counting it would hide that the app is gone.
+func zombie(dir string) bool {
+	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which may itself hold ") ".
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return false
+	}
+	return stat[i+2] == 'Z'
+}
+
+// signals maps the names ParseSignal accepts (without "SIG") to signals.
+var signals = map[string]syscall.Signal{
+	"HUP":   syscall.SIGHUP,
+	"INT":   syscall.SIGINT,
+	"QUIT":  syscall.SIGQUIT,
+	"ABRT":  syscall.SIGABRT,
+	"KILL":  syscall.SIGKILL,
+	"USR1":  syscall.SIGUSR1,
+	"USR2":  syscall.SIGUSR2,
+	"PIPE":  syscall.SIGPIPE,
+	"ALRM":  syscall.SIGALRM,
+	"TERM":  syscall.SIGTERM,
+	"CHLD":  syscall.SIGCHLD,
+	"CONT":  syscall.SIGCONT,
+	"STOP":  syscall.SIGSTOP,
+	"TSTP":  syscall.SIGTSTP,
+	"TTIN":  syscall.SIGTTIN,
+	"TTOU":  syscall.SIGTTOU,
+	"URG":   syscall.SIGURG,
+	"WINCH": syscall.SIGWINCH,
+	"IO":    syscall.SIGIO,
+}
+
+// ParseSignal reads a signal given by name, with or without "SIG" and in
+// any case ("HUP", "SIGHUP", "hup"), or by number ("1").
+func ParseSignal(s string) (syscall.Signal, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	if n, err := strconv.Atoi(t); err == nil {
+		if n < 1 || n > maxSignal {
+			return 0, fmt.Errorf("signal %q: number out of range 1-%d", s, maxSignal)
+		}
+		return syscall.Signal(n), nil
+	}
+	if sig, ok := signals[strings.TrimPrefix(t, "SIG")]; ok {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("unknown signal %q: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
+}
+
+// signalName gives "SIGHUP" rather than syscall's "hangup", to match what
+// the user configured.
+func signalName(sig syscall.Signal) string {
+	for name, s := range signals {
+		if s == sig {
+			return "SIG" + name
+		}
+	}
+	return "signal " + strconv.Itoa(int(sig))
+}
