@@ -1,0 +1,122 @@
+package file_test
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/file"
+	"github.com/ferrysync/ferry/internal/sourcetest"
+)
+
+// dirOrigin is a real directory on disk.
+type dirOrigin struct{ dir string }
+
+func (o *dirOrigin) Source(t *testing.T, _ string) fetch.Source {
+	u, err := fetch.Parse(o.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := file.New(u, fetch.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (o *dirOrigin) Set(t *testing.T, files map[string]string) {
+	t.Helper()
+	os.RemoveAll(o.dir)
+	for p, c := range files {
+		full := filepath.Join(o.dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (o *dirOrigin) Break(t *testing.T) { os.RemoveAll(o.dir) }
+
+func (o *dirOrigin) SetEscape(t *testing.T) string {
+	o.Set(t, map[string]string{"app.yaml": "x"})
+	if err := os.Symlink("/etc/passwd", filepath.Join(o.dir, "passwd")); err != nil {
+		t.Fatal(err)
+	}
+	return `"passwd": symlink to absolute path`
+}
+
+func TestContract(t *testing.T) {
+	sourcetest.Run(t, &dirOrigin{dir: filepath.Join(t.TempDir(), "origin")})
+}
+
+func TestNewRejectsBadURLs(t *testing.T) {
+	for _, raw := range []string{"file://otherhost/etc", "file:///etc?ref=x"} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := file.New(&fetch.URL{Kind: "file", URL: u}, fetch.Env{}); err == nil {
+			t.Errorf("New(%s) succeeded", raw)
+		}
+	}
+}
+
+func TestRevisionFollowsContentNotTimestamps(t *testing.T) {
+	o := &dirOrigin{dir: t.TempDir()}
+	o.Set(t, map[string]string{"a": "1", "sub/b": "2"})
+	s := o.Source(t, "")
+	rev1 := fetchRev(t, s)
+	// Rewriting the same bytes (new mtime, new ctime) keeps the revision.
+	o.Set(t, map[string]string{"a": "1", "sub/b": "2"})
+	if rev := fetchRev(t, s); rev != rev1 {
+		t.Fatalf("revision changed for identical content: %s -> %s", rev1, rev)
+	}
+	// Same size, different bytes: a new revision.
+	o.Set(t, map[string]string{"a": "9", "sub/b": "2"})
+	if rev := fetchRev(t, s); rev == rev1 {
+		t.Fatal("revision did not change when a file's content did")
+	}
+	// The exec bit is part of the revision.
+	o.Set(t, map[string]string{"a": "1", "sub/b": "2"})
+	os.Chmod(filepath.Join(o.dir, "a"), 0o755)
+	if rev := fetchRev(t, s); rev == rev1 {
+		t.Fatal("revision did not change with the exec bit")
+	}
+}
+
+// fetchRev returns the revision the source reports against no previous one.
+func fetchRev(t *testing.T, s fetch.Source) string {
+	t.Helper()
+	w := &discard{}
+	rev, err := s.Fetch(t.Context(), "", w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rev
+}
+
+// discard is a Writer that keeps nothing: revision computation only.
+type discard struct{}
+
+func (discard) WriteFile(string, os.FileMode, string, fetch.Opener) error { return nil }
+func (discard) Symlink(string, string) error                           { return nil }
+func (discard) Mkdir(string) error                                      { return nil }
+
+func TestSpecialFilesAreRefused(t *testing.T) {
+	o := &dirOrigin{dir: t.TempDir()}
+	o.Set(t, map[string]string{"a": "1"})
+	if err := syscall.Mkfifo(filepath.Join(o.dir, "pipe"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := o.Source(t, "").Fetch(t.Context(), "", discard{})
+	if err == nil || !strings.Contains(err.Error(), `"pipe"`) || !fetch.IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent refusal naming pipe", err)
+	}
+}

@@ -1,0 +1,167 @@
+// Package sourcetest is the behaviour every source must have, written once
+// and run against each backend with a real origin: it publishes a tree
+// through the real publish engine, notices no change, publishes a change,
+// refuses escapes and keeps the last good revision when the origin fails.
+package sourcetest
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// Origin is a real origin under a test's control.
+type Origin interface {
+	// Source returns a source reading this origin; stateDir is its private
+	// state directory.
+	Source(t *testing.T, stateDir string) fetch.Source
+	// Set replaces the origin's content with files (path -> content).
+	Set(t *testing.T, files map[string]string)
+	// Break makes the next fetches fail the way an outage would.
+	Break(t *testing.T)
+}
+
+// Escaper is an Origin that can hold an entry pointing outside the tree
+// (a symlink to /etc, a "../" path).
+type Escaper interface {
+	// SetEscape replaces the content with a tree holding a hostile entry,
+	// and returns the entry's name as the error must show it.
+	SetEscape(t *testing.T) string
+}
+
+// Run runs the contract against o.
+func Run(t *testing.T, o Origin) {
+	root := t.TempDir()
+	store, err := sync.OpenStore(root, sync.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := o.Source(t, sync.StateDir(root, "c"))
+	fetchOnce := func(t *testing.T) (string, string, sync.Stats, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		prev, err := store.Current("c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := store.Begin("c", prev)
+		defer st.Discard()
+		rev, err := src.Fetch(ctx, prev, st)
+		if err != nil {
+			return prev, "", st.Stats(), err
+		}
+		stats := st.Stats()
+		if rev == prev {
+			if st.Dir() != "" {
+				t.Errorf("source wrote to staging although nothing changed")
+			}
+			return prev, rev, stats, nil
+		}
+		if err := st.Publish(rev); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		return prev, rev, stats, nil
+	}
+
+	v1 := map[string]string{"app.yaml": "version: 1\n", "conf.d/a.conf": "a\n", "conf.d/b.conf": "b\n"}
+	var rev1 string
+	t.Run("PublishesTree", func(t *testing.T) {
+		o.Set(t, v1)
+		_, rev, _, err := fetchOnce(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev == "" {
+			t.Fatal("empty revision")
+		}
+		rev1 = rev
+		assertTree(t, store.LinkPath("c"), v1)
+	})
+	t.Run("UnchangedIsNotModified", func(t *testing.T) {
+		prev, rev, stats, err := fetchOnce(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev != prev || rev != rev1 {
+			t.Fatalf("revision %q after no change, want %q", rev, rev1)
+		}
+		if stats.BytesWritten != 0 {
+			t.Fatalf("%d bytes written for an unchanged origin", stats.BytesWritten)
+		}
+	})
+	v2 := map[string]string{"app.yaml": "version: 2\n", "conf.d/a.conf": "a\n", "conf.d/c.conf": "c\n"}
+	t.Run("ChangePublishesNewRevision", func(t *testing.T) {
+		o.Set(t, v2)
+		_, rev, _, err := fetchOnce(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev == rev1 {
+			t.Fatal("revision did not change with the content")
+		}
+		assertTree(t, store.LinkPath("c"), v2)
+	})
+	if e, ok := o.(Escaper); ok {
+		t.Run("RefusesEscape", func(t *testing.T) {
+			entry := e.SetEscape(t)
+			_, _, _, err := fetchOnce(t)
+			if err == nil || !strings.Contains(err.Error(), entry) {
+				t.Fatalf("err = %v, want a refusal naming %q", err, entry)
+			}
+			assertTree(t, store.LinkPath("c"), v2)
+			o.Set(t, v2)
+		})
+	}
+	t.Run("OutageKeepsLastGoodRevision", func(t *testing.T) {
+		o.Break(t)
+		_, _, _, err := fetchOnce(t)
+		if err == nil {
+			t.Fatal("fetch from a broken origin succeeded")
+		}
+		if strings.Count(err.Error(), "\n") > 0 {
+			t.Errorf("error is not one line: %q", err)
+		}
+		assertTree(t, store.LinkPath("c"), v2)
+		if m, _ := filepath.Glob(filepath.Join(root, ".ferry/c/.stage-*")); len(m) > 0 {
+			t.Fatalf("staging left behind: %v", m)
+		}
+	})
+}
+
+// assertTree checks that the tree at dir holds exactly files.
+func assertTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	got := map[string]string{}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(real, p)
+		data, err := os.ReadFile(p)
+		got[filepath.ToSlash(rel)] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(files) {
+		t.Fatalf("tree = %v, want %v", got, files)
+	}
+	for p, c := range files {
+		if got[p] != c {
+			t.Fatalf("%s = %q, want %q", p, got[p], c)
+		}
+	}
+}

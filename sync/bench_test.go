@@ -1,0 +1,111 @@
+package sync
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// benchTree is the tree of the publish benchmarks: 5,000 files of 10 KB
+// (about 50 MB) in 50 directories, random content from a fixed seed.
+type benchTree struct {
+	names    []string
+	contents [][]byte
+}
+
+func newBenchTree() *benchTree {
+	r := rand.New(rand.NewPCG(1, 2))
+	t := &benchTree{}
+	for i := range 5000 {
+		b := make([]byte, 10_000)
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		t.names = append(t.names, fmt.Sprintf("dir%02d/file%04d.yaml", i%50, i))
+		t.contents = append(t.contents, b)
+	}
+	return t
+}
+
+func (bt *benchTree) stage(b *testing.B, st *Stage, keys func(i int) string) {
+	for i, name := range bt.names {
+		c := bt.contents[i]
+		err := st.WriteFile(name, 0o644, keys(i), func() (io.ReadCloser, error) {
+			return io.NopCloser(bytesReader(c)), nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
+
+type sliceReader struct{ b []byte }
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// BenchmarkPublish measures a full publish of the 50 MB tree and a publish
+// where one file changed and the other 4,999 are reused by hard link.
+func BenchmarkPublish(b *testing.B) {
+	tree := newBenchTree()
+	b.Run("full", func(b *testing.B) {
+		s, _ := OpenStore(b.TempDir(), Limits{})
+		b.SetBytes(50_000_000)
+		var written int64
+		for i := 0; b.Loop(); i++ {
+			st := s.Begin("c", "")
+			tree.stage(b, st, func(int) string { return "" })
+			written += st.Stats().BytesWritten
+			if err := st.Publish(fmt.Sprintf("r%d", i)); err != nil {
+				b.Fatal(err)
+			}
+			s.GC("c", 2)
+		}
+		b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
+	})
+	b.Run("one-file-changed", func(b *testing.B) {
+		s, _ := OpenStore(b.TempDir(), Limits{})
+		st := s.Begin("c", "")
+		tree.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
+		if err := st.Publish("base"); err != nil {
+			b.Fatal(err)
+		}
+		var written int64
+		prev := "base"
+		for i := 0; b.Loop(); i++ {
+			st := s.Begin("c", prev)
+			tree.stage(b, st, func(j int) string {
+				if j == 0 {
+					return fmt.Sprint("changed", i)
+				}
+				return fmt.Sprint("k", j)
+			})
+			stats := st.Stats()
+			if stats.Reused != 4999 {
+				b.Fatalf("reused %d files, want 4999", stats.Reused)
+			}
+			written += stats.BytesWritten
+			prev = fmt.Sprintf("r%d", i)
+			if err := st.Publish(prev); err != nil {
+				b.Fatal(err)
+			}
+			s.GC("c", 2)
+		}
+		perOp := float64(written) / float64(b.N)
+		b.ReportMetric(perOp, "bytes-written/op")
+		b.ReportMetric(100*perOp/50_000_000, "%-of-tree-written")
+	})
+}
+
+var _ fetch.Writer = (*Stage)(nil)

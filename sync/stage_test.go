@@ -1,0 +1,306 @@
+package sync
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+func opener(s string) fetch.Opener {
+	return func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(s)), nil }
+}
+
+// publishFiles stages files (path -> content, key = content) and publishes rev.
+func publishFiles(t *testing.T, s *Store, name, rev string, files map[string]string) Stats {
+	t.Helper()
+	prev, err := s.Current(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.Begin(name, prev)
+	defer st.Discard()
+	for p, c := range files {
+		if err := st.WriteFile(p, 0o644, c, opener(c)); err != nil {
+			t.Fatalf("write %s: %v", p, err)
+		}
+	}
+	stats := st.Stats()
+	if err := st.Publish(rev); err != nil {
+		t.Fatalf("publish %s: %v", rev, err)
+	}
+	return stats
+}
+
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			out[filepath.ToSlash(rel)] = "-> " + target
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		out[filepath.ToSlash(rel)] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func newStore(t *testing.T, limits Limits) *Store {
+	t.Helper()
+	s, err := OpenStore(t.TempDir(), limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestPublishCreatesRelativeLinkToCompleteTree(t *testing.T) {
+	s := newStore(t, Limits{})
+	files := map[string]string{"app.yaml": "a: 1\n", "conf.d/x.conf": "x\n", "conf.d/deep/y": "y"}
+	publishFiles(t, s, "config", "rev1", files)
+
+	target, err := os.Readlink(filepath.Join(s.Root(), "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if target != ".ferry/config/rev1" {
+		t.Fatalf("link target = %q, want relative .ferry/config/rev1", target)
+	}
+	got := readTree(t, filepath.Join(s.Root(), "config"))
+	if len(got) != len(files) {
+		t.Fatalf("tree = %v, want %v", got, files)
+	}
+	for p, c := range files {
+		if got[p] != c {
+			t.Errorf("%s = %q, want %q", p, got[p], c)
+		}
+	}
+	if rev, _ := s.Current("config"); rev != "rev1" {
+		t.Fatalf("Current = %q", rev)
+	}
+}
+
+func TestPublishReusesUnchangedFilesByHardLink(t *testing.T) {
+	s := newStore(t, Limits{})
+	publishFiles(t, s, "c", "r1", map[string]string{"same": strings.Repeat("s", 1000), "changed": "old"})
+	stats := publishFiles(t, s, "c", "r2", map[string]string{"same": strings.Repeat("s", 1000), "changed": "new!"})
+
+	if stats.Reused != 1 || stats.BytesWritten != 4 {
+		t.Fatalf("stats = %+v, want 1 reused file and 4 bytes written", stats)
+	}
+	a, _ := os.Stat(filepath.Join(s.Root(), ".ferry/c/r1/same"))
+	b, _ := os.Stat(filepath.Join(s.Root(), ".ferry/c/r2/same"))
+	if !os.SameFile(a, b) {
+		t.Fatal("unchanged file was not hard-linked from the previous revision")
+	}
+	if got := readTree(t, filepath.Join(s.Root(), "c"))["changed"]; got != "new!" {
+		t.Fatalf("changed = %q", got)
+	}
+}
+
+func TestPublishNormalizesModes(t *testing.T) {
+	s := newStore(t, Limits{})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	st.WriteFile("run.sh", 0o4750, "", opener("#!/bin/sh\n"))
+	st.WriteFile("secret", 0o600, "", opener("x"))
+	if err := st.Publish("r1"); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]fs.FileMode{"run.sh": 0o755, "secret": 0o644} {
+		fi, err := os.Stat(filepath.Join(s.Root(), "c", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s mode = %v, want %v (no setuid, readable by the app)", name, fi.Mode(), want)
+		}
+	}
+}
+
+func TestStageRefusesEscapesAndLimits(t *testing.T) {
+	limits := Limits{MaxFiles: 3, MaxFileSize: 100, MaxBytes: 150}
+	cases := []struct {
+		name  string
+		stage func(st *Stage) error
+		want  string
+	}{
+		{"dotdot path", func(st *Stage) error { return st.WriteFile("../x", 0o644, "", opener("x")) }, `"../x": path leaves the revision`},
+		{"nested dotdot", func(st *Stage) error { return st.WriteFile("a/../../x", 0o644, "", opener("x")) }, "leaves the revision"},
+		{"absolute path", func(st *Stage) error { return st.WriteFile("/etc/passwd", 0o644, "", opener("x")) }, `"/etc/passwd": absolute path`},
+		{"symlink to /etc", func(st *Stage) error { return st.Symlink("etc", "/etc") }, `"etc": symlink to absolute path "/etc"`},
+		{"symlink up", func(st *Stage) error { return st.Symlink("a/up", "../..") }, `"a/up": symlink to "../.." leaves the revision`},
+		{"write through symlink", func(st *Stage) error {
+			if err := st.Symlink("dir", "real"); err != nil {
+				return err
+			}
+			return st.WriteFile("dir/x", 0o644, "", opener("x"))
+		}, `"dir/x": parent "dir" is a symlink`},
+		{"duplicate", func(st *Stage) error {
+			st.WriteFile("a", 0o644, "", opener("x"))
+			return st.WriteFile("./a", 0o644, "", opener("y"))
+		}, `"./a": duplicate entry`},
+		{"oversized file", func(st *Stage) error { return st.WriteFile("big", 0o644, "", opener(strings.Repeat("x", 101))) }, `"big": file exceeds 100 bytes`},
+		{"too many bytes", func(st *Stage) error {
+			st.WriteFile("a", 0o644, "", opener(strings.Repeat("x", 80)))
+			return st.WriteFile("b", 0o644, "", opener(strings.Repeat("x", 80)))
+		}, `"b": revision exceeds`},
+		{"too many files", func(st *Stage) error {
+			for _, n := range []string{"a", "b", "c"} {
+				st.WriteFile(n, 0o644, "", opener("x"))
+			}
+			return st.WriteFile("d", 0o644, "", opener("x"))
+		}, `"d": revision has more than 3 files`},
+		{"symlink chain out", func(st *Stage) error {
+			// Each link looks inside by name; together they reach the parent.
+			st.Symlink("self", ".")
+			if err := st.Symlink("out", "self/.."); err != nil {
+				return err
+			}
+			return st.Publish("r2")
+		}, `"out": symlink to "self/.." resolves outside the revision`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t, limits)
+			publishFiles(t, s, "c", "r1", map[string]string{"good": "kept"})
+			st := s.Begin("c", "r1")
+			err := tc.stage(st)
+			st.Discard()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if !fetch.IsPermanent(err) {
+				t.Errorf("err %v is not permanent: retrying cannot fix it", err)
+			}
+			if got := readTree(t, filepath.Join(s.Root(), "c")); got["good"] != "kept" || len(got) != 1 {
+				t.Fatalf("published tree changed: %v", got)
+			}
+			if leftovers, _ := filepath.Glob(filepath.Join(s.Root(), ".ferry/c/.stage-*")); len(leftovers) > 0 {
+				t.Fatalf("staging left behind: %v", leftovers)
+			}
+		})
+	}
+}
+
+func TestOpenStoreRemovesLeftoversAndKeepsRevisions(t *testing.T) {
+	s := newStore(t, Limits{})
+	publishFiles(t, s, "c", "r1", map[string]string{"f": "1"})
+	// What a killed process leaves: a half-written stage, a temp link and
+	// a half-written manifest.
+	st := s.Begin("c", "r1")
+	st.WriteFile("partial", 0o644, "", opener("half"))
+	os.Symlink(".ferry/c/r1", filepath.Join(s.Root(), ".ferry/c/.link-dead"))
+	os.WriteFile(filepath.Join(s.Root(), ".ferry/c/.meta/.tmp-dead"), nil, 0o644)
+
+	if _, err := OpenStore(s.Root(), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*"} {
+		if m, _ := filepath.Glob(filepath.Join(s.Root(), pattern)); len(m) > 0 {
+			t.Errorf("leftover %v not removed", m)
+		}
+	}
+	if got := readTree(t, filepath.Join(s.Root(), "c")); got["f"] != "1" {
+		t.Fatalf("published revision damaged: %v", got)
+	}
+}
+
+func TestGCKeepsNewestAndNeverTheCurrent(t *testing.T) {
+	s := newStore(t, Limits{})
+	for _, rev := range []string{"r1", "r2", "r3", "r4"} {
+		publishFiles(t, s, "c", rev, map[string]string{"f": rev})
+	}
+	// Going back to r1 makes it current (and newest) again.
+	publishFiles(t, s, "c", "r1", map[string]string{"f": "r1"})
+	if err := s.GC("c", 2); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.Root(), ".ferry/c"))
+	var revs []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			revs = append(revs, e.Name())
+		}
+	}
+	if strings.Join(revs, ",") != "r1,r4" {
+		t.Fatalf("revisions after GC = %v, want r1 (current) and r4 (newest other)", revs)
+	}
+	if m, _ := filepath.Glob(filepath.Join(s.Root(), ".ferry/c/.meta/*")); len(m) != 2 {
+		t.Fatalf("manifests after GC = %v, want 2", m)
+	}
+	if got := readTree(t, filepath.Join(s.Root(), "c")); got["f"] != "r1" {
+		t.Fatalf("current tree = %v", got)
+	}
+}
+
+func TestSwapRefusesToReplaceARealDirectory(t *testing.T) {
+	s := newStore(t, Limits{})
+	os.Mkdir(filepath.Join(s.Root(), "c"), 0o755)
+	st := s.Begin("c", "")
+	defer st.Discard()
+	st.WriteFile("f", 0o644, "", opener("x"))
+	err := st.Publish("r1")
+	if err == nil || !strings.Contains(err.Error(), "is not a symlink") {
+		t.Fatalf("err = %v, want a refusal to replace the directory", err)
+	}
+}
+
+func TestStageReportsDiskErrors(t *testing.T) {
+	// A source whose reader fails mid-file: the error names the entry and
+	// nothing is published.
+	s := newStore(t, Limits{})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	boom := errors.New("connection reset")
+	err := st.WriteFile("conf/app.yaml", 0o644, "", func() (io.ReadCloser, error) {
+		return io.NopCloser(io.MultiReader(strings.NewReader("partial"), errReader{boom})), nil
+	})
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "conf/app.yaml") {
+		t.Fatalf("err = %v, want connection reset naming the entry", err)
+	}
+	if _, err := os.Lstat(filepath.Join(s.Root(), "c")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("link exists after a failed stage: %v", err)
+	}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+// An I/O error while staging (here ENOSPC) names the entry and the cause,
+// and stays retryable: a full disk may clear up.
+func TestStageIOErrorsAreNamedAndRetryable(t *testing.T) {
+	s := newStore(t, Limits{})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	err := st.WriteFile("big.bin", 0o644, "", func() (io.ReadCloser, error) {
+		return io.NopCloser(errReader{syscall.ENOSPC}), nil
+	})
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), `stage big.bin: no space left on device`) {
+		t.Fatalf("err = %v", err)
+	}
+	if fetch.IsPermanent(err) {
+		t.Fatal("a full disk may clear up: it must be retried, not permanent")
+	}
+}

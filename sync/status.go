@@ -1,0 +1,102 @@
+package sync
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SourceStatus is what /status shows of one source. It holds no secret: the
+// URL is redacted and errors name causes, not credentials.
+type SourceStatus struct {
+	Name                string     `json:"name"`
+	URL                 string     `json:"url"`
+	Revision            string     `json:"revision"`
+	Published           *time.Time `json:"published,omitempty"`
+	LastAttempt         *time.Time `json:"last_attempt,omitempty"`
+	LastSuccess         *time.Time `json:"last_success,omitempty"`
+	LastError           string     `json:"last_error,omitempty"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+}
+
+// Status returns the state of every source, in configuration order.
+func (s *Syncer) Status() []SourceStatus {
+	out := make([]SourceStatus, 0, len(s.sources))
+	for _, src := range s.sources {
+		src.mu.Lock()
+		out = append(out, SourceStatus{
+			Name:                src.Name,
+			URL:                 src.URL,
+			Revision:            src.revision,
+			Published:           timePtr(src.published),
+			LastAttempt:         timePtr(src.lastAttempt),
+			LastSuccess:         timePtr(src.lastSuccess),
+			LastError:           src.lastError,
+			ConsecutiveFailures: src.failures,
+		})
+		src.mu.Unlock()
+	}
+	return out
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// Ready reports whether every source has a published revision (and, with
+// MaxStaleness, synced recently). The reason says which source is missing.
+func (s *Syncer) Ready() (bool, string) {
+	var waiting []string
+	now := time.Now()
+	for _, src := range s.sources {
+		src.mu.Lock()
+		switch {
+		case src.revision == "":
+			waiting = append(waiting, src.Name+": no revision yet")
+		case s.cfg.MaxStaleness > 0 && now.Sub(latest(src.lastSuccess, src.published, s.started)) > s.cfg.MaxStaleness:
+			waiting = append(waiting, fmt.Sprintf("%s: no successful sync for %s", src.Name, s.cfg.MaxStaleness))
+		}
+		src.mu.Unlock()
+	}
+	if len(waiting) > 0 {
+		return false, strings.Join(waiting, "; ")
+	}
+	return true, "ok"
+}
+
+// Healthy reports whether the loop makes progress: every source started an
+// attempt recently. A fetch that ignores its deadline, or a dead goroutine,
+// stops new attempts, and a liveness probe on this catches it.
+func (s *Syncer) Healthy() (bool, string) {
+	stall := s.stallAfter()
+	now := time.Now()
+	for _, src := range s.sources {
+		src.mu.Lock()
+		last := latest(src.lastAttempt, s.started)
+		src.mu.Unlock()
+		if now.Sub(last) > stall {
+			return false, fmt.Sprintf("%s: no sync attempt for %s", src.Name, now.Sub(last).Round(time.Second))
+		}
+	}
+	return true, "ok"
+}
+
+// stallAfter is how long without a new attempt counts as wedged: a few
+// periods (or backoff steps) plus one whole fetch timeout.
+func (s *Syncer) stallAfter() time.Duration {
+	// Retries wait at most one period, so the period bounds every wait.
+	return stallPeriods*s.cfg.Period + s.cfg.Timeout
+}
+
+func latest(ts ...time.Time) time.Time {
+	var l time.Time
+	for _, t := range ts {
+		if t.After(l) {
+			l = t
+		}
+	}
+	return l
+}

@@ -1,0 +1,362 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	gosync "sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/signal"
+)
+
+// Defaults for the loop. cmd/ferry builds its flags from these.
+const (
+	DefaultPeriod      = 30 * time.Second
+	DefaultKeep        = 3
+	DefaultTimeout     = 2 * time.Minute
+	DefaultOnceTimeout = 30 * time.Second
+
+	// jitter spreads polls by +-10% so a fleet of pods does not poll in step.
+	jitter = 0.1
+	// retryInitial is the first backoff step after a failure.
+	retryInitial = time.Second
+	// retryCap bounds the backoff, whatever the period.
+	retryCap = 5 * time.Minute
+	// stallPeriods is how many periods without a new attempt make the loop
+	// count as wedged for /healthz.
+	stallPeriods = 3
+)
+
+// Notifier is told about every publish that replaced an earlier revision.
+// Notify must not block.
+type Notifier interface {
+	Notify(signal.Change)
+}
+
+// Source is one configured source.
+type Source struct {
+	Name    string
+	URL     string // redacted, for logs and /status
+	Backend fetch.Source
+}
+
+// Config configures a Syncer.
+type Config struct {
+	Store   *Store
+	Sources []Source
+	// Period is the poll interval; each wait is jittered by +-10%.
+	Period time.Duration
+	// Keep is how many revisions to retain per source, the current included.
+	Keep int
+	// Timeout bounds one fetch and publish.
+	Timeout time.Duration
+	// MaxFailures ends Run after that many consecutive failures of one
+	// source; 0 retries forever.
+	MaxFailures int
+	// OnceTimeout bounds how long Once retries a failing source.
+	OnceTimeout time.Duration
+	// MaxStaleness makes Ready fail when a source has not synced
+	// successfully for that long; 0 keeps it ready through outages.
+	MaxStaleness time.Duration
+	Notifiers    []Notifier
+	Logger       *slog.Logger
+	// Registerer receives the metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// ErrTooManyFailures ends Run when a source failed MaxFailures times in a row.
+var ErrTooManyFailures = errors.New("too many consecutive failures")
+
+// Syncer keeps every source's link pointing at the origin's newest revision.
+type Syncer struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	sources []*source
+	started time.Time
+}
+
+// source is the per-source state of the loop.
+type source struct {
+	Source
+	log     *slog.Logger
+	trigger chan struct{} // one slot: triggers during a sync coalesce into one
+
+	mu          gosync.Mutex
+	revision    string
+	published   time.Time
+	lastAttempt time.Time
+	lastSuccess time.Time
+	lastError   string
+	failures    int
+}
+
+// New checks the configuration and reads what is already published, so a
+// restarted sidecar is ready at once with the revision it left.
+func New(cfg Config) (*Syncer, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("sync: no store")
+	}
+	if len(cfg.Sources) == 0 {
+		return nil, errors.New("sync: no sources")
+	}
+	if cfg.Period <= 0 {
+		cfg.Period = DefaultPeriod
+	}
+	if cfg.Keep <= 0 {
+		cfg.Keep = DefaultKeep
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.OnceTimeout <= 0 {
+		cfg.OnceTimeout = DefaultOnceTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now()}
+	seen := map[string]bool{}
+	for _, src := range cfg.Sources {
+		if !ValidName(src.Name) {
+			return nil, fmt.Errorf("sync: invalid source name %q", src.Name)
+		}
+		if seen[src.Name] {
+			return nil, fmt.Errorf("sync: source %q given twice", src.Name)
+		}
+		seen[src.Name] = true
+		rev, err := cfg.Store.Current(src.Name)
+		if err != nil {
+			return nil, err
+		}
+		st := &source{
+			Source:   src,
+			log:      cfg.Logger.With("source", src.Name),
+			trigger:  make(chan struct{}, 1),
+			revision: rev,
+		}
+		if rev != "" {
+			st.published = time.Now()
+			s.metrics.revision(src.Name, "", rev)
+		}
+		s.sources = append(s.sources, st)
+	}
+	return s, nil
+}
+
+// Run syncs every source now and then every period until ctx is done. A
+// failure is retried with capped exponential backoff and never ends Run,
+// unless MaxFailures is set. It returns nil when ctx is cancelled.
+func (s *Syncer) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg gosync.WaitGroup
+	for _, src := range s.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.loop(ctx, src); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func (s *Syncer) loop(ctx context.Context, src *source) error {
+	retry := s.newBackoff(0)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-src.trigger:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		var wait time.Duration
+		if err := s.syncOnce(ctx, src); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failures := src.failureCount()
+			if s.cfg.MaxFailures > 0 && failures >= s.cfg.MaxFailures {
+				return fmt.Errorf("source %s: %w (%d): %w", src.Name, ErrTooManyFailures, failures, err)
+			}
+			wait = retry.NextBackOff()
+			src.log.Warn("sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+		} else {
+			retry.Reset()
+			wait = jittered(s.cfg.Period)
+		}
+		timer.Reset(wait)
+	}
+}
+
+// newBackoff returns the retry schedule: exponential with jitter, capped at
+// the period (and at retryCap), and never giving up by itself. maxElapsed
+// of 0 means forever.
+func (s *Syncer) newBackoff(maxElapsed time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = min(retryInitial, s.cfg.Period)
+	b.MaxInterval = max(min(s.cfg.Period, retryCap), b.InitialInterval)
+	b.MaxElapsedTime = maxElapsed
+	b.Reset()
+	return b
+}
+
+func jittered(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (1 - jitter + 2*jitter*rand.Float64()))
+}
+
+// Once publishes one revision of every source, retrying transient failures
+// with backoff for up to OnceTimeout. A permanent failure ends it at once.
+func (s *Syncer) Once(ctx context.Context) error {
+	errs := make([]error, len(s.sources))
+	var wg gosync.WaitGroup
+	for i, src := range s.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.onceSource(ctx, src)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *Syncer) onceSource(ctx context.Context, src *source) error {
+	deadline := time.Now().Add(s.cfg.OnceTimeout)
+	b := s.newBackoff(s.cfg.OnceTimeout)
+	for {
+		err := s.syncOnce(ctx, src)
+		if err == nil {
+			return nil
+		}
+		if fetch.IsPermanent(err) || ctx.Err() != nil {
+			return fmt.Errorf("source %s: %w", src.Name, err)
+		}
+		wait := b.NextBackOff()
+		if wait == backoff.Stop || time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+		}
+		src.log.Warn("sync failed", "error", err, "retry_in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("source %s: %w", src.Name, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Trigger asks for a sync now, of one source by name or of all when name is
+// empty. Triggers that arrive while a sync runs coalesce into one more sync.
+func (s *Syncer) Trigger(name string) error {
+	found := false
+	for _, src := range s.sources {
+		if name == "" || src.Name == name {
+			found = true
+			select {
+			case src.trigger <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if !found {
+		return fmt.Errorf("no source named %q", name)
+	}
+	return nil
+}
+
+// syncOnce fetches one source and publishes what changed.
+func (s *Syncer) syncOnce(ctx context.Context, src *source) (err error) {
+	start := time.Now()
+	src.mu.Lock()
+	src.lastAttempt = start
+	prev := src.revision
+	src.mu.Unlock()
+
+	result := "unchanged"
+	defer func() {
+		if err != nil {
+			result = "error"
+		}
+		s.metrics.sync(src.Name, result, time.Since(start))
+		src.finish(err, start)
+	}()
+
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	stage := s.cfg.Store.Begin(src.Name, prev)
+	defer stage.Discard()
+	rev, err := src.Backend.Fetch(fctx, prev, stage)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s: %w", s.cfg.Timeout, err)
+		}
+		return err
+	}
+	stats := stage.Stats()
+	s.metrics.bytes(src.Name, stats.BytesWritten)
+	if rev == prev {
+		return nil
+	}
+	if err := stage.Publish(rev); err != nil {
+		return err
+	}
+	result = "published"
+	src.mu.Lock()
+	src.revision, src.published = rev, time.Now()
+	src.mu.Unlock()
+	s.metrics.revision(src.Name, prev, rev)
+	src.log.Info("published", "revision", rev, "previous", prev,
+		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused,
+		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond))
+	if err := s.cfg.Store.GC(src.Name, s.cfg.Keep); err != nil {
+		src.log.Warn("removing old revisions failed", "error", err)
+	}
+	if prev != "" {
+		c := signal.Change{Source: src.Name, Revision: rev, Path: s.cfg.Store.LinkPath(src.Name)}
+		for _, n := range s.cfg.Notifiers {
+			n.Notify(c)
+		}
+	}
+	return nil
+}
+
+func (src *source) failureCount() int {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.failures
+}
+
+func (src *source) finish(err error, start time.Time) {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if err == nil {
+		if src.failures > 0 {
+			src.log.Info("sync recovered", "failures", src.failures)
+		}
+		src.failures, src.lastError, src.lastSuccess = 0, "", time.Now()
+		return
+	}
+	src.failures++
+	src.lastError = err.Error()
+}

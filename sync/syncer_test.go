@@ -1,0 +1,392 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"strings"
+	gosync "sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/signal"
+)
+
+// origin is an in-memory origin for loop tests: the loop's behaviour, not a
+// protocol, is under test here (each backend has its own real-server tests).
+type origin struct {
+	mu      gosync.Mutex
+	rev     string
+	files   map[string]string
+	err     error
+	fetches atomic.Int64
+	block   chan struct{} // when set, Fetch waits on it, ignoring ctx
+	delay   time.Duration
+}
+
+func (o *origin) set(rev string, files map[string]string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.rev, o.files, o.err = rev, files, nil
+}
+
+func (o *origin) fail(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.err = err
+}
+
+func (o *origin) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
+	o.fetches.Add(1)
+	o.mu.Lock()
+	rev, files, err, block, delay := o.rev, o.files, o.err, o.block, o.delay
+	o.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	if err != nil {
+		return "", err
+	}
+	if rev == prev {
+		return prev, nil
+	}
+	for p, c := range files {
+		if err := w.WriteFile(p, 0o644, c, opener(c)); err != nil {
+			return "", err
+		}
+	}
+	return rev, nil
+}
+
+// recorder collects notifications.
+type recorder struct {
+	mu      gosync.Mutex
+	changes []signal.Change
+}
+
+func (r *recorder) Notify(c signal.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes = append(r.changes, c)
+}
+
+func (r *recorder) got() []signal.Change {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]signal.Change(nil), r.changes...)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type harness struct {
+	syncer *Syncer
+	store  *Store
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startSyncer(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	h := &harness{reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	if cfg.Store == nil {
+		cfg.Store = newStore(t, Limits{})
+	}
+	h.store = cfg.Store
+	cfg.Registerer = h.reg
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.syncer = s
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return h
+}
+
+func TestRunNotifiesOnlyWhenARevisionIsReplaced(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "1"})
+	rec := &recorder{}
+	h := startSyncer(t, Config{
+		Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, Notifiers: []Notifier{rec},
+	})
+	waitFor(t, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	// Several unchanged polls: no publish, no notify.
+	n := o.fetches.Load()
+	waitFor(t, "unchanged polls", func() bool { return o.fetches.Load() >= n+3 })
+	if got := rec.got(); len(got) != 0 {
+		t.Fatalf("notified %v on the first publish or unchanged polls", got)
+	}
+	o.set("r2", map[string]string{"f": "2"})
+	waitFor(t, "notify of r2", func() bool { return len(rec.got()) == 1 })
+	want := signal.Change{Source: "c", Revision: "r2", Path: h.store.LinkPath("c")}
+	n = o.fetches.Load()
+	waitFor(t, "more polls", func() bool { return o.fetches.Load() >= n+3 })
+	if got := rec.got(); len(got) != 1 || got[0] != want {
+		t.Fatalf("notifications = %+v, want exactly %+v", got, want)
+	}
+	if v := testutil.ToFloat64(h.syncer.metrics.syncs.WithLabelValues("c", "published")); v != 2 {
+		t.Fatalf("ferry_syncs_total{result=published} = %v, want 2", v)
+	}
+	if v := testutil.ToFloat64(h.syncer.metrics.revisions.WithLabelValues("c", "r2")); v != 1 {
+		t.Fatalf("ferry_revision_info{revision=r2} = %v, want 1", v)
+	}
+	if n := testutil.CollectAndCount(h.syncer.metrics.revisions); n != 1 {
+		t.Fatalf("ferry_revision_info has %d series, want only the current revision", n)
+	}
+}
+
+func TestRunKeepsLastGoodRevisionThroughFailures(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "good"})
+	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond})
+	waitFor(t, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	o.fail(errors.New("origin down"))
+	waitFor(t, "failures", func() bool { return h.syncer.Status()[0].ConsecutiveFailures >= 2 })
+
+	st := h.syncer.Status()[0]
+	if st.Revision != "r1" || !strings.Contains(st.LastError, "origin down") {
+		t.Fatalf("status = %+v", st)
+	}
+	if ok, reason := h.syncer.Ready(); !ok {
+		t.Fatalf("not ready during an outage (%s): an outage must not pull pods out of Service", reason)
+	}
+	if got := readTree(t, h.store.LinkPath("c")); got["f"] != "good" {
+		t.Fatalf("published tree = %v", got)
+	}
+	o.set("r2", map[string]string{"f": "new"})
+	waitFor(t, "recovery", func() bool { return h.syncer.Status()[0].Revision == "r2" })
+	if st := h.syncer.Status()[0]; st.ConsecutiveFailures != 0 || st.LastError != "" {
+		t.Fatalf("status after recovery = %+v", st)
+	}
+}
+
+func TestRunBacksOffBetweenFailures(t *testing.T) {
+	o := &origin{}
+	o.fail(errors.New("down"))
+	// With a period of 400ms the backoff goes 400ms*.. capped at the period,
+	// starting at min(1s, period): a storm would show as dozens of fetches.
+	startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 400 * time.Millisecond})
+	time.Sleep(time.Second)
+	if n := o.fetches.Load(); n < 2 || n > 5 {
+		t.Fatalf("%d fetches in 1s with a 400ms period: want a few, not a retry storm", n)
+	}
+}
+
+func TestReadyWaitsForEverySource(t *testing.T) {
+	a, b := &origin{}, &origin{}
+	a.set("r1", map[string]string{"f": "1"})
+	b.fail(errors.New("not yet"))
+	h := startSyncer(t, Config{Sources: []Source{{Name: "a", Backend: a}, {Name: "b", Backend: b}}, Period: 10 * time.Millisecond})
+	waitFor(t, "a published", func() bool { return h.syncer.Status()[0].Revision == "r1" })
+	ok, reason := h.syncer.Ready()
+	if ok || !strings.Contains(reason, "b: no revision yet") {
+		t.Fatalf("Ready = %v, %q; want not ready naming b", ok, reason)
+	}
+	b.set("r1", map[string]string{"g": "1"})
+	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+}
+
+func TestReadyFailsPastStalenessBudget(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "1"})
+	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, MaxStaleness: 150 * time.Millisecond})
+	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	o.fail(errors.New("down"))
+	waitFor(t, "stale", func() bool { ok, _ := h.syncer.Ready(); return !ok })
+	if _, reason := h.syncer.Ready(); !strings.Contains(reason, "no successful sync") {
+		t.Fatalf("reason = %q", reason)
+	}
+}
+
+func TestHealthyTurnsFalseWhenAFetchWedges(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "1"})
+	block := make(chan struct{})
+	defer close(block)
+	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, Timeout: 20 * time.Millisecond})
+	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	if ok, reason := h.syncer.Healthy(); !ok {
+		t.Fatalf("unhealthy while polling: %s", reason)
+	}
+	// A fetch that ignores its context and never returns.
+	o.mu.Lock()
+	o.block = block
+	o.mu.Unlock()
+	waitFor(t, "unhealthy", func() bool { ok, _ := h.syncer.Healthy(); return !ok })
+	if _, reason := h.syncer.Healthy(); !strings.Contains(reason, "c: no sync attempt for") {
+		t.Fatalf("reason = %q", reason)
+	}
+}
+
+func TestTriggersDuringASyncCoalesceIntoOne(t *testing.T) {
+	o := &origin{delay: 200 * time.Millisecond}
+	o.set("r1", map[string]string{"f": "1"})
+	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: time.Hour})
+	waitFor(t, "first fetch under way", func() bool { return o.fetches.Load() == 1 })
+	for range 100 {
+		if err := h.syncer.Trigger(""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "second fetch", func() bool { return o.fetches.Load() == 2 })
+	time.Sleep(600 * time.Millisecond)
+	if n := o.fetches.Load(); n != 2 {
+		t.Fatalf("100 triggers during one sync caused %d more syncs, want 1", n-1)
+	}
+	if err := h.syncer.Trigger("nope"); err == nil {
+		t.Fatal("Trigger of an unknown source succeeded")
+	}
+}
+
+func TestRunEndsAfterMaxFailures(t *testing.T) {
+	o := &origin{}
+	o.fail(errors.New("boom"))
+	s, err := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 5 * time.Millisecond, MaxFailures: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Run(context.Background())
+	if !errors.Is(err, ErrTooManyFailures) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("Run = %v, want ErrTooManyFailures with the cause", err)
+	}
+	if n := o.fetches.Load(); n != 3 {
+		t.Fatalf("%d fetches, want 3", n)
+	}
+}
+
+func TestRunStopsPromptlyOnCancelAndRemovesStaging(t *testing.T) {
+	o := &origin{delay: time.Hour}
+	o.set("r1", map[string]string{"f": "1"})
+	store := newStore(t, Limits{})
+	s, _ := New(Config{Store: store, Sources: []Source{{Name: "c", Backend: o}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "fetch under way", func() bool { return o.fetches.Load() == 1 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not stop within 2s of cancel")
+	}
+}
+
+func TestOnceRetriesTransientFailures(t *testing.T) {
+	o := &origin{}
+	o.fail(errors.New("warming up"))
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		o.set("r1", map[string]string{"f": "1"})
+	}()
+	s, _ := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 100 * time.Millisecond, OnceTimeout: 10 * time.Second})
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if o.fetches.Load() < 2 {
+		t.Fatal("Once succeeded without retrying")
+	}
+}
+
+func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
+	cases := []struct {
+		name    string
+		err     error
+		maxTime time.Duration
+		want    string
+	}{
+		{"transient", errors.New("connection refused"), 3 * time.Second, "gave up after 500ms: connection refused"},
+		{"permanent", fetch.Permanent(errors.New("checksum mismatch")), 200 * time.Millisecond, "checksum mismatch"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &origin{}
+			o.fail(tc.err)
+			s, _ := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 50 * time.Millisecond, OnceTimeout: 500 * time.Millisecond})
+			start := time.Now()
+			err := s.Once(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Once = %v, want %q", err, tc.want)
+			}
+			if took := time.Since(start); took > tc.maxTime {
+				t.Fatalf("Once took %s", took)
+			}
+			if tc.name == "permanent" && o.fetches.Load() != 1 {
+				t.Fatalf("a permanent error was retried (%d fetches)", o.fetches.Load())
+			}
+		})
+	}
+}
+
+func TestNewReadsWhatIsAlreadyPublished(t *testing.T) {
+	store := newStore(t, Limits{})
+	publishFiles(t, store, "c", "r1", map[string]string{"f": "1"})
+	o := &origin{}
+	o.fail(errors.New("down"))
+	s, err := New(Config{Store: store, Sources: []Source{{Name: "c", Backend: o}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, reason := s.Ready(); !ok {
+		t.Fatalf("a restarted sidecar with a published revision is not ready: %s", reason)
+	}
+}
+
+func TestNewRejectsBadSources(t *testing.T) {
+	store := newStore(t, Limits{})
+	o := &origin{}
+	for _, srcs := range [][]Source{
+		{{Name: "../x", Backend: o}},
+		{{Name: ".ferry", Backend: o}},
+		{{Name: "a", Backend: o}, {Name: "a", Backend: o}},
+		nil,
+	} {
+		if _, err := New(Config{Store: store, Sources: srcs}); err == nil {
+			t.Errorf("New(%v) succeeded", srcs)
+		}
+	}
+}
+
+func TestJitterStaysWithinTenPercent(t *testing.T) {
+	lo, hi := time.Hour, time.Duration(0)
+	for range 1000 {
+		d := jittered(time.Second)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < 900*time.Millisecond || hi > 1100*time.Millisecond || hi-lo < 150*time.Millisecond {
+		t.Fatalf("jitter range [%s, %s], want spread within +-10%%", lo, hi)
+	}
+}
