@@ -1,0 +1,110 @@
+// Package api serves ferry's HTTP endpoints: probes for the kubelet,
+// Prometheus metrics, a JSON status page and a trigger for an early sync.
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ferrysync/ferry/sync"
+)
+
+// Syncer is what the endpoints need of the sync loop.
+type Syncer interface {
+	Ready() (bool, string)
+	Healthy() (bool, string)
+	Status() []sync.SourceStatus
+	Trigger(source string) error
+}
+
+// Options configure the handler.
+type Options struct {
+	// Gatherer serves /metrics; nil serves an empty page.
+	Gatherer prometheus.Gatherer
+	// TokenFile holds the bearer token POST /sync needs from a non-loopback
+	// address. It is read on every such request, so a rotated Secret takes
+	// effect at once. Empty refuses every non-loopback trigger.
+	TokenFile string
+	Logger    *slog.Logger
+}
+
+// Handler returns the endpoints on a mux of their own: nothing else (no
+// pprof, no default mux) is ever exposed.
+func Handler(s Syncer, o Options) http.Handler {
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", probe(s.Healthy))
+	mux.HandleFunc("GET /readyz", probe(s.Ready))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(map[string]any{"sources": s.Status()})
+	})
+	mux.HandleFunc("POST /sync", func(w http.ResponseWriter, r *http.Request) {
+		if err := authorize(r, o.TokenFile); err != nil {
+			o.Logger.Warn("refused POST /sync", "remote", r.RemoteAddr, "reason", err)
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		source := r.URL.Query().Get("source")
+		if err := s.Trigger(source); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "sync triggered")
+	})
+	return mux
+}
+
+func probe(check func() (bool, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ok, reason := check()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, reason)
+	}
+}
+
+// authorize lets loopback callers trigger freely (the app in the same pod)
+// and asks everyone else for the bearer token.
+func authorize(r *http.Request, tokenFile string) error {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return nil
+		}
+	}
+	if tokenFile == "" {
+		return errors.New("POST /sync from a non-loopback address needs --sync-token-file")
+	}
+	data, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return errors.New("sync token file unreadable")
+	}
+	want := strings.TrimSpace(string(data))
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if want == "" || !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+		return errors.New("missing or wrong bearer token")
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrysync/ferry/api"
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/file"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// daemon is a real Syncer on a local-dir source, served on a real listener.
+type daemon struct {
+	origin string
+	srv    *httptest.Server
+	syncer *sync.Syncer
+}
+
+func startDaemon(t *testing.T, tokenFile string) *daemon {
+	t.Helper()
+	origin := filepath.Join(t.TempDir(), "origin")
+	store, err := sync.OpenStore(t.TempDir(), sync.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := fetch.Parse(origin)
+	src, err := file.New(u, fetch.Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := sync.New(sync.Config{Store: store, Sources: []sync.Source{{Name: "config", URL: u.String(), Backend: src}},
+		Period: 20 * time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	srv := httptest.NewServer(api.Handler(s, api.Options{Gatherer: reg, TokenFile: tokenFile}))
+	t.Cleanup(srv.Close)
+	return &daemon{origin: origin, srv: srv, syncer: s}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReadyzGatesOnFirstRevision(t *testing.T) {
+	d := startDaemon(t, "")
+	code, body := get(t, d.srv.URL+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "config: no revision yet") {
+		t.Fatalf("/readyz before any revision = %d %q", code, body)
+	}
+	os.MkdirAll(d.origin, 0o755)
+	os.WriteFile(filepath.Join(d.origin, "app.yaml"), []byte("x"), 0o644)
+	eventually(t, "/readyz 200", func() bool { code, _ := get(t, d.srv.URL+"/readyz"); return code == 200 })
+	if code, _ := get(t, d.srv.URL+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+}
+
+func TestStatusAndMetricsDescribeSources(t *testing.T) {
+	d := startDaemon(t, "")
+	os.MkdirAll(d.origin, 0o755)
+	os.WriteFile(filepath.Join(d.origin, "app.yaml"), []byte("x"), 0o644)
+	eventually(t, "ready", func() bool { ok, _ := d.syncer.Ready(); return ok })
+
+	_, body := get(t, d.srv.URL+"/status")
+	var st struct{ Sources []sync.SourceStatus }
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("/status is not JSON: %v\n%s", err, body)
+	}
+	if len(st.Sources) != 1 || st.Sources[0].Name != "config" || len(st.Sources[0].Revision) != 64 || st.Sources[0].Published == nil {
+		t.Fatalf("/status = %s", body)
+	}
+	_, metrics := get(t, d.srv.URL+"/metrics")
+	for _, series := range []string{
+		`ferry_syncs_total{result="published",source="config"} 1`,
+		`ferry_sync_duration_seconds_bucket{source="config"`,
+		`ferry_last_success_timestamp_seconds{source="config"}`,
+		`ferry_revision_info{revision="` + st.Sources[0].Revision + `",source="config"} 1`,
+		`ferry_fetched_bytes_total{source="config"} 1`,
+		`ferry_consecutive_failures{source="config"} 0`,
+	} {
+		if !strings.Contains(metrics, series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+}
+
+func TestSyncTriggerFromLoopback(t *testing.T) {
+	d := startDaemon(t, "")
+	resp, err := http.Post(d.srv.URL+"/sync?source=config", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /sync from loopback = %d", resp.StatusCode)
+	}
+	resp, _ = http.Post(d.srv.URL+"/sync?source=nope", "", nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("POST /sync?source=nope = %d, want 404", resp.StatusCode)
+	}
+	if code, _ := get(t, d.srv.URL+"/sync"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /sync = %d, want 405", code)
+	}
+}
+
+// A request from another pod: the handler sees a non-loopback address.
+func TestSyncTriggerFromElsewhereNeedsToken(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600)
+	for _, tc := range []struct {
+		name      string
+		tokenFile string
+		auth      string
+		want      int
+	}{
+		{"no token configured", "", "Bearer s3cret-token", http.StatusForbidden},
+		{"no token sent", tokenFile, "", http.StatusForbidden},
+		{"wrong token", tokenFile, "Bearer nope", http.StatusForbidden},
+		{"right token", tokenFile, "Bearer s3cret-token", http.StatusAccepted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := startDaemon(t, tc.tokenFile)
+			h := api.Handler(d.syncer, api.Options{TokenFile: tc.tokenFile})
+			req := httptest.NewRequest("POST", "/sync", nil)
+			req.RemoteAddr = "10.1.2.3:41000"
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.want {
+				t.Fatalf("status = %d (%s), want %d", rec.Code, rec.Body, tc.want)
+			}
+			if strings.Contains(rec.Body.String(), "s3cret") {
+				t.Fatal("reply reveals the token")
+			}
+		})
+	}
+}
+
+func TestNothingElseIsServed(t *testing.T) {
+	d := startDaemon(t, "")
+	for _, p := range []string{"/debug/pprof/", "/", "/metricsx"} {
+		if code, _ := get(t, d.srv.URL+p); code != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", p, code)
+		}
+	}
+}
