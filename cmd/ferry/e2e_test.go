@@ -1,0 +1,210 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinaries builds ferry and the demo app once per test binary run.
+func buildBinaries(t *testing.T) (ferry, app string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range []string{".", "../../examples/demo-app"} {
+		out, err := exec.Command("go", "build", "-o", dir+"/", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return filepath.Join(dir, "ferry"), filepath.Join(dir, "demo-app")
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+type appState struct {
+	Reloads   int      `json:"reloads"`
+	Revisions []string `json:"revisions"`
+	Greeting  string   `json:"greeting"`
+	Reads     int      `json:"reads"`
+	ReadErrs  int      `json:"read_errors"`
+	FirstErr  string   `json:"first_error"`
+}
+
+func getAppState(addr string) (appState, error) {
+	var st appState
+	resp, err := http.Get("http://" + addr + "/state")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// terminate sends SIGTERM and returns the exit code and how long it took.
+func terminate(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode(), time.Since(start)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, time.Since(start)
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("still running 10s after SIGTERM")
+		return -1, 0
+	}
+}
+
+func writeRevision(t *testing.T, dir string, i int) {
+	t.Helper()
+	token := fmt.Sprintf("token %d", i)
+	files := map[string]string{
+		"app.yaml":         fmt.Sprintf("greeting: revision %d\n", i),
+		"token-a":          token,
+		"nested/token-b":   token,
+		"nested/x/token-c": token,
+	}
+	for p, c := range files {
+		full := filepath.Join(dir, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		// Write beside and rename, as an editor or a ConfigMap update does.
+		tmp := full + ".tmp"
+		if err := os.WriteFile(tmp, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, full); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEndToEndPlayingTheKubelet starts ferry as a native sidecar would be,
+// gates the app on /readyz like a startupProbe, then changes the source
+// several times while the app reads the volume continuously.
+func TestEndToEndPlayingTheKubelet(t *testing.T) {
+	ferryBin, appBin := buildBinaries(t)
+	source, root := t.TempDir(), t.TempDir()
+	writeRevision(t, source, 1)
+	ferryAddr, appAddr := freeAddr(t), freeAddr(t)
+
+	var ferryLog strings.Builder
+	ferry := exec.Command(ferryBin, "run", "--source", "config="+source, "--root", root,
+		"--period", "100ms", "--http-addr", ferryAddr, "--notify-url", "http://"+appAddr+"/-/reload")
+	ferry.Stderr = &ferryLog
+	if err := ferry.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ferry.Process.Kill()
+	waitUntil(t, 10*time.Second, "/readyz 200", func() bool { return httpStatus("http://"+ferryAddr+"/readyz") == 200 })
+
+	// Only now does the kubelet start the app.
+	app := exec.Command(appBin, "--addr", appAddr, "--dir", filepath.Join(root, "config"), "--read-interval", "1ms")
+	app.Stderr = os.Stderr
+	if err := app.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer app.Process.Kill()
+	waitUntil(t, 10*time.Second, "the app", func() bool { _, err := getAppState(appAddr); return err == nil })
+
+	const changes = 5
+	for i := 2; i <= changes+1; i++ {
+		writeRevision(t, source, i)
+		want := fmt.Sprintf("revision %d", i)
+		waitUntil(t, 10*time.Second, "the app to read "+want, func() bool {
+			st, err := getAppState(appAddr)
+			return err == nil && st.Greeting == want
+		})
+	}
+	st, _ := getAppState(appAddr)
+	if st.Reloads < 1 || st.Reloads > changes {
+		t.Fatalf("app reloaded %d times for %d changes", st.Reloads, changes)
+	}
+	if st.ReadErrs != 0 {
+		t.Fatalf("app saw %d read errors in %d reads; first: %s", st.ReadErrs, st.Reads, st.FirstErr)
+	}
+	if httpStatus("http://"+ferryAddr+"/healthz") != 200 {
+		t.Fatal("/healthz not 200 while syncing")
+	}
+
+	// Pod shutdown: the app first, then the sidecar.
+	if code, _ := terminate(t, app); code != 0 {
+		t.Fatalf("app exit %d", code)
+	}
+	code, took := terminate(t, ferry)
+	if code != 0 || took > 2*time.Second {
+		t.Fatalf("ferry exit %d after %s on SIGTERM, want 0 within 2s\n%s", code, took, ferryLog.String())
+	}
+	if strings.Contains(ferryLog.String(), `"level":"ERROR"`) {
+		t.Errorf("errors logged:\n%s", ferryLog.String())
+	}
+	t.Logf("%d changes, %d reloads, %d full-tree reads, 0 errors", changes, st.Reloads, st.Reads)
+}
+
+// TestOnceAsInitContainer: exit 0 with the revision on disk, or 1 when the
+// source is missing, before the app would start.
+func TestOnceAsInitContainer(t *testing.T) {
+	ferryBin, _ := buildBinaries(t)
+	source, root := t.TempDir(), t.TempDir()
+	writeRevision(t, source, 1)
+	out, err := exec.Command(ferryBin, "once", "--source", source, "--root", root).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ferry once: %v\n%s", err, out)
+	}
+	if data, err := os.ReadFile(filepath.Join(root, "current", "app.yaml")); err != nil || !strings.Contains(string(data), "revision 1") {
+		t.Fatalf("after once: %q, %v", data, err)
+	}
+	cmd := exec.Command(ferryBin, "once", "--source", filepath.Join(source, "missing"), "--root", t.TempDir(), "--once-timeout", "200ms")
+	out, err = cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("once on a missing source: %v, want exit 1\n%s", err, out)
+	}
+}

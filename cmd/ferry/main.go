@@ -1,0 +1,273 @@
+// Command ferry syncs configuration from git, S3, HTTP(S) or a local
+// directory into a volume shared with an application, publishes each
+// revision with an atomic symlink swap and tells the application.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	ossignal "os/signal"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ferrysync/ferry/api"
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/signal"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, as DESIGN.md fixes them.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// shutdownGrace bounds how long the endpoints may take to close.
+const shutdownGrace = time.Second
+
+func main() {
+	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is the whole program but for the process: tests call it in-process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		topUsage(stderr)
+		return exitUsage
+	}
+	cmd := args[0]
+	switch cmd {
+	case "version", "--version", "-version":
+		fmt.Fprintf(stdout, "ferry %s\n", version)
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		topUsage(stdout)
+		return exitOK
+	case "run", "once":
+	default:
+		fmt.Fprintf(stderr, "ferry: unknown command %q\n", cmd)
+		topUsage(stderr)
+		return exitUsage
+	}
+	o, err := parse(cmd, args[1:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		printErrors(stderr, err)
+		return exitUsage
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		printErrors(stderr, err)
+		return exitUsage
+	}
+	d, err := build(o, cmd, log)
+	if err != nil {
+		printErrors(stderr, err)
+		return exitUsage
+	}
+	if cmd == "once" {
+		return d.once(ctx)
+	}
+	return d.run(ctx)
+}
+
+func topUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  ferry run  --source [NAME=]URL ... --root DIR [flags]   sync forever
+  ferry once --source [NAME=]URL ... --root DIR [flags]   sync once, exit
+  ferry version
+
+Run 'ferry run --help' for the flags.
+`)
+}
+
+// printErrors prints one line per configuration problem.
+func printErrors(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "ferry: %s\n", line)
+	}
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	level, err := parseLevel(o.logLevel)
+	if err != nil {
+		return nil, err
+	}
+	ho := &slog.HandlerOptions{Level: level}
+	if o.logFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, ho)), nil
+}
+
+// daemon is a configured ferry, ready to run.
+type daemon struct {
+	opts     *options
+	log      *slog.Logger
+	registry *prometheus.Registry
+	syncer   *sync.Syncer
+	notify   *signal.HTTP
+}
+
+// build turns options into a daemon. Every source URL and option is checked
+// here, before the first network access; problems come back together.
+func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
+	named, err := o.namedSources()
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.Abs(o.root)
+	if err != nil {
+		return nil, fmt.Errorf("--root: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d := &daemon{opts: o, log: log, registry: reg}
+
+	registry := sources(o)
+	var srcs []sync.Source
+	var errs []error
+	for _, n := range named {
+		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name)}
+		src, u, err := registry.Open(n.url, env)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--source %s: %w", n.name, err))
+			continue
+		}
+		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src})
+	}
+
+	var notifiers []sync.Notifier
+	if cmd == "run" {
+		// In 'once' mode the app has not started: there is no one to tell.
+		if len(o.notifyURLs) > 0 {
+			h, err := signal.NewHTTP(signal.HTTPOptions{
+				URLs: o.notifyURLs, Method: o.notifyMethod, Timeout: o.notifyTimeout,
+				Logger: log, Registerer: reg,
+			})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--notify-url: %w", err))
+			} else {
+				d.notify = h
+				notifiers = append(notifiers, h)
+			}
+		}
+		if o.notifyProcess != "" {
+			sig, _ := signal.ParseSignal(o.notifySignal) // validated with the flags
+			p, err := signal.NewProcess(signal.ProcessOptions{Signal: sig, Name: o.notifyProcess, Logger: log, Registerer: reg})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--notify-process: %w", err))
+			} else {
+				notifiers = append(notifiers, p)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	store, err := sync.OpenStore(root, sync.Limits{
+		MaxBytes: int64(o.maxBytes), MaxFiles: o.maxFiles, MaxFileSize: int64(o.maxFileSize),
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.syncer, err = sync.New(sync.Config{
+		Store: store, Sources: srcs,
+		Period: o.period, Keep: o.keep, Timeout: o.timeout,
+		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
+		Notifiers: notifiers, Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *daemon) once(ctx context.Context) int {
+	start := time.Now()
+	if err := d.syncer.Once(ctx); err != nil {
+		d.log.Error("sync failed", "error", err)
+		return exitFailed
+	}
+	d.log.Info("all sources published", "duration", time.Since(start).Round(time.Millisecond))
+	return exitOK
+}
+
+func (d *daemon) run(ctx context.Context) int {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg gosync.WaitGroup
+	defer wg.Wait()
+
+	if d.opts.httpAddr != "" {
+		ln, err := net.Listen("tcp", d.opts.httpAddr)
+		if err != nil {
+			d.log.Error("cannot serve endpoints", "addr", d.opts.httpAddr, "error", err)
+			return exitUsage
+		}
+		srv := &http.Server{
+			Handler: api.Handler(d.syncer, api.Options{
+				Gatherer: d.registry, TokenFile: d.opts.syncTokenFile, Logger: d.log,
+			}),
+			ReadHeaderTimeout: 5 * time.Second,
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("endpoints stopped", "error", err)
+			}
+		}()
+		defer func() {
+			sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer scancel()
+			srv.Shutdown(sctx)
+		}()
+		d.log.Info("serving endpoints", "addr", ln.Addr().String())
+	}
+	if d.notify != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.notify.Run(ctx)
+		}()
+	}
+
+	d.log.Info("ferry started", "version", version, "root", d.opts.root, "sources", len(d.opts.sources), "period", d.opts.period)
+	if err := d.syncer.Run(ctx); err != nil {
+		d.log.Error("giving up", "error", err)
+		return exitFailed
+	}
+	d.log.Info("shutting down")
+	return exitOK
+}

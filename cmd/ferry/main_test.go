@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runFerry runs the whole program in-process.
+func runFerry(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	code := run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"unknown scheme", []string{"once", "--source", "ftp://host/x", "--root", root}, []string{`unknown kind "ftp"`}},
+		{"missing root", []string{"once", "--source", "/srv/x"}, []string{"--root is required"}},
+		{"missing source", []string{"once", "--root", root}, []string{"--source is required"}},
+		{"malformed source", []string{"once", "--source", "relative/dir", "--root", root}, []string{"not a URL"}},
+		{"bad duration", []string{"once", "--source", "/srv", "--root", root, "--period", "soon"}, []string{`invalid value "soon" for flag -period`}},
+		{"bad size", []string{"run", "--source", "/srv", "--root", root, "--max-bytes", "lots"}, []string{`invalid size "lots"`}},
+		{"two unnamed", []string{"run", "--source", "/a", "--source", "/b", "--root", root}, []string{"name each source"}},
+		{"bad name", []string{"run", "--source", "a/b=/x", "--root", root}, []string{"not a URL"}},
+		{"duplicate name", []string{"run", "--source", "a=/x", "--source", "a=/y", "--root", root}, []string{`name "a" used twice`}},
+		{"signal without process", []string{"run", "--source", "/x", "--root", root, "--notify-signal", "HUP"}, []string{"go together"}},
+		{"bad notify url", []string{"run", "--source", "/x", "--root", root, "--notify-url", "localhost:8080"}, []string{"need an http:// or https:// URL"}},
+		{"several problems together", []string{"run", "--source", "/x", "--root", root, "--keep", "0", "--log-format", "xml"},
+			[]string{"--keep must be at least 1", `--log-format "xml"`}},
+		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
+		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runFerry(t, nil, tc.args...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if _, err := os.Stat(root); err == nil {
+				t.Fatal("a usage error created the root")
+			}
+		})
+	}
+}
+
+func TestEnvironmentFillsFlagsAndCommandLineWins(t *testing.T) {
+	origin := t.TempDir()
+	os.WriteFile(filepath.Join(origin, "a"), []byte("1"), 0o644)
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "b"), []byte("2"), 0o644)
+	root := t.TempDir()
+	env := map[string]string{
+		"FERRY_SOURCE":    "one=" + origin + "\n\ntwo=" + other + "\n",
+		"FERRY_ROOT":      filepath.Join(t.TempDir(), "ignored"),
+		"FERRY_LOG_LEVEL": "warn",
+	}
+	code, _, stderr := runFerry(t, env, "once", "--root", root)
+	if code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	for name, file := range map[string]string{"one": "a", "two": "b"} {
+		if _, err := os.Stat(filepath.Join(root, name, file)); err != nil {
+			t.Errorf("source %s from FERRY_SOURCE not published in the --root given: %v", name, err)
+		}
+	}
+	if strings.Contains(stderr, `"level":"INFO"`) {
+		t.Errorf("FERRY_LOG_LEVEL=warn ignored:\n%s", stderr)
+	}
+	code, _, stderr = runFerry(t, map[string]string{"FERRY_KEEP": "many"}, "once", "--source", origin, "--root", root)
+	if code != exitUsage || !strings.Contains(stderr, "FERRY_KEEP") {
+		t.Fatalf("bad FERRY_KEEP: exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+func TestHelpListsEveryFlagWithDefault(t *testing.T) {
+	code, _, stderr := runFerry(t, nil, "run", "--help")
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"-period duration", "(default 30s)", "-keep int", "(default 3)", "-http-addr address", `(default ":8475")`, "FERRY_"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}
+
+func TestOnceExits1WhenTheSourceStaysBroken(t *testing.T) {
+	code, _, stderr := runFerry(t, nil, "once", "--source", filepath.Join(t.TempDir(), "missing"),
+		"--root", t.TempDir(), "--once-timeout", "300ms")
+	if code != exitFailed || !strings.Contains(stderr, "no such file or directory") {
+		t.Fatalf("exit %d, want 1 naming the cause:\n%s", code, stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, _ := runFerry(t, nil, "version")
+	if code != 0 || stdout != "ferry dev\n" {
+		t.Fatalf("version: %d %q", code, stdout)
+	}
+}
+
+func TestSizeFlag(t *testing.T) {
+	for in, want := range map[string]int64{"10": 10, "1K": 1000, "2Mi": 2 << 20, "1GiB": 1 << 30, " 3 kb ": 3000} {
+		var s sizeFlag
+		if err := s.Set(in); err != nil || int64(s) != want {
+			t.Errorf("Set(%q) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1X", "99999999999999999999G"} {
+		var s sizeFlag
+		if err := s.Set(in); err == nil {
+			t.Errorf("Set(%q) succeeded", in)
+		}
+	}
+}

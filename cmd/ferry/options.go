@@ -1,0 +1,272 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrysync/ferry/signal"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// Defaults that are not the sync package's.
+const (
+	defaultLink     = "current"
+	defaultHTTPAddr = ":8475"
+	envPrefix       = "FERRY_"
+)
+
+// options is everything the command line and environment can say.
+type options struct {
+	sources      listFlag
+	root         string
+	link         string
+	period       time.Duration
+	keep         int
+	timeout      time.Duration
+	onceTimeout  time.Duration
+	maxFailures  int
+	maxStaleness time.Duration
+	maxBytes     sizeFlag
+	maxFiles     int
+	maxFileSize  sizeFlag
+
+	httpAddr      string
+	syncTokenFile string
+
+	notifyURLs    listFlag
+	notifyMethod  string
+	notifyTimeout time.Duration
+	notifySignal  string
+	notifyProcess string
+
+	logFormat string
+	logLevel  string
+}
+
+// flagSet declares every flag, with defaults and help from the same
+// constants the packages use.
+func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("ferry "+cmd, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Var(&o.sources, "source", "`[NAME=]URL` of a source; repeat for several (env: one per line)")
+	fs.StringVar(&o.root, "root", "", "directory shared with the app; each source is published as ROOT/NAME (required)")
+	fs.StringVar(&o.link, "link", defaultLink, "link `name` for a single source given without NAME=")
+	fs.DurationVar(&o.period, "period", sync.DefaultPeriod, "poll interval, jittered by +-10%")
+	fs.IntVar(&o.keep, "keep", sync.DefaultKeep, "published revisions retained per source, the current one included")
+	fs.DurationVar(&o.timeout, "timeout", sync.DefaultTimeout, "bound on one fetch and publish")
+	fs.DurationVar(&o.onceTimeout, "once-timeout", sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")
+	fs.IntVar(&o.maxFailures, "max-failures", 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")
+	fs.DurationVar(&o.maxStaleness, "max-staleness", 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")
+	o.maxBytes = sizeFlag(sync.DefaultMaxBytes)
+	fs.Var(&o.maxBytes, "max-bytes", "limit on the bytes of one revision (suffixes K, M, G, Ki, Mi, Gi)")
+	fs.IntVar(&o.maxFiles, "max-files", sync.DefaultMaxFiles, "limit on the files of one revision")
+	o.maxFileSize = sizeFlag(sync.DefaultMaxFileSize)
+	fs.Var(&o.maxFileSize, "max-file-size", "limit on the size of one file")
+	fs.StringVar(&o.httpAddr, "http-addr", defaultHTTPAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
+	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address")
+	fs.Var(&o.notifyURLs, "notify-url", "app reload `URL` told about each new revision; repeat for several")
+	fs.StringVar(&o.notifyMethod, "notify-method", "POST", "HTTP method for --notify-url")
+	fs.DurationVar(&o.notifyTimeout, "notify-timeout", signal.DefaultNotifyTimeout, "timeout of one notify request")
+	fs.StringVar(&o.notifySignal, "notify-signal", "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")
+	fs.StringVar(&o.notifyProcess, "notify-process", "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return fs
+}
+
+// parse reads flags, then fills every flag not given from FERRY_<FLAG>. All
+// problems are collected and returned together.
+func parse(cmd string, args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{}
+	fs := flagSet(o, cmd, out)
+	fs.Usage = func() { usage(fs, cmd) }
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	var errs []error
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		env := envName(f.Name)
+		v := getenv(env)
+		if v == "" {
+			return
+		}
+		values := []string{v}
+		if _, ok := f.Value.(*listFlag); ok {
+			values = splitLines(v)
+		}
+		for _, val := range values {
+			if err := f.Value.Set(val); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	errs = append(errs, o.validate()...)
+	return o, errors.Join(errs...)
+}
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func splitLines(s string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (o *options) validate() []error {
+	var errs []error
+	if len(o.sources) == 0 {
+		errs = append(errs, errors.New("--source is required"))
+	}
+	if o.root == "" {
+		errs = append(errs, errors.New("--root is required"))
+	}
+	if !sync.ValidName(o.link) {
+		errs = append(errs, fmt.Errorf("--link %q: must match [A-Za-z0-9._-]+", o.link))
+	}
+	if o.period <= 0 {
+		errs = append(errs, errors.New("--period must be positive"))
+	}
+	if o.keep < 1 {
+		errs = append(errs, errors.New("--keep must be at least 1"))
+	}
+	if o.timeout <= 0 || o.onceTimeout <= 0 || o.notifyTimeout <= 0 {
+		errs = append(errs, errors.New("--timeout, --once-timeout and --notify-timeout must be positive"))
+	}
+	if o.maxFailures < 0 || o.maxStaleness < 0 || o.maxFiles < 1 || o.maxBytes < 1 || o.maxFileSize < 1 {
+		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
+	}
+	if (o.notifySignal == "") != (o.notifyProcess == "") {
+		errs = append(errs, errors.New("--notify-signal and --notify-process go together"))
+	}
+	if o.notifySignal != "" {
+		if _, err := signal.ParseSignal(o.notifySignal); err != nil {
+			errs = append(errs, fmt.Errorf("--notify-signal: %w", err))
+		}
+	}
+	for _, u := range o.notifyURLs {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("--notify-url %q: need an http:// or https:// URL", redact(u)))
+		}
+	}
+	switch o.logFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want json or text", o.logFormat))
+	}
+	if _, err := parseLevel(o.logLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// redact hides a password in a URL given on the command line.
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return "(unparsable URL)"
+}
+
+// namedSource is one --source, split into its link name and URL.
+type namedSource struct{ name, url string }
+
+var sourceName = regexp.MustCompile(`^([A-Za-z0-9._-]+)=(.+)$`)
+
+// namedSources splits NAME=URL; a single unnamed source takes --link.
+func (o *options) namedSources() ([]namedSource, error) {
+	var out []namedSource
+	var errs []error
+	unnamed := 0
+	for _, s := range o.sources {
+		if m := sourceName.FindStringSubmatch(s); m != nil {
+			if !sync.ValidName(m[1]) {
+				errs = append(errs, fmt.Errorf("--source %s: invalid name %q", redact(m[2]), m[1]))
+			}
+			out = append(out, namedSource{m[1], m[2]})
+			continue
+		}
+		unnamed++
+		out = append(out, namedSource{o.link, s})
+	}
+	if unnamed > 1 {
+		errs = append(errs, errors.New("--source: name each source (NAME=URL) when there are several"))
+	}
+	seen := map[string]bool{}
+	for _, s := range out {
+		if seen[s.name] {
+			errs = append(errs, fmt.Errorf("--source: name %q used twice", s.name))
+		}
+		seen[s.name] = true
+	}
+	return out, errors.Join(errs...)
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	if strings.TrimSpace(v) == "" {
+		return errors.New("empty value")
+	}
+	*l = append(*l, strings.TrimSpace(v))
+	return nil
+}
+
+// sizeFlag is a byte count with an optional unit suffix.
+type sizeFlag int64
+
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9,
+	"ki": 1 << 10, "kib": 1 << 10, "mi": 1 << 20, "mib": 1 << 20, "gi": 1 << 30, "gib": 1 << 30,
+}
+
+var sizePattern = regexp.MustCompile(`^\s*([0-9]+)\s*([A-Za-z]*)\s*$`)
+
+func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+func (s *sizeFlag) Set(v string) error {
+	m := sizePattern.FindStringSubmatch(v)
+	if m == nil {
+		return fmt.Errorf("invalid size %q", v)
+	}
+	unit, ok := sizeUnits[strings.ToLower(m[2])]
+	if !ok {
+		return fmt.Errorf("invalid size unit %q", m[2])
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > (1<<62)/unit {
+		return fmt.Errorf("invalid size %q", v)
+	}
+	*s = sizeFlag(n * unit)
+	return nil
+}
+
+func usage(fs *flag.FlagSet, cmd string) {
+	w := fs.Output()
+	fmt.Fprintf(w, "Usage: ferry %s --source [NAME=]URL ... --root DIR [flags]\n\n", cmd)
+	fmt.Fprintf(w, "Every flag may also come from the environment as %sFLAG (upper case, dashes\n", envPrefix)
+	fmt.Fprintf(w, "to underscores); the command line wins.\n\nSource URLs: file:///dir or /dir.\n\nFlags:\n")
+	fs.PrintDefaults()
+}
