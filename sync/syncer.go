@@ -285,46 +285,30 @@ func (s *Syncer) Trigger(name string) error {
 	return nil
 }
 
-// syncOnce fetches one source and publishes what changed.
-func (s *Syncer) syncOnce(ctx context.Context, src *source) (err error) {
+// syncOnce fetches one source, publishes what changed, and tells the
+// notifiers when a revision was replaced.
+func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	start := time.Now()
 	src.mu.Lock()
 	src.lastAttempt = start
 	prev := src.revision
 	src.mu.Unlock()
 
+	rev, stats, err := s.fetch(ctx, src, prev)
 	result := "unchanged"
-	defer func() {
-		if err != nil {
-			result = "error"
-		}
-		s.metrics.sync(src.Name, result, time.Since(start))
-		src.finish(err, start)
-	}()
-
-	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	stage := s.cfg.Store.Begin(src.Name, prev)
-	defer stage.Discard()
-	rev, err := src.Backend.Fetch(fctx, prev, stage)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("timed out after %s: %w", s.cfg.Timeout, err)
-		}
-		return err
+	switch {
+	case err != nil:
+		result = "error"
+	case rev != prev:
+		result = "published"
 	}
-	stats := stage.Stats()
+	s.metrics.sync(src.Name, result, time.Since(start))
 	s.metrics.bytes(src.Name, stats.BytesWritten)
-	if rev == prev {
-		return nil
-	}
-	if err := stage.Publish(rev); err != nil {
+	src.finish(rev, err)
+	if result != "published" {
 		return err
 	}
-	result = "published"
-	src.mu.Lock()
-	src.revision, src.published = rev, time.Now()
-	src.mu.Unlock()
+
 	s.metrics.revision(src.Name, prev, rev)
 	src.log.Info("published", "revision", rev, "previous", prev,
 		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused,
@@ -341,22 +325,51 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) (err error) {
 	return nil
 }
 
+// fetch runs the source against a fresh stage and publishes the result when
+// the revision changed. Staging is always removed.
+func (s *Syncer) fetch(ctx context.Context, src *source, prev string) (string, Stats, error) {
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	stage := s.cfg.Store.Begin(src.Name, prev)
+	defer stage.Discard()
+	rev, err := src.Backend.Fetch(fctx, prev, stage)
+	stats := stage.Stats()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			err = fmt.Errorf("timed out after %s: %w", s.cfg.Timeout, err)
+		}
+		return prev, stats, err
+	}
+	if rev != prev {
+		if err := stage.Publish(rev); err != nil {
+			return prev, stats, err
+		}
+	}
+	return rev, stats, nil
+}
+
 func (src *source) failureCount() int {
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	return src.failures
 }
 
-func (src *source) finish(err error, start time.Time) {
+// finish records an attempt's outcome in one step, so /status never shows
+// a new revision beside an old error.
+func (src *source) finish(rev string, err error) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	if err == nil {
-		if src.failures > 0 {
-			src.log.Info("sync recovered", "failures", src.failures)
-		}
-		src.failures, src.lastError, src.lastSuccess = 0, "", time.Now()
+	if err != nil {
+		src.failures++
+		src.lastError = err.Error()
 		return
 	}
-	src.failures++
-	src.lastError = err.Error()
+	if src.failures > 0 {
+		src.log.Info("sync recovered", "failures", src.failures)
+	}
+	now := time.Now()
+	if rev != src.revision {
+		src.revision, src.published = rev, now
+	}
+	src.failures, src.lastError, src.lastSuccess = 0, "", now
 }

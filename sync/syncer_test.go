@@ -194,12 +194,13 @@ func TestRunKeepsLastGoodRevisionThroughFailures(t *testing.T) {
 func TestRunBacksOffBetweenFailures(t *testing.T) {
 	o := &origin{}
 	o.fail(errors.New("down"))
-	// With a period of 400ms the backoff goes 400ms*.. capped at the period,
-	// starting at min(1s, period): a storm would show as dozens of fetches.
+	// With a period of 400ms the backoff starts at min(1s, period) and is
+	// capped at the period, each wait jittered by +-50%: at most 10 fetches
+	// in 2s. A retry storm would show as hundreds.
 	startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 400 * time.Millisecond})
-	time.Sleep(time.Second)
-	if n := o.fetches.Load(); n < 2 || n > 5 {
-		t.Fatalf("%d fetches in 1s with a 400ms period: want a few, not a retry storm", n)
+	time.Sleep(2 * time.Second)
+	if n := o.fetches.Load(); n < 2 || n > 11 {
+		t.Fatalf("%d fetches in 2s with a 400ms period: want a few, not a retry storm", n)
 	}
 }
 
@@ -234,7 +235,8 @@ func TestHealthyTurnsFalseWhenAFetchWedges(t *testing.T) {
 	o.set("r1", map[string]string{"f": "1"})
 	block := make(chan struct{})
 	defer close(block)
-	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, Timeout: 20 * time.Millisecond})
+	// Wedged means no new attempt for 3 periods plus the timeout: 650ms.
+	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 50 * time.Millisecond, Timeout: 500 * time.Millisecond})
 	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
 	if ok, reason := h.syncer.Healthy(); !ok {
 		t.Fatalf("unhealthy while polling: %s", reason)
