@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,7 +44,8 @@ type ProcessOptions struct {
 	ProcDir string
 }
 
-// Process signals every process with a given name.
+// Process signals the processes with a given name: the top one of each
+// family (a master, not its workers).
 type Process struct {
 	sig     syscall.Signal
 	name    string
@@ -105,8 +107,8 @@ func (p *Process) Notify(c Change) {
 }
 
 // Signal sends the signal to every process whose /proc/PID/comm, or the
-// base name of whose argv[0], equals the name, except ferry itself and
-// zombies. It returns how many processes were signalled. Finding none is an
+// base name of whose argv[0], equals the name and whose parent does not,
+// except ferry itself and zombies. It returns how many processes were signalled. Finding none is an
 // error wrapping ErrNoProcess; a refusal wraps syscall.EPERM.
 func (p *Process) Signal() (int, error) {
 	pids, err := p.find()
@@ -138,26 +140,48 @@ func (p *Process) Signal() (int, error) {
 	return n, nil
 }
 
-// find lists the PIDs whose name matches. Processes come and go while
-// /proc is read, so an unreadable entry is skipped, not an error.
+// find lists the PIDs whose name matches, keeping only the top process of
+// each family: a reload signal is meant for the master (nginx, gunicorn,
+// haproxy), and a worker with the same name that does not handle it would
+// die of it. Processes come and go while /proc is read, so an unreadable
+// entry is skipped, not an error.
 func (p *Process) find() ([]int, error) {
+	parents, err := p.all()
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for pid, ppid := range parents {
+		if _, parentMatches := parents[ppid]; !parentMatches {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids, nil
+}
+
+// all maps every live matching process, but ferry, to its parent.
+func (p *Process) all() (map[int]int, error) {
 	entries, err := os.ReadDir(p.procDir)
 	if err != nil {
 		return nil, fmt.Errorf("list processes in %s: %w", p.procDir, err)
 	}
 	self := os.Getpid()
-	var pids []int
+	parents := map[int]int{}
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid <= 0 || pid == self {
 			continue
 		}
 		dir := filepath.Join(p.procDir, e.Name())
-		if p.matches(dir) && !zombie(dir) {
-			pids = append(pids, pid)
+		if !p.matches(dir) {
+			continue
+		}
+		if state, ppid, ok := readStat(dir); ok && state != 'Z' {
+			parents[pid] = ppid
 		}
 	}
-	return pids, nil
+	return parents, nil
 }
 
 func (p *Process) matches(dir string) bool {
@@ -173,19 +197,25 @@ func (p *Process) matches(dir string) bool {
 	return filepath.Base(string(argv0)) == p.name
 }
 
-// zombie reports whether the process has exited and waits to be reaped: it
-// can reload nothing, and counting it would hide that the app is gone.
-func zombie(dir string) bool {
+// readStat returns the process state and parent PID from /proc/PID/stat.
+// A zombie ('Z') has exited and waits to be reaped: it can reload nothing,
+// and counting it would hide that the app is gone.
+func readStat(dir string) (state byte, ppid int, ok bool) {
 	stat, err := os.ReadFile(filepath.Join(dir, "stat"))
 	if err != nil {
-		return false
+		return 0, 0, false
 	}
-	// The state follows the command name, which may itself hold ") ".
+	// The fields follow the command name, which may itself hold ") ".
 	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 >= len(stat) {
-		return false
+	if i < 0 {
+		return 0, 0, false
 	}
-	return stat[i+2] == 'Z'
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 2 || len(fields[0]) != 1 {
+		return 0, 0, false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	return fields[0][0], ppid, err == nil
 }
 
 // signals maps the names ParseSignal accepts (without "SIG") to signals.

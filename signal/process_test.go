@@ -158,6 +158,36 @@ func TestProcessNeverSignalsItself(t *testing.T) {
 	}
 }
 
+// A master and a worker of the same name (nginx, gunicorn): only the master
+// gets the signal, since a worker that does not handle it would die of it.
+func TestProcessSignalsOnlyTheTopOfAFamily(t *testing.T) {
+	name := uniqueName("ferrytst")
+	sh := filepath.Join(t.TempDir(), name)
+	copyFile(t, "/bin/sh", sh)
+	// The master runs a worker of the same name, which loops until killed.
+	master := exec.Command(sh, "-c", sh+` -c 'while :; do sleep 1; done' & wait`)
+	if err := master.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		master.Process.Kill()
+		master.Wait()
+		exec.Command("pkill", "-KILL", "-f", sh).Run()
+	})
+	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGTERM, Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "master and worker", func() bool {
+		all, _ := p.all()
+		return len(all) == 2
+	})
+	pids, err := p.find()
+	if err != nil || len(pids) != 1 || pids[0] != master.Process.Pid {
+		t.Fatalf("find() = %v, %v; want only the master %d", pids, err, master.Process.Pid)
+	}
+}
+
 func TestProcessSkipsZombies(t *testing.T) {
 	name := uniqueName("ferrytst")
 	path := filepath.Join(t.TempDir(), name)
@@ -165,14 +195,15 @@ func TestProcessSkipsZombies(t *testing.T) {
 	// Run it through a raw fork so that nobody reaps it until we say so.
 	pid, err := syscall.ForkExec(path, []string{path, "0"}, &syscall.ProcAttr{})
 	if err != nil {
-		t.Skipf("fork %s: %v", path, err)
+		t.Fatalf("fork %s: %v", path, err)
 	}
 	t.Cleanup(func() {
 		var ws syscall.WaitStatus
 		_, _ = syscall.Wait4(pid, &ws, 0, nil)
 	})
 	waitFor(t, 5*time.Second, "the child to become a zombie", func() bool {
-		return zombie(filepath.Join("/proc", itoa(pid)))
+		state, _, ok := readStat(filepath.Join("/proc", itoa(pid)))
+		return ok && state == 'Z'
 	})
 	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGTERM, Name: name})
 	if err != nil {
@@ -276,7 +307,7 @@ func copyFile(t *testing.T, from, to string) {
 	t.Helper()
 	in, err := os.Open(from)
 	if err != nil {
-		t.Skipf("no %s to copy: %v", from, err)
+		t.Fatalf("no %s to copy: %v", from, err)
 	}
 	defer in.Close()
 	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
