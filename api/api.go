@@ -19,6 +19,16 @@ import (
 	"github.com/ferrysync/ferry/sync"
 )
 
+// Where the endpoints are served. Manifests and their tests read these.
+const (
+	DefaultAddr = ":8475"
+	HealthPath  = "/healthz"
+	ReadyPath   = "/readyz"
+	MetricsPath = "/metrics"
+	StatusPath  = "/status"
+	SyncPath    = "/sync"
+)
+
 // Syncer is what the endpoints need of the sync loop.
 type Syncer interface {
 	Ready() (bool, string)
@@ -48,16 +58,16 @@ func Handler(s Syncer, o Options) http.Handler {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", probe(s.Healthy))
-	mux.HandleFunc("GET /readyz", probe(s.Ready))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+HealthPath, probe(s.Healthy))
+	mux.HandleFunc("GET "+ReadyPath, probe(s.Ready))
+	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"sources": s.Status()})
 	})
-	mux.HandleFunc("POST /sync", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST "+SyncPath, func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, o.TokenFile); err != nil {
 			o.Logger.Warn("refused POST /sync", "remote", r.RemoteAddr, "reason", err)
 			http.Error(w, err.Error(), http.StatusForbidden)

@@ -11,15 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
 
 // Defaults that are not the sync package's.
 const (
-	defaultLink     = "current"
-	defaultHTTPAddr = ":8475"
-	envPrefix       = "FERRY_"
+	defaultLink = "current"
+	envPrefix   = "FERRY_"
 )
 
 // options is everything the command line and environment can say.
@@ -69,7 +69,7 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxFiles, "max-files", sync.DefaultMaxFiles, "limit on the files of one revision")
 	o.maxFileSize = sizeFlag(sync.DefaultMaxFileSize)
 	fs.Var(&o.maxFileSize, "max-file-size", "limit on the size of one file")
-	fs.StringVar(&o.httpAddr, "http-addr", defaultHTTPAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
+	fs.StringVar(&o.httpAddr, "http-addr", api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
 	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address")
 	fs.Var(&o.notifyURLs, "notify-url", "app reload `URL` told about each new revision; repeat for several")
 	fs.StringVar(&o.notifyMethod, "notify-method", "POST", "HTTP method for --notify-url")
