@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,5 +128,33 @@ func TestSizeFlag(t *testing.T) {
 		if err := s.Set(in); err == nil {
 			t.Errorf("Set(%q) succeeded", in)
 		}
+	}
+}
+
+// The HTTP backend is wired with its flags: a token file reaches the server.
+func TestOnceFromAnHTTPSourceSendsTheTokenFile(t *testing.T) {
+	var auth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth = r.Header.Get("Authorization")
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, "greeting: hi\n")
+	}))
+	defer srv.Close()
+	token := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(token, []byte("t0ken\n"), 0o600)
+	root := t.TempDir()
+	code, _, stderr := runFerry(t, nil, "once", "--source", "app="+srv.URL+"/app.yaml", "--root", root,
+		"--http-bearer-token-file", token)
+	if code != exitOK {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if auth != "Bearer t0ken" {
+		t.Fatalf("server saw Authorization %q", auth)
+	}
+	if data, _ := os.ReadFile(filepath.Join(root, "app", "app.yaml")); string(data) != "greeting: hi\n" {
+		t.Fatalf("published %q", data)
+	}
+	if strings.Contains(stderr, "t0ken") {
+		t.Fatal("the token was logged")
 	}
 }

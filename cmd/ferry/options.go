@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/api"
+	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -48,6 +49,9 @@ type options struct {
 
 	logFormat string
 	logLevel  string
+
+	http    fhttp.Options
+	httpMax sizeFlag
 }
 
 // flagSet declares every flag, with defaults and help from the same
@@ -65,10 +69,10 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.maxFailures, "max-failures", 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")
 	fs.DurationVar(&o.maxStaleness, "max-staleness", 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")
 	o.maxBytes = sizeFlag(sync.DefaultMaxBytes)
-	fs.Var(&o.maxBytes, "max-bytes", "limit on the bytes of one revision (suffixes K, M, G, Ki, Mi, Gi)")
+	fs.Var(&o.maxBytes, "max-bytes", "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")
 	fs.IntVar(&o.maxFiles, "max-files", sync.DefaultMaxFiles, "limit on the files of one revision")
 	o.maxFileSize = sizeFlag(sync.DefaultMaxFileSize)
-	fs.Var(&o.maxFileSize, "max-file-size", "limit on the size of one file")
+	fs.Var(&o.maxFileSize, "max-file-size", "limit on the `size` of one file")
 	fs.StringVar(&o.httpAddr, "http-addr", api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
 	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address")
 	fs.Var(&o.notifyURLs, "notify-url", "app reload `URL` told about each new revision; repeat for several")
@@ -78,6 +82,15 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.notifyProcess, "notify-process", "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+
+	fs.StringVar(&o.http.BearerTokenFile, "http-bearer-token-file", "", fhttp.HelpBearerTokenFile)
+	fs.StringVar(&o.http.HeaderFile, "http-header-file", "", fhttp.HelpHeaderFile)
+	fs.StringVar(&o.http.Username, "http-username", "", fhttp.HelpUsername)
+	fs.StringVar(&o.http.PasswordFile, "http-password-file", "", fhttp.HelpPasswordFile)
+	fs.StringVar(&o.http.CAFile, "http-ca-file", "", fhttp.HelpCAFile)
+	fs.BoolVar(&o.http.InsecureSkipVerify, "http-insecure-skip-verify", false, fhttp.HelpInsecureSkipVerify)
+	o.httpMax = sizeFlag(fhttp.DefaultMaxBodyBytes)
+	fs.Var(&o.httpMax, "http-max-body", fhttp.HelpMaxBody)
 	return fs
 }
 
@@ -153,7 +166,7 @@ func (o *options) validate() []error {
 	if o.timeout <= 0 || o.onceTimeout <= 0 || o.notifyTimeout <= 0 {
 		errs = append(errs, errors.New("--timeout, --once-timeout and --notify-timeout must be positive"))
 	}
-	if o.maxFailures < 0 || o.maxStaleness < 0 || o.maxFiles < 1 || o.maxBytes < 1 || o.maxFileSize < 1 {
+	if o.maxFailures < 0 || o.maxStaleness < 0 || o.maxFiles < 1 || o.maxBytes < 1 || o.maxFileSize < 1 || o.httpMax < 1 {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
 	}
 	if (o.notifySignal == "") != (o.notifyProcess == "") {
@@ -245,7 +258,20 @@ var sizeUnits = map[string]int64{
 
 var sizePattern = regexp.MustCompile(`^\s*([0-9]+)\s*([A-Za-z]*)\s*$`)
 
-func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
+// String prints the largest binary unit that divides the size evenly, so
+// --help shows 1Gi, not 1073741824.
+func (s *sizeFlag) String() string {
+	n := int64(*s)
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
 func (s *sizeFlag) Set(v string) error {
 	m := sizePattern.FindStringSubmatch(v)
 	if m == nil {
@@ -267,6 +293,6 @@ func usage(fs *flag.FlagSet, cmd string) {
 	w := fs.Output()
 	fmt.Fprintf(w, "Usage: ferry %s --source [NAME=]URL ... --root DIR [flags]\n\n", cmd)
 	fmt.Fprintf(w, "Every flag may also come from the environment as %sFLAG (upper case, dashes\n", envPrefix)
-	fmt.Fprintf(w, "to underscores); the command line wins.\n\nSource URLs: file:///dir or /dir.\n\nFlags:\n")
+	fmt.Fprintf(w, "to underscores); the command line wins.\n\n%s\nFlags:\n", sourceHelp)
 	fs.PrintDefaults()
 }

@@ -3,12 +3,23 @@ package main
 import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/file"
+	fhttp "github.com/ferrysync/ferry/fetch/http"
 )
 
+// sourceHelp is the URL summary in --help.
+const sourceHelp = `Source URLs (go-getter syntax: kind::URL, //subdir, ?options):
+  https://host/app.yaml                      one file, published under its name
+  https://host/b.tar.gz?checksum=sha256:HEX  archive (tar.gz, tgz, tar, zip; ?archive=)
+  file:///etc/seed-config, /etc/seed-config  a local directory
+`
+
 // sources is the one place that maps URL kinds to backends. A new backend
-// is one line here plus its package.
+// is one entry here, its flags, and its package.
 func sources(o *options) fetch.Registry {
+	httpOpts := o.http
+	httpOpts.MaxBodyBytes = int64(o.httpMax)
 	return fetch.Registry{
 		"file": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return file.New(u, env) },
+		"http": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return fhttp.New(u, httpOpts, env) },
 	}
 }

@@ -1,0 +1,103 @@
+package http_test
+
+import (
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// BenchmarkNotModifiedPoll is the steady state: one conditional GET
+// answered 304 per poll.
+func BenchmarkNotModifiedPoll(b *testing.B) {
+	t := b
+	o := newOrigin(t, false)
+	o.set(tarOf(b, true, file("a", strings.Repeat("x", 64<<10))))
+	h := newHarness(t, sync.Limits{})
+	s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
+	if r := h.sync(t, s); r.err != nil {
+		b.Fatal(r.err)
+	}
+	reqs, sent := o.requests.Load(), o.bodyBytes.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := h.sync(t, s); r.err != nil || r.wrote {
+			b.Fatalf("poll: %v wrote=%v", r.err, r.wrote)
+		}
+	}
+	b.ReportMetric(float64(o.requests.Load()-reqs)/float64(b.N), "requests/op")
+	b.ReportMetric(float64(o.bodyBytes.Load()-sent)/float64(b.N), "body-bytes/op")
+	o.srv.Close()
+}
+
+// BenchmarkPublishTarGz downloads, extracts and publishes a changed
+// 1,000-file (4 MiB) tar.gz on every op.
+func BenchmarkPublishTarGz(b *testing.B) {
+	t := b
+	bodies := make([][]byte, 2)
+	var expanded int64
+	for v := range bodies {
+		es := make([]entry, 1000)
+		expanded = 0
+		for i := range es {
+			content := strings.Repeat(strconv.Itoa(i+v*7)+" ", 4096)[:4096]
+			es[i] = file("d"+strconv.Itoa(i%20)+"/f"+strconv.Itoa(i)+".conf", content)
+			expanded += int64(len(content))
+		}
+		bodies[v] = tarOf(b, true, es...)
+	}
+	o := newOrigin(t, false)
+	h := newHarness(t, sync.Limits{})
+	s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
+	b.SetBytes(expanded)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		o.set(bodies[i%2])
+		if r := h.sync(t, s); r.err != nil {
+			b.Fatal(r.err)
+		}
+		if err := h.store.GC("c", 2); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(len(bodies[0])), "wire-bytes/op")
+	b.ReportMetric(maxRSSMiB(), "peak-RSS-MiB")
+	o.srv.Close()
+}
+
+// BenchmarkBombRefusedAtDefaultLimit measures the worst case of the
+// decompression bound: a 4 GiB gzip bomb outside the published sub-tree,
+// so no Writer limit applies and only --http-max-body (1 GiB) stops it.
+func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
+	t := b
+	o := newOrigin(t, false)
+	o.set(tarOf(b, true, file("conf/a", "1")))
+	h := newHarness(t, sync.Limits{})
+	s := h.source(t, o.url("/b.tgz//conf"), fhttp.Options{})
+	if r := h.sync(t, s); r.err != nil {
+		b.Fatal(r.err)
+	}
+	o.set(gzipBomb(t, "junk/zeros", 4<<30))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r := h.sync(t, s); r.err == nil || !strings.Contains(r.err.Error(), "--http-max-body") {
+			b.Fatalf("err = %v", r.err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(maxRSSMiB(), "peak-RSS-MiB")
+	o.srv.Close()
+}
+
+// maxRSSMiB is the process's peak resident set so far (the whole test
+// binary, so run one benchmark at a time for a meaningful figure).
+func maxRSSMiB() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Maxrss) / 1024
+}

@@ -1,0 +1,250 @@
+package http
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	nethttp "net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	getter "github.com/hashicorp/go-getter/v2"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// maxChecksumFile bounds a checksum file: a SHA256SUMS of a large release
+// is a few KiB.
+const maxChecksumFile = 1 << 20
+
+// checksumSpec is the ?checksum= option.
+type checksumSpec struct {
+	raw  string // as written, for the validator key
+	typ  string // md5, sha1, sha256, sha512
+	want []byte
+	// fileURL is set for "file:URL": the expected sum is read from that
+	// checksum file whenever a new body is downloaded.
+	fileURL *url.URL
+	// fileName is the name looked up in the checksum file.
+	fileName string
+}
+
+// parseChecksum reads the checksum option. The literal forms ("sha256:HEX",
+// or a bare HEX whose type follows from its length) are parsed by
+// go-getter. For "file:URL" go-getter would download the file with its own
+// HTTP getter into the system temp dir, so the URL is kept here and fetched
+// with this source's client.
+func parseChecksum(v string, src *url.URL) (*checksumSpec, error) {
+	c := &checksumSpec{raw: v}
+	escaped := src.EscapedPath()
+	c.fileName, _ = url.PathUnescape(escaped[strings.LastIndex(escaped, "/")+1:])
+	if v == "" {
+		return nil, errors.New("checksum= is empty: want TYPE:HEX, HEX or file:URL")
+	}
+	if kind, rest, ok := strings.Cut(v, ":"); ok && strings.EqualFold(kind, "file") {
+		u, err := url.Parse(rest)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("checksum=file:%s: want file:https://HOST/PATH of a GNU or BSD style checksum file", rest)
+		}
+		if u.User != nil {
+			return nil, errors.New("checksum=file:URL: credentials in the URL are not accepted")
+		}
+		c.fileURL = u
+		return c, nil
+	}
+	fc, err := new(getter.Client).GetChecksum(context.Background(), &getter.Request{Src: src.String()})
+	if err != nil {
+		return nil, fmt.Errorf("checksum=%s: %v", v, err)
+	}
+	if fc == nil || newHash(fc.Type) == nil {
+		return nil, fmt.Errorf("checksum=%s: want TYPE:HEX (md5, sha1, sha256, sha512), HEX or file:URL", v)
+	}
+	c.typ, c.want = fc.Type, fc.Value
+	return c, nil
+}
+
+func newHash(typ string) hash.Hash {
+	switch typ {
+	case "md5":
+		return md5.New()
+	case "sha1":
+		return sha1.New()
+	case "sha256":
+		return sha256.New()
+	case "sha512":
+		return sha512.New()
+	}
+	return nil
+}
+
+// verify checks the downloaded body against the expected checksum before
+// anything is written. A mismatch is permanent: downloading the same
+// bytes again will not fix it.
+func (s *Source) verify(ctx context.Context, client *nethttp.Client, a auth, b *body) error {
+	typ, want := s.checksum.typ, s.checksum.want
+	if s.checksum.fileURL != nil {
+		var err error
+		if typ, want, err = s.checksumFromFile(ctx, client, a); err != nil {
+			return err
+		}
+	}
+	var got string
+	switch {
+	case typ == "sha256":
+		got = b.sum
+	case typ == b.extraType && b.extra != "":
+		got = b.extra
+	default:
+		// The type came from a checksum file, after the download: hash the
+		// spool with go-getter's own verifier.
+		fc := &getter.FileChecksum{Type: typ, Hash: newHash(typ), Value: want}
+		err := fc.Checksum(b.path)
+		var ce *getter.ChecksumError
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &ce):
+			got = hex.EncodeToString(ce.Actual)
+		default:
+			return fmt.Errorf("checksum: %v", err)
+		}
+	}
+	if exp := hex.EncodeToString(want); got != exp {
+		return fetch.Permanent(fmt.Errorf("checksum mismatch: expected %s:%s, got %s:%s", typ, exp, typ, got))
+	}
+	return nil
+}
+
+// checksumFromFile downloads the checksum file and finds the body's line.
+// Credentials go only to the source's own host.
+func (s *Source) checksumFromFile(ctx context.Context, client *nethttp.Client, a auth) (string, []byte, error) {
+	u := s.checksum.fileURL
+	where := redactURL(u)
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("checksum file %s: %w", where, err)
+	}
+	if sameHost(s.req, u) {
+		a.apply(req)
+	} else {
+		req.Header.Set("User-Agent", userAgent)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", nil, fmt.Errorf("checksum file %s: %w", where, requestError(ctx, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != nethttp.StatusOK {
+		drain(resp.Body)
+		return "", nil, fmt.Errorf("checksum file %s: %w", where, statusError(resp, a.any()))
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxChecksumFile+1))
+	if err != nil {
+		return "", nil, fmt.Errorf("checksum file %s: %w", where, bodyError(ctx, err, int64(len(data)), resp.ContentLength))
+	}
+	if len(data) > maxChecksumFile {
+		return "", nil, fetch.Permanent(fmt.Errorf("checksum file %s is larger than %d bytes", where, maxChecksumFile))
+	}
+	typ, want, err := parseChecksumFile(data, s.checksum.fileName)
+	if err != nil {
+		return "", nil, fetch.Permanent(fmt.Errorf("checksum file %s: %w", where, err))
+	}
+	return typ, want, nil
+}
+
+// parseChecksumFile finds the checksum of name in a checksum file, in the
+// formats go-getter accepts:
+//
+//	GNU:  HEX  name   or   HEX *name        (type from the length)
+//	BSD:  SHA256 (name) = HEX
+//	HEX                                      (a file holding one sum)
+func parseChecksumFile(data []byte, name string) (string, []byte, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), maxChecksumFile)
+	// An entry named exactly like the file wins over "dir/name", which is
+	// taken only when nothing closer is listed.
+	var fallback string
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		file := checksumLineFile(line)
+		switch {
+		case file == "" || file == name || file == "./"+name:
+			return checksumLine(line, name)
+		case fallback == "" && path.Base(file) == name:
+			fallback = line
+		}
+	}
+	if fallback != "" {
+		return checksumLine(fallback, name)
+	}
+	return "", nil, fmt.Errorf("no checksum for %q", name)
+}
+
+// checksumLineFile returns the file a line is for ("" for a bare sum).
+func checksumLineFile(line string) string {
+	if _, _, file, ok := bsdLine(line); ok {
+		return file
+	}
+	fields := strings.Fields(line)
+	if len(fields) < 2 {
+		return ""
+	}
+	file := strings.TrimSpace(line[len(fields[0]):])
+	return strings.TrimPrefix(strings.TrimPrefix(file, "*"), "?")
+}
+
+// bsdLine splits "SHA256 (name) = HEX".
+func bsdLine(line string) (typ, sum, file string, ok bool) {
+	fields := strings.Fields(line)
+	if len(fields) == 4 && fields[2] == "=" && len(fields[1]) > 2 &&
+		strings.HasPrefix(fields[1], "(") && strings.HasSuffix(fields[1], ")") {
+		return strings.ToLower(fields[0]), fields[3], fields[1][1 : len(fields[1])-1], true
+	}
+	return "", "", "", false
+}
+
+// checksumLine reads the type and sum of one line.
+func checksumLine(line, name string) (string, []byte, error) {
+	typ, sum, _, ok := bsdLine(line)
+	if !ok {
+		sum = strings.Fields(line)[0]
+	}
+	want, err := hex.DecodeString(sum)
+	if err != nil {
+		return "", nil, fmt.Errorf("the line for %q holds no hex checksum", name)
+	}
+	if typ == "" {
+		typ = typeFromLength(len(want))
+	}
+	if h := newHash(typ); h == nil || h.Size() != len(want) {
+		return "", nil, fmt.Errorf("the line for %q holds no md5, sha1, sha256 or sha512 checksum", name)
+	}
+	return typ, want, nil
+}
+
+func typeFromLength(n int) string {
+	switch n {
+	case md5.Size:
+		return "md5"
+	case sha1.Size:
+		return "sha1"
+	case sha256.Size:
+		return "sha256"
+	case sha512.Size:
+		return "sha512"
+	}
+	return ""
+}

@@ -1,0 +1,471 @@
+package http_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"io/fs"
+	nethttp "net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/fetch"
+	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// zeroMember is one gzip member of 16 MiB of zeros (about 16 KiB). Gzip
+// members concatenate, so repeating it makes a bomb of any size cheaply.
+var zeroMember = gosync.OnceValue(func() []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(make([]byte, 16<<20))
+	zw.Close()
+	return buf.Bytes()
+})
+
+// gzipBomb is a tar.gz whose entry name claims size bytes of zeros: tiny on
+// the wire, gigabytes expanded. The stream ends without the rest of the
+// archive, which the extractor must never reach.
+func gzipBomb(t testing.TB, name string, size int64) []byte {
+	t.Helper()
+	var hdr bytes.Buffer
+	tw := tar.NewWriter(&hdr)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(hdr.Bytes())
+	zw.Close()
+	for n := int64(0); n < size; n += 16 << 20 {
+		out.Write(zeroMember())
+	}
+	return out.Bytes()
+}
+
+// headerBomb is a tar.gz of many empty files, each with a large PAX
+// record: nothing to write, but a lot of headers to read.
+func headerBomb(t *testing.T, n int) []byte {
+	t.Helper()
+	pad := strings.Repeat("x", 512<<10)
+	es := make([]entry, n)
+	for i := range es {
+		es[i] = entry{name: "junk/f" + strconv.Itoa(i), pax: map[string]string{"comment": pad}}
+	}
+	return tarOf(t, true, es...)
+}
+
+// sparseWithLink is a tar whose entry "big" is a GNU sparse file (PAX
+// format 1.0) of logical size bytes, all hole, stored in one 512-byte map
+// block, followed by a hard link to it from link. Go's tar writer cannot
+// write sparse files, so the PAX header is patched in by hand.
+func sparseWithLink(t testing.TB, size int64, link string) []byte {
+	t.Helper()
+	record := func(k, v string) string {
+		s := " " + k + "=" + v + "\n"
+		for n := len(s); ; n++ {
+			if len(strconv.Itoa(n))+len(s) == n {
+				return strconv.Itoa(n) + s
+			}
+		}
+	}
+	recs := record("GNU.sparse.major", "1") + record("GNU.sparse.minor", "0") +
+		record("GNU.sparse.name", "big") + record("GNU.sparse.realsize", strconv.FormatInt(size, 10))
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "pax", Typeflag: tar.TypeReg, Size: int64(len(recs)), Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write([]byte(recs))
+	tw.Flush()
+	b := buf.Bytes()
+	b[156] = tar.TypeXHeader
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b[:512] {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	sparseMap := make([]byte, 512)
+	copy(sparseMap, "1\n0\n0\n") // one data region of length 0: all hole
+	if err := tw.WriteHeader(&tar.Header{Name: "GNUSparseFile.0/big", Typeflag: tar.TypeReg, Size: 512, Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(sparseMap)
+	if err := tw.WriteHeader(&tar.Header{Name: link, Typeflag: tar.TypeLink, Linkname: "big", Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Close()
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	zw.Write(buf.Bytes())
+	zw.Close()
+	return out.Bytes()
+}
+
+// manyFiles is a tar.gz of n empty files. It is written by hand (the
+// header of an empty file is all there is to it) and compressed at the
+// fastest level: with the race detector, archive/tar and a default gzip
+// level would spend most of this package's test time building it.
+func manyFiles(t testing.TB, n int) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.BestSpeed)
+	var hdr bytes.Buffer
+	tw := tar.NewWriter(&hdr)
+	if err := tw.WriteHeader(&tar.Header{Name: "d00/f000000", Mode: 0o644, Typeflag: tar.TypeReg, Format: tar.FormatUSTAR}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	block := hdr.Bytes()[:512]
+	for i := 0; i < n; i++ {
+		b := append([]byte(nil), block...)
+		copy(b, fmt.Sprintf("d%02d/f%06d", i%100, i))
+		copy(b[148:156], "        ")
+		sum := 0
+		for _, c := range b {
+			sum += int(c)
+		}
+		copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+		zw.Write(b)
+	}
+	zw.Write(make([]byte, 1024)) // end of archive
+	zw.Close()
+	return out.Bytes()
+}
+
+func TestHostileArchivesAreRefused(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "outside") // an absolute path a hostile entry aims at
+	good := map[string]string{"app.yaml": "good\n"}
+	cases := []struct {
+		name   string
+		path   string // URL path, default /b.tar.gz
+		limits sync.Limits
+		opts   fhttp.Options
+		body   func(t *testing.T) []byte
+		want   string
+	}{
+		{name: "TarDotDot", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file("ok", "1"), file("../../../../escaped", "x"))
+		}, want: `"../../../../escaped": path leaves the archive`},
+		{name: "TarDotDotInside", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file("a/../../escaped", "x"))
+		}, want: `"a/../../escaped": path leaves the archive`},
+		{name: "TarAbsolute", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file(outside, "x"))
+		}, want: `absolute path`},
+		{name: "TarSymlinkToEtcPasswd", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "passwd", typeflag: tar.TypeSymlink, link: "/etc/passwd"})
+		}, want: `"passwd": symlink to absolute path "/etc/passwd"`},
+		{name: "TarSymlinkUpAndOut", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "d/passwd", typeflag: tar.TypeSymlink, link: "../../../../../etc/passwd"})
+		}, want: `"d/passwd": symlink to "../../../../../etc/passwd" leaves the revision`},
+		{name: "TarSymlinkThenWriteThrough", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "d", typeflag: tar.TypeSymlink, link: "."}, file("d/x", "1"))
+		}, want: `parent "d" is a symlink`},
+		{name: "TarHardlinkOutside", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "hl", typeflag: tar.TypeLink, link: "../../../../etc/passwd"})
+		}, want: `"hl": hard link to "../../../../etc/passwd" leaves the archive`},
+		{name: "TarHardlinkAbsolute", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "hl", typeflag: tar.TypeLink, link: "/etc/passwd"})
+		}, want: `"hl": hard link to "/etc/passwd" leaves the archive`},
+		{name: "TarHardlinkToMissing", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "hl", typeflag: tar.TypeLink, link: "later"}, file("later", "x"))
+		}, want: `"hl": hard link to "later", which is not an earlier regular file`},
+		{name: "TarHardlinkToSymlink", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "s", typeflag: tar.TypeSymlink, link: "x"}, entry{name: "hl", typeflag: tar.TypeLink, link: "s"})
+		}, want: `"hl": hard link to "s", which is not an earlier regular file`},
+		{name: "TarCharDevice", body: func(t *testing.T) []byte {
+			return tarOf(t, true, entry{name: "null", typeflag: tar.TypeChar})
+		}, want: `"null": device or FIFO entries are not allowed`},
+		{name: "TarFifoOutsideSubdir", path: "/b.tar.gz//conf", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file("conf/app.yaml", "x"), entry{name: "other/pipe", typeflag: tar.TypeFifo})
+		}, want: `"other/pipe": device or FIFO entries are not allowed`},
+		{name: "TarDuplicate", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file("a", "1"), file("a", "2"))
+		}, want: `"a": duplicate entry`},
+		{name: "ZipSlip", path: "/b.zip", body: func(t *testing.T) []byte {
+			return zipOf(t, file("ok", "1"), file("../../../../escaped", "x"))
+		}, want: `"../../../../escaped": path leaves the archive`},
+		{name: "ZipAbsolute", path: "/b.zip", body: func(t *testing.T) []byte {
+			return zipOf(t, file(outside, "x"))
+		}, want: `absolute path`},
+		{name: "ZipBackslash", path: "/b.zip", body: func(t *testing.T) []byte {
+			return zipOf(t, file(`..\..\escaped`, "x"))
+		}, want: `backslash in name`},
+		{name: "ZipSymlinkToEtcPasswd", path: "/b.zip", body: func(t *testing.T) []byte {
+			return zipOf(t, entry{name: "passwd", body: "/etc/passwd", mode: int64(fs.ModeSymlink | 0o777)})
+		}, want: `"passwd": symlink to absolute path "/etc/passwd"`},
+		{name: "ZipFifo", path: "/b.zip", body: func(t *testing.T) []byte {
+			return zipOf(t, entry{name: "pipe", mode: int64(fs.ModeNamedPipe | 0o644)})
+		}, want: `"pipe": FIFO entries are not allowed`},
+		{name: "CorruptGzip", body: func(t *testing.T) []byte {
+			return []byte("this is not gzip at all")
+		}, want: `corrupt archive: gzip: invalid header`},
+		{name: "TruncatedGzip", body: func(t *testing.T) []byte {
+			b := tarOf(t, true, file("a", strings.Repeat("config ", 2000)))
+			return b[:len(b)/2]
+		}, want: `corrupt archive`},
+		{name: "CorruptZip", path: "/b.zip", body: func(t *testing.T) []byte {
+			return []byte("PK not really")
+		}, want: `corrupt archive: zip: not a valid zip file`},
+		{
+			name:   "GzipBombSingleEntry",
+			limits: sync.Limits{MaxFileSize: 8 << 20},
+			opts:   fhttp.Options{MaxBodyBytes: 32 << 20},
+			body:   func(t *testing.T) []byte { return gzipBomb(t, "zeros", 4<<30) },
+			want:   `"zeros": file exceeds 8388608 bytes (--max-file-size)`,
+		},
+		{
+			name: "GzipBombOutsideSubdir", path: "/b.tar.gz//conf",
+			opts: fhttp.Options{MaxBodyBytes: 32 << 20},
+			body: func(t *testing.T) []byte { return gzipBomb(t, "junk/zeros", 4<<30) },
+			want: `archive expands past the limit of 33554432 bytes (--http-max-body)`,
+		},
+		{
+			name: "HeaderBomb", path: "/b.tar.gz//conf",
+			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
+			body: func(t *testing.T) []byte { return headerBomb(t, 20) },
+			want: `archive expands past the limit of 8388608 bytes (--http-max-body)`,
+		},
+		{
+			name: "SparseHardlinkBomb", path: "/b.tar.gz//conf",
+			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
+			body: func(t *testing.T) []byte { return sparseWithLink(t, 1<<40, "conf/hl") },
+			want: `"big": hard-link target expands past the limit of 8388608 bytes (--http-max-body)`,
+		},
+		{
+			name:   "SparseFileBomb",
+			limits: sync.Limits{MaxFileSize: 8 << 20},
+			body:   func(t *testing.T) []byte { return sparseWithLink(t, 1<<40, "hl") },
+			want:   `"big": file exceeds 8388608 bytes (--max-file-size)`,
+		},
+		{
+			name:   "HundredThousandFiles",
+			limits: sync.Limits{MaxFiles: 2000},
+			body:   func(t *testing.T) []byte { return manyFiles(t, 100_000) },
+			want:   `revision has more than 2000 files (--max-files)`,
+		},
+		{
+			name: "BodyOverLimit", path: "/big.conf",
+			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
+			body: func(t *testing.T) []byte { return bytes.Repeat([]byte("x"), 2<<20) },
+			want: `body of 2097152 bytes exceeds the limit of 1048576 bytes (--http-max-body)`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.path
+			if p == "" {
+				p = "/b.tar.gz"
+			}
+			subdir := ""
+			if i := strings.Index(p, "//"); i >= 0 {
+				subdir = p[i+2:]
+			}
+			o := newOrigin(t, false)
+			ext := strings.TrimPrefix(strings.SplitN(p, "//", 2)[0], "/b")
+			switch {
+			case ext == ".zip":
+				o.set(zipOf(t, filesOf(prefixed(subdir, good))...))
+			case strings.HasSuffix(ext, ".conf"):
+				o.set([]byte(good["app.yaml"]))
+			default:
+				o.set(tarOf(t, true, filesOf(prefixed(subdir, good))...))
+			}
+			h := newHarness(t, tc.limits)
+			s := h.source(t, o.url(p), tc.opts)
+			first := h.mustSync(t, s)
+			before := readTree(t, h.store.LinkPath("c"))
+
+			bomb := tc.body(t)
+			if tc.name == "GzipBombSingleEntry" && len(bomb) > 8<<20 {
+				t.Fatalf("bomb is %d bytes on the wire; it should be small", len(bomb))
+			}
+			o.set(bomb)
+			start := time.Now()
+			r := h.sync(t, s)
+			assertOneLine(t, r.err)
+			t.Logf("refused: %v", r.err)
+			if !strings.Contains(r.err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %s", r.err, tc.want)
+			}
+			if !fetch.IsPermanent(r.err) {
+				t.Fatalf("err = %v is not permanent", r.err)
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Fatalf("refusal took %v", d)
+			}
+			if cur, _ := h.store.Current("c"); cur != first.rev {
+				t.Fatalf("current revision %q, want the previous %q", cur, first.rev)
+			}
+			assertTree(t, readTree(t, h.store.LinkPath("c")), before)
+			assertNothingOutside(t, h, first.rev, outside)
+			assertStateDirClean(t, h)
+		})
+	}
+}
+
+// prefixed puts files under dir.
+func prefixed(dir string, files map[string]string) map[string]string {
+	if dir == "" {
+		return files
+	}
+	out := map[string]string{}
+	for p, c := range files {
+		out[dir+"/"+p] = c
+	}
+	return out
+}
+
+// assertNothingOutside checks that the test's base directory holds only
+// the store's own files: the link, the published revision, its manifest
+// and the state file. No staging is left either.
+func assertNothingOutside(t *testing.T, h *harness, rev, outside string) {
+	t.Helper()
+	if _, err := os.Lstat(outside); err == nil {
+		t.Fatalf("%s was created", outside)
+	}
+	revDir := filepath.Join(h.root, ".ferry", "c", rev)
+	err := filepath.WalkDir(h.base, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch {
+		case p == revDir || d.IsDir() && strings.HasPrefix(revDir, p+string(filepath.Separator)):
+			if p == revDir {
+				return filepath.SkipDir
+			}
+			return nil
+		case p == h.store.LinkPath("c"),
+			p == filepath.Join(h.root, ".ferry", "c", ".meta", rev),
+			p == filepath.Join(h.root, ".ferry", "c", ".meta"),
+			p == h.stateDir,
+			p == filepath.Join(h.stateDir, "http.json"):
+			return nil
+		}
+		t.Errorf("unexpected %s", p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHardlinkToEarlierEntryIsWrittenAsCopy(t *testing.T) {
+	o := newOrigin(t, false)
+	o.set(tarOf(t, true,
+		file("shared/base.conf", "v1\n"),
+		file("shared/base.conf", "v2\n"), // a later version of the same name wins
+		entry{name: "conf/a.conf", typeflag: tar.TypeLink, link: "shared/base.conf"},
+		entry{name: "conf/b.conf", typeflag: tar.TypeLink, link: "./shared/base.conf"},
+		file("conf/own.conf", "own\n"),
+	))
+	h := newHarness(t, sync.Limits{})
+	h.mustSync(t, h.source(t, o.url("/b.tgz//conf"), fhttp.Options{}))
+	assertTree(t, h.tree(t), map[string]string{"a.conf": "v2\n", "b.conf": "v2\n", "own.conf": "own\n"})
+	assertStateDirClean(t, h)
+}
+
+func TestBodyOverLimitWithoutContentLengthFails(t *testing.T) {
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		// Chunked: the size is known only by reading.
+		for i := 0; i < 64; i++ {
+			w.Write(bytes.Repeat([]byte("x"), 32<<10))
+			w.(nethttp.Flusher).Flush()
+		}
+	}))
+	defer srv.Close()
+	h := newHarness(t, sync.Limits{})
+	r := h.sync(t, h.source(t, srv.URL+"/big.conf", fhttp.Options{MaxBodyBytes: 1 << 20}))
+	assertOneLine(t, r.err)
+	if !strings.Contains(r.err.Error(), "body exceeds the limit of 1048576 bytes (--http-max-body)") || !fetch.IsPermanent(r.err) {
+		t.Fatalf("err = %v, want a permanent over-limit error", r.err)
+	}
+	assertStateDirClean(t, h)
+}
+
+func TestStalledServerTimesOutAndKeepsRevision(t *testing.T) {
+	var stall gosync.Map // path -> true once stalling
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if _, ok := stall.Load(r.URL.Path); !ok {
+			w.Write([]byte("good\n"))
+			return
+		}
+		if r.URL.Query().Get("where") == "headers" {
+			select { // never answers
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		w.Header().Set("Content-Length", "1048576")
+		w.Write(bytes.Repeat([]byte("x"), 1024))
+		w.(nethttp.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	for _, where := range []string{"body", "headers"} {
+		t.Run(where, func(t *testing.T) {
+			h := newHarness(t, sync.Limits{})
+			p := "/" + where + "/app.conf"
+			s := h.source(t, srv.URL+p+"?where="+where, fhttp.Options{})
+			first := h.mustSync(t, s)
+			stall.Store(p, true)
+			start := time.Now()
+			r := h.syncTimeout(t, s, 500*time.Millisecond)
+			assertOneLine(t, r.err)
+			if !strings.Contains(r.err.Error(), "timed out") {
+				t.Fatalf("err = %v, want a timeout", r.err)
+			}
+			if fetch.IsPermanent(r.err) {
+				t.Fatal("a timeout is not permanent")
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("timeout took %v", d)
+			}
+			if cur, _ := h.store.Current("c"); cur != first.rev {
+				t.Fatalf("revision %q, want %q kept", cur, first.rev)
+			}
+			assertStateDirClean(t, h)
+		})
+	}
+}
+
+func TestTruncatedBodyIsAnError(t *testing.T) {
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		conn, buf, err := w.(nethttp.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n")
+		buf.WriteString(strings.Repeat("y", 50))
+		buf.Flush()
+	}))
+	defer srv.Close()
+	h := newHarness(t, sync.Limits{})
+	r := h.sync(t, h.source(t, srv.URL+"/app.conf", fhttp.Options{}))
+	assertOneLine(t, r.err)
+	if !strings.Contains(r.err.Error(), "truncated body: got 50 of 100 bytes") {
+		t.Fatalf("err = %v, want a truncated-body error", r.err)
+	}
+	if r.wrote {
+		t.Fatal("a truncated body was written")
+	}
+	assertStateDirClean(t, h)
+}

@@ -1,0 +1,434 @@
+// Package http is the HTTP(S) source. It downloads one URL with net/http,
+// publishes it as a single file or extracts it as an archive (tar, tar.gz,
+// zip) under hard limits, and polls with conditional GETs so that an
+// unchanged origin costs one small request.
+package http
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	nethttp "net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// DefaultMaxBodyBytes bounds a download, and the bytes an archive expands
+// to, when Options.MaxBodyBytes is zero: far above a configuration bundle,
+// low enough that a hostile origin cannot fill the volume.
+const DefaultMaxBodyBytes int64 = 1 << 30
+
+// Help texts for the flags that fill Options, so the command line and the
+// code say the same thing.
+const (
+	HelpBearerTokenFile    = "`file` holding a token sent as Authorization: Bearer to HTTP(S) sources; re-read every sync"
+	HelpHeaderFile         = "`file` of extra request headers for HTTP(S) sources, one 'Name: value' a line (# comments); re-read every sync"
+	HelpUsername           = "`user` for HTTP basic auth (with --http-password-file)"
+	HelpPasswordFile       = "`file` holding the HTTP basic auth password; re-read every sync"
+	HelpCAFile             = "PEM `file` of CA certificates trusted for HTTPS sources, in addition to the system roots"
+	HelpInsecureSkipVerify = "do not verify HTTPS certificates (logs a warning on every sync)"
+	HelpMaxBody            = "limit on the `size` of an HTTP(S) body, and of what an archive expands to; larger fails the sync"
+)
+
+// maxRedirects is how many redirects one GET follows.
+const maxRedirects = 5
+
+// userAgent is sent on every request.
+const userAgent = "ferry"
+
+// Options configure every HTTP(S) source. Secrets are file paths, read
+// again on every Fetch so that a rotated Kubernetes Secret is picked up.
+type Options struct {
+	// BearerTokenFile holds a token sent as "Authorization: Bearer TOKEN"
+	// (--http-bearer-token-file). Secret.
+	BearerTokenFile string
+	// HeaderFile holds extra request headers, one "Name: value" a line;
+	// blank lines and lines starting with # are ignored
+	// (--http-header-file). Treated as a secret: values are never logged.
+	HeaderFile string
+	// Username is the basic-auth user (--http-username); it needs
+	// PasswordFile.
+	Username string
+	// PasswordFile holds the basic-auth password (--http-password-file).
+	// Secret. One trailing newline is ignored.
+	PasswordFile string
+	// CAFile is a PEM bundle trusted in addition to the system roots
+	// (--http-ca-file). Re-read on every Fetch; a change rebuilds the
+	// client.
+	CAFile string
+	// InsecureSkipVerify turns off certificate verification
+	// (--http-insecure-skip-verify). Every Fetch logs a warning.
+	InsecureSkipVerify bool
+	// MaxBodyBytes bounds the downloaded body and the bytes an archive
+	// expands to (--http-max-body); zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// format is how the body is published.
+type format string
+
+const (
+	formatFile format = "file"
+	formatTar  format = "tar"
+	formatTgz  format = "tar.gz"
+	formatZip  format = "zip"
+)
+
+// Source publishes one HTTP(S) URL. Fetch is never called concurrently for
+// one Source, so its client cache needs no lock.
+type Source struct {
+	src      *fetch.URL
+	redacted string   // the URL for messages
+	req      *url.URL // what is requested: the URL without our options
+	format   format
+	name     string // the published file name (single file)
+	subdir   string // archive sub-tree to publish
+	checksum *checksumSpec
+	opts     Options
+	maxBody  int64
+	stateDir string
+	log      *slog.Logger
+
+	// layout names what the tree looks like for a given body (format,
+	// subdir, file name): it is part of the revision, so that changing
+	// "//subdir" or "?archive=" republishes even when the body is the same.
+	layout string
+	// key identifies the request, layout and checksum the saved validators
+	// belong to: when it changes, the next GET is unconditional.
+	key string
+
+	client *nethttp.Client
+	caSum  [sha256.Size]byte
+}
+
+var _ fetch.Source = (*Source)(nil)
+
+// New builds a source for an http:// or https:// URL. It reads the URL's
+// options (archive, checksum) and checks every option and secret file, all
+// without network access; every problem is reported in one error.
+func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
+	s := &Source{
+		src:      u,
+		redacted: u.String(),
+		subdir:   u.Subdir,
+		opts:     o,
+		maxBody:  o.MaxBodyBytes,
+		stateDir: env.StateDir,
+		log:      env.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody == 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	switch {
+	case u.URL.Scheme != "http" && u.URL.Scheme != "https":
+		bad("an HTTP(S) source needs an http:// or https:// URL, not %q", u.URL.Scheme)
+	case u.URL.Host == "":
+		bad("URL has no host")
+	}
+	if u.URL.User != nil {
+		bad("credentials in the URL are not accepted: use --http-username with --http-password-file, or --http-bearer-token-file")
+	}
+	if env.StateDir == "" {
+		bad("no state directory (fetch.Env.StateDir) for saved validators and downloads")
+	}
+	if o.MaxBodyBytes < 0 {
+		bad("--http-max-body must not be negative, got %d", o.MaxBodyBytes)
+	}
+
+	q := u.URL.Query()
+	f, err := archiveFormat(q.Get("archive"), q.Has("archive"), u.URL.Path)
+	if err != nil {
+		bad("%v", err)
+	}
+	s.format = f
+	s.req = withoutParams(u.URL, "archive", "checksum")
+
+	if f == formatFile {
+		name, err := fileName(u.URL)
+		if err != nil {
+			bad("%v", err)
+		}
+		s.name = name
+		if u.Subdir != "" {
+			bad("//%s selects a sub-tree of an archive, but this URL is published as a single file (give ?archive=tar.gz, tgz, tar or zip)", u.Subdir)
+		}
+	}
+	if q.Has("checksum") {
+		c, err := parseChecksum(q.Get("checksum"), u.URL)
+		if err != nil {
+			bad("%v", err)
+		}
+		s.checksum = c
+	}
+
+	if (o.Username == "") != (o.PasswordFile == "") {
+		bad("--http-username and --http-password-file go together")
+	}
+	if o.BearerTokenFile != "" && (o.Username != "" || o.PasswordFile != "") {
+		bad("give either --http-bearer-token-file or --http-username/--http-password-file, not both")
+	}
+	if strings.Contains(o.Username, ":") {
+		bad("--http-username must not contain ':'")
+	}
+	// Read every file once now: a wrong path is a configuration error,
+	// found before the first sync rather than on it.
+	if _, err := s.loadAuth(); err != nil {
+		bad("%v", err)
+	}
+	if _, err := s.httpClient(); err != nil {
+		bad("%v", err)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+
+	if u.URL.Scheme == "http" && (o.BearerTokenFile != "" || o.PasswordFile != "" || o.HeaderFile != "") {
+		s.log.Warn("credentials or headers will be sent over plain http", "url", s.redacted)
+	}
+	checksum := ""
+	if s.checksum != nil {
+		checksum = s.checksum.raw
+	}
+	s.layout = fmt.Sprintf("%s\x00%s\x00%s", s.format, s.subdir, s.name)
+	s.key = digestHex(s.req.String() + "\x00" + checksum + "\x00" + s.layout)
+	return s, nil
+}
+
+// archiveFormat picks the format from ?archive= or, when absent, from the
+// extension of the URL path.
+func archiveFormat(v string, given bool, urlPath string) (format, error) {
+	if given {
+		switch strings.ToLower(v) {
+		case "tar.gz", "tgz":
+			return formatTgz, nil
+		case "tar":
+			return formatTar, nil
+		case "zip":
+			return formatZip, nil
+		case "false":
+			return formatFile, nil
+		}
+		return formatFile, fmt.Errorf("archive=%q: want tar.gz, tgz, tar, zip or false", v)
+	}
+	p := strings.ToLower(urlPath)
+	switch {
+	case strings.HasSuffix(p, ".tar.gz"), strings.HasSuffix(p, ".tgz"):
+		return formatTgz, nil
+	case strings.HasSuffix(p, ".tar"):
+		return formatTar, nil
+	case strings.HasSuffix(p, ".zip"):
+		return formatZip, nil
+	}
+	return formatFile, nil
+}
+
+// fileName is the last segment of the URL path, the name a single file is
+// published under.
+func fileName(u *url.URL) (string, error) {
+	escaped := u.EscapedPath()
+	seg := escaped[strings.LastIndex(escaped, "/")+1:]
+	name, err := url.PathUnescape(seg)
+	if err != nil || name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\\\x00") {
+		return "", fmt.Errorf("URL path %q names no file to publish: give a URL ending in a file name, or an archive with ?archive=tar.gz, tgz, tar or zip", u.Path)
+	}
+	return name, nil
+}
+
+// withoutParams returns u without the named query parameters, which are
+// ours, not the server's. The rest of the raw query is kept byte for byte:
+// re-encoding it could break a signed URL.
+func withoutParams(u *url.URL, names ...string) *url.URL {
+	out := *u
+	out.User = nil
+	if u.RawQuery == "" {
+		return &out
+	}
+	var kept []string
+	for _, part := range strings.Split(u.RawQuery, "&") {
+		k, _, _ := strings.Cut(part, "=")
+		if key, err := url.QueryUnescape(k); err == nil && contains(names, key) {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	out.RawQuery = strings.Join(kept, "&")
+	out.ForceQuery = false
+	return &out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func digestHex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// revision names the content: the body's sha256, so it can be compared with
+// `sha256sum` of the artifact, followed by a short digest of the layout.
+func (s *Source) revision(bodySum string) string {
+	return bodySum + "-" + digestHex(s.layout)[:8]
+}
+
+// Fetch makes one GET, conditional when validators of prev are saved. A 304,
+// or a body whose digest gives prev again, returns prev and writes nothing.
+// Otherwise the body is downloaded into the state directory, its checksum
+// verified, and only then written through w.
+func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
+	rev, err := s.fetch(ctx, prev, w)
+	if err != nil {
+		return "", fmt.Errorf("http get %s: %w", s.redacted, err)
+	}
+	return rev, nil
+}
+
+func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
+	if s.opts.InsecureSkipVerify {
+		s.log.Warn("TLS certificate verification is disabled (--http-insecure-skip-verify)")
+	}
+	a, err := s.loadAuth()
+	if err != nil {
+		return "", err
+	}
+	client, err := s.httpClient()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
+		return "", fmt.Errorf("state directory: %w", err)
+	}
+	s.removeLeftovers()
+
+	saved := s.loadState()
+	conditional := prev != "" && saved.Revision == prev && saved.Key == s.key &&
+		(saved.ETag != "" || saved.LastModified != "")
+
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, s.req.String(), nil)
+	if err != nil {
+		return "", fmt.Errorf("request: %w", err)
+	}
+	a.apply(req)
+	if conditional {
+		if saved.ETag != "" {
+			req.Header.Set("If-None-Match", saved.ETag)
+		}
+		if saved.LastModified != "" {
+			req.Header.Set("If-Modified-Since", saved.LastModified)
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", requestError(ctx, err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode == nethttp.StatusNotModified && conditional {
+		drain(resp.Body)
+		s.log.Debug("not modified", "revision", prev)
+		return prev, nil
+	}
+	if resp.StatusCode != nethttp.StatusOK {
+		drain(resp.Body)
+		return "", statusError(resp, a.any())
+	}
+
+	b, err := s.download(ctx, resp)
+	if b != nil {
+		defer os.Remove(b.path)
+	}
+	if err != nil {
+		return "", err
+	}
+	if s.checksum != nil {
+		if err := s.verify(ctx, client, a, b); err != nil {
+			return "", err
+		}
+	}
+	next := state{
+		Revision:     s.revision(b.sum),
+		Key:          s.key,
+		ETag:         resp.Header.Get("ETag"),
+		LastModified: resp.Header.Get("Last-Modified"),
+	}
+	if next.Revision == prev {
+		// Same body (a server without validators, or one that changed
+		// them): keep prev, but remember the validators for the next poll.
+		s.saveState(next)
+		s.log.Debug("body unchanged", "revision", prev)
+		return prev, nil
+	}
+	if err := s.write(ctx, b, w); err != nil {
+		return "", err
+	}
+	// Saved before the caller publishes: keyed by revision, so if that
+	// publish fails the next Fetch (with the old prev) ignores it.
+	s.saveState(next)
+	s.log.Info("downloaded new revision", "revision", next.Revision, "bytes", b.size)
+	return next.Revision, nil
+}
+
+// write publishes the downloaded body: as one file named after the URL, or
+// as the archive's tree.
+func (s *Source) write(ctx context.Context, b *body, w fetch.Writer) error {
+	if s.format == formatFile {
+		p := b.path
+		return w.WriteFile(s.name, 0o644, "sha256:"+b.sum, func() (io.ReadCloser, error) { return os.Open(p) })
+	}
+	x := &extractor{ctx: ctx, w: w, subdir: s.subdir, maxBytes: s.maxBody, tmpDir: s.stateDir}
+	f, err := os.Open(b.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	switch s.format {
+	case formatZip:
+		return x.zip(f, b.size)
+	case formatTgz:
+		return x.tar(f, true)
+	default:
+		return x.tar(f, false)
+	}
+}
+
+// drain reads a little of an unwanted body so the connection can be reused.
+func drain(r io.Reader) { io.Copy(io.Discard, io.LimitReader(r, 4<<10)) }
+
+// statusError explains a status other than 200 (or an expected 304).
+// Refused credentials are permanent; everything else may pass.
+func statusError(resp *nethttp.Response, hasCredentials bool) error {
+	status := fmt.Sprintf("HTTP %d %s", resp.StatusCode, nethttp.StatusText(resp.StatusCode))
+	switch code := resp.StatusCode; {
+	case code == nethttp.StatusNotFound:
+		return fmt.Errorf("not found (%s)", status)
+	case code == nethttp.StatusUnauthorized || code == nethttp.StatusForbidden:
+		if !hasCredentials {
+			return fetch.Permanent(fmt.Errorf("access refused (%s) and no credentials are configured (--http-bearer-token-file, --http-username/--http-password-file, --http-header-file)", status))
+		}
+		return fetch.Permanent(fmt.Errorf("credentials refused (%s)", status))
+	case code >= 500:
+		return fmt.Errorf("server error (%s)", status)
+	case code == nethttp.StatusNotModified:
+		return fmt.Errorf("unexpected %s to an unconditional request", status)
+	default:
+		return fmt.Errorf("unexpected status (%s)", status)
+	}
+}
