@@ -64,11 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitOK
 	case "run", "once":
 	default:
-		fmt.Fprintf(stderr, "ferry: unknown command %q\n", cmd)
-		topUsage(stderr)
+		fmt.Fprintf(stderr, "ferry: unknown command %q (want run, once or version; see 'ferry help')\n", cmd)
 		return exitUsage
 	}
-	o, err := parse(cmd, args[1:], getenv, stderr)
+	o, err := parse(cmd, args[1:], getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}

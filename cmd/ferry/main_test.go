@@ -48,6 +48,9 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 			if code != exitUsage {
 				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
 			}
+			if lines := strings.Count(stderr, "\n"); lines > len(tc.want)+1 {
+				t.Errorf("%d lines for %d problems:\n%s", lines, len(tc.want), stderr)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(stderr, w) {
 					t.Errorf("stderr lacks %q:\n%s", w, stderr)
@@ -90,12 +93,12 @@ func TestEnvironmentFillsFlagsAndCommandLineWins(t *testing.T) {
 }
 
 func TestHelpListsEveryFlagWithDefault(t *testing.T) {
-	code, _, stderr := runFerry(t, nil, "run", "--help")
+	code, stdout, _ := runFerry(t, nil, "run", "--help")
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
-	for _, want := range []string{"-period duration", "(default 30s)", "-keep int", "(default 3)", "-http-addr address", `(default ":8475")`, "FERRY_"} {
-		if !strings.Contains(stderr, want) {
+	for _, want := range []string{"-period duration", "(default 30s)", "-keep int", "(default 3)", "-http-addr address", `(default ":8475")`, "FERRY_", "(default 1Gi)"} {
+		if !strings.Contains(stdout, want) {
 			t.Errorf("--help lacks %q", want)
 		}
 	}

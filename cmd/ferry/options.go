@@ -96,12 +96,18 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 
 // parse reads flags, then fills every flag not given from FERRY_<FLAG>. All
 // problems are collected and returned together.
-func parse(cmd string, args []string, getenv func(string) string, out io.Writer) (*options, error) {
+// --help prints the usage to help; a bad flag is returned as one line.
+func parse(cmd string, args []string, getenv func(string) string, help io.Writer) (*options, error) {
 	o := &options{}
-	fs := flagSet(o, cmd, out)
-	fs.Usage = func() { usage(fs, cmd) }
+	fs := flagSet(o, cmd, io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(help)
+			usage(fs, cmd)
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w (see 'ferry %s --help')", err, cmd)
 	}
 	var errs []error
 	if fs.NArg() > 0 {

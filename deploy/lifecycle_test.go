@@ -1,0 +1,374 @@
+package deploy
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// origin serves the config as a tar.gz with an ETag, like a real artifact
+// server; the test changes it while the "pod" runs.
+type origin struct {
+	mu    gosync.Mutex
+	body  []byte
+	etag  string
+	gets  int
+	srv   *httptest.Server
+	files map[string]string
+}
+
+func newOrigin(t *testing.T, files map[string]string) *origin {
+	o := &origin{}
+	o.set(t, files)
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		body, etag := o.body, o.etag
+		o.gets++
+		o.mu.Unlock()
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Write(body)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *origin) url() string { return o.srv.URL + "/config.tar.gz" }
+
+func (o *origin) set(t *testing.T, files map[string]string) {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for name, content := range files {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(content))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	gz.Close()
+	sum := sha256.Sum256(buf.Bytes())
+	o.mu.Lock()
+	o.body, o.etag, o.files = buf.Bytes(), `"`+hex.EncodeToString(sum[:8])+`"`, files
+	o.mu.Unlock()
+}
+
+// kubelet maps a manifest's pod onto this machine: each volume becomes a
+// directory, ports become free loopback ports, containers become processes.
+type kubelet struct {
+	t       *testing.T
+	pod     *corev1.PodSpec
+	volumes map[string]string // volume name -> directory
+	ports   map[int32]string  // container port -> 127.0.0.1:free
+}
+
+func newKubelet(t *testing.T, pod *corev1.PodSpec) *kubelet {
+	k := &kubelet{t: t, pod: pod, volumes: map[string]string{}, ports: map[int32]string{}}
+	for _, v := range pod.Volumes {
+		dir := filepath.Join(t.TempDir(), v.Name)
+		os.MkdirAll(dir, 0o755)
+		k.volumes[v.Name] = dir
+	}
+	for _, c := range append(append([]corev1.Container{}, pod.InitContainers...), pod.Containers...) {
+		for _, p := range c.Ports {
+			k.ports[p.ContainerPort] = freeAddr(t)
+		}
+	}
+	return k
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// path maps a path inside container c to this machine, through c's mounts.
+// A file under a Secret mount is created with a test value.
+func (k *kubelet) path(c *corev1.Container, p string) string {
+	for _, m := range c.VolumeMounts {
+		if rest, ok := strings.CutPrefix(p, m.MountPath); ok && (rest == "" || rest[0] == '/') {
+			local := k.volumes[m.Name] + rest
+			if k.isSecret(m.Name) && rest != "" {
+				if err := os.WriteFile(local, []byte("test-secret\n"), 0o600); err != nil {
+					k.t.Fatal(err)
+				}
+			}
+			return local
+		}
+	}
+	k.t.Fatalf("container %s: %s is on no volume mount", c.Name, p)
+	return ""
+}
+
+func (k *kubelet) isSecret(volume string) bool {
+	for _, v := range k.pod.Volumes {
+		if v.Name == volume {
+			return v.Secret != nil
+		}
+	}
+	return false
+}
+
+// port resolves a probe or URL port of container c to its local address.
+func (k *kubelet) port(c *corev1.Container, p *corev1.Probe) string {
+	for _, cp := range c.Ports {
+		if cp.Name == p.HTTPGet.Port.StrVal || cp.ContainerPort == p.HTTPGet.Port.IntVal {
+			return k.ports[cp.ContainerPort]
+		}
+	}
+	k.t.Fatalf("probe port %v not found", p.HTTPGet.Port)
+	return ""
+}
+
+// ferryCommand turns ferry's container spec into a local command: the source
+// is swapped for the local origin, paths are mapped through the mounts,
+// the notify URL and the endpoints move to free loopback ports.
+func (k *kubelet) ferryCommand(bin string, c *corev1.Container, sourceURL string, overrides map[string]string) *exec.Cmd {
+	args := []string{c.Args[0]}
+	for _, a := range c.Args[1:] {
+		name, value, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		switch {
+		case overrides[name] != "":
+			value = overrides[name]
+		case name == "source":
+			srcName, _, _ := strings.Cut(value, "=")
+			value = srcName + "=" + sourceURL
+		case name == "root" || strings.HasSuffix(name, "-file"):
+			value = k.path(c, value)
+		case name == "notify-url":
+			for port, addr := range k.ports {
+				value = strings.Replace(value, fmt.Sprintf("localhost:%d", port), addr, 1)
+			}
+		}
+		args = append(args, "--"+name+"="+value)
+	}
+	for _, p := range c.Ports {
+		args = append(args, "--http-addr="+k.ports[p.ContainerPort])
+	}
+	cmd := exec.Command(bin, args...)
+	for _, e := range c.Env {
+		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
+	}
+	return cmd
+}
+
+// appDir finds the directory the app reads (ROOT/NAME) and maps it.
+func (k *kubelet) appDir(app *corev1.Container, root, name string) string {
+	return k.path(app, root+"/"+name)
+}
+
+// startupProbe polls like the kubelet: every period, up to the failure
+// threshold (both scaled from seconds to 50ms steps).
+func (k *kubelet) startupProbe(c *corev1.Container) {
+	p := c.StartupProbe
+	url := "http://" + k.port(c, p) + p.HTTPGet.Path
+	period := time.Duration(p.PeriodSeconds) * 50 * time.Millisecond
+	for i := int32(0); i < p.FailureThreshold; i++ {
+		if status(url) == http.StatusOK {
+			return
+		}
+		time.Sleep(period)
+	}
+	k.t.Fatalf("startupProbe %s failed %d times: the kubelet would restart ferry", url, p.FailureThreshold)
+}
+
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func build(t *testing.T) (ferry, app string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, pkg := range []string{"../cmd/ferry", "../examples/demo-app"} {
+		if out, err := exec.Command("go", "build", "-o", dir+"/", pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return filepath.Join(dir, "ferry"), filepath.Join(dir, "demo-app")
+}
+
+// sigterm stops cmd as the kubelet does and returns its exit code and how
+// long it took.
+func sigterm(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode(), time.Since(start)
+		}
+		return 0, time.Since(start)
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("%s still running 10s after SIGTERM", cmd.Path)
+		return -1, 0
+	}
+}
+
+type appState struct {
+	Reloads  int    `json:"reloads"`
+	Greeting string `json:"greeting"`
+	ReadErrs int    `json:"read_errors"`
+}
+
+func getState(addr string) (appState, error) {
+	var st appState
+	resp, err := http.Get("http://" + addr + "/state")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func config(greeting string) map[string]string {
+	return map[string]string{
+		"app.yaml":        "greeting: " + greeting + "\n",
+		"prometheus.yml":  "global:\n  scrape_interval: 15s\n",
+		"rules/alert.yml": "groups: []\n",
+	}
+}
+
+// TestNativeSidecarPodLifecycle plays the kubelet from native-sidecar.yaml:
+// ferry starts first; the app starts only after ferry's startupProbe
+// passes; a change reaches the app; at shutdown the app gets SIGTERM first,
+// then ferry, which must exit 0 promptly.
+func TestNativeSidecarPodLifecycle(t *testing.T) {
+	m := load(t, "kubernetes/native-sidecar.yaml")
+	ferryBin, appBin := build(t)
+	k := newKubelet(t, m.pod())
+	f := m.ferry(t)
+	o := newOrigin(t, config("one"))
+
+	var ferryLog bytes.Buffer
+	ferry := k.ferryCommand(ferryBin, f, o.url(), nil)
+	ferry.Stderr = &ferryLog
+	if err := ferry.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ferry.Process.Kill()
+	k.startupProbe(f)
+
+	app := &m.pod().Containers[0]
+	root, name := flag(f.Args, "root"), strings.Split(flag(f.Args, "source"), "=")[0]
+	appAddr := k.ports[app.Ports[0].ContainerPort]
+	appCmd := exec.Command(appBin, "--addr", appAddr, "--dir", k.appDir(app, root, name))
+	appCmd.Stderr = os.Stderr
+	if err := appCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer appCmd.Process.Kill()
+	eventually(t, "the app", func() bool { st, err := getState(appAddr); return err == nil && st.Greeting == "one" })
+
+	o.set(t, config("two"))
+	eventually(t, "the reload", func() bool { st, _ := getState(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
+	if lp := f.LivenessProbe; status("http://"+k.port(f, lp)+lp.HTTPGet.Path) != http.StatusOK {
+		t.Fatal("livenessProbe fails while syncing")
+	}
+	st, _ := getState(appAddr)
+	if st.ReadErrs != 0 {
+		t.Fatalf("app saw %d read errors", st.ReadErrs)
+	}
+
+	if code, _ := sigterm(t, appCmd); code != 0 {
+		t.Fatalf("app exit %d", code)
+	}
+	if code, took := sigterm(t, ferry); code != 0 || took > 2*time.Second {
+		t.Fatalf("ferry exit %d after %s on SIGTERM, want 0 promptly\n%s", code, took, ferryLog.String())
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(k.volumes["config"], ".ferry", "*", ".stage-*")); len(leftovers) > 0 {
+		t.Fatalf("staging left on the volume: %v", leftovers)
+	}
+}
+
+// TestOneShotPodLifecycle plays the kubelet from init-oneshot.yaml: the init
+// container must exit 0 with the config in place before the app starts,
+// and exit 1 when the origin is down, so the pod never starts without it.
+func TestOneShotPodLifecycle(t *testing.T) {
+	m := load(t, "kubernetes/init-oneshot.yaml")
+	ferryBin, appBin := build(t)
+	f := m.ferry(t)
+	app := &m.pod().Containers[0]
+	root, name := flag(f.Args, "root"), strings.Split(flag(f.Args, "source"), "=")[0]
+
+	t.Run("origin up", func(t *testing.T) {
+		k := newKubelet(t, m.pod())
+		o := newOrigin(t, config("one"))
+		out, err := k.ferryCommand(ferryBin, f, o.url(), nil).CombinedOutput()
+		if err != nil {
+			t.Fatalf("init container failed: %v\n%s", err, out)
+		}
+		appAddr := k.ports[app.Ports[0].ContainerPort]
+		appCmd := exec.Command(appBin, "--addr", appAddr, "--dir", k.appDir(app, root, name))
+		if err := appCmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer appCmd.Process.Kill()
+		eventually(t, "the app", func() bool { st, err := getState(appAddr); return err == nil && st.Greeting == "one" })
+		sigterm(t, appCmd)
+	})
+	t.Run("origin down", func(t *testing.T) {
+		k := newKubelet(t, m.pod())
+		o := newOrigin(t, config("one"))
+		o.srv.Close()
+		// The manifest gives 2m of retries; the test keeps the rest and
+		// shortens only that.
+		cmd := k.ferryCommand(ferryBin, f, o.url(), map[string]string{"once-timeout": "1s"})
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("init container with the origin down: %v, want exit 1\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "connection refused") {
+			t.Errorf("the error does not name the cause:\n%s", out)
+		}
+		if _, err := os.Stat(filepath.Join(k.volumes["config"], name)); err == nil {
+			t.Fatal("a link was published although the sync failed")
+		}
+	})
+}
