@@ -4,7 +4,12 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 BIN      := bin/ferry
 
-.PHONY: all build test vet demo bench clean
+# versitygw is a real S3 server; the S3 tests run against it and gofakes3.
+# Built once into .cache (about a minute warm, several cold).
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := $(CURDIR)/.cache/versitygw-$(VERSITYGW_VERSION)/versitygw
+
+.PHONY: all build test vet demo bench clean image
 
 all: build
 
@@ -13,8 +18,8 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 
 ## test: vet and every test with the race detector, against real servers
-test: vet
-	$(GO) test -race -count=1 ./...
+test: vet $(VERSITYGW)
+	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
 
 vet:
 	$(GO) vet ./...
@@ -24,9 +29,19 @@ demo:
 	$(GO) run ./examples/demo
 
 ## bench: publish and idle-memory benchmarks (figures go in closing notes)
-bench:
+bench: $(VERSITYGW)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./sync/
 	$(GO) test -run '^$$' -bench IdleRSS -benchtime 1x ./cmd/ferry/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./fetch/http/
+	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/
+
+$(VERSITYGW):
+	GOBIN=$(dir $(VERSITYGW)) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+## image: the container image (needs a Docker engine)
+IMAGE ?= ghcr.io/ferrysync/ferry:$(VERSION)
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:
-	rm -rf bin
+	rm -rf bin .cache

@@ -108,12 +108,30 @@ func schemeKind(u *url.URL) string {
 		if strings.HasSuffix(u.Path, ".git") {
 			return "git"
 		}
+		if isAWSS3Host(u.Hostname()) {
+			return "s3"
+		}
 		return "http"
 	case "ssh":
 		return "git"
 	default:
 		return u.Scheme
 	}
+}
+
+// isAWSS3Host reports whether host is an AWS S3 endpoint, path style
+// (s3.REGION.amazonaws.com, s3-REGION...) or virtual-hosted
+// (BUCKET.s3.REGION.amazonaws.com), as go-getter's S3 detector knew them.
+func isAWSS3Host(host string) bool {
+	if !strings.HasSuffix(host, ".amazonaws.com") && !strings.HasSuffix(host, ".amazonaws.com.cn") {
+		return false
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "s3" || strings.HasPrefix(label, "s3-") {
+			return true
+		}
+	}
+	return false
 }
 
 func hasScheme(s string) bool {

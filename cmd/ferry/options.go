@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrysync/ferry/api"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/fetch/s3"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -52,6 +53,7 @@ type options struct {
 
 	http    fhttp.Options
 	httpMax sizeFlag
+	s3      s3.Options
 }
 
 // flagSet declares every flag, with defaults and help from the same
@@ -91,6 +93,9 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.http.InsecureSkipVerify, "http-insecure-skip-verify", false, fhttp.HelpInsecureSkipVerify)
 	o.httpMax = sizeFlag(fhttp.DefaultMaxBodyBytes)
 	fs.Var(&o.httpMax, "http-max-body", fhttp.HelpMaxBody)
+
+	o.s3.AddFlags(fs)
+	fs.BoolVar(&o.s3.AllowEmpty, "allow-empty", false, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")
 	return fs
 }
 

@@ -4,12 +4,15 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/file"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/fetch/s3"
 )
 
 // sourceHelp is the URL summary in --help.
 const sourceHelp = `Source URLs (go-getter syntax: kind::URL, //subdir, ?options):
   https://host/app.yaml                      one file, published under its name
   https://host/b.tar.gz?checksum=sha256:HEX  archive (tar.gz, tgz, tar, zip; ?archive=)
+  s3://bucket/prefix/?region=eu-west-1       an S3 prefix (a key without / is one object;
+  s3::http://127.0.0.1:9000/bucket/prefix/    ?version=ID pins it); custom endpoints path style
   file:///etc/seed-config, /etc/seed-config  a local directory
 `
 
@@ -21,5 +24,6 @@ func sources(o *options) fetch.Registry {
 	return fetch.Registry{
 		"file": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return file.New(u, env) },
 		"http": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return fhttp.New(u, httpOpts, env) },
+		"s3":   func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return s3.New(u, o.s3, env) },
 	}
 }

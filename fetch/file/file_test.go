@@ -11,6 +11,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/file"
 	"github.com/ferrysync/ferry/internal/sourcetest"
+	"github.com/ferrysync/ferry/sync"
 )
 
 // dirOrigin is a real directory on disk.
@@ -106,8 +107,8 @@ func fetchRev(t *testing.T, s fetch.Source) string {
 type discard struct{}
 
 func (discard) WriteFile(string, os.FileMode, string, fetch.Opener) error { return nil }
-func (discard) Symlink(string, string) error                           { return nil }
-func (discard) Mkdir(string) error                                      { return nil }
+func (discard) Symlink(string, string) error                              { return nil }
+func (discard) Mkdir(string) error                                        { return nil }
 
 func TestSpecialFilesAreRefused(t *testing.T) {
 	o := &dirOrigin{dir: t.TempDir()}
@@ -118,5 +119,53 @@ func TestSpecialFilesAreRefused(t *testing.T) {
 	_, err := o.Source(t, "").Fetch(t.Context(), "", discard{})
 	if err == nil || !strings.Contains(err.Error(), `"pipe"`) || !fetch.IsPermanent(err) {
 		t.Fatalf("err = %v, want a permanent refusal naming pipe", err)
+	}
+}
+
+// A ConfigMap volume is a tree of relative symlinks into a timestamped
+// directory that the kubelet swaps atomically: publishing it must keep the
+// links (all resolve inside) and follow the swap.
+func TestConfigMapMountIsPublished(t *testing.T) {
+	dir := t.TempDir()
+	mount := func(ts, content string) {
+		os.MkdirAll(filepath.Join(dir, ts), 0o755)
+		os.WriteFile(filepath.Join(dir, ts, "app.yaml"), []byte(content), 0o644)
+		os.Remove(filepath.Join(dir, "..data_tmp"))
+		os.Symlink(ts, filepath.Join(dir, "..data_tmp"))
+		os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data"))
+		os.Symlink("..data/app.yaml", filepath.Join(dir, "app.yaml"))
+	}
+	mount("..2026_11_25_10_00_00.1", "v: 1\n")
+	root := t.TempDir()
+	store, err := sync.OpenStore(root, sync.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := (&dirOrigin{dir: dir}).Source(t, "")
+	publish := func() string {
+		prev, _ := store.Current("cm")
+		st := store.Begin("cm", prev)
+		defer st.Discard()
+		rev, err := src.Fetch(t.Context(), prev, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev != prev {
+			if err := st.Publish(rev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		data, err := os.ReadFile(filepath.Join(root, "cm", "app.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	if got := publish(); got != "v: 1\n" {
+		t.Fatalf("app.yaml = %q", got)
+	}
+	mount("..2026_11_25_10_05_00.2", "v: 2\n")
+	if got := publish(); got != "v: 2\n" {
+		t.Fatalf("after the kubelet's swap app.yaml = %q", got)
 	}
 }

@@ -1,0 +1,176 @@
+package s3_test
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/fetch"
+	s3src "github.com/ferrysync/ferry/fetch/s3"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// imdsProbe listens where the SDK looks for the EC2 instance metadata
+// service and counts the connections it gets; it answers none of them.
+func imdsProbe(t *testing.T) *atomic.Int64 {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"+l.Addr().String())
+	return &n
+}
+
+// noAmbientCredentials hides any AWS configuration of the machine running
+// the tests, so that the SDK's chain ends at IMDS.
+func noAmbientCredentials(t *testing.T) {
+	dir := t.TempDir()
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_DEFAULT_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+}
+
+func parse(t *testing.T, raw string) *fetch.URL {
+	t.Helper()
+	u, err := fetch.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestNewDoesNoNetworkAccess(t *testing.T) {
+	noAmbientCredentials(t)
+	probes := imdsProbe(t)
+	// An endpoint nothing listens on: a request there would fail New.
+	for _, o := range []s3src.Options{{}, {Region: "eu-west-1"}, {Anonymous: true}} {
+		if _, err := s3src.New(parse(t, "s3://bucket/conf/"), o, fetch.Env{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s3src.New(parse(t, "s3::http://127.0.0.1:1/bucket/conf/"), s3src.Options{}, fetch.Env{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let a stray connection be counted
+	if n := probes.Load(); n != 0 {
+		t.Fatalf("New made %d connections to the instance metadata service", n)
+	}
+}
+
+func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T) {
+	s := newGofakes3(t)
+	bucket := s.newBucket(t, false)
+	s.put(t, bucket, "conf/a.yaml", "a")
+	a, sec := keyFiles(t, testAccess, testSecret)
+
+	t.Run("DefaultChainProbesIMDS", func(t *testing.T) {
+		// The control: with nothing configured the chain does ask IMDS.
+		noAmbientCredentials(t)
+		probes := imdsProbe(t)
+		src, err := s3src.New(parse(t, "s3::"+s.url(bucket, "conf/")), s3src.Options{}, fetch.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = newHarness(t, src, sync.Limits{}).sync(t)
+		if probes.Load() == 0 {
+			t.Fatalf("err = %v without IMDS connections; want a failure after probing IMDS", err)
+		}
+		assertErr(t, err, false, "no AWS credentials", "--s3-no-imds")
+	})
+	for _, tc := range []struct {
+		name string
+		opts s3src.Options
+		env  map[string]string
+		ok   bool
+	}{
+		{"NoIMDS", s3src.Options{NoIMDS: true}, nil, false},
+		{"EnvDisabled", s3src.Options{}, map[string]string{"AWS_EC2_METADATA_DISABLED": "true"}, false},
+		{"KeyFiles", s3src.Options{AccessKeyFile: a, SecretKeyFile: sec}, nil, true},
+		{"Anonymous", s3src.Options{Anonymous: true}, nil, true},
+		{"EnvKeys", s3src.Options{}, map[string]string{"AWS_ACCESS_KEY_ID": testAccess, "AWS_SECRET_ACCESS_KEY": testSecret}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noAmbientCredentials(t)
+			probes := imdsProbe(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			src, err := s3src.New(parse(t, "s3::"+s.url(bucket, "conf/")), tc.opts, fetch.Env{})
+			if !tc.ok {
+				// Nothing can give credentials: a configuration error,
+				// reported before any fetch.
+				if err == nil || !strings.Contains(err.Error(), "no AWS credentials") || !strings.Contains(err.Error(), "--s3-access-key-file") {
+					t.Fatalf("New: err = %v, want it to say there are no credentials and how to give them", err)
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				if _, _, err = newHarness(t, src, sync.Limits{}).sync(t); err != nil {
+					t.Fatal(err)
+				}
+				if d := time.Since(start); d > 2*time.Second {
+					t.Errorf("sync took %v", d)
+				}
+			}
+			if n := probes.Load(); n != 0 {
+				t.Fatalf("%d connections to the instance metadata service", n)
+			}
+		})
+	}
+}
+
+func TestNewReportsEveryConfigurationProblemAtOnce(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope")
+	_, err := s3src.New(parse(t, "s3://bucket/conf/?version=3"), s3src.Options{
+		AccessKeyFile: missing, Concurrency: -1, SessionTokenFile: missing,
+	}, fetch.Env{})
+	if err == nil {
+		t.Fatal("New accepted a broken configuration")
+	}
+	for _, want := range []string{"--s3-concurrency", "go together", "--s3-access-key-file: stat", "--s3-session-token-file", "version pins a single object"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+	_, err = s3src.New(parse(t, "s3://bucket/conf/"), s3src.Options{Anonymous: true, AccessKeyFile: missing, SecretKeyFile: missing}, fetch.Env{})
+	if err == nil || !strings.Contains(err.Error(), "--s3-anonymous contradicts") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestEmptyKeyFileIsAPermanentErrorNamingTheFlag(t *testing.T) {
+	s := newGofakes3(t)
+	bucket := s.newBucket(t, false)
+	s.put(t, bucket, "conf/a.yaml", "a")
+	a, sec := keyFiles(t, testAccess, testSecret)
+	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
+		o.AccessKeyFile, o.SecretKeyFile = a, sec
+	}), sync.Limits{})
+	writeFile(t, sec, "\n")
+	_, _, err := h.sync(t)
+	assertErr(t, err, true, "--s3-secret-key-file", "is empty")
+}

@@ -1,0 +1,180 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// oneLine is an error whose message is written for the user, while the
+// SDK's error, with its request IDs and retry counts, stays reachable with
+// errors.As for code that needs it.
+type oneLine struct {
+	msg string
+	err error
+}
+
+func (e *oneLine) Error() string { return e.msg }
+func (e *oneLine) Unwrap() error { return e.err }
+
+// httpStatus returns the HTTP status of the response that failed an
+// operation, or 0 when there was no response. The status, not the error
+// code, is what to trust for a 304: with checksum validation on, the SDK
+// reports a bodiless 304 without the NotModified code.
+func httpStatus(err error) int {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// regionHeader is where S3 says which region a bucket is in when a request
+// went to the wrong one.
+const regionHeader = "X-Amz-Bucket-Region"
+
+// describe turns an SDK error into one line a user can act on, marked
+// permanent when retrying cannot help. what names the operation and its
+// target ("list s3://bucket/conf/"); endpoint is shown when the server
+// cannot be reached. The message never holds credentials: the SDK's errors
+// do not carry them, and auth failures are described by us, not by the
+// server's text.
+func describe(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &oneLine{msg: fmt.Sprintf("%s: %v", what, contextCause(err)), err: err}
+	}
+	status := httpStatus(err)
+	var code, message string
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		code, message = api.ErrorCode(), api.ErrorMessage()
+	}
+	line := func(format string, args ...any) error {
+		return &oneLine{msg: what + ": " + fmt.Sprintf(format, args...), err: err}
+	}
+	permanent := func(format string, args ...any) error {
+		return fetch.Permanent(line(format, args...))
+	}
+	switch code {
+	case "NoSuchBucket":
+		return permanent("the bucket does not exist (NoSuchBucket)")
+	case "NoSuchKey":
+		return permanent("the object does not exist (NoSuchKey; a URL ending in \"/\" names a prefix)")
+	case "NoSuchVersion":
+		return permanent("the object version does not exist (NoSuchVersion)")
+	case "InvalidAccessKeyId", "XAdminUserNotFound": // the second is versitygw's
+		return permanent("the server does not know the access key ID (%s): check the access key", code)
+	case "SignatureDoesNotMatch":
+		return permanent("the secret key does not match the access key (SignatureDoesNotMatch): check the secret key")
+	case "ExpiredToken", "TokenRefreshRequired", "InvalidToken":
+		return line("the session token was refused (%s)", code)
+	case "AccessDenied", "AllAccessDisabled", "AccountProblem":
+		return permanent("access denied (%s): the credentials' policy must allow s3:ListBucket on the bucket and s3:GetObject on the keys", code)
+	case "InvalidBucketName":
+		return permanent("invalid bucket name (InvalidBucketName)")
+	case "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException":
+		if r := bucketRegion(err); r != "" {
+			return permanent("the bucket is in region %s: set ?region=%s or --s3-region %s (%s)", r, r, r, code)
+		}
+		return permanent("wrong region or endpoint for the bucket (%s): set ?region= or --s3-region", code)
+	case "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "RequestThrottled":
+		return line("the server is throttling requests (%s); will retry", code)
+	case "PreconditionFailed":
+		return line("the object changed during the sync (PreconditionFailed); will retry")
+	}
+	switch {
+	case status == 301 || status == 307:
+		if r := bucketRegion(err); r != "" {
+			return permanent("the bucket is in region %s: set ?region=%s or --s3-region %s", r, r, r)
+		}
+		return permanent("the server redirected the request (HTTP %d): wrong region or endpoint for the bucket", status)
+	case status == 403:
+		return permanent("access denied (HTTP 403%s)", codeSuffix(code, message))
+	case status == 404:
+		return permanent("not found (HTTP 404%s)", codeSuffix(code, message))
+	case status == 429 || status == 503:
+		return line("the server is throttling requests or unavailable (HTTP %d); will retry", status)
+	case status >= 500:
+		return line("server error (HTTP %d%s)", status, codeSuffix(code, message))
+	case status != 0:
+		return line("request failed (HTTP %d%s)", status, codeSuffix(code, message))
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return line("cannot reach the S3 endpoint %s: %v", endpointOf(err), opErr)
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return line("cannot resolve the S3 endpoint %s: %v", endpointOf(err), dnsErr)
+	}
+	return line("%s", firstLine(lastCause(err)))
+}
+
+// codeSuffix formats an S3 error code and message for a generic failure.
+func codeSuffix(code, message string) string {
+	switch {
+	case code != "" && message != "":
+		return ", " + code + ": " + firstLine(message)
+	case code != "":
+		return ", " + code
+	}
+	return ""
+}
+
+// bucketRegion digs S3's answer to a wrong-region request out of err.
+func bucketRegion(err error) string {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.Header.Get(regionHeader)
+	}
+	return ""
+}
+
+// endpointOf returns scheme://host of the request that failed, or "".
+func endpointOf(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			return u.Scheme + "://" + u.Host
+		}
+	}
+	return ""
+}
+
+// lastCause returns the innermost error: the SDK stacks "operation error
+// S3: GetObject, https response error StatusCode..." in front of it.
+func lastCause(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// contextCause says whether the sync was cancelled or ran out of time.
+func contextCause(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
+}
+
+// firstLine keeps an error one line long.
+func firstLine(v any) string {
+	s := fmt.Sprint(v)
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.TrimSpace(s)
+}

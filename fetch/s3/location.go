@@ -1,0 +1,216 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// location is where a source's content lives, resolved from the URL and
+// the options without any network access.
+type location struct {
+	bucket string
+	// key is the object key (single object) or the key prefix ("" for the
+	// whole bucket, otherwise ending in "/").
+	key    string
+	prefix bool
+	// version pins one version of a single object.
+	version string
+	// endpoint is scheme://host[:port] of an S3-compatible service; "" lets
+	// the SDK resolve the AWS endpoint from the region.
+	endpoint  string
+	region    string // "" when neither the URL nor the options name one
+	pathStyle bool
+}
+
+// String names the content for logs and errors: never the endpoint's
+// userinfo, never a secret (none can be in it: New refuses them).
+func (l location) String() string {
+	s := "s3://" + l.bucket + "/" + l.key
+	if l.version != "" {
+		s += "?version=" + l.version
+	}
+	return s
+}
+
+// awsSuffixes are the DNS suffixes of AWS S3 endpoints. A URL on one of
+// these is addressed the way AWS does it; any other host is a custom
+// endpoint (MinIO, Ceph, R2, versitygw) spoken to in path style.
+var awsSuffixes = []string{".amazonaws.com", ".amazonaws.com.cn"}
+
+// parseLocation reads the source URL (without the "s3::" prefix) in the
+// forms New documents, and applies the options that locate the content.
+func parseLocation(u *fetch.URL, o Options) (location, error) {
+	var l location
+	q := u.URL.Query()
+	for k := range q {
+		switch k {
+		case "region", "version":
+		case "aws_access_key_id", "aws_access_key_secret", "aws_access_token":
+			return l, fmt.Errorf("credentials in the URL (%s) are not accepted: use --s3-access-key-file and --s3-secret-key-file", k)
+		default:
+			return l, fmt.Errorf("unknown S3 URL option %q (known: region, version)", k)
+		}
+	}
+	if u.URL.User != nil {
+		return l, errors.New("credentials in the URL are not accepted: use --s3-access-key-file and --s3-secret-key-file")
+	}
+	if u.URL.Fragment != "" {
+		return l, fmt.Errorf("S3 URL has a fragment %q", u.URL.Fragment)
+	}
+
+	var hostRegion, key string
+	host := u.URL.Hostname()
+	switch u.URL.Scheme {
+	case "s3":
+		if host == "" || u.URL.Port() != "" {
+			return l, fmt.Errorf("S3 URL %s: want s3://BUCKET/KEY", u.URL.Redacted())
+		}
+		l.bucket, key = host, strings.TrimPrefix(u.URL.Path, "/")
+		if o.Endpoint != "" {
+			ep, err := parseEndpoint(o.Endpoint)
+			if err != nil {
+				return l, err
+			}
+			l.endpoint = ep
+		}
+	case "http", "https":
+		if host == "" {
+			return l, fmt.Errorf("S3 URL %s has no host", u.URL.Redacted())
+		}
+		if bucket, region, ok := awsHost(host); ok {
+			hostRegion = region
+			if bucket != "" {
+				l.bucket, key = bucket, strings.TrimPrefix(u.URL.Path, "/")
+			} else {
+				l.bucket, key, _ = strings.Cut(strings.TrimPrefix(u.URL.Path, "/"), "/")
+			}
+			if u.URL.Scheme == "http" {
+				return l, fmt.Errorf("S3 URL %s: AWS endpoints need https", u.URL.Redacted())
+			}
+		} else {
+			l.endpoint = u.URL.Scheme + "://" + u.URL.Host
+			l.bucket, key, _ = strings.Cut(strings.TrimPrefix(u.URL.Path, "/"), "/")
+		}
+		if o.Endpoint != "" {
+			return l, fmt.Errorf("S3 URL %s names its endpoint: --s3-endpoint applies only to s3://BUCKET URLs", u.URL.Redacted())
+		}
+	default:
+		return l, fmt.Errorf("S3 URL %s: scheme must be s3, https or http", u.URL.Redacted())
+	}
+	if l.bucket == "" {
+		return l, fmt.Errorf("S3 URL %s names no bucket", u.URL.Redacted())
+	}
+
+	l.prefix = key == "" || strings.HasSuffix(key, "/")
+	if u.Subdir != "" {
+		key = path.Join(key, u.Subdir) + "/"
+		l.prefix = true
+	}
+	l.key = key
+	if err := checkKeyPath(key); err != nil {
+		return l, fmt.Errorf("S3 URL %s: %w", u.URL.Redacted(), err)
+	}
+
+	l.version = q.Get("version")
+	if l.version != "" && l.prefix {
+		return l, fmt.Errorf("S3 URL %s: version pins a single object, but the URL names a prefix (it ends in \"/\")", u.URL.Redacted())
+	}
+
+	// The URL is more specific than a flag that applies to every source.
+	l.region = q.Get("region")
+	switch {
+	case l.region != "" && hostRegion != "" && l.region != hostRegion:
+		return l, fmt.Errorf("S3 URL %s: region %q contradicts the host's region %q", u.URL.Redacted(), l.region, hostRegion)
+	case l.region == "" && hostRegion != "":
+		l.region = hostRegion
+	case l.region == "":
+		l.region = o.Region
+	}
+
+	// A custom endpoint is spoken to in path style: the bucket is in the
+	// URL's path, and MinIO, Ceph and versitygw need no DNS per bucket.
+	l.pathStyle = o.PathStyle || l.endpoint != ""
+	return l, nil
+}
+
+// checkKeyPath refuses a key or prefix in the URL whose path would not
+// map cleanly onto a file name: it would make every object name escape.
+func checkKeyPath(key string) error {
+	k := strings.TrimSuffix(key, "/")
+	if k == "" {
+		return nil
+	}
+	for _, c := range strings.Split(k, "/") {
+		if c == "" || c == "." || c == ".." {
+			return fmt.Errorf("key %q has an empty, \".\" or \"..\" component", key)
+		}
+	}
+	return nil
+}
+
+// parseEndpoint checks --s3-endpoint: scheme://host[:port], nothing more.
+func parseEndpoint(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT]", raw)
+	}
+	if u.User != nil {
+		return "", errors.New("--s3-endpoint: credentials in the URL are not accepted")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", raw)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// awsHost recognises an AWS S3 host, the forms go-getter's S3 detector
+// knows and the current ones: s3.amazonaws.com, s3.REGION.amazonaws.com,
+// s3-REGION.amazonaws.com, s3.dualstack.REGION.amazonaws.com (path style)
+// and BUCKET. in front of any of those (virtual-hosted; a bucket may hold
+// dots). It returns the bucket ("" for path style) and the region ("" when
+// the host does not say).
+func awsHost(host string) (bucket, region string, ok bool) {
+	host = strings.ToLower(host)
+	var rest string
+	for _, suf := range awsSuffixes {
+		if r, found := strings.CutSuffix(host, suf); found {
+			rest = r
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return "", "", false
+	}
+	labels := strings.Split(rest, ".")
+	i := len(labels) - 1
+	// Find the "s3" label from the right: a bucket name may hold dots, and
+	// even a label "s3", but the endpoint part never has more than three.
+	for ; i >= 0; i-- {
+		if labels[i] == "s3" || strings.HasPrefix(labels[i], "s3-") {
+			break
+		}
+	}
+	if i < 0 {
+		return "", "", false
+	}
+	bucket = strings.Join(labels[:i], ".")
+	s3Label, after := labels[i], labels[i+1:]
+	if r, found := strings.CutPrefix(s3Label, "s3-"); found {
+		region = r
+		if r == "external-1" {
+			region = "us-east-1"
+		}
+	}
+	for _, a := range after {
+		if a != "dualstack" {
+			region = a
+		}
+	}
+	return bucket, region, true
+}
