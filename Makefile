@@ -33,6 +33,7 @@ bench: $(VERSITYGW)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./sync/
 	$(GO) test -run '^$$' -bench IdleRSS -benchtime 1x ./cmd/ferry/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./fetch/http/
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./fetch/git/
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/
 
 $(VERSITYGW):

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/ferrysync/ferry/api"
 )
 
 // origin serves the config as a tar.gz with an ETag, like a real artifact
@@ -306,6 +308,13 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 	eventually(t, "the app", func() bool { st, err := getState(appAddr); return err == nil && st.Greeting == "one" })
 
 	o.set(t, config("two"))
+	// The manifest polls every 30s (the default); ask for a sync now, as a
+	// CI hook would, from loopback.
+	resp, err := http.Post("http://"+k.port(f, f.LivenessProbe)+api.SyncPath, "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /sync: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	eventually(t, "the reload", func() bool { st, _ := getState(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
 	if lp := f.LivenessProbe; status("http://"+k.port(f, lp)+lp.HTTPGet.Path) != http.StatusOK {
 		t.Fatal("livenessProbe fails while syncing")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/api"
+	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/s3"
 	"github.com/ferrysync/ferry/signal"
@@ -54,6 +55,7 @@ type options struct {
 	http    fhttp.Options
 	httpMax sizeFlag
 	s3      s3.Options
+	git     git.Options
 }
 
 // flagSet declares every flag, with defaults and help from the same
@@ -93,6 +95,12 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&o.http.InsecureSkipVerify, "http-insecure-skip-verify", false, fhttp.HelpInsecureSkipVerify)
 	o.httpMax = sizeFlag(fhttp.DefaultMaxBodyBytes)
 	fs.Var(&o.httpMax, "http-max-body", fhttp.HelpMaxBody)
+
+	fs.StringVar(&o.git.Username, "git-username", "", git.HelpUsername)
+	fs.StringVar(&o.git.PasswordFile, "git-password-file", "", git.HelpPasswordFile)
+	fs.StringVar(&o.git.SSHKeyFile, "git-ssh-key-file", "", git.HelpSSHKeyFile)
+	fs.StringVar(&o.git.KnownHostsFile, "git-known-hosts-file", "", git.HelpKnownHostsFile)
+	fs.BoolVar(&o.git.InsecureIgnoreHostKey, "git-ssh-insecure-ignore-host-key", false, git.HelpInsecureIgnoreHostKey)
 
 	o.s3.AddFlags(fs)
 	fs.BoolVar(&o.s3.AllowEmpty, "allow-empty", false, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")

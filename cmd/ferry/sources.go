@@ -3,12 +3,16 @@ package main
 import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/file"
+	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/s3"
 )
 
 // sourceHelp is the URL summary in --help.
 const sourceHelp = `Source URLs (go-getter syntax: kind::URL, //subdir, ?options):
+  git::https://host/org/repo.git?ref=main    git (ref: branch, tag or SHA; depth, default 1)
+  git@host:org/repo.git, git::ssh://...      git over SSH (needs --git-known-hosts-file)
+  git::file:///srv/repo                      a local repository (needs the git binary)
   https://host/app.yaml                      one file, published under its name
   https://host/b.tar.gz?checksum=sha256:HEX  archive (tar.gz, tgz, tar, zip; ?archive=)
   s3://bucket/prefix/?region=eu-west-1       an S3 prefix (a key without / is one object;
@@ -23,6 +27,7 @@ func sources(o *options) fetch.Registry {
 	httpOpts.MaxBodyBytes = int64(o.httpMax)
 	return fetch.Registry{
 		"file": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return file.New(u, env) },
+		"git":  func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return git.New(u, o.git, env) },
 		"http": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return fhttp.New(u, httpOpts, env) },
 		"s3":   func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return s3.New(u, o.s3, env) },
 	}

@@ -1,0 +1,149 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// maxSymlinkTarget bounds a symlink blob: a path, never a file's worth.
+const maxSymlinkTarget = 4096
+
+// export writes the commit's tree (or its //subdir) through w. Each file's
+// key is its blob hash, so the Writer hard-links files that did not change
+// since the published revision instead of reading them again.
+//
+// It is sequential on purpose: go-git's storage is not safe for concurrent
+// use, and four workers with a store handle each cost 10 MB more peak RSS
+// on the 50 MB benchmark tree for no gain that could be told apart from
+// the noise of file creation, which dominates the export.
+func (s *Source) export(ctx context.Context, st *store, c *object.Commit, w fetch.Writer) error {
+	tree, err := object.GetTree(st.st, c.TreeHash)
+	if err != nil {
+		return &storeError{err}
+	}
+	if s.subdir != "" {
+		entry, err := tree.FindEntry(s.subdir)
+		if errors.Is(err, object.ErrDirectoryNotFound) || errors.Is(err, object.ErrEntryNotFound) {
+			return fetch.Permanent(fmt.Errorf("subdir %q not found in the commit", s.subdir))
+		}
+		if err != nil {
+			return &storeError{err}
+		}
+		if entry.Mode != filemode.Dir {
+			return fetch.Permanent(fmt.Errorf("subdir %q is not a directory in the commit", s.subdir))
+		}
+		if tree, err = object.GetTree(st.st, entry.Hash); err != nil {
+			return &storeError{err}
+		}
+	}
+
+	return s.walk(ctx, st.st, tree, "", w)
+}
+
+// walk writes the tree depth first.
+func (s *Source) walk(ctx context.Context, st storer.EncodedObjectStorer, tree *object.Tree, dir string, w fetch.Writer) error {
+	for _, e := range tree.Entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name := path.Join(dir, e.Name)
+		// A tree from a hostile server may carry names git itself refuses.
+		if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+			return fetch.Permanent(fmt.Errorf("entry %q: invalid name in git tree", dir+"/"+e.Name))
+		}
+		var err error
+		switch e.Mode {
+		case filemode.Dir:
+			sub, gerr := object.GetTree(st, e.Hash)
+			if gerr != nil {
+				return &storeError{fmt.Errorf("tree %s: %w", name, gerr)}
+			}
+			err = s.walk(ctx, st, sub, name, w)
+		case filemode.Regular, filemode.Deprecated, filemode.Executable:
+			mode := fs.FileMode(0o644)
+			if e.Mode == filemode.Executable {
+				mode = 0o755
+			}
+			err = w.WriteFile(name, mode, e.Hash.String(), blobOpener(st, e.Hash))
+		case filemode.Symlink:
+			target, terr := readSymlink(st, e.Hash)
+			if terr != nil {
+				return fmt.Errorf("symlink %s: %w", name, terr)
+			}
+			err = w.Symlink(name, target)
+		case filemode.Submodule:
+			// As git clone without --recurse-submodules: an empty directory.
+			s.log.Warn("git submodule published as an empty directory (submodules are not fetched)", "path", name, "commit", e.Hash.String())
+			err = w.Mkdir(name)
+		default:
+			return fetch.Permanent(fmt.Errorf("entry %q: unsupported git file mode %o", name, uint32(e.Mode)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// blobOpener streams a blob out of the store when the Writer needs it.
+func blobOpener(st storer.EncodedObjectStorer, h plumbing.Hash) fetch.Opener {
+	return func() (io.ReadCloser, error) {
+		obj, err := st.EncodedObject(plumbing.BlobObject, h)
+		if err != nil {
+			return nil, &storeError{fmt.Errorf("blob %s: %w", h, err)}
+		}
+		r, err := obj.Reader()
+		if err != nil {
+			return nil, &storeError{fmt.Errorf("blob %s: %w", h, err)}
+		}
+		return &storeReader{r: r, h: h}, nil
+	}
+}
+
+// storeReader marks read errors (a corrupt pack) as the store's fault.
+type storeReader struct {
+	r io.ReadCloser
+	h plumbing.Hash
+}
+
+func (sr *storeReader) Read(p []byte) (int, error) {
+	n, err := sr.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &storeError{fmt.Errorf("blob %s: %w", sr.h, err)}
+	}
+	return n, err
+}
+
+func (sr *storeReader) Close() error { return sr.r.Close() }
+
+func readSymlink(st storer.EncodedObjectStorer, h plumbing.Hash) (string, error) {
+	obj, err := st.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return "", &storeError{err}
+	}
+	r, err := obj.Reader()
+	if err != nil {
+		return "", &storeError{err}
+	}
+	defer r.Close()
+	b, err := io.ReadAll(io.LimitReader(r, maxSymlinkTarget+1))
+	if err != nil {
+		return "", &storeError{err}
+	}
+	if len(b) > maxSymlinkTarget {
+		return "", fetch.Permanent(fmt.Errorf("target longer than %d bytes", maxSymlinkTarget))
+	}
+	return string(b), nil
+}

@@ -1,0 +1,359 @@
+// Package git is the git source: it polls a repository with ls-remote,
+// fetches only new commits (depth 1 by default) into a bare object store
+// kept under the source's state directory, and exports the commit's tree.
+// It runs go-git in process; only git::file:// URLs need the git binary.
+package git
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// DefaultDepth is how many commits a fetch asks for: the tree of the tip is
+// all ferry publishes, so history is never downloaded unless asked.
+const DefaultDepth = 1
+
+// Help texts for the flags of Options, so that the command line and this
+// package describe them with the same words.
+const (
+	HelpUsername              = "`user` name for git over HTTP(S) basic auth; a user in the URL wins (default: \"git\" when only a password is given)"
+	HelpPasswordFile          = "`file` holding the password or access token for git over HTTP(S); re-read on every sync"
+	HelpSSHKeyFile            = "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync"
+	HelpKnownHostsFile        = "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)"
+	HelpInsecureIgnoreHostKey = "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)"
+	HelpURL                   = "git: git::https://host/org/repo.git?ref=main&depth=1, git::ssh://git@host/org/repo.git, git@host:org/repo.git, //subdir; git::file:///path needs the git binary"
+)
+
+// Options are the settings shared by every git source. Secrets are file
+// paths, read again on every Fetch so a rotated Kubernetes Secret is used
+// without a restart.
+type Options struct {
+	// Username is the HTTP basic-auth user (--git-username). A user in the
+	// URL wins; with a password and no user at all, "git" is sent. SSH takes
+	// its user from the URL only (default "git").
+	Username string
+	// PasswordFile holds the HTTP password or token (--git-password-file).
+	PasswordFile string
+	// SSHKeyFile holds the SSH private key (--git-ssh-key-file).
+	SSHKeyFile string
+	// KnownHostsFile lists the SSH host keys to trust (--git-known-hosts-file).
+	KnownHostsFile string
+	// InsecureIgnoreHostKey accepts any SSH host key
+	// (--git-ssh-insecure-ignore-host-key). Every sync logs a warning.
+	InsecureIgnoreHostKey bool
+}
+
+// Source publishes the tree of one ref of a git repository. Fetch is not
+// safe for concurrent use; the sync loop never calls it concurrently.
+type Source struct {
+	remote    string // the URL go-git dials: no query, no password
+	display   string // the redacted URL for errors and logs
+	scheme    string
+	hostPort  string // host:port, for SSH known_hosts lookups
+	urlUser   string
+	ref       string        // as given; "" follows the remote HEAD
+	sha       plumbing.Hash // set when ref is a full commit SHA
+	depth     int
+	subdir    string
+	revSuffix string // distinguishes revisions of different subdirs
+	opts      Options
+	storeDir  string
+	log       *slog.Logger
+}
+
+var _ fetch.Source = (*Source)(nil)
+
+var (
+	fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	// badRef rejects what git refuses in a ref name (git check-ref-format).
+	badRef = regexp.MustCompile(`(\.\.|@\{|[\x00-\x20\x7f~^:?*\[\\]|^/|/$|//|\.lock$|/\.|^\.)`)
+)
+
+// New builds a git source for u. It checks the URL, its options and the
+// credential files, without any network access, so a mistake is reported
+// before the first sync.
+func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
+	if u == nil || u.URL == nil {
+		return nil, errors.New("git: no URL")
+	}
+	enableThinPacks()
+	s := &Source{
+		display: u.String(),
+		scheme:  u.URL.Scheme,
+		subdir:  u.Subdir,
+		depth:   DefaultDepth,
+		opts:    o,
+		log:     env.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	switch s.scheme {
+	case "https", "http", "ssh", "git":
+		if u.URL.Host == "" {
+			errs = append(errs, fmt.Errorf("git URL %s has no host", s.display))
+		}
+	case "file":
+		// go-git's file transport runs git-upload-pack: the one case that
+		// needs the git binary, which the ferry image does not ship.
+		if _, err := exec.LookPath("git"); err != nil {
+			errs = append(errs, fmt.Errorf("git::file:// URLs need the git binary on PATH: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("git URL %s: scheme %q is not supported (use https, http, ssh, git or file)", s.display, s.scheme))
+	}
+	if u.URL.User != nil {
+		if _, hasPass := u.URL.User.Password(); hasPass {
+			errs = append(errs, fmt.Errorf("git URL %s carries a password: put it in a file and give --git-password-file", s.display))
+		}
+		s.urlUser = u.URL.User.Username()
+	}
+	errs = append(errs, s.parseQuery(u.URL.Query())...)
+	if s.scheme == "ssh" {
+		port := u.URL.Port()
+		if port == "" {
+			port = "22"
+		}
+		s.hostPort = u.URL.Hostname() + ":" + port
+		if o.SSHKeyFile == "" {
+			errs = append(errs, fmt.Errorf("git URL %s is SSH: give --git-ssh-key-file", s.display))
+		} else if _, err := readSigner(o.SSHKeyFile); err != nil {
+			errs = append(errs, err)
+		}
+		if o.KnownHostsFile == "" && !o.InsecureIgnoreHostKey {
+			errs = append(errs, fmt.Errorf("git URL %s is SSH: give --git-known-hosts-file (or, at your own risk, --git-ssh-insecure-ignore-host-key)", s.display))
+		} else if o.KnownHostsFile != "" {
+			if _, err := hostKeyDB(o.KnownHostsFile); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if isHTTP(s.scheme) && o.PasswordFile != "" {
+		if _, err := readSecret(o.PasswordFile); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if env.StateDir == "" {
+		errs = append(errs, errors.New("git source needs a state directory for its object store"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s.storeDir = filepath.Join(env.StateDir, storeDirName)
+	r := *u.URL
+	r.RawQuery, r.Fragment, r.RawFragment, r.ForceQuery = "", "", "", false
+	s.remote = r.String()
+	if s.subdir != "" {
+		sum := sha256.Sum256([]byte(s.subdir))
+		s.revSuffix = hex.EncodeToString(sum[:4])
+	}
+	return s, nil
+}
+
+// parseQuery reads the URL options: ref, depth and submodules.
+func (s *Source) parseQuery(q url.Values) []error {
+	var errs []error
+	for _, key := range slices.Sorted(maps.Keys(q)) {
+		v := q[key][len(q[key])-1]
+		switch key {
+		case "ref":
+			switch {
+			case v == "HEAD":
+				s.ref = "" // the default
+			case v == "":
+				errs = append(errs, errors.New("git option ref is empty (leave it out to follow the remote HEAD)"))
+			case fullSHA.MatchString(strings.ToLower(v)):
+				s.ref = strings.ToLower(v)
+				s.sha = plumbing.NewHash(s.ref)
+			case badRef.MatchString(v):
+				errs = append(errs, fmt.Errorf("git option ref %q is not a valid branch, tag or full commit SHA", v))
+			default:
+				s.ref = v
+			}
+		case "depth":
+			d, err := strconv.Atoi(v)
+			if err != nil || d < 0 {
+				errs = append(errs, fmt.Errorf("git option depth %q: want a whole number >= 0 (0: full history)", v))
+			}
+			s.depth = d
+		case "submodules":
+			if b, err := strconv.ParseBool(v); err != nil || b {
+				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone without --recurse-submodules does (add its repository as another --source)", v))
+			}
+		case "sshkey":
+			errs = append(errs, errors.New("git option sshkey would put a secret in the URL: use --git-ssh-key-file"))
+		default:
+			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules)", key))
+		}
+	}
+	return errs
+}
+
+func isHTTP(scheme string) bool { return scheme == "http" || scheme == "https" }
+
+// revision names a published tree: the commit SHA, plus a digest of the
+// subdir when there is one, so that changing //subdir republishes.
+func (s *Source) revision(h plumbing.Hash) string {
+	if s.revSuffix == "" {
+		return h.String()
+	}
+	return h.String() + "-" + s.revSuffix
+}
+
+// Fetch resolves the ref with ls-remote and, when it names a commit other
+// than the published one, fetches that commit into the object store (unless
+// it is already there) and writes its tree through w.
+func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if !s.sha.IsZero() && s.revision(s.sha) == prev {
+		// A pinned commit never changes: no network at all.
+		return prev, nil
+	}
+	auth, err := s.auth(ctx)
+	if err != nil {
+		return "", err
+	}
+	if s.opts.InsecureIgnoreHostKey && s.scheme == "ssh" {
+		s.log.Warn("SSH host key not verified (--git-ssh-insecure-ignore-host-key): a man-in-the-middle could serve any content", "url", s.display)
+	}
+
+	var want wantRef
+	if s.sha.IsZero() {
+		refs, err := s.lsRemote(ctx, auth)
+		if err != nil {
+			return "", err
+		}
+		if want, err = s.resolve(refs); err != nil {
+			return "", err
+		}
+		if want.commitKnown && s.revision(want.hash) == prev {
+			return prev, nil
+		}
+	}
+
+	st, err := s.openStore()
+	if err != nil {
+		return "", err
+	}
+	defer st.close()
+
+	commit, fetched, err := s.commit(ctx, st, auth, want)
+	if err != nil {
+		return "", err
+	}
+	fetchedAt := time.Now()
+	rev := s.revision(commit.Hash)
+	if rev == prev {
+		return prev, nil
+	}
+	if err := s.export(ctx, st, commit, w); err != nil {
+		var se *storeError
+		if errors.As(err, &se) {
+			st.close()
+			s.discardStore(err)
+			return "", fmt.Errorf("git export %s commit %s: object store was unreadable and has been removed; the next sync fetches again: %w", s.display, commit.Hash, err)
+		}
+		return "", fmt.Errorf("git export %s commit %s: %w", s.display, commit.Hash, err)
+	}
+	s.log.Info("git commit exported", "commit", commit.Hash.String(), "downloaded", fetched,
+		"fetch_duration", fetchedAt.Sub(start).Round(time.Millisecond), "export_duration", time.Since(fetchedAt).Round(time.Millisecond))
+	return rev, nil
+}
+
+// proxy bounds SSH connections by ctx's deadline (see deadline.go).
+func (s *Source) proxy(ctx context.Context) transport.ProxyOptions {
+	if s.scheme != "ssh" {
+		return transport.ProxyOptions{}
+	}
+	return deadlineProxy(ctx)
+}
+
+// wantRef is what ls-remote said the ref points at.
+type wantRef struct {
+	name        plumbing.ReferenceName // the remote ref to fetch
+	hash        plumbing.Hash          // commit when commitKnown, else a tag or commit
+	commitKnown bool
+}
+
+// lsRemote lists the remote's refs: one small request, the whole cost of
+// a poll that finds nothing new.
+func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*plumbing.Reference, error) {
+	r := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
+	refs, err := r.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled, ProxyOptions: s.proxy(ctx)})
+	if err != nil {
+		return nil, s.wrap(ctx, "ls-remote", err)
+	}
+	return refs, nil
+}
+
+// resolve finds the ref in an ls-remote answer, the way git clone --branch
+// does: a branch first, then a tag; a name under refs/ as given; none, the
+// remote HEAD.
+func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
+	byName := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
+	for _, r := range refs {
+		byName[r.Name()] = r
+	}
+	var candidates []plumbing.ReferenceName
+	switch {
+	case s.ref == "":
+		candidates = []plumbing.ReferenceName{plumbing.HEAD}
+	case strings.HasPrefix(s.ref, "refs/"):
+		candidates = []plumbing.ReferenceName{plumbing.ReferenceName(s.ref)}
+	default:
+		candidates = []plumbing.ReferenceName{plumbing.NewBranchReferenceName(s.ref), plumbing.NewTagReferenceName(s.ref)}
+	}
+	for _, name := range candidates {
+		ref, ok := byName[name]
+		if !ok {
+			continue
+		}
+		// Follow a symbolic HEAD to its branch.
+		for i := 0; ref.Type() == plumbing.SymbolicReference && i < 5; i++ {
+			next, ok := byName[ref.Target()]
+			if !ok {
+				return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s points at %s, which does not exist (empty repository?)", s.display, name, ref.Target()))
+			}
+			name, ref = ref.Target(), next
+		}
+		if ref.Type() != plumbing.HashReference {
+			continue
+		}
+		if peeled, ok := byName[name+"^{}"]; ok {
+			return wantRef{name: name, hash: peeled.Hash(), commitKnown: true}, nil
+		}
+		// Branches point at commits; a tag without a peeled line may point
+		// at a tag object, which is peeled once it is in the store.
+		return wantRef{name: name, hash: ref.Hash(), commitKnown: !name.IsTag()}, nil
+	}
+	what := fmt.Sprintf("ref %q not found (no branch or tag of that name; a commit must be given as a full 40-character SHA)", s.ref)
+	if s.ref == "" {
+		what = "remote HEAD not found (give ?ref=BRANCH)"
+	}
+	return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s", s.display, what))
+}
