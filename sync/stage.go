@@ -349,6 +349,11 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (int64, 
 	lw := &limitWriter{w: f, name: rel, max: st.store.limits.MaxFileSize,
 		budget: st.store.limits.MaxBytes - st.bytes.Load()}
 	n, err := io.Copy(lw, r)
+	if err == nil {
+		// The umask may have narrowed the mode given to open; fchmod on
+		// the open file spares a path lookup per file.
+		err = f.Chmod(mode)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -357,10 +362,6 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (int64, 
 			err = fmt.Errorf("stage %s: %w", rel, err)
 		}
 		return 0, err
-	}
-	// The umask may have narrowed the mode given to open.
-	if err := os.Chmod(dst, mode); err != nil {
-		return 0, fmt.Errorf("stage %s: %w", rel, err)
 	}
 	return n, nil
 }
