@@ -177,7 +177,12 @@ func newTarget(raw string) (*target, error) {
 		}
 		return nil, fmt.Errorf("notify URL: %w", err)
 	}
-	name := u.Redacted()
+	// Logs and metric labels show scheme, host and path only: a query may
+	// carry a token, and Redacted hides only a password.
+	name := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	if u.User != nil {
+		return nil, fmt.Errorf("notify URL %s: credentials in the URL are not accepted (they would travel into logs)", name)
+	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("notify URL %s: scheme must be http or https", name)
 	}

@@ -65,8 +65,9 @@ type entry struct {
 	Size int64       `json:"s"`
 }
 
-// Stage is a revision being written. It implements fetch.Writer and is safe
-// for concurrent use, so a source may download files in parallel.
+// Stage is a revision being written. It implements fetch.Writer; its write
+// methods are safe for concurrent use, so a source may download files in
+// parallel. Publish and Discard come after the writes, never beside them.
 type Stage struct {
 	store *Store
 	name  string
@@ -96,9 +97,9 @@ func (st *Stage) Dir() string {
 	return st.dir
 }
 
-// escape reports an entry that would leave the revision or break a limit:
-// retrying cannot fix it, so it is permanent.
-func escape(name, format string, args ...any) error {
+// refuse reports an entry that would leave the revision, clash with
+// another, or break a limit: retrying cannot fix it, so it is permanent.
+func refuse(name, format string, args ...any) error {
 	return fetch.Permanent(fmt.Errorf("entry %q: %s", name, fmt.Sprintf(format, args...)))
 }
 
@@ -106,14 +107,14 @@ func escape(name, format string, args ...any) error {
 // refuses it.
 func cleanName(name string) (string, error) {
 	if name == "" || strings.ContainsRune(name, 0) {
-		return "", escape(name, "invalid name")
+		return "", refuse(name, "invalid name")
 	}
 	if strings.HasPrefix(name, "/") {
-		return "", escape(name, "absolute path")
+		return "", refuse(name, "absolute path")
 	}
 	clean := path.Clean(name)
 	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", escape(name, "path leaves the revision")
+		return "", refuse(name, "path leaves the revision")
 	}
 	return clean, nil
 }
@@ -126,7 +127,7 @@ func (st *Stage) reserve(name string, isFile bool) (string, string, error) {
 		return "", "", err
 	}
 	if rel == "." {
-		return "", "", escape(name, "names the revision root")
+		return "", "", refuse(name, "names the revision root")
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -135,20 +136,23 @@ func (st *Stage) reserve(name string, isFile bool) (string, string, error) {
 	}
 	for p := path.Dir(rel); p != "."; p = path.Dir(p) {
 		if _, ok := st.symlinks[p]; ok {
-			return "", "", escape(name, "parent %q is a symlink", p)
+			return "", "", refuse(name, "parent %q is a symlink", p)
 		}
 		if _, ok := st.entries[p]; ok {
-			return "", "", escape(name, "parent %q is a file", p)
+			return "", "", refuse(name, "parent %q is a file", p)
 		}
 	}
 	if _, ok := st.entries[rel]; ok {
-		return "", "", escape(name, "duplicate entry")
+		return "", "", refuse(name, "duplicate entry")
 	}
 	if _, ok := st.symlinks[rel]; ok {
-		return "", "", escape(name, "duplicate entry")
+		return "", "", refuse(name, "duplicate entry")
+	}
+	if st.dirs[rel] {
+		return "", "", refuse(name, "is both a directory and a file")
 	}
 	if len(st.entries)+len(st.symlinks) >= st.store.limits.MaxFiles {
-		return "", "", escape(name, "revision has more than %d files (--max-files)", st.store.limits.MaxFiles)
+		return "", "", refuse(name, "revision has more than %d files (--max-files)", st.store.limits.MaxFiles)
 	}
 	if err := st.mkdirLocked(path.Dir(rel)); err != nil {
 		return "", "", err
@@ -166,11 +170,11 @@ func (st *Stage) ensureDirLocked() error {
 		return nil
 	}
 	parent := st.store.sourceDir(st.name)
-	if err := os.MkdirAll(parent, dirPerm); err != nil {
+	if err := mkdir(parent); err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
 	dir := filepath.Join(parent, stagePrefix+randomSuffix())
-	if err := os.Mkdir(dir, dirPerm); err != nil {
+	if err := mkdir(dir); err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
 	st.dir = dir
@@ -189,17 +193,31 @@ func (st *Stage) mkdirLocked(rel string) error {
 		return err
 	}
 	if _, ok := st.entries[rel]; ok {
-		return escape(rel, "is both a file and a directory")
+		return refuse(rel, "is both a file and a directory")
 	}
 	if _, ok := st.symlinks[rel]; ok {
-		return escape(rel, "is both a symlink and a directory")
+		return refuse(rel, "is both a symlink and a directory")
 	}
-	err := os.Mkdir(filepath.Join(st.dir, filepath.FromSlash(rel)), dirPerm)
-	if err != nil && !errors.Is(err, fs.ErrExist) {
+	if len(st.dirs) >= st.store.limits.MaxFiles {
+		return refuse(rel, "revision has more than %d directories (--max-files)", st.store.limits.MaxFiles)
+	}
+	if err := mkdir(filepath.Join(st.dir, filepath.FromSlash(rel))); err != nil {
 		return fmt.Errorf("stage mkdir %s: %w", rel, err)
 	}
 	st.dirs[rel] = true
 	return nil
+}
+
+// mkdir creates a directory readable by all, whatever the umask: the app
+// reading the tree may run as another user.
+func mkdir(p string) error {
+	if err := os.Mkdir(p, dirPerm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return os.Chmod(p, dirPerm)
 }
 
 // Mkdir creates an (empty) directory in the revision.
@@ -215,7 +233,7 @@ func (st *Stage) Mkdir(name string) error {
 	}
 	for p := rel; p != "."; p = path.Dir(p) {
 		if _, ok := st.symlinks[p]; ok {
-			return escape(name, "%q is a symlink", p)
+			return refuse(name, "%q is a symlink", p)
 		}
 	}
 	return st.mkdirLocked(rel)
@@ -273,7 +291,7 @@ func (st *Stage) record(rel string, e entry, written bool) {
 
 func (st *Stage) addBytes(name string, n int64) error {
 	if total := st.bytes.Add(n); total > st.store.limits.MaxBytes {
-		return escape(name, "revision exceeds %d bytes (--max-bytes)", st.store.limits.MaxBytes)
+		return refuse(name, "revision exceeds %d bytes (--max-bytes)", st.store.limits.MaxBytes)
 	}
 	return nil
 }
@@ -331,11 +349,7 @@ func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, open fetch.Opener) (i
 	if err != nil {
 		return 0, err
 	}
-	st.bytes.Add(n)
 	st.bytesWritten.Add(n)
-	if st.bytes.Load() > st.store.limits.MaxBytes {
-		return 0, escape(rel, "revision exceeds %d bytes (--max-bytes)", st.store.limits.MaxBytes)
-	}
 	return n, nil
 }
 
@@ -347,7 +361,7 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (int64, 
 		return 0, fmt.Errorf("stage %s: %w", rel, err)
 	}
 	lw := &limitWriter{w: f, name: rel, max: st.store.limits.MaxFileSize,
-		budget: st.store.limits.MaxBytes - st.bytes.Load()}
+		total: &st.bytes, maxTotal: st.store.limits.MaxBytes}
 	n, err := io.Copy(lw, r)
 	if err == nil {
 		// The umask may have narrowed the mode given to open; fchmod on
@@ -368,23 +382,29 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (int64, 
 
 // limitWriter fails the write that would pass a limit. Failing, not
 // truncating: a cut file published as complete is worse than no publish.
+// Bytes are counted against the tree before they are written, so parallel
+// writers cannot overshoot --max-bytes on disk.
 type limitWriter struct {
-	w      io.Writer
-	name   string
-	n      int64
-	max    int64 // single-file limit
-	budget int64 // what the tree had left when the file started
+	w        io.Writer
+	name     string
+	n        int64
+	max      int64         // single-file limit
+	total    *atomic.Int64 // bytes in the tree so far
+	maxTotal int64
 }
 
 func (lw *limitWriter) Write(p []byte) (int, error) {
-	if lw.n+int64(len(p)) > lw.max {
-		return 0, escape(lw.name, "file exceeds %d bytes (--max-file-size)", lw.max)
+	size := int64(len(p))
+	if lw.n+size > lw.max {
+		return 0, refuse(lw.name, "file exceeds %d bytes (--max-file-size)", lw.max)
 	}
-	if lw.n+int64(len(p)) > lw.budget {
-		return 0, escape(lw.name, "revision exceeds its byte limit (--max-bytes)")
+	if lw.total.Add(size) > lw.maxTotal {
+		lw.total.Add(-size)
+		return 0, refuse(lw.name, "revision exceeds %d bytes (--max-bytes)", lw.maxTotal)
 	}
 	n, err := lw.w.Write(p)
 	lw.n += int64(n)
+	lw.total.Add(int64(n) - size)
 	return n, err
 }
 
@@ -392,10 +412,10 @@ func (lw *limitWriter) Write(p []byte) (int, error) {
 // that is checked by name now and once more on disk at publish.
 func (st *Stage) Symlink(name, target string) error {
 	if target == "" || strings.ContainsRune(target, 0) {
-		return escape(name, "symlink with an invalid target")
+		return refuse(name, "symlink with an invalid target")
 	}
 	if path.IsAbs(target) {
-		return escape(name, "symlink to absolute path %q", target)
+		return refuse(name, "symlink to absolute path %q", target)
 	}
 	rel, dst, err := st.reserve(name, false)
 	if err != nil {
@@ -403,7 +423,7 @@ func (st *Stage) Symlink(name, target string) error {
 	}
 	resolved := path.Join(path.Dir(rel), target)
 	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return escape(name, "symlink to %q leaves the revision", target)
+		return refuse(name, "symlink to %q leaves the revision", target)
 	}
 	if err := os.Symlink(target, dst); err != nil {
 		return fmt.Errorf("stage symlink %s: %w", rel, err)
@@ -494,16 +514,28 @@ func (st *Stage) checkSymlinks() error {
 	if err != nil {
 		return err
 	}
-	for rel := range st.symlinks {
-		real, err := filepath.EvalSymlinks(filepath.Join(st.dir, filepath.FromSlash(rel)))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // dangling, and inside by name: harmless
-		}
-		if err != nil {
-			return escape(rel, "symlink does not resolve: %v", err)
-		}
-		if real != root && !strings.HasPrefix(real, root+string(filepath.Separator)) {
-			return escape(rel, "symlink to %q resolves outside the revision", st.symlinks[rel])
+	inside := func(p string) bool { return p == root || strings.HasPrefix(p, root+string(filepath.Separator)) }
+	for rel, target := range st.symlinks {
+		// Resolve the raw path, not a cleaned one: "link/.." climbs from
+		// wherever link points. A dangling target is judged by the longest
+		// prefix that exists, since ".." after a symlink can already be out.
+		p := filepath.Join(root, filepath.FromSlash(path.Dir(rel))) + string(filepath.Separator) + filepath.FromSlash(target)
+		for {
+			real, err := filepath.EvalSymlinks(p)
+			if err == nil {
+				if !inside(real) {
+					return refuse(rel, "symlink to %q resolves outside the revision", target)
+				}
+				break
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return refuse(rel, "symlink does not resolve: %v", err)
+			}
+			i := strings.LastIndexByte(p, filepath.Separator)
+			if i <= 0 {
+				return refuse(rel, "symlink to %q does not resolve", target)
+			}
+			p = p[:i]
 		}
 	}
 	return nil

@@ -2,11 +2,13 @@ package sync
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 
@@ -171,6 +173,19 @@ func TestStageRefusesEscapesAndLimits(t *testing.T) {
 			}
 			return st.WriteFile("d", 0o644, "", opener("x"))
 		}, `"d": revision has more than 3 files`},
+		{"dangling link climbing through a link", func(st *Stage) error {
+			// By name x stays inside; on disk y is the root, so y/.. is out,
+			// and the missing final component must not excuse it.
+			st.Symlink("a/b/y", "../..")
+			if err := st.Symlink("x", "a/b/y/a/b/y/../../../../outside-secret"); err != nil {
+				return err
+			}
+			return st.Publish("r2")
+		}, `"x": symlink to "a/b/y/a/b/y/../../../../outside-secret" resolves outside the revision`},
+		{"file over a directory", func(st *Stage) error {
+			st.WriteFile("a/b", 0o644, "", opener("x"))
+			return st.WriteFile("a", 0o644, "", opener("y"))
+		}, `"a": is both a directory and a file`},
 		{"symlink chain out", func(st *Stage) error {
 			// Each link looks inside by name; together they reach the parent.
 			st.Symlink("self", ".")
@@ -302,5 +317,77 @@ func TestStageIOErrorsAreNamedAndRetryable(t *testing.T) {
 	}
 	if fetch.IsPermanent(err) {
 		t.Fatal("a full disk may clear up: it must be retried, not permanent")
+	}
+}
+
+func TestParallelWritersCannotOvershootMaxBytesOnDisk(t *testing.T) {
+	const limit = 1 << 20
+	s := newStore(t, Limits{MaxBytes: limit})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	var wg gosync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.WriteFile(fmt.Sprintf("f%d", i), 0o644, "", opener(strings.Repeat("x", 600<<10)))
+		}()
+	}
+	wg.Wait()
+	var onDisk int64
+	filepath.WalkDir(st.Dir(), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			fi, _ := d.Info()
+			onDisk += fi.Size()
+		}
+		return nil
+	})
+	if onDisk > limit {
+		t.Fatalf("%d bytes on disk with --max-bytes %d", onDisk, limit)
+	}
+}
+
+func TestTreeIsReadableWhateverTheUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	s := newStore(t, Limits{})
+	publishFiles(t, s, "c", "r1", map[string]string{"d/e/f": "x"})
+	for _, p := range []string{".ferry", ".ferry/c", ".ferry/c/r1", ".ferry/c/r1/d", ".ferry/c/r1/d/e"} {
+		fi, err := os.Stat(filepath.Join(s.Root(), p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s mode %v under umask 077: an app running as another user cannot read it", p, fi.Mode().Perm())
+		}
+	}
+}
+
+func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
+	s := newStore(t, Limits{})
+	for _, rev := range []string{"r1", "r2", "r3"} {
+		publishFiles(t, s, "c", rev, map[string]string{"a": rev, "b": rev})
+	}
+	// What an interrupted GC leaves: the doomed tree, under a stage name.
+	leftover := filepath.Join(s.Root(), ".ferry/c/.stage-gc-dead")
+	os.MkdirAll(filepath.Join(leftover, "half"), 0o755)
+	if err := s.GC("c", 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, rev := range []string{"r1", "r2"} {
+		if _, err := os.Stat(filepath.Join(s.Root(), ".ferry/c", rev)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s still present after GC: %v", rev, err)
+		}
+	}
+	if _, err := OpenStore(s.Root(), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("an interrupted GC's leftovers survived a restart")
+	}
+	// Publishing r1 again must write it afresh, complete.
+	publishFiles(t, s, "c", "r1", map[string]string{"a": "r1", "b": "r1"})
+	if got := readTree(t, filepath.Join(s.Root(), "c")); got["a"] != "r1" || got["b"] != "r1" {
+		t.Fatalf("republished r1 = %v", got)
 	}
 }

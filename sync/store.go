@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/ferrysync/ferry/fetch"
 )
 
 // The layout under the root. Everything but the per-source links lives in
@@ -58,7 +60,10 @@ func OpenStore(root string, limits Limits) (*Store, error) {
 		return nil, fmt.Errorf("root %s: %w", root, err)
 	}
 	s := &Store{root: abs, limits: limits.withDefaults()}
-	if err := os.MkdirAll(filepath.Join(abs, metaDir), dirPerm); err != nil {
+	if err := os.MkdirAll(abs, dirPerm); err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	if err := mkdir(filepath.Join(abs, metaDir)); err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
 	if err := s.clean(); err != nil {
@@ -107,12 +112,21 @@ func (s *Store) revDir(name, rev string) string { return filepath.Join(s.sourceD
 
 // Current returns the revision ROOT/NAME points at, or "" when there is none.
 func (s *Store) Current(name string) (string, error) {
-	target, err := os.Readlink(s.LinkPath(name))
+	link := s.LinkPath(name)
+	fi, err := os.Lstat(link)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read link %s: %w", s.LinkPath(name), err)
+		return "", fmt.Errorf("link %s: %w", link, err)
+	}
+	if fi.Mode()&os.ModeSymlink == 0 {
+		// readlink(2) would only say "invalid argument".
+		return "", fmt.Errorf("%s exists and is not a symlink: ferry owns that name; move it away or name the source differently", link)
+	}
+	target, err := os.Readlink(link)
+	if err != nil {
+		return "", fmt.Errorf("read link %s: %w", link, err)
 	}
 	prefix := metaDir + "/" + name + "/"
 	rev, ok := strings.CutPrefix(target, prefix)
@@ -126,6 +140,16 @@ func (s *Store) Current(name string) (string, error) {
 	return rev, nil
 }
 
+// publishedAt returns when rev was published (Publish stamps the
+// directory), for a revision found at start.
+func (s *Store) publishedAt(name, rev string) time.Time {
+	fi, err := os.Stat(s.revDir(name, rev))
+	if err != nil {
+		return time.Now()
+	}
+	return fi.ModTime()
+}
+
 // Begin starts a staging area for the next revision of source name. prev is
 // the published revision whose unchanged files may be reused.
 func (s *Store) Begin(name, prev string) *Stage {
@@ -137,7 +161,8 @@ func (s *Store) Begin(name, prev string) *Stage {
 func (s *Store) swap(name, rev string) error {
 	link := s.LinkPath(name)
 	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		return fmt.Errorf("%s exists and is not a symlink; refusing to replace it", link)
+		// Someone else's file or directory: retrying will not move it.
+		return fetch.Permanent(fmt.Errorf("%s exists and is not a symlink; refusing to replace it", link))
 	}
 	tmp := filepath.Join(s.sourceDir(name), linkPrefix+randomSuffix())
 	target := metaDir + "/" + name + "/" + rev
@@ -190,11 +215,19 @@ func (s *Store) GC(name string, keep int) error {
 		if i < keepOthers {
 			continue
 		}
-		if err := os.RemoveAll(s.revDir(name, r.rev)); err != nil {
+		// Renamed out of the way first, atomically: a removal cut short by
+		// a kill must never leave a partial tree under a revision's name,
+		// where a later publish of the same revision would reuse it. The
+		// stage prefix makes the next start remove what is left.
+		doomed := filepath.Join(s.sourceDir(name), stagePrefix+"gc-"+randomSuffix())
+		if err := os.Rename(s.revDir(name, r.rev), doomed); err != nil {
 			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
 			continue
 		}
-		os.Remove(filepath.Join(s.sourceDir(name), manifestDir, r.rev))
+		os.Remove(s.manifestPath(name, r.rev))
+		if err := os.RemoveAll(doomed); err != nil {
+			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -42,8 +42,11 @@ type Notifier interface {
 
 // Source is one configured source.
 type Source struct {
-	Name    string
-	URL     string // redacted, for logs and /status
+	// Name is the link under the root, ROOT/NAME.
+	Name string
+	// URL is shown in logs and /status; it must already be redacted.
+	URL string
+	// Backend fetches the origin.
 	Backend fetch.Source
 }
 
@@ -65,8 +68,10 @@ type Config struct {
 	// MaxStaleness makes Ready fail when a source has not synced
 	// successfully for that long; 0 keeps it ready through outages.
 	MaxStaleness time.Duration
-	Notifiers    []Notifier
-	Logger       *slog.Logger
+	// Notifiers are told about each publish that replaced a revision.
+	Notifiers []Notifier
+	// Logger receives the loop's logs; nil discards them.
+	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -143,7 +148,7 @@ func New(cfg Config) (*Syncer, error) {
 			revision: rev,
 		}
 		if rev != "" {
-			st.published = time.Now()
+			st.published = cfg.Store.publishedAt(src.Name, rev)
 			s.metrics.revision(src.Name, "", rev)
 		}
 		s.sources = append(s.sources, st)
@@ -243,15 +248,22 @@ func (s *Syncer) Once(ctx context.Context) error {
 }
 
 func (s *Syncer) onceSource(ctx context.Context, src *source) error {
+	// The bound covers a hanging attempt too, not only the waits between.
 	deadline := time.Now().Add(s.cfg.OnceTimeout)
+	parent := ctx
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	b := s.newBackoff(s.cfg.OnceTimeout)
 	for {
 		err := s.syncOnce(ctx, src)
 		if err == nil {
 			return nil
 		}
-		if fetch.IsPermanent(err) || ctx.Err() != nil {
+		if fetch.IsPermanent(err) || parent.Err() != nil {
 			return fmt.Errorf("source %s: %w", src.Name, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
 		}
 		wait := b.NextBackOff()
 		if wait == backoff.Stop || time.Now().Add(wait).After(deadline) {

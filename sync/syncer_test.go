@@ -353,6 +353,21 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 	}
 }
 
+func TestOnceTimeoutBoundsAHangingAttempt(t *testing.T) {
+	o := &origin{delay: time.Hour} // honours its context, never answers
+	o.set("r1", map[string]string{"f": "1"})
+	s, _ := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}},
+		Timeout: time.Hour, OnceTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	err := s.Once(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "gave up after 300ms") {
+		t.Fatalf("Once = %v", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Once took %s with --once-timeout 300ms", took)
+	}
+}
+
 func TestNewReadsWhatIsAlreadyPublished(t *testing.T) {
 	store := newStore(t, Limits{})
 	publishFiles(t, store, "c", "r1", map[string]string{"f": "1"})

@@ -45,11 +45,11 @@ const shutdownGrace = time.Second
 func main() {
 	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
 // run is the whole program but for the process: tests call it in-process.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		topUsage(stderr)
 		return exitUsage
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "ferry: unknown command %q (want run, once or version; see 'ferry help')\n", cmd)
 		return exitUsage
 	}
-	o, err := parse(cmd, args[1:], getenv, stdout)
+	o, err := parse(cmd, args[1:], lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -223,10 +223,12 @@ func (d *daemon) once(ctx context.Context) int {
 }
 
 func (d *daemon) run(ctx context.Context) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Deferred in this order so that on any return the context is cancelled
+	// before waiting for the goroutines it stops.
 	var wg gosync.WaitGroup
 	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	if d.opts.httpAddr != "" {
 		ln, err := net.Listen("tcp", d.opts.httpAddr)

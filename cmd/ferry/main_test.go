@@ -9,13 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runFerry runs the whole program in-process.
 func runFerry(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr strings.Builder
-	code := run(context.Background(), args, func(k string) string { return env[k] }, &stdout, &stderr)
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	code := run(context.Background(), args, lookup, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -33,6 +35,8 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"bad duration", []string{"once", "--source", "/srv", "--root", root, "--period", "soon"}, []string{`invalid value "soon" for flag -period`}},
 		{"bad size", []string{"run", "--source", "/srv", "--root", root, "--max-bytes", "lots"}, []string{`invalid size "lots"`}},
 		{"two unnamed", []string{"run", "--source", "/a", "--source", "/b", "--root", root}, []string{"name each source"}},
+		{"unnamed beside named", []string{"run", "--source", "a=/x", "--source", "/y", "--root", root}, []string{"name each source"}},
+		{"notify url with password", []string{"run", "--source", "/x", "--root", root, "--notify-url", "http://u:hunter2@localhost/r"}, []string{"credentials in the URL are not accepted"}},
 		{"bad name", []string{"run", "--source", "a/b=/x", "--root", root}, []string{"not a URL"}},
 		{"duplicate name", []string{"run", "--source", "a=/x", "--source", "a=/y", "--root", root}, []string{`name "a" used twice`}},
 		{"signal without process", []string{"run", "--source", "/x", "--root", root, "--notify-signal", "HUP"}, []string{"go together"}},
@@ -159,5 +163,38 @@ func TestOnceFromAnHTTPSourceSendsTheTokenFile(t *testing.T) {
 	}
 	if strings.Contains(stderr, "t0ken") {
 		t.Fatal("the token was logged")
+	}
+}
+
+// With --max-failures reached, run must exit 1 even while a notifier is
+// running (it waited for the notifier, which waited for a cancel).
+func TestRunExitsAfterMaxFailuresWithANotifier(t *testing.T) {
+	done := make(chan int, 1)
+	go func() {
+		code, _, _ := runFerry(t, map[string]string{"FERRY_HTTP_ADDR": ""}, "run",
+			"--source", filepath.Join(t.TempDir(), "missing"), "--root", t.TempDir(),
+			"--max-failures", "2", "--period", "50ms", "--notify-url", "http://127.0.0.1:1/reload")
+		done <- code
+	}()
+	select {
+	case code := <-done:
+		if code != exitFailed {
+			t.Fatalf("exit %d, want 1", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not exit after --max-failures")
+	}
+}
+
+// FERRY_HTTP_ADDR set but empty turns the endpoints off, as --http-addr=
+// does: set-but-empty counts.
+func TestEmptyEnvironmentValueCounts(t *testing.T) {
+	o, err := parse("run", []string{"--source", "/x", "--root", "/r"},
+		func(k string) (string, bool) { return "", k == "FERRY_HTTP_ADDR" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.httpAddr != "" {
+		t.Fatalf("httpAddr = %q, want empty", o.httpAddr)
 	}
 }

@@ -110,7 +110,7 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 // parse reads flags, then fills every flag not given from FERRY_<FLAG>. All
 // problems are collected and returned together.
 // --help prints the usage to help; a bad flag is returned as one line.
-func parse(cmd string, args []string, getenv func(string) string, help io.Writer) (*options, error) {
+func parse(cmd string, args []string, lookupEnv func(string) (string, bool), help io.Writer) (*options, error) {
 	o := &options{}
 	fs := flagSet(o, cmd, io.Discard)
 	fs.Usage = func() {}
@@ -133,8 +133,9 @@ func parse(cmd string, args []string, getenv func(string) string, help io.Writer
 			return
 		}
 		env := envName(f.Name)
-		v := getenv(env)
-		if v == "" {
+		// Set but empty counts: FERRY_HTTP_ADDR= turns the endpoints off.
+		v, ok := lookupEnv(env)
+		if !ok {
 			return
 		}
 		values := []string{v}
@@ -197,8 +198,12 @@ func (o *options) validate() []error {
 		}
 	}
 	for _, u := range o.notifyURLs {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		p, err := url.Parse(u)
+		switch {
+		case err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "":
 			errs = append(errs, fmt.Errorf("--notify-url %q: need an http:// or https:// URL", redact(u)))
+		case p.User != nil:
+			errs = append(errs, fmt.Errorf("--notify-url %q: credentials in the URL are not accepted (they would travel into logs)", redact(u)))
 		}
 	}
 	switch o.logFormat {
@@ -241,7 +246,7 @@ func (o *options) namedSources() ([]namedSource, error) {
 		unnamed++
 		out = append(out, namedSource{o.link, s})
 	}
-	if unnamed > 1 {
+	if unnamed > 0 && len(o.sources) > 1 {
 		errs = append(errs, errors.New("--source: name each source (NAME=URL) when there are several"))
 	}
 	seen := map[string]bool{}

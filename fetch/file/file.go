@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -88,8 +89,8 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		case 'l':
 			err = w.Symlink(n.path, n.sum)
 		case 'f':
-			src := n.source
-			err = w.WriteFile(n.path, n.mode, n.sum, func() (io.ReadCloser, error) { return os.Open(src) })
+			n := n
+			err = w.WriteFile(n.path, n.mode, n.sum, func() (io.ReadCloser, error) { return openVerified(n) })
 		}
 		if err != nil {
 			return "", err
@@ -191,3 +192,33 @@ func digest(nodes []node) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// openVerified opens a file to copy and checks, at its end, that it still
+// has the content the revision was named after. A file edited between the
+// scan and the copy would otherwise be published under the wrong revision,
+// and reused under the wrong key later; the next poll scans again.
+func openVerified(n node) (io.ReadCloser, error) {
+	f, err := os.Open(n.source)
+	if err != nil {
+		return nil, err
+	}
+	return &verifier{f: f, h: sha256.New(), want: n.sum, name: n.path}, nil
+}
+
+type verifier struct {
+	f    *os.File
+	h    hash.Hash
+	want string
+	name string
+}
+
+func (v *verifier) Read(p []byte) (int, error) {
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF && hex.EncodeToString(v.h.Sum(nil)) != v.want {
+		return n, fmt.Errorf("%s changed while it was copied; the next sync takes the new content", v.name)
+	}
+	return n, err
+}
+
+func (v *verifier) Close() error { return v.f.Close() }

@@ -1,6 +1,7 @@
 package file_test
 
 import (
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -168,4 +169,34 @@ func TestConfigMapMountIsPublished(t *testing.T) {
 	if got := publish(); got != "v: 2\n" {
 		t.Fatalf("after the kubelet's swap app.yaml = %q", got)
 	}
+}
+
+// A file edited between the scan and the copy is not published under the
+// revision named after its old content.
+func TestFileChangedDuringCopyFailsTheSync(t *testing.T) {
+	o := &dirOrigin{dir: t.TempDir()}
+	o.Set(t, map[string]string{"a": "old"})
+	s := o.Source(t, "")
+	w := &editingWriter{path: filepath.Join(o.dir, "a")}
+	_, err := s.Fetch(t.Context(), "", w)
+	if err == nil || !strings.Contains(err.Error(), "a changed while it was copied") || fetch.IsPermanent(err) {
+		t.Fatalf("err = %v, want a transient error naming a", err)
+	}
+}
+
+// editingWriter edits the origin file just before copying it.
+type editingWriter struct {
+	discard
+	path string
+}
+
+func (w *editingWriter) WriteFile(name string, mode os.FileMode, key string, open fetch.Opener) error {
+	os.WriteFile(w.path, []byte("new"), 0o644)
+	r, err := open()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	_, err = io.Copy(io.Discard, r)
+	return err
 }
