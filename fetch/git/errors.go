@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -38,6 +39,9 @@ func (s *Source) wrap(ctx context.Context, op string, err error) error {
 	var keyErr *knownhosts.KeyError
 	var netErr net.Error
 	switch {
+	case diskFull(err):
+		// Checked before net.Error: a write to the store fails mid-fetch.
+		return fmt.Errorf("%s: %w", prefix, &cause{"writing the object store: " + err.Error(), err})
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		return fmt.Errorf("%s: %w", prefix, &cause{"timed out (--timeout)", err})
 	case ctx.Err() != nil:
@@ -90,4 +94,9 @@ func oneLine(s string) string {
 		s = s[:300] + "..."
 	}
 	return s
+}
+
+// diskFull reports a write refused for lack of space or quota.
+func diskFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) || errors.Is(err, syscall.EDQUOT)
 }

@@ -169,6 +169,8 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		sum := sha256.Sum256([]byte(s.subdir))
 		s.revSuffix = hex.EncodeToString(sum[:4])
 	}
+	fetch.WarnExposedSecret(s.log, "--git-password-file", o.PasswordFile)
+	fetch.WarnExposedSecret(s.log, "--git-ssh-key-file", o.SSHKeyFile)
 	return s, nil
 }
 
@@ -260,10 +262,20 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err != nil {
 		return "", err
 	}
-	defer st.close()
+	defer func() {
+		st.close()
+		s.removeTempObjects()
+	}()
 
 	commit, fetched, err := s.commit(ctx, st, auth, want)
 	if err != nil {
+		if diskFull(err) {
+			// What a failed fetch wrote (objects of a thin pack are stored
+			// loose) keeps the space the next fetch needs: the store is a
+			// cache, so it goes, and a smaller commit can still land.
+			st.close()
+			s.discardStore(err)
+		}
 		return "", err
 	}
 	fetchedAt := time.Now()

@@ -70,6 +70,7 @@ func (st *store) close() {
 // does not open, belongs to another URL or has lost its last commit is
 // removed and created again, with one warning.
 func (s *Source) openStore() (*store, error) {
+	s.removeTempObjects()
 	if _, err := os.Stat(s.storeDir); errors.Is(err, fs.ErrNotExist) {
 		return s.initStore()
 	}
@@ -118,6 +119,16 @@ func (s *Source) checkStore(st *store) error {
 	rc, ok := cfg.Remotes[remoteName]
 	if !ok || len(rc.URLs) != 1 || rc.URLs[0] != s.remote {
 		return errors.New("it belongs to another repository URL")
+	}
+	// go-git rewrites a ref file in place: a kill in between leaves it
+	// empty, which reads as "not found" below and would wedge every fetch
+	// after. Reading every ref catches that.
+	iter, err := st.st.IterReferences()
+	if err == nil {
+		err = iter.ForEach(func(*plumbing.Reference) error { return nil })
+	}
+	if err != nil {
+		return fmt.Errorf("refs: %w", err)
 	}
 	ref, err := st.st.Reference(fetchedRef)
 	if errors.Is(err, plumbing.ErrReferenceNotFound) {
@@ -388,4 +399,16 @@ func peel(st storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit, error
 		}
 	}
 	return nil, fmt.Errorf("%w (tags nested too deep)", errNotCommit)
+}
+
+// removeTempObjects removes the temporary pack and object files go-git
+// leaves when a fetch fails or is killed. Nothing else removes them, and on
+// a full volume they would keep the space a retry needs.
+func (s *Source) removeTempObjects() {
+	for _, pattern := range []string{"objects/pack/tmp_*", "objects/tmp_*", "objects/*/tmp_*"} {
+		matches, _ := filepath.Glob(filepath.Join(s.storeDir, pattern))
+		for _, m := range matches {
+			os.RemoveAll(m)
+		}
+	}
 }
