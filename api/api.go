@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -56,6 +57,16 @@ func Handler(s Syncer, o Options) http.Handler {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.TokenFile != "" {
+		// Read on every request, so a fix needs no restart; but say now
+		// that remote triggers will be refused, not at the first one.
+		if data, err := os.ReadFile(o.TokenFile); err != nil {
+			o.Logger.Warn("--sync-token-file unreadable: POST /sync from other addresses is refused until it is", "error", err)
+		} else if strings.TrimSpace(string(data)) == "" {
+			o.Logger.Warn("--sync-token-file is empty: POST /sync from other addresses is refused until it holds a token", "path", o.TokenFile)
+		}
+		fetch.WarnExposedSecret(o.Logger, "--sync-token-file", o.TokenFile)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+HealthPath, probe(s.Healthy))

@@ -24,9 +24,10 @@ type URL struct {
 	Subdir string
 }
 
-// String returns the URL with any password redacted, fit for logs.
+// String returns the URL with any password, and the value of any query
+// parameter that carries a credential, redacted: fit for logs and /status.
 func (u *URL) String() string {
-	s := u.URL.Redacted()
+	s := Redact(u.URL)
 	if u.Subdir != "" {
 		// Keep the query after the subdir, as the user wrote it.
 		base, q, _ := strings.Cut(s, "?")
@@ -39,6 +40,59 @@ func (u *URL) String() string {
 		s = u.Kind + "::" + s
 	}
 	return s
+}
+
+// MaxURLLength bounds a source URL. Servers refuse longer request lines
+// (8 KiB is the common limit), and a longer value is a mistake that would
+// otherwise be repeated in every log line and in /status.
+const MaxURLLength = 8 << 10
+
+// secretParams are query parameters whose values are credentials:
+// go-getter's own (sshkey, aws_*), pre-signed URLs of S3, GCS and Azure,
+// and the usual token names. Compared in lower case.
+var secretParams = map[string]bool{
+	"sshkey": true, "aws_access_key_id": true, "aws_access_key_secret": true, "aws_access_token": true,
+	"x-amz-signature": true, "x-amz-credential": true, "x-amz-security-token": true,
+	"x-goog-signature": true, "x-goog-credential": true, "sig": true, "signature": true,
+	"token": true, "access_token": true, "password": true, "secret": true, "api_key": true, "apikey": true,
+}
+
+// Redact returns u for logs, errors and /status: the password and the
+// values of credential query parameters (a pre-signed URL's signature is
+// as good as a password until it expires) are replaced by "xxxxx". The
+// rest of the query is kept byte for byte.
+func Redact(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	if u.Opaque != "" {
+		// "a:b::c://user:pw@h" parses as scheme "a" with everything else
+		// opaque: no userinfo for Redacted to hide, but a password all the
+		// same to whoever typed it.
+		return redactRaw(u.String())
+	}
+	if u.RawQuery == "" {
+		return u.Redacted()
+	}
+	c := *u
+	c.RawQuery = redactQuery(c.RawQuery)
+	return c.Redacted()
+}
+
+// redactQuery replaces the values of credential parameters in a raw query.
+func redactQuery(rawQuery string) string {
+	parts := strings.Split(rawQuery, "&")
+	for i, part := range parts {
+		k, _, hasValue := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			key = k
+		}
+		if hasValue && secretParams[strings.ToLower(key)] {
+			parts[i] = k + "=xxxxx"
+		}
+	}
+	return strings.Join(parts, "&")
 }
 
 // forced matches go-getter's forced-getter prefix, "git::...".
@@ -57,6 +111,9 @@ func Parse(raw string) (*URL, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return nil, errors.New("empty source URL")
+	}
+	if len(raw) > MaxURLLength {
+		return nil, fmt.Errorf("source URL of %d bytes: longer than %d", len(raw), MaxURLLength)
 	}
 	kind, rest := "", raw
 	if m := forced.FindStringSubmatch(raw); m != nil {
@@ -94,7 +151,7 @@ func Parse(raw string) (*URL, error) {
 			subdir = ""
 		}
 		if subdir == ".." || strings.HasPrefix(subdir, "../") {
-			return nil, fmt.Errorf("source URL %s: subdir %q leaves the source", u.Redacted(), subdir)
+			return nil, fmt.Errorf("source URL %s: subdir %q leaves the source", Redact(u), subdir)
 		}
 	}
 	return &URL{Kind: kind, URL: u, Subdir: subdir}, nil
@@ -165,19 +222,42 @@ func redactURLError(err error) error {
 	return err
 }
 
-// redactRaw hides userinfo in a string that did not parse as a URL.
-func redactRaw(s string) string {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return s
+// secretParamPattern finds a credential parameter anywhere in a string
+// that did not parse as a URL.
+var secretParamPattern = func() *regexp.Regexp {
+	keys := make([]string, 0, len(secretParams))
+	for k := range secretParams {
+		keys = append(keys, regexp.QuoteMeta(k))
 	}
-	if at := strings.LastIndex(strings.SplitN(rest, "/", 2)[0], "@"); at >= 0 {
-		user, _, hasPass := strings.Cut(rest[:at], ":")
-		if hasPass {
-			return scheme + "://" + user + ":xxxxx" + rest[at:]
+	sort.Strings(keys)
+	return regexp.MustCompile(`(?i)([?&;](?:` + strings.Join(keys, "|") + `)=)[^&#]*`)
+}()
+
+// redactRaw hides userinfo and credential parameters in a string that did
+// not parse as a URL: after every "://" (a mistyped URL may hold several),
+// and wherever a "?" or "&" starts a credential parameter.
+func redactRaw(s string) string {
+	s = secretParamPattern.ReplaceAllString(s, "${1}xxxxx")
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "://")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i+3])
+		s = s[i+3:]
+		end := strings.IndexAny(s, "/?#")
+		if end < 0 {
+			end = len(s)
+		}
+		if at := strings.LastIndex(s[:end], "@"); at >= 0 {
+			if user, _, hasPass := strings.Cut(s[:at], ":"); hasPass {
+				b.WriteString(user + ":xxxxx")
+				s = s[at:]
+			}
 		}
 	}
-	return s
 }
 
 // Factory builds a Source for a parsed URL. It validates options and must

@@ -103,11 +103,26 @@ func refuse(name, format string, args ...any) error {
 	return fetch.Permanent(fmt.Errorf("entry %q: %s", name, fmt.Sprintf(format, args...)))
 }
 
+// Linux's limits on names (NAME_MAX, PATH_MAX): a longer entry cannot be
+// created, and retrying will not change that.
+const (
+	maxComponentLen = 255
+	maxPathLen      = 4096
+)
+
 // cleanName turns a source's entry name into a clean relative path, or
 // refuses it.
 func cleanName(name string) (string, error) {
 	if name == "" || strings.ContainsRune(name, 0) {
 		return "", refuse(name, "invalid name")
+	}
+	if len(name) > maxPathLen {
+		return "", refuse(name[:64]+"...", "name longer than %d bytes", maxPathLen)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if len(c) > maxComponentLen {
+			return "", refuse(name, "a path component is longer than %d bytes", maxComponentLen)
+		}
 	}
 	if strings.HasPrefix(name, "/") {
 		return "", refuse(name, "absolute path")

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -175,7 +176,15 @@ func (o *options) validate() []error {
 		errs = append(errs, errors.New("--root is required"))
 	}
 	if !sync.ValidName(o.link) {
-		errs = append(errs, fmt.Errorf("--link %q: must match [A-Za-z0-9._-]+", o.link))
+		errs = append(errs, fmt.Errorf("--link %q: must match [A-Za-z0-9._-]+ and not be ., .. or .ferry", o.link))
+	}
+	if o.httpAddr != "" {
+		if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--http-addr %q: want HOST:PORT or :PORT", o.httpAddr))
+		}
+	}
+	if !validMethod(o.notifyMethod) {
+		errs = append(errs, fmt.Errorf("--notify-method %q: want an HTTP method such as POST or PUT", o.notifyMethod))
 	}
 	if o.period <= 0 {
 		errs = append(errs, errors.New("--period must be positive"))
@@ -215,6 +224,20 @@ func (o *options) validate() []error {
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// validMethod accepts an HTTP method token, as signal.NewHTTP will; checked
+// here too so that 'once', which builds no notifier, fails the same way.
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, r := range m {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z') {
+			return false
+		}
+	}
+	return true
 }
 
 // redact hides a password in a URL given on the command line.

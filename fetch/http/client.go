@@ -70,6 +70,11 @@ func (s *Source) loadAuth() (auth, error) {
 		// the password; anything else (spaces included) is.
 		a.user = s.opts.Username
 		a.pass = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+		if a.pass == "" {
+			// As for the token: an empty file is a Secret not (yet) filled
+			// in, not a password to send.
+			return a, fmt.Errorf("--http-password-file %s is empty", p)
+		}
 	}
 	if p := s.opts.HeaderFile; p != "" {
 		h, err := readHeaderFile(p)

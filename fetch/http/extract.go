@@ -186,7 +186,7 @@ func (x *extractor) tar(f io.ReadSeeker, gzipped bool) error {
 // returns the hard links found, keyed by the index of their target entry;
 // with links it writes only those.
 func (x *extractor) tarPass(f io.Reader, gzipped bool, links map[int][]link) (map[int][]link, error) {
-	var stream io.Reader = f
+	stream := f
 	if gzipped {
 		gz, err := gzip.NewReader(f)
 		if err != nil {

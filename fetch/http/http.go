@@ -195,6 +195,9 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
 
+	fetch.WarnExposedSecret(s.log, "--http-bearer-token-file", o.BearerTokenFile)
+	fetch.WarnExposedSecret(s.log, "--http-password-file", o.PasswordFile)
+	fetch.WarnExposedSecret(s.log, "--http-header-file", o.HeaderFile)
 	if u.URL.Scheme == "http" && (o.BearerTokenFile != "" || o.PasswordFile != "" || o.HeaderFile != "") {
 		s.log.Warn("credentials or headers will be sent over plain http", "url", s.redacted)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -24,6 +25,42 @@ type oneLine struct {
 
 func (e *oneLine) Error() string { return e.msg }
 func (e *oneLine) Unwrap() error { return e.err }
+
+// scrubbed is an error whose message had credentials taken out; the
+// error it wraps is kept for errors.Is and errors.As (permanence).
+type scrubbed struct {
+	msg string
+	err error
+}
+
+func (e *scrubbed) Error() string { return e.msg }
+func (e *scrubbed) Unwrap() error { return e.err }
+
+// scrub removes the credentials of the failed Fetch from err's message. A
+// server, a proxy or a buggy S3 implementation may copy the request's
+// Authorization and X-Amz-Security-Token headers into its error message,
+// which describe shows: the access key ID and the session token would then
+// reach the logs and /status.
+func scrub(ctx context.Context, err error, creds aws.CredentialsProvider) error {
+	if creds == nil {
+		return err
+	}
+	c, cerr := creds.Retrieve(ctx) // cached: no request
+	if cerr != nil {
+		return err
+	}
+	msg := err.Error()
+	clean := msg
+	for _, v := range []string{c.SecretAccessKey, c.SessionToken, c.AccessKeyID} {
+		if len(v) >= 4 {
+			clean = strings.ReplaceAll(clean, v, "xxxxx")
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &scrubbed{msg: clean, err: err}
+}
 
 // httpStatus returns the HTTP status of the response that failed an
 // operation, or 0 when there was no response. The status, not the error
@@ -121,13 +158,21 @@ func describe(what string, err error) error {
 	return line("%s", firstLine(lastCause(err)))
 }
 
+// maxServerMessage bounds how much of a server's error message is shown:
+// it is the server's text, repeated in every log line and in /status.
+const maxServerMessage = 200
+
 // codeSuffix formats an S3 error code and message for a generic failure.
 func codeSuffix(code, message string) string {
 	switch {
 	case code != "" && message != "":
-		return ", " + code + ": " + firstLine(message)
+		m := firstLine(message)
+		if len(m) > maxServerMessage {
+			m = strings.ToValidUTF8(m[:maxServerMessage], "") + "..."
+		}
+		return ", " + firstLine(code) + ": " + m
 	case code != "":
-		return ", " + code
+		return ", " + firstLine(code)
 	}
 	return ""
 }

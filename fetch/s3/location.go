@@ -68,7 +68,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 	switch u.URL.Scheme {
 	case "s3":
 		if host == "" || u.URL.Port() != "" {
-			return l, fmt.Errorf("S3 URL %s: want s3://BUCKET/KEY", u.URL.Redacted())
+			return l, fmt.Errorf("S3 URL %s: want s3://BUCKET/KEY", fetch.Redact(u.URL))
 		}
 		l.bucket, key = host, strings.TrimPrefix(u.URL.Path, "/")
 		if o.Endpoint != "" {
@@ -80,7 +80,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 		}
 	case "http", "https":
 		if host == "" {
-			return l, fmt.Errorf("S3 URL %s has no host", u.URL.Redacted())
+			return l, fmt.Errorf("S3 URL %s has no host", fetch.Redact(u.URL))
 		}
 		if bucket, region, ok := awsHost(host); ok {
 			hostRegion = region
@@ -90,20 +90,20 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 				l.bucket, key, _ = strings.Cut(strings.TrimPrefix(u.URL.Path, "/"), "/")
 			}
 			if u.URL.Scheme == "http" {
-				return l, fmt.Errorf("S3 URL %s: AWS endpoints need https", u.URL.Redacted())
+				return l, fmt.Errorf("S3 URL %s: AWS endpoints need https", fetch.Redact(u.URL))
 			}
 		} else {
 			l.endpoint = u.URL.Scheme + "://" + u.URL.Host
 			l.bucket, key, _ = strings.Cut(strings.TrimPrefix(u.URL.Path, "/"), "/")
 		}
 		if o.Endpoint != "" {
-			return l, fmt.Errorf("S3 URL %s names its endpoint: --s3-endpoint applies only to s3://BUCKET URLs", u.URL.Redacted())
+			return l, fmt.Errorf("S3 URL %s names its endpoint: --s3-endpoint applies only to s3://BUCKET URLs", fetch.Redact(u.URL))
 		}
 	default:
-		return l, fmt.Errorf("S3 URL %s: scheme must be s3, https or http", u.URL.Redacted())
+		return l, fmt.Errorf("S3 URL %s: scheme must be s3, https or http", fetch.Redact(u.URL))
 	}
 	if l.bucket == "" {
-		return l, fmt.Errorf("S3 URL %s names no bucket", u.URL.Redacted())
+		return l, fmt.Errorf("S3 URL %s names no bucket", fetch.Redact(u.URL))
 	}
 
 	l.prefix = key == "" || strings.HasSuffix(key, "/")
@@ -113,19 +113,19 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 	}
 	l.key = key
 	if err := checkKeyPath(key); err != nil {
-		return l, fmt.Errorf("S3 URL %s: %w", u.URL.Redacted(), err)
+		return l, fmt.Errorf("S3 URL %s: %w", fetch.Redact(u.URL), err)
 	}
 
 	l.version = q.Get("version")
 	if l.version != "" && l.prefix {
-		return l, fmt.Errorf("S3 URL %s: version pins a single object, but the URL names a prefix (it ends in \"/\")", u.URL.Redacted())
+		return l, fmt.Errorf("S3 URL %s: version pins a single object, but the URL names a prefix (it ends in \"/\")", fetch.Redact(u.URL))
 	}
 
 	// The URL is more specific than a flag that applies to every source.
 	l.region = q.Get("region")
 	switch {
 	case l.region != "" && hostRegion != "" && l.region != hostRegion:
-		return l, fmt.Errorf("S3 URL %s: region %q contradicts the host's region %q", u.URL.Redacted(), l.region, hostRegion)
+		return l, fmt.Errorf("S3 URL %s: region %q contradicts the host's region %q", fetch.Redact(u.URL), l.region, hostRegion)
 	case l.region == "" && hostRegion != "":
 		l.region = hostRegion
 	case l.region == "":

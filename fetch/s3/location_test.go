@@ -108,7 +108,7 @@ func apiError(status int, code string, header http.Header) error {
 	if header == nil {
 		resp.Header = http.Header{}
 	}
-	var inner error = errors.New("no code")
+	inner := errors.New("no code")
 	if code != "" {
 		inner = &smithy.GenericAPIError{Code: code, Message: "server text"}
 	}

@@ -119,8 +119,9 @@ var _ fetch.Source = (*Source)(nil)
 // A KEY that is empty or ends in "/" is a prefix, published as a tree (keys
 // below it, minus the prefix, are the paths); any other KEY names a single
 // object, published under its base name, and ?version=ID may pin one of its
-// versions. A "//subdir" names a prefix below KEY. New checks the URL and
-// the options, and that the key files exist, without network access.
+// versions. A "//subdir" names a prefix below KEY. New checks the URL, the
+// options, and that the key files exist and are not empty, all without
+// network access.
 func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	var problems []error
 	if o.Concurrency < 0 {
@@ -150,6 +151,10 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 			problems = append(problems, fmt.Errorf("%s: %w", f.flag, err))
 		} else if fi.IsDir() {
 			problems = append(problems, fmt.Errorf("%s: %s is a directory", f.flag, f.path))
+		} else if _, err := readSecret(f.path, f.flag); err != nil {
+			// Empty or unreadable: a configuration error now, as for the
+			// HTTP source's files, not a failed sync later.
+			problems = append(problems, err)
 		}
 	}
 	loc, err := parseLocation(u, o)
@@ -163,6 +168,9 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	fetch.WarnExposedSecret(log, "--s3-access-key-file", o.AccessKeyFile)
+	fetch.WarnExposedSecret(log, "--s3-secret-key-file", o.SecretKeyFile)
+	fetch.WarnExposedSecret(log, "--s3-session-token-file", o.SessionTokenFile)
 	client, cfg, err := newClient(loc, o, log)
 	if err != nil {
 		return nil, err
@@ -179,10 +187,16 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err != nil {
 		return "", fmt.Errorf("s3 %s: %w", s.loc, err)
 	}
+	var rev string
 	if s.loc.prefix {
-		return s.fetchPrefix(ctx, prev, w, creds)
+		rev, err = s.fetchPrefix(ctx, prev, w, creds)
+	} else {
+		rev, err = s.fetchObject(ctx, prev, w, creds)
 	}
-	return s.fetchObject(ctx, prev, w, creds)
+	if err != nil {
+		return "", scrub(ctx, err, creds)
+	}
+	return rev, nil
 }
 
 // object is one entry of a listing.

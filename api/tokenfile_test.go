@@ -1,0 +1,60 @@
+package api_test
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ferrysync/ferry/api"
+	"github.com/ferrysync/ferry/sync"
+)
+
+// TestTokenFileProblemsAreWarnedAtStart: a --sync-token-file that is
+// missing, empty or readable by every user is said at start, naming the
+// path and never the token; a good one is not mentioned.
+func TestTokenFileProblemsAreWarnedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), mode)
+		os.Chmod(p, mode)
+		return p
+	}
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "missing"), "unreadable"},
+		{"empty", write("empty", " \n", 0o600), "is empty"},
+		{"world-readable", write("open", "s3cr3t-token\n", 0o644), "readable by every user"},
+		{"good", write("good", "s3cr3t-token\n", 0o600), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			api.Handler(fakeSyncer{}, api.Options{TokenFile: tc.path, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+			out := logs.String()
+			if strings.Contains(out, "s3cr3t") {
+				t.Fatalf("the token was logged: %s", out)
+			}
+			if tc.want == "" {
+				if out != "" {
+					t.Fatalf("warned about a good token file: %s", out)
+				}
+				return
+			}
+			if !strings.Contains(out, tc.want) || !strings.Contains(out, tc.path) || !strings.Contains(out, `"level":"WARN"`) {
+				t.Fatalf("want a warning %q naming %s, got: %s", tc.want, tc.path, out)
+			}
+		})
+	}
+}
+
+// fakeSyncer is a Syncer for handlers that are built but not called.
+type fakeSyncer struct{}
+
+func (fakeSyncer) Ready() (bool, string)       { return true, "ok" }
+func (fakeSyncer) Healthy() (bool, string)     { return true, "ok" }
+func (fakeSyncer) Status() []sync.SourceStatus { return nil }
+func (fakeSyncer) Trigger(source string) error { return nil }
