@@ -9,7 +9,11 @@ BIN      := bin/ferry
 VERSITYGW_VERSION := v1.8.0
 VERSITYGW := $(CURDIR)/.cache/versitygw-$(VERSITYGW_VERSION)/versitygw
 
-.PHONY: all build test vet demo bench clean image
+# staticcheck 2026.2.2 (module v0.8.2), the first that builds with Go 1.26.
+STATICCHECK_VERSION := v0.8.2
+SOAK_DURATION ?= 3m
+
+.PHONY: all build test vet staticcheck demo bench soak clean image
 
 all: build
 
@@ -18,11 +22,20 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 
 ## test: vet and every test with the race detector, against real servers
-test: vet $(VERSITYGW)
+test: vet staticcheck $(VERSITYGW)
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags soak ./cmd/ferry/
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags soak ./cmd/ferry/
+
+## soak: ferry run for minutes against three changing origins (not in make test)
+soak:
+	FERRY_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 30m -v ./cmd/ferry/
 
 ## demo: ferry's main job on the bundled example, with a demo app (< 30 s)
 demo:

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"testing"
+)
+
+// gitOrigin is a repository served over git's smart HTTP protocol by the
+// real git http-backend; each generation is one commit on main, which git
+// makes atomic. With user set, it asks for basic auth.
+type gitOrigin struct {
+	srv        *httptest.Server
+	dir        string
+	env        []string
+	user, pass string
+	// handler is git http-backend behind the auth check; front, when set,
+	// serves every request in its place (a fault injector calling handler).
+	handler http.Handler
+	mu      gosync.Mutex
+	front   http.Handler
+}
+
+func newGitOrigin(t testing.TB) *gitOrigin {
+	return newGitOriginAuth(t, "", "")
+}
+
+func newGitOriginAuth(t testing.TB, user, pass string) *gitOrigin {
+	t.Helper()
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("the git test origin needs the git binary (.ci/run installs it)")
+	}
+	base := t.TempDir()
+	home := filepath.Join(base, ".home")
+	os.MkdirAll(home, 0o755)
+	o := &gitOrigin{dir: filepath.Join(base, "config.git"), user: user, pass: pass, env: []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
+		"GIT_AUTHOR_NAME=ferry test", "GIT_AUTHOR_EMAIL=test@ferry.invalid",
+		"GIT_COMMITTER_NAME=ferry test", "GIT_COMMITTER_EMAIL=test@ferry.invalid", "LC_ALL=C",
+	}}
+	os.MkdirAll(o.dir, 0o755)
+	o.git(t, "init", "-q", "-b", "main")
+	backend := &cgi.Handler{
+		Path: gitPath, Args: []string{"http-backend"}, Dir: base,
+		Env:        []string{"GIT_PROJECT_ROOT=" + base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + home},
+		InheritEnv: []string{"PATH"},
+		Stderr:     io.Discard,
+	}
+	o.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.user != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || u != o.user || p != o.pass {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, r)
+	})
+	o.srv = quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		front := o.front
+		o.mu.Unlock()
+		if front != nil {
+			front.ServeHTTP(w, r)
+			return
+		}
+		o.handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// setFront puts h in front of the server (nil removes it).
+func (o *gitOrigin) setFront(h http.Handler) {
+	o.mu.Lock()
+	o.front = h
+	o.mu.Unlock()
+}
+
+func (o *gitOrigin) git(t testing.TB, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir, cmd.Env = o.dir, o.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func (o *gitOrigin) url() string { return "git::" + o.srv.URL + "/config.git?ref=main" }
+
+func (o *gitOrigin) source(name string) []string { return []string{"--source", name + "=" + o.url()} }
+
+func (o *gitOrigin) set(t testing.TB, gen int, extra map[string]string) {
+	t.Helper()
+	entries, _ := os.ReadDir(o.dir)
+	for _, e := range entries {
+		if e.Name() != ".git" {
+			os.RemoveAll(filepath.Join(o.dir, e.Name()))
+		}
+	}
+	files := generation(gen)
+	for p, c := range extra {
+		files[p] = c
+	}
+	if err := writeTree(o.dir, files); err != nil {
+		t.Fatal(err)
+	}
+	o.git(t, "add", "-A")
+	o.git(t, "commit", "-q", "--allow-empty", "-m", fmt.Sprintf("gen %d", gen))
+}

@@ -1,0 +1,321 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// secretMarker starts every secret of TestSecretsNeverShow: finding it
+// anywhere ferry writes is a leak.
+const secretMarker = "FERRYSECRET"
+
+// secrets are the credentials one test configures, each recognisable.
+var secrets = map[string]string{
+	"--http-bearer-token-file": secretMarker + "-bearer-b7",
+	"--http-header-file":       secretMarker + "-header-h7",
+	"--http-password-file":     secretMarker + "-basic-p7",
+	"--s3-access-key-file":     secretMarker + "s3access",
+	"--s3-secret-key-file":     secretMarker + "-s3secret-s7",
+	"--s3-session-token-file":  secretMarker + "-s3session-t7",
+	"--sync-token-file":        secretMarker + "-sync-y7",
+	"--git-password-file":      secretMarker + "-git-g7",
+}
+
+// reflector answers like a broken or hostile server that copies the
+// request, its credentials included, into an error: as text, and as an S3
+// XML error whose message a client might show.
+func reflector(code int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var names []string
+		for k := range r.Header {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var b strings.Builder
+		for _, k := range names {
+			fmt.Fprintf(&b, "%s: %s; ", k, strings.Join(r.Header[k], ","))
+		}
+		fmt.Fprintf(&b, "URL: %s", r.URL.String())
+		if r.URL.Query().Has("list-type") || strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 1 && r.Header.Get("X-Amz-Date") != "" {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(code)
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>WeirdError</Code><Message>you sent %s</Message><RequestId>r1</RequestId></Error>`,
+				strings.NewReplacer("<", "&lt;", "&", "&amp;").Replace(b.String()))
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="x"`)
+		http.Error(w, "you sent "+b.String(), code)
+	})
+}
+
+// authChecker lets a request through to next only with the expected
+// credentials, and remembers that they arrived: a secret never sent would
+// make the test pass for nothing.
+type authChecker struct {
+	mu   gosync.Mutex
+	seen map[string]bool
+}
+
+func (a *authChecker) saw(flag string) {
+	a.mu.Lock()
+	a.seen[flag] = true
+	a.mu.Unlock()
+}
+
+// TestSecretsNeverShow configures every secret ferry takes, from files, each
+// with a recognisable marker, makes every origin fail in every way it can,
+// reflecting the credentials it received into its errors, and then looks
+// for the markers in everything ferry shows or writes: stdout, stderr at
+// debug level, /status, /metrics, /healthz, /readyz, the errors of 'once',
+// and every file under ROOT/.ferry outside the published revisions.
+func TestSecretsNeverShow(t *testing.T) {
+	t.Parallel()
+	requireGit(t)
+	dir := t.TempDir()
+	files := map[string]string{}
+	for flag, value := range secrets {
+		p := filepath.Join(dir, strings.TrimPrefix(flag, "--"))
+		content := value + "\n"
+		if flag == "--http-header-file" {
+			content = "X-Api-Key: " + value + "\n"
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		files[flag] = p
+	}
+	sshKey, sshMarkers, knownHosts := sshKeyFiles(t, dir)
+
+	auth := &authChecker{seen: map[string]bool{}}
+	var mode gosync.Map // origin name -> http.Handler (nil: healthy)
+
+	// HTTP with a bearer token and a header file.
+	web := newTarOrigin(t)
+	web.set(t, 1, nil)
+	web.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := mode.Load("web"); ok {
+			h.(http.Handler).ServeHTTP(w, r)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer "+secrets["--http-bearer-token-file"] {
+			auth.saw("--http-bearer-token-file")
+		}
+		if r.Header.Get("X-Api-Key") == secrets["--http-header-file"] {
+			auth.saw("--http-header-file")
+		}
+		web.serve(w, r)
+	}))
+	// S3 with static keys and a session token.
+	bucket := newS3Origin(t)
+	bucket.set(t, 1, nil)
+	bucket.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := mode.Load("bucket"); ok {
+			h.(http.Handler).ServeHTTP(w, r)
+			return
+		}
+		if strings.Contains(r.Header.Get("Authorization"), "Credential="+secrets["--s3-access-key-file"]+"/") {
+			auth.saw("--s3-access-key-file")
+		}
+		if r.Header.Get("X-Amz-Security-Token") == secrets["--s3-session-token-file"] {
+			auth.saw("--s3-session-token-file")
+		}
+		bucket.direct.ServeHTTP(w, r)
+	}))
+	// git over HTTP with a password; git over SSH with a key, to a port
+	// where nothing listens.
+	repo := newGitOriginAuth(t, "ferry", secrets["--git-password-file"])
+	repo.set(t, 1, nil)
+	repo.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := mode.Load("repo"); ok {
+			h.(http.Handler).ServeHTTP(w, r)
+			return
+		}
+		if _, p, ok := r.BasicAuth(); ok && p == secrets["--git-password-file"] {
+			auth.saw("--git-password-file")
+		}
+		repo.handler.ServeHTTP(w, r)
+	}))
+	deadSSH := loopbackAddr(t)
+
+	root := t.TempDir()
+	args := []string{"--log-level", "debug", "--period", "200ms", "--timeout", "5s",
+		"--source", "web=" + web.url(),
+		"--http-bearer-token-file", files["--http-bearer-token-file"], "--http-header-file", files["--http-header-file"],
+		"--source", "bucket=s3::" + bucket.srv.URL + "/ferry/conf/",
+		"--s3-access-key-file", files["--s3-access-key-file"], "--s3-secret-key-file", files["--s3-secret-key-file"],
+		"--s3-session-token-file", files["--s3-session-token-file"],
+		"--source", "repo=" + repo.url(), "--git-username", "ferry", "--git-password-file", files["--git-password-file"],
+		"--source", "sshrepo=git::ssh://git@" + deadSSH + "/config.git", "--git-ssh-key-file", sshKey, "--git-known-hosts-file", knownHosts,
+		"--sync-token-file", files["--sync-token-file"],
+	}
+	p := startFerry(t, procOptions{root: root, args: args})
+	waitFor(t, 30*time.Second, "web, bucket and repo published", func() bool {
+		st := p.status()
+		return st["web"].Revision != "" && st["bucket"].Revision != "" && st["repo"].Revision != "" && st["sshrepo"].ConsecutiveFailures > 0
+	})
+	var seen []string
+	collect := func() {
+		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/healthz"), p.get("/readyz"))
+	}
+	collect()
+
+	// Every origin breaks, in each way, echoing what it was sent.
+	for _, code := range []int{http.StatusInternalServerError, http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden} {
+		for _, name := range []string{"web", "bucket", "repo"} {
+			mode.Store(name, reflector(code))
+		}
+		before := p.status()
+		waitFor(t, 20*time.Second, fmt.Sprintf("every source to fail on HTTP %d", code), func() bool {
+			now := p.status()
+			for _, name := range []string{"web", "bucket", "repo"} {
+				if now[name].ConsecutiveFailures <= before[name].ConsecutiveFailures {
+					httpPost("http://" + p.addr + "/sync?source=" + name)
+					return false
+				}
+			}
+			return true
+		})
+		collect()
+	}
+	if code, _ := p.term(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	seen = append(seen, p.stdout.String(), p.stderr.String())
+
+	// 'once' against the broken origins: its final error too.
+	// (Without the last two arguments, --sync-token-file: 'once' serves no
+	// endpoints.)
+	onceArgs := append(append([]string(nil), args[:len(args)-2]...), "--once-timeout", "1s")
+	once := startFerry(t, procOptions{root: t.TempDir(), once: true, args: onceArgs})
+	if code := once.wait(30 * time.Second); code != 1 {
+		t.Errorf("once against failing origins: exit %d, want 1", code)
+	}
+	seen = append(seen, once.stdout.String(), once.stderr.String())
+
+	for i, s := range seen {
+		if strings.Contains(s, secretMarker) {
+			t.Errorf("a secret shows in output %d:\n%s", i, around(s, secretMarker))
+		}
+		for _, m := range sshMarkers {
+			if strings.Contains(s, m) {
+				t.Errorf("the SSH private key shows in output %d:\n%s", i, around(s, m))
+			}
+		}
+	}
+	walkOutsideRevisions(t, root, func(path string, data []byte) {
+		if strings.Contains(string(data), secretMarker) {
+			t.Errorf("a secret is stored in %s:\n%s", path, around(string(data), secretMarker))
+		}
+	})
+
+	auth.mu.Lock()
+	defer auth.mu.Unlock()
+	for _, flag := range []string{"--http-bearer-token-file", "--http-header-file", "--s3-access-key-file", "--s3-session-token-file", "--git-password-file"} {
+		if !auth.seen[flag] {
+			t.Errorf("the origin never received the secret of %s: the test proves nothing about it", flag)
+		}
+	}
+	if len(strings.Join(seen, "")) < 10_000 {
+		t.Errorf("suspiciously little output to search (%d bytes)", len(strings.Join(seen, "")))
+	}
+}
+
+// TestBasicAuthPasswordNeverShows is the HTTP basic-auth secret, which
+// cannot go with a bearer token in one process.
+func TestBasicAuthPasswordNeverShows(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	os.WriteFile(pw, []byte(secrets["--http-password-file"]+"\n"), 0o600)
+	var broken gosync.Map
+	got := make(chan bool, 100)
+	web := newTarOrigin(t)
+	web.set(t, 1, nil)
+	web.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := broken.Load("x"); ok {
+			h.(http.Handler).ServeHTTP(w, r)
+			return
+		}
+		_, p, _ := r.BasicAuth()
+		select {
+		case got <- p == secrets["--http-password-file"]:
+		default:
+		}
+		web.serve(w, r)
+	}))
+	root := t.TempDir()
+	p := startFerry(t, procOptions{root: root, args: []string{"--log-level", "debug", "--period", "100ms",
+		"--source", "web=" + web.url(), "--http-username", "deploy", "--http-password-file", pw}})
+	waitFor(t, 20*time.Second, "published", func() bool { return p.status()["web"].Revision != "" })
+	if !<-got {
+		t.Fatal("the origin did not receive the password")
+	}
+	var seen []string
+	for _, code := range []int{500, 401} {
+		broken.Store("x", reflector(code))
+		waitFor(t, 20*time.Second, "a failure", func() bool { return p.status()["web"].ConsecutiveFailures > 0 })
+		seen = append(seen, p.get("/status"), p.get("/metrics"))
+		broken.Delete("x")
+		waitFor(t, 20*time.Second, "recovery", func() bool { return p.status()["web"].ConsecutiveFailures == 0 })
+	}
+	p.term()
+	seen = append(seen, p.stdout.String(), p.stderr.String())
+	for _, s := range seen {
+		if strings.Contains(s, secretMarker) {
+			t.Errorf("the password shows:\n%s", around(s, secretMarker))
+		}
+	}
+	walkOutsideRevisions(t, root, func(path string, data []byte) {
+		if strings.Contains(string(data), secretMarker) {
+			t.Errorf("the password is stored in %s", path)
+		}
+	})
+}
+
+// sshKeyFiles writes an SSH private key and a known_hosts file; it returns
+// pieces of the key's encoding that must never show.
+func sshKeyFiles(t *testing.T, dir string) (key string, markers []string, knownHostsFile string) {
+	t.Helper()
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key = filepath.Join(dir, "id_ed25519")
+	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.StdEncoding.EncodeToString(block.Bytes)
+	for i := 0; i+24 <= len(b64); i += 24 {
+		markers = append(markers, b64[i:i+24])
+	}
+	hostPub, _, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _ := ssh.NewPublicKey(hostPub)
+	knownHostsFile = filepath.Join(dir, "known_hosts")
+	os.WriteFile(knownHostsFile, []byte(knownhosts.Line([]string{"127.0.0.1"}, pub)+"\n"), 0o600)
+	return key, markers, knownHostsFile
+}
+
+// around returns the text around the first occurrence of marker.
+func around(s, marker string) string {
+	i := strings.Index(s, marker)
+	if i < 0 {
+		return ""
+	}
+	lo, hi := max(0, i-300), min(len(s), i+200)
+	return s[lo:hi]
+}
