@@ -84,3 +84,4 @@ func procStatus(pid int, fields ...string) (map[string]int64, error) {
 	}
 	return out, nil
 }
+

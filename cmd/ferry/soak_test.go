@@ -201,3 +201,9 @@ func grepLines(s, part string, n int) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// vmRSS reads the resident set size of pid, in bytes.
+func vmRSS(pid int) (int64, error) {
+	m, err := procStatus(pid, "VmRSS")
+	return m["VmRSS"], err
+}
