@@ -84,4 +84,3 @@ func procStatus(pid int, fields ...string) (map[string]int64, error) {
 	}
 	return out, nil
 }
-
