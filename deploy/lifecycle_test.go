@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +23,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/ferrysync/ferry/api"
+
+	"github.com/ferrysync/ferry/internal/demoapp"
 )
 
 // origin serves the config as a tar.gz with an ETag, like a real artifact
@@ -241,22 +242,6 @@ func sigterm(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
 	}
 }
 
-type appState struct {
-	Reloads  int    `json:"reloads"`
-	Greeting string `json:"greeting"`
-	ReadErrs int    `json:"read_errors"`
-}
-
-func getState(addr string) (appState, error) {
-	var st appState
-	resp, err := http.Get("http://" + addr + "/state")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
-}
-
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
@@ -305,7 +290,7 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer appCmd.Process.Kill()
-	eventually(t, "the app", func() bool { st, err := getState(appAddr); return err == nil && st.Greeting == "one" })
+	eventually(t, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
 
 	o.set(t, config("two"))
 	// The manifest polls every 30s (the default); ask for a sync now, as a
@@ -315,11 +300,11 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 		t.Fatalf("POST /sync: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	eventually(t, "the reload", func() bool { st, _ := getState(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
+	eventually(t, "the reload", func() bool { st, _ := demoapp.Get(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
 	if lp := f.LivenessProbe; status("http://"+k.port(f, lp)+lp.HTTPGet.Path) != http.StatusOK {
 		t.Fatal("livenessProbe fails while syncing")
 	}
-	st, _ := getState(appAddr)
+	st, _ := demoapp.Get(appAddr)
 	if st.ReadErrs != 0 {
 		t.Fatalf("app saw %d read errors", st.ReadErrs)
 	}
@@ -358,7 +343,7 @@ func TestOneShotPodLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer appCmd.Process.Kill()
-		eventually(t, "the app", func() bool { st, err := getState(appAddr); return err == nil && st.Greeting == "one" })
+		eventually(t, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
 		sigterm(t, appCmd)
 	})
 	t.Run("origin down", func(t *testing.T) {

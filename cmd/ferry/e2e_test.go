@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/demoapp"
 )
 
 // buildBinaries builds ferry and the demo app once per test binary run.
@@ -47,25 +49,6 @@ func httpStatus(url string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-type appState struct {
-	Reloads   int      `json:"reloads"`
-	Revisions []string `json:"revisions"`
-	Greeting  string   `json:"greeting"`
-	Reads     int      `json:"reads"`
-	ReadErrs  int      `json:"read_errors"`
-	FirstErr  string   `json:"first_error"`
-}
-
-func getAppState(addr string) (appState, error) {
-	var st appState
-	resp, err := http.Get("http://" + addr + "/state")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -171,18 +154,18 @@ func TestEndToEndPlayingTheKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer app.Process.Kill()
-	waitUntil(t, 10*time.Second, "the app", func() bool { _, err := getAppState(appAddr); return err == nil })
+	waitUntil(t, 10*time.Second, "the app", func() bool { _, err := demoapp.Get(appAddr); return err == nil })
 
 	const changes = 5
 	for i := 2; i <= changes+1; i++ {
 		writeRevision(t, source, i)
 		want := fmt.Sprintf("revision %d", i)
 		waitUntil(t, 10*time.Second, "the app to read "+want, func() bool {
-			st, err := getAppState(appAddr)
+			st, err := demoapp.Get(appAddr)
 			return err == nil && st.Greeting == want
 		})
 	}
-	st, _ := getAppState(appAddr)
+	st, _ := demoapp.Get(appAddr)
 	// Each change was seen through a reload; a poll that caught the source
 	// half-edited may add one more.
 	if st.Reloads < changes || st.Reloads > 2*changes {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/demoapp"
 )
 
 // soakDurationEnv sets how long TestSoak runs (default 3m): make soak.
@@ -83,7 +85,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-		waitFor(t, 10*time.Second, "app "+name, func() bool { _, err := getAppState(addr); return err == nil })
+		waitFor(t, 10*time.Second, "app "+name, func() bool { _, err := demoapp.Get(addr); return err == nil })
 	}
 	time.Sleep(2 * time.Second) // let start-up allocations settle
 	start := sampleProcess(t, p)
@@ -149,7 +151,7 @@ func TestSoak(t *testing.T) {
 	var reads, torn, reloads int
 	var firstErr string
 	for name, addr := range appAddrs {
-		st, err := getAppState(addr)
+		st, err := demoapp.Get(addr)
 		if err != nil {
 			t.Fatalf("app %s: %v", name, err)
 		}

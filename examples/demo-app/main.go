@@ -20,22 +20,14 @@ import (
 	"sync"
 	"syscall"
 	"time"
-)
 
-// state is what GET /state reports.
-type state struct {
-	Reloads   int      `json:"reloads"`
-	Revisions []string `json:"revisions"` // from each reload's body
-	Greeting  string   `json:"greeting"`
-	Reads     int      `json:"reads"`
-	ReadErrs  int      `json:"read_errors"`
-	FirstErr  string   `json:"first_error,omitempty"`
-}
+	"github.com/ferrysync/ferry/internal/demoapp"
+)
 
 type app struct {
 	dir string
 	mu  sync.Mutex
-	st  state
+	st  demoapp.State
 }
 
 func main() {

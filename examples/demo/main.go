@@ -8,7 +8,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/demoapp"
 )
 
 func main() {
@@ -85,7 +86,7 @@ func demo() error {
 		return err
 	}
 	defer stop(app)
-	if err := poll(ctx, "demo app", func() (bool, error) { _, err := appState(appAddr); return err == nil, nil }); err != nil {
+	if err := poll(ctx, "demo app", func() (bool, error) { _, err := demoapp.Get(appAddr); return err == nil, nil }); err != nil {
 		return err
 	}
 
@@ -95,9 +96,9 @@ func demo() error {
 		return err
 	}
 	t1 := time.Now()
-	var st state
+	var st demoapp.State
 	if err := poll(ctx, "the reload", func() (bool, error) {
-		st, err = appState(appAddr)
+		st, err = demoapp.Get(appAddr)
 		return err == nil && st.Reloads >= 1, nil
 	}); err != nil {
 		return err
@@ -122,24 +123,6 @@ func demo() error {
 	say("app: %d reload(s), now reads %q; %d full-tree reads, %d errors.", st.Reloads, st.Greeting, st.Reads, st.ReadErrs)
 	say("done in %s", time.Since(start).Round(100*time.Millisecond))
 	return nil
-}
-
-type state struct {
-	Reloads  int    `json:"reloads"`
-	Greeting string `json:"greeting"`
-	Reads    int    `json:"reads"`
-	ReadErrs int    `json:"read_errors"`
-	FirstErr string `json:"first_error"`
-}
-
-func appState(addr string) (state, error) {
-	var st state
-	resp, err := http.Get("http://" + addr + "/state")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 func freeAddr() string {
