@@ -16,10 +16,9 @@ import (
 // revisions while the app's reload endpoint refuses connections (the port
 // is closed, as while the app restarts), keeps it down a while longer,
 // then brings it back: the app must get exactly one notification, of the
-// newest revision. The outage is seconds, not the minutes of the issue:
-// the notifier's backoff (signal.DefaultInitialInterval 500ms, growing
-// 1.5x to signal.DefaultMaxInterval 30s, giving up after
-// signal.DefaultMaxElapsed 5m) has no flags to scale it down.
+// newest revision. The outage is seconds: --notify-max-elapsed (5m by
+// default, 0 for never) bounds how long a change is retried, and
+// TestNotifyGivesUpAfterNotifyMaxElapsed shows that bound at work.
 func TestAppDownThenBackGetsExactlyOneNotifyOfTheNewest(t *testing.T) {
 	t.Parallel()
 	o := newFileOrigin(t)
@@ -85,4 +84,44 @@ func TestAppDownThenBackGetsExactlyOneNotifyOfTheNewest(t *testing.T) {
 	}
 	t.Logf("app down %s, 3 revisions published meanwhile; delivered once, %s after the app came back (%v retries, %v superseded)",
 		back.Sub(down).Round(time.Millisecond), first.Sub(back).Round(time.Millisecond), retries, dropped)
+}
+
+// With --notify-max-elapsed shorter than the outage, the change is given up
+// (counted as failed) and the returning app hears nothing of it.
+func TestNotifyGivesUpAfterNotifyMaxElapsed(t *testing.T) {
+	t.Parallel()
+	o := newFileOrigin(t)
+	o.set(t, 1, nil)
+	root := t.TempDir()
+	link := filepath.Join(root, "cfg")
+	appAddr := loopbackAddr(t)
+	p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"),
+		"--period", "100ms", "--notify-url", "http://"+appAddr+"/-/reload", "--notify-max-elapsed", "1s")})
+	waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+	o.set(t, 2, nil)
+	waitFor(t, 10*time.Second, "gen 2", func() bool { g, err := checkGeneration(link); return err == nil && g == 2 })
+	target := "http://" + appAddr + "/-/reload"
+	waitFor(t, 10*time.Second, "the change given up", func() bool {
+		return p.metric("ferry_notify_total", "target", target, "result", "failed") >= 1
+	})
+
+	var mu gosync.Mutex
+	calls := 0
+	ln, err := net.Listen("tcp", appAddr)
+	if err != nil {
+		t.Fatalf("the app cannot take its port: %v", err)
+	}
+	app := &http.Server{ErrorLog: log.New(io.Discard, "", 0), Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+	})}
+	go app.Serve(ln)
+	defer app.Close()
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 0 {
+		t.Fatalf("the app got %d notifications of a change given up after 1s", calls)
+	}
 }

@@ -171,7 +171,8 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 		if len(o.notifyURLs) > 0 {
 			h, err := signal.NewHTTP(signal.HTTPOptions{
 				URLs: o.notifyURLs, Method: o.notifyMethod, Timeout: o.notifyTimeout,
-				Logger: log, Registerer: reg,
+				MaxElapsed: notifyMaxElapsed(o.notifyGiveUp),
+				Logger:     log, Registerer: reg,
 			})
 			if err != nil {
 				errs = append(errs, fmt.Errorf("--notify-url: %w", err))
@@ -210,6 +211,15 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// notifyMaxElapsed maps --notify-max-elapsed to signal's convention, where
+// zero means the default and a negative value means never give up.
+func notifyMaxElapsed(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func (d *daemon) once(ctx context.Context) int {

@@ -43,6 +43,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"bad notify url", []string{"run", "--source", "/x", "--root", root, "--notify-url", "localhost:8080"}, []string{"need an http:// or https:// URL"}},
 		{"several problems together", []string{"run", "--source", "/x", "--root", root, "--keep", "0", "--log-format", "xml"},
 			[]string{"--keep must be at least 1", `--log-format "xml"`}},
+		{"negative notify bound", []string{"run", "--source", "/x", "--root", root, "--notify-max-elapsed", "-1s"}, []string{"--notify-max-elapsed must not be negative"}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}

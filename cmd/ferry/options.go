@@ -47,6 +47,7 @@ type options struct {
 	notifyURLs    listFlag
 	notifyMethod  string
 	notifyTimeout time.Duration
+	notifyGiveUp  time.Duration
 	notifySignal  string
 	notifyProcess string
 
@@ -83,6 +84,7 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.Var(&o.notifyURLs, "notify-url", "app reload `URL` told about each new revision; repeat for several")
 	fs.StringVar(&o.notifyMethod, "notify-method", "POST", "HTTP method for --notify-url")
 	fs.DurationVar(&o.notifyTimeout, "notify-timeout", signal.DefaultNotifyTimeout, "timeout of one notify request")
+	fs.DurationVar(&o.notifyGiveUp, "notify-max-elapsed", signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")
 	fs.StringVar(&o.notifySignal, "notify-signal", "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")
 	fs.StringVar(&o.notifyProcess, "notify-process", "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
@@ -194,6 +196,9 @@ func (o *options) validate() []error {
 	}
 	if o.timeout <= 0 || o.onceTimeout <= 0 || o.notifyTimeout <= 0 {
 		errs = append(errs, errors.New("--timeout, --once-timeout and --notify-timeout must be positive"))
+	}
+	if o.notifyGiveUp < 0 {
+		errs = append(errs, errors.New("--notify-max-elapsed must not be negative (0 retries until a newer revision)"))
 	}
 	if o.maxFailures < 0 || o.maxStaleness < 0 || o.maxFiles < 1 || o.maxBytes < 1 || o.maxFileSize < 1 || o.httpMax < 1 {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
