@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -54,7 +55,7 @@ func TestBearerTokenIsSentAndNeverLogged(t *testing.T) {
 	writeFile(t, filepath.Dir(tokenFile), "token", "tok-TWO-s3cr3t\n")
 	o.set([]byte("conf 2\n"))
 	h.mustSync(t, s)
-	assertTree(t, h.tree(t), map[string]string{"app.conf": "conf 2\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.conf": "conf 2\n"})
 	// And a missing file is a clear error naming the flag.
 	os.Remove(tokenFile)
 	r = h.sync(t, s)
@@ -122,7 +123,7 @@ func TestRedirectsAreFollowedUpToFive(t *testing.T) {
 	srv := redirector(t, &n)
 	h := newHarness(t, sync.Limits{})
 	h.mustSync(t, h.source(t, srv.URL+"/r/5?archive=false", fhttp.Options{}))
-	assertTree(t, h.tree(t), map[string]string{"5": "landed\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"5": "landed\n"})
 
 	n.Store(0)
 	r := h.sync(t, h.source(t, srv.URL+"/r/6?archive=false", fhttp.Options{}))
@@ -189,7 +190,7 @@ func TestCredentialsStayWithTheOriginalHost(t *testing.T) {
 		HeaderFile:      writeFile(t, dir, "headers", "X-Api-Key: key\n"),
 	})
 	h.mustSync(t, s)
-	assertTree(t, h.tree(t), map[string]string{"hop": "from the CDN\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"hop": "from the CDN\n"})
 	if got := sameHostAuth.Load(); got != "Bearer tok" {
 		t.Fatalf("same-host redirect carried Authorization %q, want the token", got)
 	}

@@ -28,6 +28,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -244,46 +245,7 @@ func (h *harness) mustSync(t testing.TB, s fetch.Source) result {
 // tree reads the published tree: path -> content, symlinks as "-> target".
 func (h *harness) tree(t *testing.T) map[string]string {
 	t.Helper()
-	return readTree(t, h.store.LinkPath("c"))
-}
-
-func readTree(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	err = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(real, p)
-		if d.Type()&fs.ModeSymlink != 0 {
-			target, err := os.Readlink(p)
-			got[filepath.ToSlash(rel)] = "-> " + target
-			return err
-		}
-		data, err := os.ReadFile(p)
-		got[filepath.ToSlash(rel)] = string(data)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
-func assertTree(t *testing.T, got, want map[string]string) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("tree = %v, want %v", keys(got), keys(want))
-	}
-	for p, c := range want {
-		if g, ok := got[p]; !ok || g != c {
-			t.Fatalf("%s = %q, want %q", p, clip(g), clip(c))
-		}
-	}
+	return sourcetest.ReadTree(t, h.store.LinkPath("c"))
 }
 
 func keys(m map[string]string) []string {
@@ -293,13 +255,6 @@ func keys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func clip(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "..."
-	}
-	return s
 }
 
 // syncBuffer is a log sink safe for the handler's concurrent writes.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -285,7 +286,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			h := newHarness(t, tc.limits)
 			s := h.source(t, o.url(p), tc.opts)
 			first := h.mustSync(t, s)
-			before := readTree(t, h.store.LinkPath("c"))
+			before := sourcetest.ReadTree(t, h.store.LinkPath("c"))
 
 			bomb := tc.body(t)
 			if tc.name == "GzipBombSingleEntry" && len(bomb) > 8<<20 {
@@ -308,7 +309,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			if cur, _ := h.store.Current("c"); cur != first.rev {
 				t.Fatalf("current revision %q, want the previous %q", cur, first.rev)
 			}
-			assertTree(t, readTree(t, h.store.LinkPath("c")), before)
+			sourcetest.AssertTree(t, sourcetest.ReadTree(t, h.store.LinkPath("c")), before)
 			assertNothingOutside(t, h, first.rev, outside)
 			assertStateDirClean(t, h)
 		})
@@ -372,7 +373,7 @@ func TestHardlinkToEarlierEntryIsWrittenAsCopy(t *testing.T) {
 	))
 	h := newHarness(t, sync.Limits{})
 	h.mustSync(t, h.source(t, o.url("/b.tgz//conf"), fhttp.Options{}))
-	assertTree(t, h.tree(t), map[string]string{"a.conf": "v2\n", "b.conf": "v2\n", "own.conf": "own\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.conf": "v2\n", "b.conf": "v2\n", "own.conf": "own\n"})
 	assertStateDirClean(t, h)
 }
 

@@ -53,7 +53,7 @@ func TestSingleFilePublishedUnderBaseName(t *testing.T) {
 	o.set([]byte("port: 8080\n"))
 	h := newHarness(t, sync.Limits{})
 	r := h.mustSync(t, h.source(t, o.url("/conf/app.yaml"), fhttp.Options{}))
-	assertTree(t, h.tree(t), map[string]string{"app.yaml": "port: 8080\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "port: 8080\n"})
 	if !strings.HasPrefix(r.rev, sha256Hex([]byte("port: 8080\n"))+"-") {
 		t.Fatalf("revision %q does not start with the body's sha256", r.rev)
 	}
@@ -93,7 +93,7 @@ func TestArchivesArePublishedAsTrees(t *testing.T) {
 			}
 			h := newHarness(t, sync.Limits{})
 			h.mustSync(t, h.source(t, o.url(tc.path), fhttp.Options{}))
-			assertTree(t, h.tree(t), files)
+			sourcetest.AssertTree(t, h.tree(t), files)
 			fi, err := os.Stat(filepath.Join(h.store.LinkPath("c"), "bin/run.sh"))
 			if err != nil {
 				t.Fatal(err)
@@ -122,7 +122,7 @@ func TestArchiveFalsePublishesArchiveAsFile(t *testing.T) {
 	o.set(body)
 	h := newHarness(t, sync.Limits{})
 	h.mustSync(t, h.source(t, o.url("/b.tar.gz?archive=false"), fhttp.Options{}))
-	assertTree(t, h.tree(t), map[string]string{"b.tar.gz": string(body)})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"b.tar.gz": string(body)})
 }
 
 func TestSubdirPublishesOnlyThatSubtree(t *testing.T) {
@@ -143,7 +143,7 @@ func TestSubdirPublishesOnlyThatSubtree(t *testing.T) {
 			o.set(tc.body(t))
 			h := newHarness(t, sync.Limits{})
 			h.mustSync(t, h.source(t, o.url(tc.path), fhttp.Options{}))
-			assertTree(t, h.tree(t), want)
+			sourcetest.AssertTree(t, h.tree(t), want)
 		})
 	}
 	t.Run("MissingSubdirIsPermanent", func(t *testing.T) {
@@ -162,14 +162,14 @@ func TestChangingLayoutRepublishesTheSameBody(t *testing.T) {
 	o.set(tarOf(t, true, file("prod/a", "p"), file("dev/a", "d")))
 	h := newHarness(t, sync.Limits{})
 	r1 := h.mustSync(t, h.source(t, o.url("/b.tar.gz//prod"), fhttp.Options{}))
-	assertTree(t, h.tree(t), map[string]string{"a": "p"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"a": "p"})
 	// Same state directory, same body, another sub-directory: the saved
 	// validators must not answer for it, and the tree must change.
 	r2 := h.mustSync(t, h.source(t, o.url("/b.tar.gz//dev"), fhttp.Options{}))
 	if r2.rev == r1.rev {
 		t.Fatal("revision did not change with the sub-directory")
 	}
-	assertTree(t, h.tree(t), map[string]string{"a": "d"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"a": "d"})
 	if got := o.lastHeader().Get("If-None-Match"); got != "" {
 		t.Fatalf("validators of another layout were sent: If-None-Match %q", got)
 	}
@@ -212,7 +212,7 @@ func TestNotModifiedMakesOneRequestAndWritesNothing(t *testing.T) {
 			if r := h.mustSync(t, s); r.rev == first.rev {
 				t.Fatal("change not detected")
 			}
-			assertTree(t, h.tree(t), map[string]string{"a": "2"})
+			sourcetest.AssertTree(t, h.tree(t), map[string]string{"a": "2"})
 		})
 	}
 }
@@ -241,7 +241,7 @@ func TestServerWithoutValidatorsFallsBackToDigest(t *testing.T) {
 	if r := h.mustSync(t, s); r.rev == first.rev {
 		t.Fatal("same-size change not detected")
 	}
-	assertTree(t, h.tree(t), map[string]string{"app.conf": "v2\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.conf": "v2\n"})
 }
 
 func TestValidatorsOfAnUnpublishedRevisionAreNotSent(t *testing.T) {
@@ -263,7 +263,7 @@ func TestValidatorsOfAnUnpublishedRevisionAreNotSent(t *testing.T) {
 	if !r.wrote {
 		t.Fatal("nothing written: the revision would never be published")
 	}
-	assertTree(t, h.tree(t), map[string]string{"app.conf": "v1\n"})
+	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.conf": "v1\n"})
 }
 
 func TestStatusErrorsKeepTheLastGoodRevision(t *testing.T) {
@@ -293,7 +293,7 @@ func TestStatusErrorsKeepTheLastGoodRevision(t *testing.T) {
 			if fetch.IsPermanent(r.err) != tc.permanent {
 				t.Fatalf("permanent = %v, want %v", fetch.IsPermanent(r.err), tc.permanent)
 			}
-			assertTree(t, h.tree(t), map[string]string{"app.conf": "good"})
+			sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.conf": "good"})
 		})
 	}
 }
@@ -324,7 +324,7 @@ func TestChecksum(t *testing.T) {
 				if r.err != nil {
 					t.Fatal(r.err)
 				}
-				assertTree(t, h.tree(t), map[string]string{"p.txt": string(body)})
+				sourcetest.AssertTree(t, h.tree(t), map[string]string{"p.txt": string(body)})
 				return
 			}
 			assertOneLine(t, r.err)
@@ -334,7 +334,7 @@ func TestChecksum(t *testing.T) {
 			if r.wrote {
 				t.Fatal("a body failing its checksum was written")
 			}
-			assertTree(t, h.tree(t), map[string]string{"p.txt": "old"})
+			sourcetest.AssertTree(t, h.tree(t), map[string]string{"p.txt": "old"})
 		})
 	}
 }
@@ -379,7 +379,7 @@ func TestChecksumFile(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			assertTree(t, h.tree(t), map[string]string{"a": "1"})
+			sourcetest.AssertTree(t, h.tree(t), map[string]string{"a": "1"})
 			// Unchanged: the 304 needs no checksum file.
 			before := sumsOrigin.requests.Load()
 			h.mustSync(t, s)

@@ -104,36 +104,7 @@ func (h *harness) mustSync(t testing.TB) (string, sync.Stats) {
 // tree reads the published tree.
 func (h *harness) tree(t testing.TB) map[string]string {
 	t.Helper()
-	real, err := filepath.EvalSymlinks(h.store.LinkPath("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]string{}
-	err = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(real, p)
-		b, err := os.ReadFile(p)
-		got[filepath.ToSlash(rel)] = string(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return got
-}
-
-func assertTree(t testing.TB, got, want map[string]string) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("tree has %d files, want %d", len(got), len(want))
-	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Fatalf("%s = %q, want %q", k, got[k], v)
-		}
-	}
+	return sourcetest.ReadTree(t, h.store.LinkPath("c"))
 }
 
 func assertCounts(t testing.TB, got map[string]int, want map[string]int) {
@@ -235,7 +206,7 @@ func TestPrefixOverThousandKeysIsPaginatedAndComplete(t *testing.T) {
 		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
 		s.counts.take()
 		h.mustSync(t)
-		assertTree(t, h.tree(t), files)
+		sourcetest.AssertTree(t, h.tree(t), files)
 		assertCounts(t, s.counts.take(), map[string]int{"LIST": 2, "GET": 1234})
 
 		// An idle poll: one List page per 1,000 keys, no GET.
@@ -283,7 +254,7 @@ func TestOnlyChangedObjectsAreDownloaded(t *testing.T) {
 		if stats.Reused != 29 || stats.BytesWritten != int64(len("changed: true\n")+len("new\n")) {
 			t.Fatalf("stats %+v: want 29 reused and only the two changed objects written", stats)
 		}
-		assertTree(t, h.tree(t), files)
+		sourcetest.AssertTree(t, h.tree(t), files)
 	})
 }
 
@@ -298,7 +269,7 @@ func TestDeletedObjectIsRemovedFromNextRevision(t *testing.T) {
 		delete(files, "d01/f0001.yaml")
 		s.counts.take()
 		h.mustSync(t)
-		assertTree(t, h.tree(t), files)
+		sourcetest.AssertTree(t, h.tree(t), files)
 		assertCounts(t, s.counts.take(), map[string]int{"LIST": 1})
 	})
 }
@@ -312,7 +283,7 @@ func TestSingleObjectIsPublishedUnderItsBaseNameAndPolledWithConditionalGet(t *t
 		h := newHarness(t, newSource(t, s.url(bucket, "env/prod/app.yaml"), state, nil), sync.Limits{})
 		s.counts.take()
 		rev1, _ := h.mustSync(t)
-		assertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 1\n"})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 1\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET": 1})
 
 		// Unchanged: one GET answered 304, nothing written.
@@ -333,7 +304,7 @@ func TestSingleObjectIsPublishedUnderItsBaseNameAndPolledWithConditionalGet(t *t
 		if rev, _ := h.mustSync(t); rev == rev1 {
 			t.Fatal("revision did not change with the object")
 		}
-		assertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 2\n"})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 2\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET": 1})
 	})
 }
@@ -358,14 +329,14 @@ func TestVersionPinServesThatVersion(t *testing.T) {
 		}
 		h := newHarness(t, newSource(t, s.url(bucket, "app.yaml?version="+v1), "", nil), sync.Limits{})
 		rev1, _ := h.mustSync(t)
-		assertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
 
 		s.put(t, bucket, "app.yaml", "version: 3\n")
 		s.counts.take()
 		if rev, _ := h.mustSync(t); rev != rev1 {
 			t.Fatalf("pinned version changed revision: %s -> %s", rev1, rev)
 		}
-		assertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET-304": 1})
 	})
 }
@@ -424,7 +395,7 @@ func TestEmptyPrefixIsAnErrorUnlessAllowed(t *testing.T) {
 		if rev == "" {
 			t.Fatal("no revision")
 		}
-		assertTree(t, h.tree(t), map[string]string{})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{})
 	})
 }
 
@@ -470,7 +441,7 @@ func TestKeyFilesAreReadAgainOnEverySync(t *testing.T) {
 		// the SDK's signing-key cache got wrong (aws/aws-sdk-go-v2#3350).
 		writeFile(t, sec, testSecret+"\n")
 		rev, _ := h.mustSync(t)
-		assertTree(t, h.tree(t), map[string]string{"a.yaml": "a"})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.yaml": "a"})
 
 		writeFile(t, sec, "rotated-away\n") // and broken again
 		_, _, err = h.sync(t)
@@ -529,7 +500,7 @@ func TestObjectReplacedDuringSyncFailsTransiently(t *testing.T) {
 		// The next sync lists again and gets the new content.
 		h.src = src
 		h.mustSync(t)
-		assertTree(t, h.tree(t), map[string]string{"a.yaml": "new!"})
+		sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.yaml": "new!"})
 	})
 }
 

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func Run(t *testing.T, o Origin) {
 			t.Fatal("empty revision")
 		}
 		rev1 = rev
-		assertTree(t, store.LinkPath("c"), v1)
+		AssertTree(t, ReadTree(t, store.LinkPath("c")), v1)
 	})
 	t.Run("UnchangedIsNotModified", func(t *testing.T) {
 		prev, rev, stats, err := fetchOnce(t)
@@ -107,7 +108,7 @@ func Run(t *testing.T, o Origin) {
 		if rev == rev1 {
 			t.Fatal("revision did not change with the content")
 		}
-		assertTree(t, store.LinkPath("c"), v2)
+		AssertTree(t, ReadTree(t, store.LinkPath("c")), v2)
 	})
 	if e, ok := o.(Escaper); ok {
 		t.Run("RefusesEscape", func(t *testing.T) {
@@ -116,7 +117,7 @@ func Run(t *testing.T, o Origin) {
 			if err == nil || !strings.Contains(err.Error(), entry) {
 				t.Fatalf("err = %v, want a refusal naming %q", err, entry)
 			}
-			assertTree(t, store.LinkPath("c"), v2)
+			AssertTree(t, ReadTree(t, store.LinkPath("c")), v2)
 			o.Set(t, v2)
 		})
 	}
@@ -129,26 +130,32 @@ func Run(t *testing.T, o Origin) {
 		if strings.Count(err.Error(), "\n") > 0 {
 			t.Errorf("error is not one line: %q", err)
 		}
-		assertTree(t, store.LinkPath("c"), v2)
+		AssertTree(t, ReadTree(t, store.LinkPath("c")), v2)
 		if m, _ := filepath.Glob(filepath.Join(root, ".ferry/c/.stage-*")); len(m) > 0 {
 			t.Fatalf("staging left behind: %v", m)
 		}
 	})
 }
 
-// assertTree checks that the tree at dir holds exactly files.
-func assertTree(t *testing.T, dir string, files map[string]string) {
+// ReadTree returns the tree at dir (a link is followed first) as relative
+// slash-separated path -> content; a symlink shows as "-> target".
+func ReadTree(t testing.TB, dir string) map[string]string {
 	t.Helper()
-	got := map[string]string{}
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := map[string]string{}
 	err = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(real, p)
+		if d.Type()&fs.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			got[filepath.ToSlash(rel)] = "-> " + target
+			return err
+		}
 		data, err := os.ReadFile(p)
 		got[filepath.ToSlash(rel)] = string(data)
 		return err
@@ -156,12 +163,35 @@ func assertTree(t *testing.T, dir string, files map[string]string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != len(files) {
-		t.Fatalf("tree = %v, want %v", got, files)
+	return got
+}
+
+// AssertTree fails unless got holds exactly want. Long contents are cut in
+// the message.
+func AssertTree(t testing.TB, got, want map[string]string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("tree = %v, want %v", sortedKeys(got), sortedKeys(want))
 	}
-	for p, c := range files {
-		if got[p] != c {
-			t.Fatalf("%s = %q, want %q", p, got[p], c)
+	for p, c := range want {
+		if g, ok := got[p]; !ok || g != c {
+			t.Fatalf("%s = %q, want %q", p, clip(g), clip(c))
 		}
 	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }
