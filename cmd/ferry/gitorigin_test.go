@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	gosync "sync"
 	"testing"
 )
 
@@ -22,11 +21,10 @@ type gitOrigin struct {
 	dir        string
 	env        []string
 	user, pass string
-	// handler is git http-backend behind the auth check; front, when set,
-	// serves every request in its place (a fault injector calling handler).
+	// handler is git http-backend behind the auth check; a fault injector
+	// in front calls it for what it lets through.
 	handler http.Handler
-	mu      gosync.Mutex
-	front   http.Handler
+	frontable
 }
 
 func newGitOrigin(t testing.TB) *gitOrigin {
@@ -66,25 +64,9 @@ func newGitOriginAuth(t testing.TB, user, pass string) *gitOrigin {
 		}
 		backend.ServeHTTP(w, r)
 	})
-	o.srv = quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.mu.Lock()
-		front := o.front
-		o.mu.Unlock()
-		if front != nil {
-			front.ServeHTTP(w, r)
-			return
-		}
-		o.handler.ServeHTTP(w, r)
-	}))
+	o.srv = quietServer(o.frontOr(o.handler))
 	t.Cleanup(o.srv.Close)
 	return o
-}
-
-// setFront puts h in front of the server (nil removes it).
-func (o *gitOrigin) setFront(h http.Handler) {
-	o.mu.Lock()
-	o.front = h
-	o.mu.Unlock()
 }
 
 func (o *gitOrigin) git(t testing.TB, args ...string) {

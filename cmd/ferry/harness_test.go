@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -593,23 +594,14 @@ type tarOrigin struct {
 	body     []byte
 	etag     string
 	requests int
-	// front, when set, serves every request instead: a fault injector
-	// that calls serve for what it lets through.
-	front http.Handler
+	// A fault injector may stand in front, calling serve for what it lets
+	// through.
+	frontable
 }
 
 func newTarOrigin(t testing.TB) *tarOrigin {
 	o := &tarOrigin{}
-	o.srv = quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.mu.Lock()
-		front := o.front
-		o.mu.Unlock()
-		if front != nil {
-			front.ServeHTTP(w, r)
-			return
-		}
-		o.serve(w, r)
-	}))
+	o.srv = quietServer(o.frontOr(http.HandlerFunc(o.serve)))
 	t.Cleanup(o.srv.Close)
 	return o
 }
@@ -659,11 +651,30 @@ func (o *tarOrigin) set(t testing.TB, gen int, extra map[string]string) {
 	o.mu.Unlock()
 }
 
-// setFront puts h in front of the origin (nil removes it).
-func (o *tarOrigin) setFront(h http.Handler) {
-	o.mu.Lock()
-	o.front = h
-	o.mu.Unlock()
+// frontable lets a test put a handler (a fault injector) in front of an
+// origin's server at any moment, and take it away again.
+type frontable struct {
+	front atomic.Pointer[http.Handler]
+}
+
+// setFront puts h in front of the server (nil removes it).
+func (f *frontable) setFront(h http.Handler) {
+	if h == nil {
+		f.front.Store(nil)
+		return
+	}
+	f.front.Store(&h)
+}
+
+// frontOr serves through the front when one is set, else through direct.
+func (f *frontable) frontOr(direct http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := f.front.Load(); h != nil {
+			(*h).ServeHTTP(w, r)
+			return
+		}
+		direct.ServeHTTP(w, r)
+	})
 }
 
 func tarGz(t testing.TB, files map[string]string) []byte {
@@ -698,10 +709,9 @@ type s3Origin struct {
 	backend *atomicBackend
 	bucket  string
 	prefix  string
-	keys    []string // access and secret key files
-	direct  http.Handler
-	mu      gosync.Mutex
-	front   http.Handler
+	keys    []string     // access and secret key files
+	direct  http.Handler // the server itself; a front reaches it through this
+	frontable
 }
 
 // atomicBackend makes a set of PUTs one atomic change for readers.
@@ -732,16 +742,7 @@ func newS3Origin(t testing.TB) *s3Origin {
 	t.Helper()
 	o := &s3Origin{backend: &atomicBackend{Backend: s3mem.New()}, bucket: "ferry", prefix: "conf/"}
 	h := gofakes3.New(o.backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()
-	o.srv = quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.mu.Lock()
-		front := o.front
-		o.mu.Unlock()
-		if front != nil {
-			front.ServeHTTP(w, r)
-			return
-		}
-		h.ServeHTTP(w, r)
-	}))
+	o.srv = quietServer(o.frontOr(h))
 	t.Cleanup(o.srv.Close)
 	o.direct = h
 	if err := o.backend.CreateBucket(o.bucket); err != nil {
@@ -781,14 +782,6 @@ func (o *s3Origin) set(t testing.TB, gen int, extra map[string]string) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// setFront puts h in front of the server (nil removes it); h reaches the
-// server through o.direct.
-func (o *s3Origin) setFront(h http.Handler) {
-	o.mu.Lock()
-	o.front = h
-	o.mu.Unlock()
 }
 
 // walkOutsideRevisions calls fn for every regular file under ROOT/.ferry
