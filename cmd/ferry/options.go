@@ -61,7 +61,7 @@ type options struct {
 }
 
 // flagSet declares every flag, with defaults and help from the same
-// constants the packages use.
+// constants the packages use; each backend declares its own flags.
 func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("ferry "+cmd, flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -90,21 +90,11 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
-	fs.StringVar(&o.http.BearerTokenFile, "http-bearer-token-file", "", fhttp.HelpBearerTokenFile)
-	fs.StringVar(&o.http.HeaderFile, "http-header-file", "", fhttp.HelpHeaderFile)
-	fs.StringVar(&o.http.Username, "http-username", "", fhttp.HelpUsername)
-	fs.StringVar(&o.http.PasswordFile, "http-password-file", "", fhttp.HelpPasswordFile)
-	fs.StringVar(&o.http.CAFile, "http-ca-file", "", fhttp.HelpCAFile)
-	fs.BoolVar(&o.http.InsecureSkipVerify, "http-insecure-skip-verify", false, fhttp.HelpInsecureSkipVerify)
+	o.http.AddFlags(fs)
 	o.httpMax = sizeFlag(fhttp.DefaultMaxBodyBytes)
 	fs.Var(&o.httpMax, "http-max-body", fhttp.HelpMaxBody)
 
-	fs.StringVar(&o.git.Username, "git-username", "", git.HelpUsername)
-	fs.StringVar(&o.git.PasswordFile, "git-password-file", "", git.HelpPasswordFile)
-	fs.StringVar(&o.git.SSHKeyFile, "git-ssh-key-file", "", git.HelpSSHKeyFile)
-	fs.StringVar(&o.git.KnownHostsFile, "git-known-hosts-file", "", git.HelpKnownHostsFile)
-	fs.BoolVar(&o.git.InsecureIgnoreHostKey, "git-ssh-insecure-ignore-host-key", false, git.HelpInsecureIgnoreHostKey)
-
+	o.git.AddFlags(fs)
 	o.s3.AddFlags(fs)
 	fs.BoolVar(&o.s3.AllowEmpty, "allow-empty", false, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")
 	return fs

@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -34,17 +35,6 @@ import (
 // all ferry publishes, so history is never downloaded unless asked.
 const DefaultDepth = 1
 
-// Help texts for the flags of Options, so that the command line and this
-// package describe them with the same words.
-const (
-	HelpUsername              = "`user` name for git over HTTP(S) basic auth; a user in the URL wins (default: \"git\" when only a password is given)"
-	HelpPasswordFile          = "`file` holding the password or access token for git over HTTP(S); re-read on every sync"
-	HelpSSHKeyFile            = "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync"
-	HelpKnownHostsFile        = "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)"
-	HelpInsecureIgnoreHostKey = "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)"
-	HelpURL                   = "git: git::https://host/org/repo.git?ref=main&depth=1, git::ssh://git@host/org/repo.git, git@host:org/repo.git, //subdir; git::file:///path needs the git binary"
-)
-
 // Options are the settings shared by every git source. Secrets are file
 // paths, read again on every Fetch so a rotated Kubernetes Secret is used
 // without a restart.
@@ -62,6 +52,15 @@ type Options struct {
 	// InsecureIgnoreHostKey accepts any SSH host key
 	// (--git-ssh-insecure-ignore-host-key). Every sync logs a warning.
 	InsecureIgnoreHostKey bool
+}
+
+// AddFlags declares the --git-* flags that fill o.
+func (o *Options) AddFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.Username, "git-username", o.Username, "`user` name for git over HTTP(S) basic auth; a user in the URL wins (default: \"git\" when only a password is given)")
+	fs.StringVar(&o.PasswordFile, "git-password-file", o.PasswordFile, "`file` holding the password or access token for git over HTTP(S); re-read on every sync")
+	fs.StringVar(&o.SSHKeyFile, "git-ssh-key-file", o.SSHKeyFile, "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync")
+	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", o.KnownHostsFile, "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)")
+	fs.BoolVar(&o.InsecureIgnoreHostKey, "git-ssh-insecure-ignore-host-key", o.InsecureIgnoreHostKey, "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)")
 }
 
 // Source publishes the tree of one ref of a git repository. Fetch is not
