@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	gosync "sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"github.com/ferrysync/ferry/api"
 
 	"github.com/ferrysync/ferry/internal/demoapp"
+	"github.com/ferrysync/ferry/internal/localproc"
 )
 
 // origin serves the config as a tar.gz with an ETag, like a real artifact
@@ -102,12 +101,11 @@ func newKubelet(t *testing.T, pod *corev1.PodSpec) *kubelet {
 }
 
 func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := localproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // path maps a path inside container c to this machine, through c's mounts.
@@ -224,22 +222,11 @@ func build(t *testing.T) (ferry, app string) {
 // long it took.
 func sigterm(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
 	t.Helper()
-	start := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode(), time.Since(start)
-		}
-		return 0, time.Since(start)
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("%s still running 10s after SIGTERM", cmd.Path)
-		return -1, 0
+	code, took, err := localproc.Terminate(cmd, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return code, took
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -5,17 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ferrysync/ferry/internal/demoapp"
+	"github.com/ferrysync/ferry/internal/localproc"
 )
 
 // buildBinaries builds ferry and the demo app once per test binary run.
@@ -33,12 +32,11 @@ func buildBinaries(t *testing.T) (ferry, app string) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := localproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 func httpStatus(url string) int {
@@ -65,25 +63,11 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 // terminate sends SIGTERM and returns the exit code and how long it took.
 func terminate(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
 	t.Helper()
-	start := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode(), time.Since(start)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0, time.Since(start)
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("still running 10s after SIGTERM")
-		return -1, 0
+	code, took, err := localproc.Terminate(cmd, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return code, took
 }
 
 // publishedRevision reads the one source's revision from /status.

@@ -16,7 +16,6 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
@@ -220,12 +220,11 @@ func startFerry(t testing.TB, o procOptions) *ferryProc {
 // loopbackAddr returns a free 127.0.0.1 address.
 func loopbackAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := localproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // exited reports whether the process has ended.

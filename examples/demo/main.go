@@ -8,10 +8,8 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/demoapp"
+	"github.com/ferrysync/ferry/internal/localproc"
 )
 
 func main() {
@@ -55,7 +54,14 @@ func demo() error {
 	if err := os.CopyFS(source, os.DirFS("examples/config")); err != nil {
 		return fmt.Errorf("copy examples/config: %w", err)
 	}
-	ferryAddr, appAddr := freeAddr(), freeAddr()
+	ferryAddr, err := localproc.FreeAddr()
+	if err != nil {
+		return err
+	}
+	appAddr, err := localproc.FreeAddr()
+	if err != nil {
+		return err
+	}
 
 	say("starting ferry: local source %s, root %s", source, root)
 	ferry := exec.CommandContext(ctx, filepath.Join(bin, "ferry"), "run",
@@ -125,15 +131,6 @@ func demo() error {
 	return nil
 }
 
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func poll(ctx context.Context, what string, cond func() (bool, error)) error {
 	for {
 		ok, err := cond()
@@ -165,23 +162,14 @@ func startPrefixed(cmd *exec.Cmd, prefix string) error {
 	return cmd.Start()
 }
 
-// stop sends SIGTERM, as the kubelet does, and waits for the exit.
+// stop sends SIGTERM, as the kubelet does, and waits for a clean exit.
 func stop(cmd *exec.Cmd) error {
 	if cmd.Process == nil || cmd.ProcessState != nil {
 		return nil
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return fmt.Errorf("exit status %d", exit.ExitCode())
-		}
-		return err
-	case <-time.After(5 * time.Second):
-		cmd.Process.Kill()
-		return errors.New("still running 5s after SIGTERM")
+	code, _, err := localproc.Terminate(cmd, 5*time.Second)
+	if err == nil && code != 0 {
+		err = fmt.Errorf("exit status %d", code)
 	}
+	return err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
@@ -355,7 +356,7 @@ func startVersitygw(bin string) error {
 	}
 	var lastErr error
 	for range 3 { // a port picked free may be taken before versitygw binds it
-		addr, err := freeAddr()
+		addr, err := localproc.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -398,15 +399,6 @@ func stopVersitygw() {
 	if vgw.dir != "" {
 		os.RemoveAll(vgw.dir)
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // waitPort polls addr until it accepts a connection, the process exits or
