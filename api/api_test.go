@@ -30,7 +30,7 @@ type daemon struct {
 func startDaemon(t *testing.T, tokenFile string) *daemon {
 	t.Helper()
 	origin := filepath.Join(t.TempDir(), "origin")
-	store, err := sync.OpenStore(t.TempDir(), sync.Limits{})
+	store, err := sync.OpenStore(t.TempDir(), fetch.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestSyncTriggerStormCoalescesAndLeaksNothing(t *testing.T) {
 	}))
 
 	root := t.TempDir()
-	store, err := sync.OpenStore(root, sync.Limits{})
+	store, err := sync.OpenStore(root, fetch.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

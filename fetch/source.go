@@ -44,4 +44,19 @@ type Env struct {
 	StateDir string
 	// Logger is already scoped to the source.
 	Logger *slog.Logger
+	// Limits are the publish engine's limits on one revision, with defaults
+	// applied; the Writer enforces them whatever the source does.
+	Limits Limits
+	// Root is the directory revisions are published under (--root), so a
+	// source can refuse to read its own output.
+	Root string
+}
+
+// OriginReporter is a Source whose revision is not the origin's own name
+// for what it fetched: a git //subdir source names its revision after the
+// subdirectory's tree, taken out of a commit. OriginRevision returns what
+// the origin calls the revision the last Fetch returned (the commit), for
+// /status and the notify body, so people can trace a publish to its cause.
+type OriginReporter interface {
+	OriginRevision() string
 }

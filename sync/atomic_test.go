@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/fetch"
 )
 
 // crashHelperEnv makes the test binary a publisher that runs until killed.
@@ -35,7 +37,7 @@ func TestMain(m *testing.M) {
 // crashPublisher publishes revisions of a tree forever, with GC, the way the
 // daemon does. The parent test kills it with SIGKILL at random moments.
 func crashPublisher(root string) {
-	s, err := OpenStore(root, Limits{})
+	s, err := OpenStore(root, fetch.Limits{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -137,7 +139,7 @@ func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
 			midStage++
 		}
 		// The next start cleans what the killed one left.
-		if _, err := OpenStore(root, Limits{}); err != nil {
+		if _, err := OpenStore(root, fetch.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 		for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*"} {
@@ -150,13 +152,13 @@ func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
 		t.Fatalf("only %d of 20 kills found a published revision after the first publish", published)
 	}
 	// And a publish after all that succeeds.
-	s, _ := OpenStore(root, Limits{})
+	s, _ := OpenStore(root, fetch.Limits{})
 	publishFiles(t, s, "c", "final", map[string]string{"f": "ok"})
 	t.Logf("20 kills, every published revision complete; %d struck mid-stage", midStage)
 }
 
 func TestPublishNeverExposesPartialTree(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	link := filepath.Join(s.Root(), "c")
 	const revisions = 200
 	ctx, cancel := context.WithCancel(context.Background())

@@ -60,7 +60,7 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 func BenchmarkPublish(b *testing.B) {
 	tree := newBenchTree()
 	b.Run("full", func(b *testing.B) {
-		s, _ := OpenStore(b.TempDir(), Limits{})
+		s, _ := OpenStore(b.TempDir(), fetch.Limits{})
 		b.SetBytes(50_000_000)
 		var written int64
 		for i := 0; b.Loop(); i++ {
@@ -75,7 +75,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
 	})
 	b.Run("one-file-changed", func(b *testing.B) {
-		s, _ := OpenStore(b.TempDir(), Limits{})
+		s, _ := OpenStore(b.TempDir(), fetch.Limits{})
 		st := s.Begin("c", "")
 		tree.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
 		if err := st.Publish("base"); err != nil {

@@ -18,37 +18,9 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 )
 
-// Default limits on one revision: far above any configuration tree, low
-// enough that a hostile or mistaken origin cannot fill the volume.
-const (
-	DefaultMaxBytes    int64 = 1 << 30   // 1 GiB per revision
-	DefaultMaxFiles          = 50_000    // files and symlinks per revision
-	DefaultMaxFileSize int64 = 256 << 20 // 256 MiB per file
-)
-
 // fsyncWorkers bounds the parallel fsyncs at publish: flushing files one by
 // one costs a journal commit each on most filesystems.
 const fsyncWorkers = 16
-
-// Limits bound what one revision may hold. Zero means the default.
-type Limits struct {
-	MaxBytes    int64
-	MaxFiles    int
-	MaxFileSize int64
-}
-
-func (l Limits) withDefaults() Limits {
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = DefaultMaxBytes
-	}
-	if l.MaxFiles <= 0 {
-		l.MaxFiles = DefaultMaxFiles
-	}
-	if l.MaxFileSize <= 0 {
-		l.MaxFileSize = DefaultMaxFileSize
-	}
-	return l
-}
 
 // Stats describe one staged revision.
 type Stats struct {

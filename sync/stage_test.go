@@ -67,7 +67,7 @@ func readTree(t *testing.T, dir string) map[string]string {
 	return out
 }
 
-func newStore(t *testing.T, limits Limits) *Store {
+func newStore(t *testing.T, limits fetch.Limits) *Store {
 	t.Helper()
 	s, err := OpenStore(t.TempDir(), limits)
 	if err != nil {
@@ -77,7 +77,7 @@ func newStore(t *testing.T, limits Limits) *Store {
 }
 
 func TestPublishCreatesRelativeLinkToCompleteTree(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	files := map[string]string{"app.yaml": "a: 1\n", "conf.d/x.conf": "x\n", "conf.d/deep/y": "y"}
 	publishFiles(t, s, "config", "rev1", files)
 
@@ -103,7 +103,7 @@ func TestPublishCreatesRelativeLinkToCompleteTree(t *testing.T) {
 }
 
 func TestPublishReusesUnchangedFilesByHardLink(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	publishFiles(t, s, "c", "r1", map[string]string{"same": strings.Repeat("s", 1000), "changed": "old"})
 	stats := publishFiles(t, s, "c", "r2", map[string]string{"same": strings.Repeat("s", 1000), "changed": "new!"})
 
@@ -121,7 +121,7 @@ func TestPublishReusesUnchangedFilesByHardLink(t *testing.T) {
 }
 
 func TestPublishNormalizesModes(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	st := s.Begin("c", "")
 	defer st.Discard()
 	st.WriteFile("run.sh", 0o4750, "", opener("#!/bin/sh\n"))
@@ -141,7 +141,7 @@ func TestPublishNormalizesModes(t *testing.T) {
 }
 
 func TestStageRefusesEscapesAndLimits(t *testing.T) {
-	limits := Limits{MaxFiles: 3, MaxFileSize: 100, MaxBytes: 150}
+	limits := fetch.Limits{MaxFiles: 3, MaxFileSize: 100, MaxBytes: 150}
 	cases := []struct {
 		name  string
 		stage func(st *Stage) error
@@ -219,7 +219,7 @@ func TestStageRefusesEscapesAndLimits(t *testing.T) {
 }
 
 func TestOpenStoreRemovesLeftoversAndKeepsRevisions(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	publishFiles(t, s, "c", "r1", map[string]string{"f": "1"})
 	// What a killed process leaves: a half-written stage, a temp link and
 	// a half-written manifest.
@@ -228,7 +228,7 @@ func TestOpenStoreRemovesLeftoversAndKeepsRevisions(t *testing.T) {
 	os.Symlink(".ferry/c/r1", filepath.Join(s.Root(), ".ferry/c/.link-dead"))
 	os.WriteFile(filepath.Join(s.Root(), ".ferry/c/.meta/.tmp-dead"), nil, 0o644)
 
-	if _, err := OpenStore(s.Root(), Limits{}); err != nil {
+	if _, err := OpenStore(s.Root(), fetch.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*"} {
@@ -242,7 +242,7 @@ func TestOpenStoreRemovesLeftoversAndKeepsRevisions(t *testing.T) {
 }
 
 func TestGCKeepsNewestAndNeverTheCurrent(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	for _, rev := range []string{"r1", "r2", "r3", "r4"} {
 		publishFiles(t, s, "c", rev, map[string]string{"f": rev})
 	}
@@ -270,7 +270,7 @@ func TestGCKeepsNewestAndNeverTheCurrent(t *testing.T) {
 }
 
 func TestSwapRefusesToReplaceARealDirectory(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	os.Mkdir(filepath.Join(s.Root(), "c"), 0o755)
 	st := s.Begin("c", "")
 	defer st.Discard()
@@ -284,7 +284,7 @@ func TestSwapRefusesToReplaceARealDirectory(t *testing.T) {
 func TestStageReportsDiskErrors(t *testing.T) {
 	// A source whose reader fails mid-file: the error names the entry and
 	// nothing is published.
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	st := s.Begin("c", "")
 	defer st.Discard()
 	boom := errors.New("connection reset")
@@ -306,7 +306,7 @@ func (r errReader) Read([]byte) (int, error) { return 0, r.err }
 // An I/O error while staging (here ENOSPC) names the entry and the cause,
 // and stays retryable: a full disk may clear up.
 func TestStageIOErrorsAreNamedAndRetryable(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	st := s.Begin("c", "")
 	defer st.Discard()
 	err := st.WriteFile("big.bin", 0o644, "", func() (io.ReadCloser, error) {
@@ -322,7 +322,7 @@ func TestStageIOErrorsAreNamedAndRetryable(t *testing.T) {
 
 func TestParallelWritersCannotOvershootMaxBytesOnDisk(t *testing.T) {
 	const limit = 1 << 20
-	s := newStore(t, Limits{MaxBytes: limit})
+	s := newStore(t, fetch.Limits{MaxBytes: limit})
 	st := s.Begin("c", "")
 	defer st.Discard()
 	var wg gosync.WaitGroup
@@ -350,7 +350,7 @@ func TestParallelWritersCannotOvershootMaxBytesOnDisk(t *testing.T) {
 func TestTreeIsReadableWhateverTheUmask(t *testing.T) {
 	old := syscall.Umask(0o077)
 	defer syscall.Umask(old)
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	publishFiles(t, s, "c", "r1", map[string]string{"d/e/f": "x"})
 	for _, p := range []string{".ferry", ".ferry/c", ".ferry/c/r1", ".ferry/c/r1/d", ".ferry/c/r1/d/e"} {
 		fi, err := os.Stat(filepath.Join(s.Root(), p))
@@ -364,7 +364,7 @@ func TestTreeIsReadableWhateverTheUmask(t *testing.T) {
 }
 
 func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
-	s := newStore(t, Limits{})
+	s := newStore(t, fetch.Limits{})
 	for _, rev := range []string{"r1", "r2", "r3"} {
 		publishFiles(t, s, "c", rev, map[string]string{"a": rev, "b": rev})
 	}
@@ -379,7 +379,7 @@ func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
 			t.Fatalf("%s still present after GC: %v", rev, err)
 		}
 	}
-	if _, err := OpenStore(s.Root(), Limits{}); err != nil {
+	if _, err := OpenStore(s.Root(), fetch.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {

@@ -49,17 +49,17 @@ func ValidName(name string) bool {
 // Store publishes revisions under one root directory.
 type Store struct {
 	root   string
-	limits Limits
+	limits fetch.Limits
 }
 
 // OpenStore prepares root for publishing: it creates ROOT/.ferry and removes
 // staging directories and temporary links left by a process that was killed.
-func OpenStore(root string, limits Limits) (*Store, error) {
+func OpenStore(root string, limits fetch.Limits) (*Store, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", root, err)
 	}
-	s := &Store{root: abs, limits: limits.withDefaults()}
+	s := &Store{root: abs, limits: limits.WithDefaults()}
 	if err := os.MkdirAll(abs, dirPerm); err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}

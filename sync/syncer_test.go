@@ -110,7 +110,7 @@ func startSyncer(t *testing.T, cfg Config) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), done: make(chan error, 1)}
 	if cfg.Store == nil {
-		cfg.Store = newStore(t, Limits{})
+		cfg.Store = newStore(t, fetch.Limits{})
 	}
 	h.store = cfg.Store
 	cfg.Registerer = h.reg
@@ -274,7 +274,7 @@ func TestTriggersDuringASyncCoalesceIntoOne(t *testing.T) {
 func TestRunEndsAfterMaxFailures(t *testing.T) {
 	o := &origin{}
 	o.fail(errors.New("boom"))
-	s, err := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 5 * time.Millisecond, MaxFailures: 3})
+	s, err := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 5 * time.Millisecond, MaxFailures: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestRunEndsAfterMaxFailures(t *testing.T) {
 func TestRunStopsPromptlyOnCancelAndRemovesStaging(t *testing.T) {
 	o := &origin{delay: time.Hour}
 	o.set("r1", map[string]string{"f": "1"})
-	store := newStore(t, Limits{})
+	store := newStore(t, fetch.Limits{})
 	s, _ := New(Config{Store: store, Sources: []Source{{Name: "c", Backend: o}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -314,7 +314,7 @@ func TestOnceRetriesTransientFailures(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		o.set("r1", map[string]string{"f": "1"})
 	}()
-	s, _ := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 100 * time.Millisecond, OnceTimeout: 10 * time.Second})
+	s, _ := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 100 * time.Millisecond, OnceTimeout: 10 * time.Second})
 	if err := s.Once(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -337,7 +337,7 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := &origin{}
 			o.fail(tc.err)
-			s, _ := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 50 * time.Millisecond, OnceTimeout: 500 * time.Millisecond})
+			s, _ := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Period: 50 * time.Millisecond, OnceTimeout: 500 * time.Millisecond})
 			start := time.Now()
 			err := s.Once(context.Background())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -356,7 +356,7 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 func TestOnceTimeoutBoundsAHangingAttempt(t *testing.T) {
 	o := &origin{delay: time.Hour} // honours its context, never answers
 	o.set("r1", map[string]string{"f": "1"})
-	s, _ := New(Config{Store: newStore(t, Limits{}), Sources: []Source{{Name: "c", Backend: o}},
+	s, _ := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{{Name: "c", Backend: o}},
 		Timeout: time.Hour, OnceTimeout: 300 * time.Millisecond})
 	start := time.Now()
 	err := s.Once(context.Background())
@@ -369,7 +369,7 @@ func TestOnceTimeoutBoundsAHangingAttempt(t *testing.T) {
 }
 
 func TestNewReadsWhatIsAlreadyPublished(t *testing.T) {
-	store := newStore(t, Limits{})
+	store := newStore(t, fetch.Limits{})
 	publishFiles(t, store, "c", "r1", map[string]string{"f": "1"})
 	o := &origin{}
 	o.fail(errors.New("down"))
@@ -383,7 +383,7 @@ func TestNewReadsWhatIsAlreadyPublished(t *testing.T) {
 }
 
 func TestNewRejectsBadSources(t *testing.T) {
-	store := newStore(t, Limits{})
+	store := newStore(t, fetch.Limits{})
 	o := &origin{}
 	for _, srcs := range [][]Source{
 		{{Name: "../x", Backend: o}},

@@ -152,11 +152,14 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d := &daemon{opts: o, log: log, registry: reg}
 
+	limits := fetch.Limits{
+		MaxBytes: int64(o.maxBytes), MaxFiles: o.maxFiles, MaxFileSize: int64(o.maxFileSize),
+	}.WithDefaults()
 	registry := sources(o)
 	var srcs []sync.Source
 	var errs []error
 	for _, n := range named {
-		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name)}
+		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name), Limits: limits, Root: root}
 		src, u, err := registry.Open(n.url, env)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--source %s: %w", n.name, err))
@@ -195,9 +198,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 		return nil, errors.Join(errs...)
 	}
 
-	store, err := sync.OpenStore(root, sync.Limits{
-		MaxBytes: int64(o.maxBytes), MaxFiles: o.maxFiles, MaxFileSize: int64(o.maxFileSize),
-	})
+	store, err := sync.OpenStore(root, limits)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/api"
+	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/s3"
@@ -74,10 +75,10 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.onceTimeout, "once-timeout", sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")
 	fs.IntVar(&o.maxFailures, "max-failures", 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")
 	fs.DurationVar(&o.maxStaleness, "max-staleness", 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")
-	o.maxBytes = sizeFlag(sync.DefaultMaxBytes)
+	o.maxBytes = sizeFlag(fetch.DefaultMaxBytes)
 	fs.Var(&o.maxBytes, "max-bytes", "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")
-	fs.IntVar(&o.maxFiles, "max-files", sync.DefaultMaxFiles, "limit on the files of one revision")
-	o.maxFileSize = sizeFlag(sync.DefaultMaxFileSize)
+	fs.IntVar(&o.maxFiles, "max-files", fetch.DefaultMaxFiles, "limit on the files of one revision")
+	o.maxFileSize = sizeFlag(fetch.DefaultMaxFileSize)
 	fs.Var(&o.maxFileSize, "max-file-size", "limit on the `size` of one file")
 	fs.StringVar(&o.httpAddr, "http-addr", api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
 	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address")

@@ -138,7 +138,7 @@ func TestConfigMapMountIsPublished(t *testing.T) {
 	}
 	mount("..2026_11_25_10_00_00.1", "v: 1\n")
 	root := t.TempDir()
-	store, err := sync.OpenStore(root, sync.Limits{})
+	store, err := sync.OpenStore(root, fetch.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -153,7 +153,7 @@ func benchChild(spec string) int {
 		}
 	}
 	start := time.Now()
-	store, err := ferrysync.OpenStore(c.Root, ferrysync.Limits{})
+	store, err := ferrysync.OpenStore(c.Root, fetch.Limits{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -332,7 +332,7 @@ func BenchmarkOneFileChange(b *testing.B) {
 	}
 	srv := startHTTP(b, work)
 	tg := &benchTarget{b: b, root: b.TempDir()}
-	tg.store, _ = ferrysync.OpenStore(tg.root, ferrysync.Limits{})
+	tg.store, _ = ferrysync.OpenStore(tg.root, fetch.Limits{})
 	u, _ := fetch.Parse(srv.url("change.git"))
 	src, err := git.New(u, git.Options{}, fetch.Env{StateDir: ferrysync.StateDir(tg.root, "c")})
 	if err != nil {
@@ -370,7 +370,7 @@ func BenchmarkUnchangedPoll(b *testing.B) {
 	base := benchRepoBase(b)
 	srv := startHTTP(b, base)
 	tg := &benchTarget{b: b, root: b.TempDir()}
-	tg.store, _ = ferrysync.OpenStore(tg.root, ferrysync.Limits{})
+	tg.store, _ = ferrysync.OpenStore(tg.root, fetch.Limits{})
 	u, _ := fetch.Parse(srv.url("big.git"))
 	src, err := git.New(u, git.Options{}, fetch.Env{StateDir: ferrysync.StateDir(tg.root, "c")})
 	if err != nil {

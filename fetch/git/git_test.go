@@ -33,7 +33,7 @@ type target struct {
 
 func newTarget(t *testing.T) *target {
 	root := t.TempDir()
-	st, err := ferrysync.OpenStore(root, ferrysync.Limits{})
+	st, err := ferrysync.OpenStore(root, fetch.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

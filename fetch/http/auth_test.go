@@ -21,7 +21,6 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/internal/sourcetest"
-	"github.com/ferrysync/ferry/sync"
 )
 
 func TestBearerTokenIsSentAndNeverLogged(t *testing.T) {
@@ -38,7 +37,7 @@ func TestBearerTokenIsSentAndNeverLogged(t *testing.T) {
 		}
 		inner.ServeHTTP(w, r)
 	})
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	tokenFile := writeFile(t, t.TempDir(), "token", "tok-ONE-s3cr3t\n")
 	s := h.source(t, o.url("/app.conf"), fhttp.Options{BearerTokenFile: tokenFile, CAFile: o.caFile(t)})
 	var errs []string
@@ -81,7 +80,7 @@ func TestBasicAuthAndHeaderFileAreSentAndReRead(t *testing.T) {
 	dir := t.TempDir()
 	pw := writeFile(t, dir, "pw", "p@ss word\n")
 	headers := writeFile(t, dir, "headers", "# API access\n\nX-Api-Key: key-1\nX-Team:  blue \n")
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/x.conf"), fhttp.Options{Username: "deploy", PasswordFile: pw, HeaderFile: headers})
 	h.mustSync(t, s)
 	hdr := o.lastHeader()
@@ -121,7 +120,7 @@ func redirector(t *testing.T, requests *atomic.Int64) *httptest.Server {
 func TestRedirectsAreFollowedUpToFive(t *testing.T) {
 	var n atomic.Int64
 	srv := redirector(t, &n)
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	h.mustSync(t, h.source(t, srv.URL+"/r/5?archive=false", fhttp.Options{}))
 	sourcetest.AssertTree(t, h.tree(t), map[string]string{"5": "landed\n"})
 
@@ -149,7 +148,7 @@ func TestRedirectFromHTTPSToHTTPIsRefused(t *testing.T) {
 	}))
 	defer secure.Close()
 	o := &origin{srv: secure}
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, secure.URL+"/app.conf", fhttp.Options{CAFile: o.caFile(t)}))
 	assertOneLine(t, r.err)
 	msg := r.err.Error()
@@ -184,7 +183,7 @@ func TestCredentialsStayWithTheOriginalHost(t *testing.T) {
 	}))
 	defer first.Close()
 	dir := t.TempDir()
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, first.URL+"/hop?archive=false", fhttp.Options{
 		BearerTokenFile: writeFile(t, dir, "token", "tok"),
 		HeaderFile:      writeFile(t, dir, "headers", "X-Api-Key: key\n"),
@@ -216,7 +215,7 @@ func TestCredentialsStayWithTheOriginalHost(t *testing.T) {
 func TestUntrustedCertificateIsRefused(t *testing.T) {
 	o := newOrigin(t, true)
 	o.set([]byte("x"))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, o.url("/x.conf"), fhttp.Options{}))
 	assertOneLine(t, r.err)
 	if !strings.Contains(r.err.Error(), "TLS: server certificate not trusted") || !strings.Contains(r.err.Error(), "--http-ca-file") {
@@ -229,7 +228,7 @@ func TestUntrustedCertificateIsRefused(t *testing.T) {
 
 func TestHTTPSToAPlainHTTPServerIsAClearError(t *testing.T) {
 	plain := newOrigin(t, false)
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, strings.Replace(plain.url("/x.conf"), "http://", "https://", 1), fhttp.Options{}))
 	assertOneLine(t, r.err)
 	if !strings.Contains(r.err.Error(), "server gave HTTP response to HTTPS client") {
@@ -240,7 +239,7 @@ func TestHTTPSToAPlainHTTPServerIsAClearError(t *testing.T) {
 func TestInsecureSkipVerifyWarnsOnEverySync(t *testing.T) {
 	o := newOrigin(t, true)
 	o.set([]byte("x"))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/x.conf"), fhttp.Options{InsecureSkipVerify: true})
 	h.mustSync(t, s)
 	h.mustSync(t, s)
@@ -256,7 +255,7 @@ func TestCAFileRotationIsPickedUp(t *testing.T) {
 	if err := os.WriteFile(ca, otherCA(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/x.conf"), fhttp.Options{CAFile: ca})
 	if r := h.sync(t, s); r.err == nil {
 		t.Fatal("trusted a server whose CA is not in the bundle")

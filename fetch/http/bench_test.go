@@ -6,8 +6,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
-	"github.com/ferrysync/ferry/sync"
 )
 
 // BenchmarkNotModifiedPoll is the steady state: one conditional GET
@@ -16,7 +16,7 @@ func BenchmarkNotModifiedPoll(b *testing.B) {
 	t := b
 	o := newOrigin(t, false)
 	o.set(tarOf(b, true, file("a", strings.Repeat("x", 64<<10))))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
 	if r := h.sync(t, s); r.err != nil {
 		b.Fatal(r.err)
@@ -51,7 +51,7 @@ func BenchmarkPublishTarGz(b *testing.B) {
 		bodies[v] = tarOf(b, true, es...)
 	}
 	o := newOrigin(t, false)
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
 	b.SetBytes(expanded)
 	b.ResetTimer()
@@ -77,7 +77,7 @@ func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
 	t := b
 	o := newOrigin(t, false)
 	o.set(tarOf(b, true, file("conf/a", "1")))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/b.tgz//conf"), fhttp.Options{})
 	if r := h.sync(t, s); r.err != nil {
 		b.Fatal(r.err)

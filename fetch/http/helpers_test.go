@@ -163,7 +163,7 @@ type harness struct {
 	logger   *slog.Logger
 }
 
-func newHarness(t testing.TB, limits sync.Limits) *harness {
+func newHarness(t testing.TB, limits fetch.Limits) *harness {
 	t.Helper()
 	base := t.TempDir()
 	root := filepath.Join(base, "root")

@@ -19,7 +19,6 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/internal/sourcetest"
-	"github.com/ferrysync/ferry/sync"
 )
 
 // zeroMember is one gzip member of 16 MiB of zeros (about 16 KiB). Gzip
@@ -150,7 +149,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 	cases := []struct {
 		name   string
 		path   string // URL path, default /b.tar.gz
-		limits sync.Limits
+		limits fetch.Limits
 		opts   fhttp.Options
 		body   func(t *testing.T) []byte
 		want   string
@@ -221,7 +220,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		}, want: `corrupt archive: zip: not a valid zip file`},
 		{
 			name:   "GzipBombSingleEntry",
-			limits: sync.Limits{MaxFileSize: 8 << 20},
+			limits: fetch.Limits{MaxFileSize: 8 << 20},
 			opts:   fhttp.Options{MaxBodyBytes: 32 << 20},
 			body:   func(t *testing.T) []byte { return gzipBomb(t, "zeros", 4<<30) },
 			want:   `"zeros": file exceeds 8388608 bytes (--max-file-size)`,
@@ -246,13 +245,13 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		},
 		{
 			name:   "SparseFileBomb",
-			limits: sync.Limits{MaxFileSize: 8 << 20},
+			limits: fetch.Limits{MaxFileSize: 8 << 20},
 			body:   func(t *testing.T) []byte { return sparseWithLink(t, 1<<40, "hl") },
 			want:   `"big": file exceeds 8388608 bytes (--max-file-size)`,
 		},
 		{
 			name:   "HundredThousandFiles",
-			limits: sync.Limits{MaxFiles: 2000},
+			limits: fetch.Limits{MaxFiles: 2000},
 			body:   func(t *testing.T) []byte { return manyFiles(t, 100_000) },
 			want:   `revision has more than 2000 files (--max-files)`,
 		},
@@ -371,7 +370,7 @@ func TestHardlinkToEarlierEntryIsWrittenAsCopy(t *testing.T) {
 		entry{name: "conf/b.conf", typeflag: tar.TypeLink, link: "./shared/base.conf"},
 		file("conf/own.conf", "own\n"),
 	))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	h.mustSync(t, h.source(t, o.url("/b.tgz//conf"), fhttp.Options{}))
 	sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.conf": "v2\n", "b.conf": "v2\n", "own.conf": "own\n"})
 	assertStateDirClean(t, h)
@@ -386,7 +385,7 @@ func TestBodyOverLimitWithoutContentLengthFails(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, srv.URL+"/big.conf", fhttp.Options{MaxBodyBytes: 1 << 20}))
 	assertOneLine(t, r.err)
 	if !strings.Contains(r.err.Error(), "body exceeds the limit of 1048576 bytes (--http-max-body)") || !fetch.IsPermanent(r.err) {
@@ -422,7 +421,7 @@ func TestStalledServerTimesOutAndKeepsRevision(t *testing.T) {
 	defer srv.Close()
 	for _, where := range []string{"body", "headers"} {
 		t.Run(where, func(t *testing.T) {
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			p := "/" + where + "/app.conf"
 			s := h.source(t, srv.URL+p+"?where="+where, fhttp.Options{})
 			first := h.mustSync(t, s)
@@ -459,7 +458,7 @@ func TestTruncatedBodyIsAnError(t *testing.T) {
 		buf.Flush()
 	}))
 	defer srv.Close()
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, srv.URL+"/app.conf", fhttp.Options{}))
 	assertOneLine(t, r.err)
 	if !strings.Contains(r.err.Error(), "truncated body: got 50 of 100 bytes") {

@@ -14,7 +14,6 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/internal/sourcetest"
-	"github.com/ferrysync/ferry/sync"
 )
 
 // contractOrigin serves a tar.gz of the files over TLS, trusted through a
@@ -51,7 +50,7 @@ func TestContract(t *testing.T) {
 func TestSingleFilePublishedUnderBaseName(t *testing.T) {
 	o := newOrigin(t, false)
 	o.set([]byte("port: 8080\n"))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r := h.mustSync(t, h.source(t, o.url("/conf/app.yaml"), fhttp.Options{}))
 	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "port: 8080\n"})
 	if !strings.HasPrefix(r.rev, sha256Hex([]byte("port: 8080\n"))+"-") {
@@ -91,7 +90,7 @@ func TestArchivesArePublishedAsTrees(t *testing.T) {
 				es := entries()[1:]
 				o.set(zipOf(t, es...))
 			}
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			h.mustSync(t, h.source(t, o.url(tc.path), fhttp.Options{}))
 			sourcetest.AssertTree(t, h.tree(t), files)
 			fi, err := os.Stat(filepath.Join(h.store.LinkPath("c"), "bin/run.sh"))
@@ -109,7 +108,7 @@ func TestOwnQueryOptionsAreNotSentToTheServer(t *testing.T) {
 	o := newOrigin(t, false)
 	body := []byte("x")
 	o.set(body)
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	h.mustSync(t, h.source(t, o.url("/f.txt?X-Sig=a%2Fb&archive=false&checksum=sha256:"+sha256Hex(body)), fhttp.Options{}))
 	if got := o.lastQuery(); got != "X-Sig=a%2Fb" {
 		t.Fatalf("server saw query %q, want the signed part unchanged and nothing else", got)
@@ -120,7 +119,7 @@ func TestArchiveFalsePublishesArchiveAsFile(t *testing.T) {
 	o := newOrigin(t, false)
 	body := tarOf(t, true, file("a", "1"))
 	o.set(body)
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	h.mustSync(t, h.source(t, o.url("/b.tar.gz?archive=false"), fhttp.Options{}))
 	sourcetest.AssertTree(t, h.tree(t), map[string]string{"b.tar.gz": string(body)})
 }
@@ -141,7 +140,7 @@ func TestSubdirPublishesOnlyThatSubtree(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrigin(t, false)
 			o.set(tc.body(t))
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			h.mustSync(t, h.source(t, o.url(tc.path), fhttp.Options{}))
 			sourcetest.AssertTree(t, h.tree(t), want)
 		})
@@ -149,7 +148,7 @@ func TestSubdirPublishesOnlyThatSubtree(t *testing.T) {
 	t.Run("MissingSubdirIsPermanent", func(t *testing.T) {
 		o := newOrigin(t, false)
 		o.set(tarOf(t, true, filesOf(files)...))
-		h := newHarness(t, sync.Limits{})
+		h := newHarness(t, fetch.Limits{})
 		r := h.sync(t, h.source(t, o.url("/b.tar.gz//conf/staging"), fhttp.Options{}))
 		if r.err == nil || !strings.Contains(r.err.Error(), `"conf/staging" is not in the archive`) || !fetch.IsPermanent(r.err) {
 			t.Fatalf("err = %v, want a permanent error naming the sub-directory", r.err)
@@ -160,7 +159,7 @@ func TestSubdirPublishesOnlyThatSubtree(t *testing.T) {
 func TestChangingLayoutRepublishesTheSameBody(t *testing.T) {
 	o := newOrigin(t, false)
 	o.set(tarOf(t, true, file("prod/a", "p"), file("dev/a", "d")))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	r1 := h.mustSync(t, h.source(t, o.url("/b.tar.gz//prod"), fhttp.Options{}))
 	sourcetest.AssertTree(t, h.tree(t), map[string]string{"a": "p"})
 	// Same state directory, same body, another sub-directory: the saved
@@ -188,7 +187,7 @@ func TestNotModifiedMakesOneRequestAndWritesNothing(t *testing.T) {
 			o := newOrigin(t, false)
 			o.etag, o.lastMod = tc.etag, tc.lastMod
 			o.set(tarOf(t, true, file("a", "1")))
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
 			first := h.mustSync(t, s)
 			for i := 0; i < 3; i++ {
@@ -221,7 +220,7 @@ func TestServerWithoutValidatorsFallsBackToDigest(t *testing.T) {
 	o := newOrigin(t, false)
 	o.etag, o.lastMod = false, false
 	o.set([]byte("v1\n"))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/app.conf"), fhttp.Options{})
 	first := h.mustSync(t, s)
 	reqs := o.requests.Load()
@@ -247,7 +246,7 @@ func TestServerWithoutValidatorsFallsBackToDigest(t *testing.T) {
 func TestValidatorsOfAnUnpublishedRevisionAreNotSent(t *testing.T) {
 	o := newOrigin(t, false)
 	o.set([]byte("v1\n"))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/app.conf"), fhttp.Options{})
 	// The fetch succeeds and saves validators, but its publish never
 	// happens (the process dies, or Publish fails).
@@ -281,7 +280,7 @@ func TestStatusErrorsKeepTheLastGoodRevision(t *testing.T) {
 		t.Run(strconv.Itoa(tc.code), func(t *testing.T) {
 			o := newOrigin(t, false)
 			o.set([]byte("good"))
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			s := h.source(t, o.url("/app.conf"), fhttp.Options{})
 			h.mustSync(t, s)
 			o.setStatus(tc.code)
@@ -316,7 +315,7 @@ func TestChecksum(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrigin(t, false)
 			o.set([]byte("old"))
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			h.mustSync(t, h.source(t, o.url("/p.txt"), fhttp.Options{}))
 			o.set(body)
 			r := h.sync(t, h.source(t, o.url("/p.txt?"+tc.query), fhttp.Options{}))
@@ -363,7 +362,7 @@ func TestChecksumFile(t *testing.T) {
 			o.set(body)
 			sumsOrigin := newOrigin(t, false)
 			sumsOrigin.set([]byte(content))
-			h := newHarness(t, sync.Limits{})
+			h := newHarness(t, fetch.Limits{})
 			s := h.source(t, o.url("/rel/bundle.tgz?checksum=file:"+sumsOrigin.url("/SHA256SUMS")), fhttp.Options{})
 			r := h.sync(t, s)
 			if want, bad := wantErr[name]; bad {
@@ -453,7 +452,7 @@ func TestNewReportsEveryProblemAtOnce(t *testing.T) {
 func TestLeftoverSpoolsAreRemoved(t *testing.T) {
 	o := newOrigin(t, false)
 	o.set([]byte("x"))
-	h := newHarness(t, sync.Limits{})
+	h := newHarness(t, fetch.Limits{})
 	s := h.source(t, o.url("/x"), fhttp.Options{})
 	if err := os.MkdirAll(h.stateDir, 0o700); err != nil {
 		t.Fatal(err)

@@ -56,7 +56,7 @@ func BenchmarkS3(b *testing.B) {
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
-					h := newHarness(b, src, sync.Limits{})
+					h := newHarness(b, src, fetch.Limits{})
 					b.StartTimer()
 					if _, stats := h.mustSync(b); stats.Files != benchObjects {
 						b.Fatalf("%d files, want %d", stats.Files, benchObjects)
@@ -90,7 +90,7 @@ func BenchmarkS3(b *testing.B) {
 			})
 
 			b.Run("one-object-changed", func(b *testing.B) {
-				h := newHarness(b, newSource(b, url, "", nil), sync.Limits{})
+				h := newHarness(b, newSource(b, url, "", nil), fetch.Limits{})
 				h.mustSync(b)
 				var written int64
 				s.counts.take()
@@ -113,7 +113,7 @@ func BenchmarkS3(b *testing.B) {
 			})
 
 			b.Run("idle-poll", func(b *testing.B) {
-				h := newHarness(b, newSource(b, url, "", nil), sync.Limits{})
+				h := newHarness(b, newSource(b, url, "", nil), fetch.Limits{})
 				h.mustSync(b)
 				s.counts.take()
 				b.ResetTimer()
@@ -167,7 +167,7 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	store, err := sync.OpenStore(os.Getenv(childRootEnv), sync.Limits{})
+	store, err := sync.OpenStore(os.Getenv(childRootEnv), fetch.Limits{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

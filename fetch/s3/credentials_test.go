@@ -11,7 +11,6 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	s3src "github.com/ferrysync/ferry/fetch/s3"
-	"github.com/ferrysync/ferry/sync"
 )
 
 // imdsProbe listens where the SDK looks for the EC2 instance metadata
@@ -93,7 +92,7 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, _, err = newHarness(t, src, sync.Limits{}).sync(t)
+		_, _, err = newHarness(t, src, fetch.Limits{}).sync(t)
 		if probes.Load() == 0 {
 			t.Fatalf("err = %v without IMDS connections; want a failure after probing IMDS", err)
 		}
@@ -129,7 +128,7 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 					t.Fatal(err)
 				}
 				start := time.Now()
-				if _, _, err = newHarness(t, src, sync.Limits{}).sync(t); err != nil {
+				if _, _, err = newHarness(t, src, fetch.Limits{}).sync(t); err != nil {
 					t.Fatal(err)
 				}
 				if d := time.Since(start); d > 2*time.Second {
@@ -169,7 +168,7 @@ func TestEmptyKeyFileIsAPermanentErrorNamingTheFlag(t *testing.T) {
 	a, sec := keyFiles(t, testAccess, testSecret)
 	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
 		o.AccessKeyFile, o.SecretKeyFile = a, sec
-	}), sync.Limits{})
+	}), fetch.Limits{})
 	writeFile(t, sec, "\n")
 	_, _, err := h.sync(t)
 	assertErr(t, err, true, "--s3-secret-key-file", "is empty")

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"unicode"
 
-	"github.com/ferrysync/ferry/sync"
+	"github.com/ferrysync/ferry/fetch"
 )
 
 // TestHostileKeysAreRefusedOrPublishedInside covers the keys the escape
@@ -39,7 +39,7 @@ func TestHostileKeysAreRefusedOrPublishedInside(t *testing.T) {
 			bucket := s.newBucket(t, false)
 			s.put(t, bucket, "conf/ok.yaml", "ok")
 			s.put(t, bucket, tc.key, "hostile")
-			h := newHarness(t, newSource(t, s.url(bucket, tc.prefix), "", nil), sync.Limits{})
+			h := newHarness(t, newSource(t, s.url(bucket, tc.prefix), "", nil), fetch.Limits{})
 			_, _, err := h.sync(t)
 			switch {
 			case err != nil && (tc.refused != "" || tc.either):

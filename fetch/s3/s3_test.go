@@ -54,7 +54,7 @@ type harness struct {
 	src   fetch.Source
 }
 
-func newHarness(t testing.TB, src fetch.Source, limits sync.Limits) *harness {
+func newHarness(t testing.TB, src fetch.Source, limits fetch.Limits) *harness {
 	t.Helper()
 	root := t.TempDir()
 	store, err := sync.OpenStore(root, limits)
@@ -203,7 +203,7 @@ func TestPrefixOverThousandKeysIsPaginatedAndComplete(t *testing.T) {
 		putTree(t, s, bucket, "conf/", files)
 		s.put(t, bucket, "other/outside.yaml", "not in the prefix")
 		s.put(t, bucket, "conf/d00/", "") // a directory marker
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 		s.counts.take()
 		h.mustSync(t)
 		sourcetest.AssertTree(t, h.tree(t), files)
@@ -219,7 +219,7 @@ func TestUnchangedPrefixCostsOneListAndNoGet(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		putTree(t, s, bucket, "conf/", nestedTree(20))
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 		rev1, _ := h.mustSync(t)
 		s.counts.take()
 		rev2, stats := h.mustSync(t)
@@ -238,7 +238,7 @@ func TestOnlyChangedObjectsAreDownloaded(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		files := nestedTree(30)
 		putTree(t, s, bucket, "conf/", files)
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 		rev1, _ := h.mustSync(t)
 
 		files["d01/f0001.yaml"] = "changed: true\n"
@@ -263,7 +263,7 @@ func TestDeletedObjectIsRemovedFromNextRevision(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		files := nestedTree(6)
 		putTree(t, s, bucket, "conf/", files)
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 		h.mustSync(t)
 		s.del(t, bucket, "conf/d01/f0001.yaml")
 		delete(files, "d01/f0001.yaml")
@@ -280,7 +280,7 @@ func TestSingleObjectIsPublishedUnderItsBaseNameAndPolledWithConditionalGet(t *t
 		s.put(t, bucket, "env/prod/app.yaml", "v: 1\n")
 		s.put(t, bucket, "env/prod/app.yaml.bak", "not this one\n")
 		state := t.TempDir()
-		h := newHarness(t, newSource(t, s.url(bucket, "env/prod/app.yaml"), state, nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "env/prod/app.yaml"), state, nil), fetch.Limits{})
 		s.counts.take()
 		rev1, _ := h.mustSync(t)
 		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 1\n"})
@@ -313,7 +313,7 @@ func TestMissingSingleObjectIsPermanentAndSuggestsPrefix(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/a.yaml", "a")
-		h := newHarness(t, newSource(t, s.url(bucket, "conf"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "conf"), "", nil), fetch.Limits{})
 		_, _, err := h.sync(t)
 		assertErr(t, err, true, "does not exist", `ending in "/" names a prefix`)
 	})
@@ -327,7 +327,7 @@ func TestVersionPinServesThatVersion(t *testing.T) {
 		if v1 == "" || v1 == v2 {
 			t.Fatalf("server gave version IDs %q and %q", v1, v2)
 		}
-		h := newHarness(t, newSource(t, s.url(bucket, "app.yaml?version="+v1), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "app.yaml?version="+v1), "", nil), fetch.Limits{})
 		rev1, _ := h.mustSync(t)
 		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
 
@@ -353,7 +353,7 @@ func TestKeysThatWouldEscapeAreRefusedByName(t *testing.T) {
 			if got := s.keys(t, bucket, "conf/"); len(got) != 2 {
 				t.Fatalf("server holds %v, want the hostile key stored verbatim", got)
 			}
-			h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+			h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 			_, _, err := h.sync(t)
 			assertErr(t, err, true, fmt.Sprintf("key %q", key))
 			if _, err := os.Lstat(filepath.Join(h.root, "evil")); err == nil {
@@ -368,14 +368,14 @@ func TestKeyEndingInSlashWithContentIsRefused(t *testing.T) {
 	bucket := s.newBucket(t, false)
 	s.put(t, bucket, "conf/a.yaml", "a")
 	s.put(t, bucket, "conf/dir/", "not a marker")
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 	_, _, err := h.sync(t)
 	assertErr(t, err, true, `key "conf/dir/"`)
 }
 
 func TestMissingBucketIsPermanent(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
-		h := newHarness(t, newSource(t, s.url("no-such-bucket-here", "conf/"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url("no-such-bucket-here", "conf/"), "", nil), fetch.Limits{})
 		_, _, err := h.sync(t)
 		assertErr(t, err, true, "NoSuchBucket", "s3://no-such-bucket-here/conf/")
 	})
@@ -386,7 +386,7 @@ func TestEmptyPrefixIsAnErrorUnlessAllowed(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "other/a.yaml", "a")
 		s.put(t, bucket, "conf/", "") // only a directory marker
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{})
+		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
 		_, _, err := h.sync(t)
 		assertErr(t, err, true, "no objects under the prefix", "--allow-empty")
 
@@ -416,7 +416,7 @@ func TestBadCredentialsArePermanentAndSecretsNeverShown(t *testing.T) {
 				}
 				o.AccessKeyFile, o.SecretKeyFile = keyFiles(t, tc.access, tc.secret)
 			})
-			_, _, err := newHarness(t, src, sync.Limits{}).sync(t)
+			_, _, err := newHarness(t, src, fetch.Limits{}).sync(t)
 			assertErr(t, err, true, tc.want)
 			if strings.Contains(err.Error(), tc.secret) {
 				t.Fatalf("error shows the secret: %v", err)
@@ -433,7 +433,7 @@ func TestKeyFilesAreReadAgainOnEverySync(t *testing.T) {
 		a, sec := keyFiles(t, testAccess, "wrong-secret")
 		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
 			o.AccessKeyFile, o.SecretKeyFile = a, sec
-		}), sync.Limits{})
+		}), fetch.Limits{})
 		_, _, err := h.sync(t)
 		assertErr(t, err, true, "SignatureDoesNotMatch")
 
@@ -458,7 +458,7 @@ func TestKeyFilesAreReadAgainOnEverySync(t *testing.T) {
 		a, sec := keyFiles(t, "firstkeyid", "secret1")
 		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
 			o.AccessKeyFile, o.SecretKeyFile = a, sec
-		}), sync.Limits{})
+		}), fetch.Limits{})
 		h.mustSync(t)
 		if got := s.counts.keyID(); got != "firstkeyid" {
 			t.Fatalf("server saw key %q, want firstkeyid", got)
@@ -478,7 +478,7 @@ func TestUnreachableEndpointIsTransientAndOneLine(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	h := newHarness(t, newSource(t, "http://"+addr+"/bucket/conf/", "", nil), sync.Limits{})
+	h := newHarness(t, newSource(t, "http://"+addr+"/bucket/conf/", "", nil), fetch.Limits{})
 	_, _, err = h.sync(t)
 	assertErr(t, err, false, "cannot reach the S3 endpoint http://"+addr, "connection refused")
 }
@@ -487,7 +487,7 @@ func TestObjectReplacedDuringSyncFailsTransiently(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/a.yaml", "old")
-		h := newHarness(t, nil, sync.Limits{})
+		h := newHarness(t, nil, fetch.Limits{})
 		src := newSource(t, s.url(bucket, "conf/"), "", nil)
 		// Replace the object after the listing, before its GET.
 		h.src = fetchFunc(func(ctx context.Context, prev string, w fetch.Writer) (string, error) {
@@ -509,7 +509,7 @@ func TestDownloadsRunInParallelUpToConcurrency(t *testing.T) {
 	s.counts.getDelay = 50 * time.Millisecond // long enough for GETs to overlap
 	bucket := s.newBucket(t, false)
 	putTree(t, s, bucket, "conf/", nestedTree(24))
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) { o.Concurrency = 3 }), sync.Limits{})
+	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) { o.Concurrency = 3 }), fetch.Limits{})
 	h.mustSync(t)
 	if p := s.counts.peakGets(); p != 3 {
 		t.Fatalf("peak concurrent GETs = %d, want 3", p)
@@ -521,10 +521,10 @@ func TestTreeLimitsFailTheSync(t *testing.T) {
 	bucket := s.newBucket(t, false)
 	s.put(t, bucket, "conf/small.yaml", "x")
 	s.put(t, bucket, "conf/big.yaml", strings.Repeat("x", 4096))
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), sync.Limits{MaxFileSize: 1024})
+	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{MaxFileSize: 1024})
 	_, _, err := h.sync(t)
 	assertErr(t, err, true, "big.yaml", "--max-file-size")
-	h = newHarness(t, h.src, sync.Limits{MaxFiles: 1})
+	h = newHarness(t, h.src, fetch.Limits{MaxFiles: 1})
 	_, _, err = h.sync(t)
 	assertErr(t, err, true, "--max-files")
 }

@@ -40,7 +40,7 @@ type Escaper interface {
 // Run runs the contract against o.
 func Run(t *testing.T, o Origin) {
 	root := t.TempDir()
-	store, err := sync.OpenStore(root, sync.Limits{})
+	store, err := sync.OpenStore(root, fetch.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,33 @@
+package fetch
+
+// Default limits on one revision: far above any configuration tree, low
+// enough that a hostile or mistaken origin cannot fill the volume.
+const (
+	DefaultMaxBytes    int64 = 1 << 30   // 1 GiB per revision
+	DefaultMaxFiles          = 50_000    // files and symlinks per revision
+	DefaultMaxFileSize int64 = 256 << 20 // 256 MiB per file
+)
+
+// Limits bound what one revision may hold. The Writer enforces them on
+// every entry; a source reads them to stop early, before it has downloaded
+// what could only end over a limit (an endless listing, a huge pack).
+// Zero means the default.
+type Limits struct {
+	MaxBytes    int64
+	MaxFiles    int
+	MaxFileSize int64
+}
+
+// WithDefaults returns l with every zero limit set to its default.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = DefaultMaxFiles
+	}
+	if l.MaxFileSize <= 0 {
+		l.MaxFileSize = DefaultMaxFileSize
+	}
+	return l
+}
