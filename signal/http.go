@@ -43,7 +43,10 @@ const (
 type Change struct {
 	Source   string `json:"source"`
 	Revision string `json:"revision"`
-	Path     string `json:"path"` // ROOT/NAME
+	// OriginRevision is what the origin calls the revision when that is
+	// not Revision itself: the commit a git //subdir tree was taken from.
+	OriginRevision string `json:"origin_revision,omitempty"`
+	Path           string `json:"path"` // ROOT/NAME
 }
 
 // HTTPOptions configures HTTP notification. Zero fields take the Default

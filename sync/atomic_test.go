@@ -139,9 +139,11 @@ func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
 			midStage++
 		}
 		// The next start cleans what the killed one left.
-		if _, err := OpenStore(root, fetch.Limits{}); err != nil {
+		s, err := OpenStore(root, fetch.Limits{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		s.Close()
 		for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*"} {
 			if m, _ := filepath.Glob(filepath.Join(root, pattern)); len(m) > 0 {
 				t.Fatalf("kill %d: leftover %v after restart", i, m)
@@ -152,7 +154,11 @@ func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
 		t.Fatalf("only %d of 20 kills found a published revision after the first publish", published)
 	}
 	// And a publish after all that succeeds.
-	s, _ := OpenStore(root, fetch.Limits{})
+	s, err := OpenStore(root, fetch.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	publishFiles(t, s, "c", "final", map[string]string{"f": "ok"})
 	t.Logf("20 kills, every published revision complete; %d struck mid-stage", midStage)
 }

@@ -61,6 +61,7 @@ func BenchmarkPublish(b *testing.B) {
 	tree := newBenchTree()
 	b.Run("full", func(b *testing.B) {
 		s, _ := OpenStore(b.TempDir(), fetch.Limits{})
+		defer s.Close()
 		b.SetBytes(50_000_000)
 		var written int64
 		for i := 0; b.Loop(); i++ {
@@ -76,6 +77,7 @@ func BenchmarkPublish(b *testing.B) {
 	})
 	b.Run("one-file-changed", func(b *testing.B) {
 		s, _ := OpenStore(b.TempDir(), fetch.Limits{})
+		defer s.Close()
 		st := s.Begin("c", "")
 		tree.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
 		if err := st.Publish("base"); err != nil {

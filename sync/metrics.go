@@ -15,13 +15,14 @@ type metrics struct {
 	revisions   *prometheus.GaugeVec
 	fetched     *prometheus.CounterVec
 	failures    *prometheus.GaugeVec
+	repairs     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferry_syncs_total",
-			Help: "Sync attempts by source and result (published, unchanged, error).",
+			Help: "Sync attempts by source and result (published, repaired, unchanged, error).",
 		}, []string{"source", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ferry_sync_duration_seconds",
@@ -44,9 +45,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ferry_consecutive_failures",
 			Help: "Sync attempts that failed in a row, per source.",
 		}, []string{"source"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_repairs_total",
+			Help: "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.",
+		}, []string{"source"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.syncs, m.duration, m.lastSuccess, m.revisions, m.fetched, m.failures)
+		reg.MustRegister(m.syncs, m.duration, m.lastSuccess, m.revisions, m.fetched, m.failures, m.repairs)
 	}
 	return m
 }
@@ -67,6 +72,10 @@ func (m *metrics) revision(source, old, rev string) {
 		m.revisions.DeleteLabelValues(source, old)
 	}
 	m.revisions.WithLabelValues(source, rev).Set(1)
+}
+
+func (m *metrics) repair(source string) {
+	m.repairs.WithLabelValues(source).Inc()
 }
 
 func (m *metrics) bytes(source string, n int64) {

@@ -73,6 +73,7 @@ func newStore(t *testing.T, limits fetch.Limits) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -129,13 +130,13 @@ func TestPublishNormalizesModes(t *testing.T) {
 	if err := st.Publish("r1"); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]fs.FileMode{"run.sh": 0o755, "secret": 0o644} {
+	for name, want := range map[string]fs.FileMode{"run.sh": 0o555, "secret": 0o444} {
 		fi, err := os.Stat(filepath.Join(s.Root(), "c", name))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fi.Mode() != want {
-			t.Errorf("%s mode = %v, want %v (no setuid, readable by the app)", name, fi.Mode(), want)
+			t.Errorf("%s mode = %v, want %v (read-only, no setuid, readable by the app)", name, fi.Mode(), want)
 		}
 	}
 }
@@ -228,9 +229,12 @@ func TestOpenStoreRemovesLeftoversAndKeepsRevisions(t *testing.T) {
 	os.Symlink(".ferry/c/r1", filepath.Join(s.Root(), ".ferry/c/.link-dead"))
 	os.WriteFile(filepath.Join(s.Root(), ".ferry/c/.meta/.tmp-dead"), nil, 0o644)
 
-	if _, err := OpenStore(s.Root(), fetch.Limits{}); err != nil {
+	s.Close()
+	s2, err := OpenStore(s.Root(), fetch.Limits{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer s2.Close()
 	for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*"} {
 		if m, _ := filepath.Glob(filepath.Join(s.Root(), pattern)); len(m) > 0 {
 			t.Errorf("leftover %v not removed", m)
@@ -379,9 +383,12 @@ func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
 			t.Fatalf("%s still present after GC: %v", rev, err)
 		}
 	}
-	if _, err := OpenStore(s.Root(), fetch.Limits{}); err != nil {
+	s.Close()
+	s, err := OpenStore(s.Root(), fetch.Limits{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	if _, err := os.Stat(leftover); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("an interrupted GC's leftovers survived a restart")
 	}

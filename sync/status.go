@@ -12,6 +12,7 @@ type SourceStatus struct {
 	Name                string     `json:"name"`
 	URL                 string     `json:"url"`
 	Revision            string     `json:"revision"`
+	OriginRevision      string     `json:"origin_revision,omitempty"`
 	Published           *time.Time `json:"published,omitempty"`
 	LastAttempt         *time.Time `json:"last_attempt,omitempty"`
 	LastSuccess         *time.Time `json:"last_success,omitempty"`
@@ -28,6 +29,7 @@ func (s *Syncer) Status() []SourceStatus {
 			Name:                src.Name,
 			URL:                 src.URL,
 			Revision:            src.revision,
+			OriginRevision:      src.origin,
 			Published:           timePtr(src.published),
 			LastAttempt:         timePtr(src.lastAttempt),
 			LastSuccess:         timePtr(src.lastSuccess),

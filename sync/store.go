@@ -5,12 +5,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferrysync/ferry/fetch"
 )
@@ -19,8 +22,9 @@ import (
 // metaDir, so staging shares the root's filesystem and rename(2) is atomic.
 //
 //	ROOT/NAME                     -> .ferry/NAME/REV (relative symlink)
+//	ROOT/.ferry/lock              held by the one ferry publishing here
 //	ROOT/.ferry/NAME/REV/         one immutable tree per published revision
-//	ROOT/.ferry/NAME/.meta/REV    the revision's manifest, for reuse
+//	ROOT/.ferry/NAME/.meta/REV    the revision's manifest, for reuse and checks
 //	ROOT/.ferry/NAME/.state/      private to the source (object store, validators)
 //	ROOT/.ferry/NAME/.stage-*     staging, removed at start
 //	ROOT/.ferry/NAME/.link-*      temporary links, removed at start
@@ -31,70 +35,237 @@ const (
 	stagePrefix  = ".stage-"
 	linkPrefix   = ".link-"
 	tmpPrefix    = ".tmp-"
-	dirPerm      = 0o755
 	manifestPerm = 0o644
 )
 
-var (
-	validName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	validRev  = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
-)
-
-// ValidName reports whether name may name a source: it becomes a link in
-// the root and a directory under ROOT/.ferry.
-func ValidName(name string) bool {
-	return validName.MatchString(name) && name != "." && name != ".." && name != metaDir
-}
-
-// Store publishes revisions under one root directory.
+// Store publishes revisions under one root directory. It holds the root's
+// lock until Close.
 type Store struct {
 	root   string
 	limits fetch.Limits
+	meta   *os.File // ROOT/.ferry, opened without following a symlink
+	lock   *os.File
 }
 
-// OpenStore prepares root for publishing: it creates ROOT/.ferry and removes
-// staging directories and temporary links left by a process that was killed.
+// OpenStore prepares root for publishing: it creates ROOT/.ferry, takes the
+// root's lock (ErrLocked when another ferry holds it), and removes staging
+// directories and temporary links left by a process that was killed.
+// ROOT/.ferry must be a real directory: ferry removes old revisions there,
+// and a symlink would point that removal elsewhere.
 func OpenStore(root string, limits fetch.Limits) (*Store, error) {
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", root, err)
 	}
-	s := &Store{root: abs, limits: limits.WithDefaults()}
 	if err := os.MkdirAll(abs, dirPerm); err != nil {
 		return nil, fmt.Errorf("root: %w", err)
 	}
-	if err := mkdir(filepath.Join(abs, metaDir)); err != nil {
-		return nil, fmt.Errorf("root: %w", err)
+	s := &Store{root: abs, limits: limits.WithDefaults()}
+	if s.meta, err = openRealDir(filepath.Join(abs, metaDir), true); err != nil {
+		return nil, err
+	}
+	if s.lock, err = lock(s.meta, abs); err != nil {
+		s.meta.Close()
+		return nil, err
 	}
 	if err := s.clean(); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close releases the root's lock.
+func (s *Store) Close() error {
+	var err error
+	if s.lock != nil {
+		err = s.lock.Close()
+		s.lock = nil
+	}
+	if s.meta != nil {
+		s.meta.Close()
+		s.meta = nil
+	}
+	return err
+}
+
+// openRealDir opens p, which must be a real directory (never a symlink),
+// creating it first when create is set, with the published directory mode.
+func openRealDir(p string, create bool) (*os.File, error) {
+	if create {
+		if err := mkdir(p); err != nil {
+			return nil, fmt.Errorf("create %s: %w", p, err)
+		}
+	}
+	f, err := openDirNoFollow(p)
+	if err == nil {
+		return f, nil
+	}
+	if fi, lerr := os.Lstat(p); lerr == nil {
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return nil, fmt.Errorf("%s is a symlink: ferry keeps revisions there and removes old ones, so it must be a real directory; remove the link", p)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("%s exists and is not a directory: ferry needs that name for its revisions; move it away", p)
+		}
+	}
+	return nil, err
 }
 
 // Root returns the absolute root directory.
 func (s *Store) Root() string { return s.root }
 
 // clean removes what a killed process may have left: staging directories
-// and temporary links. Published revisions are never touched.
+// and temporary links, and temporary manifests. Published revisions are
+// never touched.
 func (s *Store) clean() error {
-	leftovers := []string{
-		filepath.Join("*", stagePrefix+"*"),
-		filepath.Join("*", linkPrefix+"*"),
-		filepath.Join("*", manifestDir, tmpPrefix+"*"),
+	names, err := readDirNames(s.meta)
+	if err != nil {
+		return fmt.Errorf("clean %s: %w", filepath.Join(s.root, metaDir), err)
 	}
-	for _, pattern := range leftovers {
-		matches, err := filepath.Glob(filepath.Join(s.root, metaDir, pattern))
+	var errs []error
+	for _, name := range names {
+		dir, err := openDirAt(s.meta, name)
 		if err != nil {
-			return err
+			continue // the lock file, or anything else that is not a source
 		}
-		for _, m := range matches {
-			if err := os.RemoveAll(m); err != nil {
-				return fmt.Errorf("remove leftover %s: %w", m, err)
+		errs = append(errs, removeMatching(dir, stagePrefix, linkPrefix))
+		if meta, err := openDirAt(dir, manifestDir); err == nil {
+			errs = append(errs, removeMatching(meta, tmpPrefix))
+			meta.Close()
+		}
+		dir.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// removeMatching removes the entries of dir whose names start with one of
+// the prefixes.
+func removeMatching(dir *os.File, prefixes ...string) error {
+	names, err := readDirNames(dir)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		for _, p := range prefixes {
+			if strings.HasPrefix(n, p) {
+				if err := removeAllAt(dir, n); err != nil {
+					return fmt.Errorf("remove leftover %s: %w", filepath.Join(dir.Name(), n), err)
+				}
+				break
 			}
 		}
 	}
 	return nil
+}
+
+func readDirNames(dir *os.File) ([]string, error) {
+	if _, err := dir.Seek(0, 0); err != nil {
+		return nil, err
+	}
+	return dir.Readdirnames(-1)
+}
+
+// Prepare readies the root for exactly these sources, before the first
+// sync: each gets ROOT/.ferry/NAME as a real, world-traversable directory
+// (its .state and .meta must not be symlinks either), and what belongs to
+// a source no longer configured (its link in ROOT and its revisions) is
+// removed, with one line each. Nothing else in ROOT is touched.
+func (s *Store) Prepare(names []string, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	configured := make(map[string]bool, len(names))
+	var errs []error
+	for _, name := range names {
+		configured[name] = true
+		errs = append(errs, s.prepareSource(name))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return s.prune(configured, log)
+}
+
+func (s *Store) prepareSource(name string) error {
+	p := s.sourceDir(name)
+	dir, err := openRealDir(p, true)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	// A directory made by an older ferry, or by hand, may be narrower: the
+	// app reading ROOT/NAME as another user must be able to traverse it.
+	if err := dir.Chmod(dirPerm); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	for _, sub := range []string{stateDir, manifestDir} {
+		fi, err := os.Lstat(filepath.Join(p, sub))
+		if err == nil && !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory (a symlink?): ferry writes and removes there; remove it", filepath.Join(p, sub))
+		}
+	}
+	return nil
+}
+
+// prune removes the links and trees of sources that are not configured.
+func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
+	rootDir, err := os.Open(s.root)
+	if err != nil {
+		return err
+	}
+	defer rootDir.Close()
+	names, err := rootDir.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", s.root, err)
+	}
+	var errs []error
+	for _, n := range names {
+		target, err := os.Readlink(filepath.Join(s.root, n))
+		if err != nil {
+			continue // not a link: not ours
+		}
+		src, rev, ok := splitTarget(target)
+		if !ok || configured[src] || src != n && configured[n] {
+			continue
+		}
+		if err := unix.Unlinkat(int(rootDir.Fd()), n, 0); err != nil {
+			errs = append(errs, fmt.Errorf("remove link %s: %w", filepath.Join(s.root, n), err))
+			continue
+		}
+		log.Info("removed the link of a source no longer configured", "link", filepath.Join(s.root, n), "revision", rev)
+	}
+	dirs, err := readDirNames(s.meta)
+	if err != nil {
+		return err
+	}
+	for _, n := range dirs {
+		if configured[n] || !ValidName(n) {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(s.root, metaDir, n)); err != nil || !fi.IsDir() {
+			continue
+		}
+		if err := removeAllAt(s.meta, n); err != nil {
+			errs = append(errs, fmt.Errorf("remove revisions of %s: %w", n, err))
+			continue
+		}
+		log.Info("removed the revisions of a source no longer configured", "source", n)
+	}
+	return errors.Join(errs...)
+}
+
+// splitTarget reads a link target ferry wrote: .ferry/NAME/REV.
+func splitTarget(target string) (name, rev string, ok bool) {
+	rest, ok := strings.CutPrefix(target, metaDir+"/")
+	if !ok {
+		return "", "", false
+	}
+	name, rev, ok = strings.Cut(rest, "/")
+	if !ok || !ValidName(name) || !validRev.MatchString(rev) {
+		return "", "", false
+	}
+	return name, rev, true
 }
 
 // LinkPath returns ROOT/NAME, the path applications read.
@@ -110,7 +281,25 @@ func (s *Store) sourceDir(name string) string { return filepath.Join(s.root, met
 
 func (s *Store) revDir(name, rev string) string { return filepath.Join(s.sourceDir(name), rev) }
 
-// Current returns the revision ROOT/NAME points at, or "" when there is none.
+// openSourceDir opens ROOT/.ferry/NAME from the root's descriptor, refusing
+// a symlink.
+func (s *Store) openSourceDir(name string) (*os.File, error) {
+	return openDirAt(s.meta, name)
+}
+
+// removeSourceEntry removes one entry of the source's directory (a staging
+// tree, a doomed revision) without following any symlink.
+func (s *Store) removeSourceEntry(name, entry string) error {
+	dir, err := s.openSourceDir(name)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return removeAllAt(dir, entry)
+}
+
+// Current returns the revision ROOT/NAME points at, or "" when there is none
+// (or its tree is gone: it is then published afresh).
 func (s *Store) Current(name string) (string, error) {
 	link := s.LinkPath(name)
 	fi, err := os.Lstat(link)
@@ -128,16 +317,53 @@ func (s *Store) Current(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read link %s: %w", link, err)
 	}
-	prefix := metaDir + "/" + name + "/"
-	rev, ok := strings.CutPrefix(target, prefix)
-	if !ok || !validRev.MatchString(rev) {
-		return "", fmt.Errorf("link %s points at %q, not at a ferry revision", s.LinkPath(name), target)
+	src, rev, ok := splitTarget(target)
+	if !ok || src != name {
+		return "", fmt.Errorf("link %s points at %q, not at a ferry revision", link, target)
 	}
-	if _, err := os.Stat(s.revDir(name, rev)); err != nil {
-		// The revision vanished (removed by hand): publish afresh.
+	if fi, err := os.Lstat(s.revDir(name, rev)); err != nil || !fi.IsDir() {
 		return "", nil
 	}
 	return rev, nil
+}
+
+// Check tells whether what ferry published for name is still in place:
+// ROOT/NAME is ferry's symlink to rev, and rev's tree is a real directory.
+// It costs a few lstat and readlink calls, no hashing, and runs before
+// every poll so that a deleted or replaced link or tree is repaired.
+func (s *Store) Check(name, rev string) error {
+	link := s.LinkPath(name)
+	fi, err := os.Lstat(link)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("link %s is missing", link)
+	case err != nil:
+		return fmt.Errorf("link %s: %w", link, err)
+	case fi.Mode()&fs.ModeSymlink == 0:
+		return fmt.Errorf("%s was replaced by something that is not ferry's link", link)
+	}
+	target, err := os.Readlink(link)
+	if err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	if want := metaDir + "/" + name + "/" + rev; target != want {
+		return fmt.Errorf("link %s points at %q, not at %q", link, target, want)
+	}
+	if fi, err := os.Lstat(s.revDir(name, rev)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("the tree of revision %s is missing", rev)
+	}
+	return nil
+}
+
+// Verify compares the published tree of rev, file by file, with what was
+// published: the deep check that catches an edit in place. It reads and
+// hashes every file.
+func (s *Store) Verify(name, rev string) error {
+	m, err := s.readManifest(name, rev)
+	if err != nil {
+		return err
+	}
+	return verifyTree(s.revDir(name, rev), m)
 }
 
 // publishedAt returns when rev was published (Publish stamps the
@@ -153,7 +379,14 @@ func (s *Store) publishedAt(name, rev string) time.Time {
 // Begin starts a staging area for the next revision of source name. prev is
 // the published revision whose unchanged files may be reused.
 func (s *Store) Begin(name, prev string) *Stage {
-	return &Stage{store: s, name: name, prev: prev}
+	return s.begin(name, prev, nil)
+}
+
+func (s *Store) begin(name, prev string, log *slog.Logger) *Stage {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Stage{store: s, name: name, prev: prev, log: log}
 }
 
 // swap points ROOT/NAME at rev: a new link under a random name, renamed over
@@ -177,7 +410,8 @@ func (s *Store) swap(name, rev string) error {
 }
 
 // GC removes the oldest revisions of source name beyond keep, by publish
-// time. The current revision is never removed.
+// time. The current revision is never removed, and nothing is followed
+// through a symlink: only real directories under ROOT/.ferry/NAME count.
 func (s *Store) GC(name string, keep int) error {
 	if keep < 1 {
 		keep = 1
@@ -186,7 +420,12 @@ func (s *Store) GC(name string, keep int) error {
 	if err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(s.sourceDir(name))
+	dir, err := s.openSourceDir(name)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	defer dir.Close()
+	entries, err := dir.ReadDir(-1)
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
@@ -216,16 +455,15 @@ func (s *Store) GC(name string, keep int) error {
 			continue
 		}
 		// Renamed out of the way first, atomically: a removal cut short by
-		// a kill must never leave a partial tree under a revision's name,
-		// where a later publish of the same revision would reuse it. The
-		// stage prefix makes the next start remove what is left.
-		doomed := filepath.Join(s.sourceDir(name), stagePrefix+"gc-"+randomSuffix())
-		if err := os.Rename(s.revDir(name, r.rev), doomed); err != nil {
+		// a kill must never leave a partial tree under a revision's name.
+		// The stage prefix makes the next start remove what is left.
+		doomed := stagePrefix + "gc-" + randomSuffix()
+		if err := renameAt(dir, r.rev, doomed); err != nil {
 			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
 			continue
 		}
 		os.Remove(s.manifestPath(name, r.rev))
-		if err := os.RemoveAll(doomed); err != nil {
+		if err := removeAllAt(dir, doomed); err != nil {
 			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
 		}
 	}
@@ -236,18 +474,4 @@ func randomSuffix() string {
 	b := make([]byte, 8)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// syncDir fsyncs a directory so that entries created or renamed in it are
-// durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -22,6 +22,9 @@ const (
 	DefaultKeep        = 3
 	DefaultTimeout     = 2 * time.Minute
 	DefaultOnceTimeout = 30 * time.Second
+	// DefaultVerifyPeriod spaces the deep checks of a published tree: one
+	// read and hash of every file, about 0.1 s of CPU for a 50 MB tree.
+	DefaultVerifyPeriod = time.Hour
 
 	// jitter spreads polls by +-10% so a fleet of pods does not poll in step.
 	jitter = 0.1
@@ -68,6 +71,12 @@ type Config struct {
 	// MaxStaleness makes Ready fail when a source has not synced
 	// successfully for that long; 0 keeps it ready through outages.
 	MaxStaleness time.Duration
+	// VerifyPeriod is how often the published tree is read back and
+	// compared, file by file, with what was published; a difference is
+	// repaired by publishing the revision again. 0 turns the deep check
+	// off; the cheap check of the link and the tree runs before every poll
+	// whatever this says.
+	VerifyPeriod time.Duration
 	// Notifiers are told about each publish that replaced a revision.
 	Notifiers []Notifier
 	// Logger receives the loop's logs; nil discards them.
@@ -96,7 +105,9 @@ type source struct {
 
 	mu          gosync.Mutex
 	revision    string
+	origin      string // the origin's name for revision (a git commit)
 	published   time.Time
+	verified    time.Time // last deep check
 	lastAttempt time.Time
 	lastSuccess time.Time
 	lastError   string
@@ -129,7 +140,9 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now()}
 	seen := map[string]bool{}
+	var names []string
 	for _, src := range cfg.Sources {
+		names = append(names, src.Name)
 		if !ValidName(src.Name) {
 			return nil, fmt.Errorf("sync: invalid source name %q", src.Name)
 		}
@@ -137,6 +150,12 @@ func New(cfg Config) (*Syncer, error) {
 			return nil, fmt.Errorf("sync: source %q given twice", src.Name)
 		}
 		seen[src.Name] = true
+	}
+	if err := cfg.Store.Prepare(names, cfg.Logger); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, src := range cfg.Sources {
 		rev, err := cfg.Store.Current(src.Name)
 		if err != nil {
 			return nil, err
@@ -146,6 +165,7 @@ func New(cfg Config) (*Syncer, error) {
 			log:      cfg.Logger.With("source", src.Name),
 			trigger:  make(chan struct{}, 1),
 			revision: rev,
+			verified: now.Add(-time.Duration(rand.Float64() * float64(cfg.VerifyPeriod))), // spread the deep checks
 		}
 		if rev != "" {
 			st.published = cfg.Store.publishedAt(src.Name, rev)
@@ -244,6 +264,20 @@ func (s *Syncer) Once(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Success means the config is there: every link in place, every tree.
+	for _, src := range s.sources {
+		src.mu.Lock()
+		rev := src.revision
+		src.mu.Unlock()
+		if rev == "" {
+			errs = append(errs, fmt.Errorf("source %s: nothing published", src.Name))
+		} else if err := s.cfg.Store.Check(src.Name, rev); err != nil {
+			errs = append(errs, fmt.Errorf("source %s: %w", src.Name, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -298,7 +332,9 @@ func (s *Syncer) Trigger(name string) error {
 }
 
 // syncOnce fetches one source, publishes what changed, and tells the
-// notifiers when a revision was replaced.
+// notifiers when a revision was replaced. What is on disk is checked
+// first: a published revision that was damaged is fetched and published
+// again, whether or not the origin moved.
 func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	start := time.Now()
 	src.mu.Lock()
@@ -306,30 +342,42 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	prev := src.revision
 	src.mu.Unlock()
 
-	rev, stats, err := s.fetch(ctx, src, prev)
+	base := prev
+	if damage := s.damage(src, prev, start); damage != nil {
+		src.log.Warn("published revision damaged on disk; publishing it again", "revision", prev, "reason", damage)
+		s.metrics.repair(src.Name)
+		base = "" // nothing on disk is trusted: fetch and publish it whole
+	}
+	rev, stats, err := s.fetch(ctx, src, base)
 	result := "unchanged"
 	switch {
 	case err != nil:
 		result = "error"
 	case rev != prev:
 		result = "published"
+	case base != prev:
+		result = "repaired"
 	}
 	s.metrics.sync(src.Name, result, time.Since(start))
 	s.metrics.bytes(src.Name, stats.BytesWritten)
-	src.finish(rev, err)
-	if result != "published" {
+	origin := s.origin(src)
+	src.finish(rev, origin, err)
+	if result == "error" || result == "unchanged" {
 		return err
 	}
-
-	s.metrics.revision(src.Name, prev, rev)
-	src.log.Info("published", "revision", rev, "previous", prev,
-		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused,
+	if result == "published" {
+		s.metrics.revision(src.Name, prev, rev)
+	} else {
+		src.setVerified(time.Now())
+	}
+	src.log.Info(result, "revision", rev, "previous", prev, "origin_revision", origin,
+		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "damaged", stats.Damaged,
 		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond))
 	if err := s.cfg.Store.GC(src.Name, s.cfg.Keep); err != nil {
 		src.log.Warn("removing old revisions failed", "error", err)
 	}
 	if prev != "" {
-		c := signal.Change{Source: src.Name, Revision: rev, Path: s.cfg.Store.LinkPath(src.Name)}
+		c := signal.Change{Source: src.Name, Revision: rev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
 		for _, n := range s.cfg.Notifiers {
 			n.Notify(c)
 		}
@@ -337,15 +385,49 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	return nil
 }
 
+// damage tells what is wrong on disk with the published revision rev, if
+// anything: the cheap check every poll, the deep one every VerifyPeriod.
+func (s *Syncer) damage(src *source, rev string, now time.Time) error {
+	if rev == "" {
+		return nil
+	}
+	if err := s.cfg.Store.Check(src.Name, rev); err != nil {
+		return err
+	}
+	src.mu.Lock()
+	due := s.cfg.VerifyPeriod > 0 && now.Sub(src.verified) >= s.cfg.VerifyPeriod
+	src.mu.Unlock()
+	if !due {
+		return nil
+	}
+	err := s.cfg.Store.Verify(src.Name, rev)
+	src.setVerified(now)
+	return err
+}
+
+// origin asks the source what the origin calls the revision it returned.
+func (s *Syncer) origin(src *source) string {
+	if r, ok := src.Backend.(fetch.OriginReporter); ok {
+		return r.OriginRevision()
+	}
+	return ""
+}
+
 // fetch runs the source against a fresh stage and publishes the result when
-// the revision changed. Staging is always removed.
+// the revision differs from prev. Staging is always removed.
 func (s *Syncer) fetch(ctx context.Context, src *source, prev string) (string, Stats, error) {
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	stage := s.cfg.Store.Begin(src.Name, prev)
+	stage := s.cfg.Store.begin(src.Name, prev, src.log)
 	defer stage.Discard()
 	rev, err := src.Backend.Fetch(fctx, prev, stage)
 	stats := stage.Stats()
+	if err == nil && rev == "" {
+		// A source must name what it found; an empty answer with no error
+		// (an origin answering 304 to an unconditional request) must not
+		// pass for success.
+		err = errors.New("the source returned no revision")
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s: %w", s.cfg.Timeout, err)
@@ -368,7 +450,7 @@ func (src *source) failureCount() int {
 
 // finish records an attempt's outcome in one step, so /status never shows
 // a new revision beside an old error.
-func (src *source) finish(rev string, err error) {
+func (src *source) finish(rev, origin string, err error) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if err != nil {
@@ -383,5 +465,12 @@ func (src *source) finish(rev string, err error) {
 	if rev != src.revision {
 		src.revision, src.published = rev, now
 	}
+	src.origin = origin
 	src.failures, src.lastError, src.lastSuccess = 0, "", now
+}
+
+func (src *source) setVerified(t time.Time) {
+	src.mu.Lock()
+	src.verified = t
+	src.mu.Unlock()
 }

@@ -278,6 +278,8 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"),
 				"--period", period.String(), "--timeout", timeout.String())})
 			waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+			// The link moves a moment before /status records the publish.
+			waitFor(t, 5*time.Second, "gen 1 in /status", func() bool { return p.status()["cfg"].Revision != "" })
 			good := p.status()["cfg"].Revision
 
 			// The origin changes, and everything in front of it breaks.

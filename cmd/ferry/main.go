@@ -85,6 +85,19 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		printErrors(stderr, err)
 		return exitUsage
 	}
+	// The root is opened only now, after every other configuration error,
+	// still before any network access. What is wrong with it (a file where
+	// a link goes, a symlinked .ferry) is the user's to fix: exit 2. A root
+	// that another ferry holds is a failure to sync, not a mistake in the
+	// command line: exit 1, as the kubelet's restart may well find it free.
+	if err := d.open(); err != nil {
+		printErrors(stderr, err)
+		if errors.Is(err, sync.ErrLocked) {
+			return exitFailed
+		}
+		return exitUsage
+	}
+	defer d.store.Close()
 	if cmd == "once" {
 		return d.once(ctx)
 	}
@@ -130,11 +143,16 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 
 // daemon is a configured ferry, ready to run.
 type daemon struct {
-	opts     *options
-	log      *slog.Logger
-	registry *prometheus.Registry
-	syncer   *sync.Syncer
-	notify   *signal.HTTP
+	opts      *options
+	log       *slog.Logger
+	registry  *prometheus.Registry
+	root      string
+	limits    fetch.Limits
+	sources   []sync.Source
+	notifiers []sync.Notifier
+	store     *sync.Store
+	syncer    *sync.Syncer
+	notify    *signal.HTTP
 }
 
 // build turns options into a daemon. Every source URL and option is checked
@@ -150,7 +168,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := &daemon{opts: o, log: log, registry: reg}
+	d := &daemon{opts: o, log: log, registry: reg, root: root}
 
 	limits := fetch.Limits{
 		MaxBytes: int64(o.maxBytes), MaxFiles: o.maxFiles, MaxFileSize: int64(o.maxFileSize),
@@ -197,21 +215,30 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	d.limits, d.sources, d.notifiers = limits, srcs, notifiers
+	return d, nil
+}
 
-	store, err := sync.OpenStore(root, limits)
+// open takes the root (its lock, its checks) and builds the sync loop.
+func (d *daemon) open() error {
+	store, err := sync.OpenStore(d.root, d.limits)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	o := d.opts
 	d.syncer, err = sync.New(sync.Config{
-		Store: store, Sources: srcs,
+		Store: store, Sources: d.sources,
 		Period: o.period, Keep: o.keep, Timeout: o.timeout,
 		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
-		Notifiers: notifiers, Logger: log, Registerer: reg,
+		VerifyPeriod: o.verifyPeriod,
+		Notifiers:    d.notifiers, Logger: d.log, Registerer: d.registry,
 	})
 	if err != nil {
-		return nil, err
+		store.Close()
+		return err
 	}
-	return d, nil
+	d.store = store
+	return nil
 }
 
 // notifyMaxElapsed maps --notify-max-elapsed to signal's convention, where

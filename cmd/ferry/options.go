@@ -38,6 +38,7 @@ type options struct {
 	onceTimeout  time.Duration
 	maxFailures  int
 	maxStaleness time.Duration
+	verifyPeriod time.Duration
 	maxBytes     sizeFlag
 	maxFiles     int
 	maxFileSize  sizeFlag
@@ -75,6 +76,7 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.onceTimeout, "once-timeout", sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")
 	fs.IntVar(&o.maxFailures, "max-failures", 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")
 	fs.DurationVar(&o.maxStaleness, "max-staleness", 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")
+	fs.DurationVar(&o.verifyPeriod, "verify-period", sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")
 	o.maxBytes = sizeFlag(fetch.DefaultMaxBytes)
 	fs.Var(&o.maxBytes, "max-bytes", "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")
 	fs.IntVar(&o.maxFiles, "max-files", fetch.DefaultMaxFiles, "limit on the files of one revision")
@@ -190,6 +192,9 @@ func (o *options) validate() []error {
 	}
 	if o.notifyGiveUp < 0 {
 		errs = append(errs, errors.New("--notify-max-elapsed must not be negative (0 retries until a newer revision)"))
+	}
+	if o.verifyPeriod < 0 {
+		errs = append(errs, errors.New("--verify-period must not be negative (0 turns the deep check off)"))
 	}
 	if o.maxFailures < 0 || o.maxStaleness < 0 || o.maxFiles < 1 || o.maxBytes < 1 || o.maxFileSize < 1 || o.httpMax < 1 {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -46,7 +47,7 @@ var _ fetch.Source = (*Source)(nil)
 // New builds a source for file:///dir (or /dir); a "//subdir" is joined to
 // the directory. It does not require the directory to exist yet: a volume
 // may be mounted later, and a missing directory is a fetch error.
-func New(u *fetch.URL, _ fetch.Env) (*Source, error) {
+func New(u *fetch.URL, env fetch.Env) (*Source, error) {
 	if u.URL.Host != "" && u.URL.Host != "localhost" {
 		return nil, fmt.Errorf("file URL must name a local path, not host %q", u.URL.Host)
 	}
@@ -56,7 +57,35 @@ func New(u *fetch.URL, _ fetch.Env) (*Source, error) {
 	if !filepath.IsAbs(u.URL.Path) {
 		return nil, fmt.Errorf("file URL needs an absolute path, got %q", u.URL.Path)
 	}
-	return &Source{dir: filepath.Join(u.URL.Path, u.Subdir), hashes: map[string]cached{}}, nil
+	dir := filepath.Join(u.URL.Path, u.Subdir)
+	if env.Root != "" {
+		root, src := resolved(env.Root), resolved(dir)
+		if root == src || strings.HasPrefix(root, src+string(filepath.Separator)) {
+			// Every publish would be copied into the next revision: a new,
+			// growing revision on every poll.
+			return nil, fmt.Errorf("the root %s is inside the source directory %s: ferry would publish its own output; put the root elsewhere", env.Root, dir)
+		}
+	}
+	return &Source{dir: dir, hashes: map[string]cached{}}, nil
+}
+
+// resolved returns p with the symlinks of its longest existing prefix
+// resolved, so that two spellings of one directory compare equal even
+// before the directory exists.
+func resolved(p string) string {
+	p = filepath.Clean(p)
+	var rest []string
+	for {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(append([]string{r}, rest...)...)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Join(append([]string{p}, rest...)...)
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
 }
 
 // node is one entry of the tree, relative and slash-separated.

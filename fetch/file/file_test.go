@@ -200,3 +200,22 @@ func (w *editingWriter) WriteFile(name string, mode os.FileMode, key string, ope
 	_, err = io.Copy(io.Discard, r)
 	return err
 }
+
+// TestRootInsideTheSourceIsRefused: publishing into the directory being
+// read would copy every publish into the next revision, forever.
+func TestRootInsideTheSourceIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(dir, link)
+	for _, root := range []string{dir, filepath.Join(dir, "out"), filepath.Join(link, "a", "b")} {
+		u := &fetch.URL{Kind: "file", URL: &url.URL{Scheme: "file", Path: dir}}
+		_, err := file.New(u, fetch.Env{Root: root})
+		if err == nil || !strings.Contains(err.Error(), "inside the source directory") {
+			t.Errorf("root %s: err = %v, want a refusal", root, err)
+		}
+	}
+	u := &fetch.URL{Kind: "file", URL: &url.URL{Scheme: "file", Path: filepath.Join(dir, "src")}}
+	if _, err := file.New(u, fetch.Env{Root: filepath.Join(dir, "root")}); err != nil {
+		t.Errorf("a sibling root is refused: %v", err)
+	}
+}

@@ -432,11 +432,11 @@ func TestUnchangedFilesAreHardLinkedFromThePreviousRevision(t *testing.T) {
 	src, _ := newSource(t, srv.url("r.git"), git.Options{}, tg.stateDir())
 	tg.mustSync(src)
 	first, _ := filepath.EvalSymlinks(tg.store.LinkPath("c"))
-	if fi, err := os.Stat(filepath.Join(first, "tool.sh")); err != nil || fi.Mode().Perm() != 0o755 {
-		t.Fatalf("tool.sh mode %v (%v), want 0755", fi.Mode(), err)
+	if fi, err := os.Stat(filepath.Join(first, "tool.sh")); err != nil || fi.Mode().Perm() != 0o555 {
+		t.Fatalf("tool.sh mode %v (%v), want 0555", fi.Mode(), err)
 	}
-	if fi, _ := os.Stat(filepath.Join(first, "same")); fi.Mode().Perm() != 0o644 {
-		t.Fatalf("same mode %v, want 0644", fi.Mode())
+	if fi, _ := os.Stat(filepath.Join(first, "same")); fi.Mode().Perm() != 0o444 {
+		t.Fatalf("same mode %v, want 0444", fi.Mode())
 	}
 
 	r.write("changes", "2", 0o644)

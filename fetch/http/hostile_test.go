@@ -347,6 +347,7 @@ func assertNothingOutside(t *testing.T, h *harness, rev, outside string) {
 			}
 			return nil
 		case p == h.store.LinkPath("c"),
+			p == filepath.Join(h.root, ".ferry", "lock"),
 			p == filepath.Join(h.root, ".ferry", "c", ".meta", rev),
 			p == filepath.Join(h.root, ".ferry", "c", ".meta"),
 			p == h.stateDir,

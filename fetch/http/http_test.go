@@ -97,8 +97,8 @@ func TestArchivesArePublishedAsTrees(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if fi.Mode() != 0o755 {
-				t.Fatalf("bin/run.sh mode %v, want 0755 without setuid", fi.Mode())
+			if fi.Mode() != 0o555 {
+				t.Fatalf("bin/run.sh mode %v, want 0555 without setuid", fi.Mode())
 			}
 		})
 	}

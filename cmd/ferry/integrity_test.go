@@ -1,0 +1,188 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nobody is the UID and GID the app runs as in these tests: not ferry's.
+const nobody = 65534
+
+// sharedDir returns a fresh directory that every user can traverse (the
+// test's own temporary directories are 0700), for a root the app reads
+// as another user.
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ferry-shared-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// fileOverHTTP is an origin serving one file, published under its name.
+type fileOverHTTP struct{ srv *httptest.Server }
+
+func newFileOverHTTP(t testing.TB) *fileOverHTTP {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "greeting: hello\n")
+	}))
+	t.Cleanup(srv.Close)
+	return &fileOverHTTP{srv}
+}
+
+func (o *fileOverHTTP) source(name string) []string {
+	return []string{"--source", name + "=" + o.srv.URL + "/app.yaml"}
+}
+func (o *fileOverHTTP) set(testing.TB, int, map[string]string) {}
+
+// TestEverySourceKindIsReadableByAnotherUser: the app may run as another
+// UID (the systemd unit's, a pod's runAsUser): every directory from ROOT
+// down and every published file must be readable by it, whatever the
+// source kind.
+func TestEverySourceKindIsReadableByAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("reading as another user needs root to switch to it")
+	}
+	kinds := append(originKinds[:len(originKinds):len(originKinds)], struct {
+		kind string
+		new  func(t testing.TB) origin
+	}{"http-file", func(t testing.TB) origin { return newFileOverHTTP(t) }})
+	for _, k := range kinds {
+		t.Run(k.kind, func(t *testing.T) {
+			o := k.new(t)
+			o.set(t, 1, nil)
+			root := filepath.Join(sharedDir(t), "root")
+			p := startFerry(t, procOptions{root: root, once: true, args: o.source("cfg")})
+			if code := p.wait(60 * time.Second); code != 0 {
+				t.Fatalf("once exited %d:\n%s", code, tail(p.stderr.String(), 10))
+			}
+			// find exits non-zero when it cannot enter a directory, cat when
+			// it cannot read a file.
+			cmd := exec.Command("sh", "-c", `cd "$1" && find . -type f | grep -q . && find . \( -type f -exec cat {} + \) >/dev/null`, "sh", filepath.Join(root, "cfg")+"/")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("uid %d cannot read the published tree: %v\n%s", nobody, err, out)
+			}
+		})
+	}
+}
+
+// TestASecondFerryOnTheSameRootExitsOne: it would remove the first one's
+// staging at start; it exits 1 instead, naming the lock and its holder.
+func TestASecondFerryOnTheSameRootExitsOne(t *testing.T) {
+	o := newFileOrigin(t)
+	o.set(t, 1, nil)
+	root := t.TempDir()
+	first := startFerry(t, procOptions{root: root, args: append(o.source("cfg"), "--period", "1h")})
+	waitFor(t, 20*time.Second, "the first ferry to publish", func() bool { return httpStatus("http://"+first.addr+"/readyz") == 200 })
+	second := startFerry(t, procOptions{root: root, once: true, args: o.source("cfg")})
+	if code := second.wait(20 * time.Second); code != 1 {
+		t.Fatalf("second ferry exited %d, want 1:\n%s", code, second.stderr.String())
+	}
+	msg := second.stderr.String()
+	for _, want := range []string{filepath.Join(root, ".ferry", "lock"), "pid " + strconv.Itoa(first.cmd.Process.Pid)} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+	if first.exited() {
+		t.Fatal("the first ferry died")
+	}
+	if httpStatus("http://"+first.addr+"/readyz") != 200 {
+		t.Fatal("the first ferry lost its revision")
+	}
+}
+
+// TestDamageIsRepairedWithinAPeriod: under run, a deleted link and a
+// deleted revision come back within a couple of periods, each with one
+// warning and one count in ferry_repairs_total.
+func TestDamageIsRepairedWithinAPeriod(t *testing.T) {
+	for _, k := range originKinds {
+		t.Run(k.kind, func(t *testing.T) {
+			o := k.new(t)
+			o.set(t, 1, nil)
+			root := t.TempDir()
+			period := 400 * time.Millisecond
+			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"), "--period", period.String())})
+			waitFor(t, 30*time.Second, "the first publish", func() bool { return httpStatus("http://"+p.addr+"/readyz") == 200 })
+			link := filepath.Join(root, "cfg")
+			rev := p.status()["cfg"].Revision
+			for i, damage := range []func(){
+				func() { os.Remove(link) },
+				func() { os.RemoveAll(filepath.Join(root, ".ferry", "cfg", rev)) },
+			} {
+				damage()
+				start := time.Now()
+				waitFor(t, 10*time.Second, "the repair", func() bool {
+					_, err := checkGeneration(link)
+					return err == nil
+				})
+				// Two periods with their jitter, and the fetch itself.
+				if took := time.Since(start); took > 2*period+2*time.Second {
+					t.Errorf("damage %d repaired after %s", i, took)
+				}
+				if gen, err := checkGeneration(link); err != nil || gen != 1 {
+					t.Fatalf("after repair: generation %d, %v", gen, err)
+				}
+				want := float64(i + 1)
+				waitFor(t, 5*time.Second, "the repair counted", func() bool { return p.metric("ferry_repairs_total", "source", "cfg") == want })
+			}
+			warnings := 0
+			for _, r := range p.logs() {
+				if r.str("level") == "WARN" && strings.Contains(r.str("msg"), "damaged") {
+					warnings++
+				}
+			}
+			if warnings != 2 {
+				t.Errorf("%d damage warnings, want 2:\n%s", warnings, tail(p.stderr.String(), 20))
+			}
+		})
+	}
+}
+
+// TestAGitTreeHoldingDotGitIsRefused: git refuses to check out such a
+// tree; ferry publishes nothing of it, with an error naming the entry.
+func TestAGitTreeHoldingDotGitIsRefused(t *testing.T) {
+	requireGit(t)
+	o := newGitOrigin(t)
+	o.set(t, 1, nil)
+	// git add refuses a .git path: build the commit by hand, as a hostile
+	// server would serve it.
+	script := `set -e
+cfg=$(printf '[core]\n\tfsmonitor = "touch /tmp/pwned"\n' | git hash-object -w --stdin)
+inner=$(printf '100644 blob %s\tconfig\n' "$cfg" | git mktree)
+app=$(echo 'greeting: hi' | git hash-object -w --stdin)
+top=$(printf '040000 tree %s\t.GIT\n100644 blob %s\tapp.yaml\n' "$inner" "$app" | git mktree)
+git update-ref refs/heads/main $(git commit-tree -p HEAD -m hostile "$top")`
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = o.dir
+	cmd.Env = append(os.Environ(), o.env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the hostile commit: %v\n%s", err, out)
+	}
+	root := t.TempDir()
+	p := startFerry(t, procOptions{root: root, once: true, args: o.source("cfg")})
+	if code := p.wait(30 * time.Second); code != 1 {
+		t.Fatalf("once exited %d, want 1:\n%s", code, p.stderr.String())
+	}
+	if msg := p.stderr.String(); !strings.Contains(msg, `.GIT`) || !strings.Contains(msg, "never published") {
+		t.Errorf("the error does not name the entry:\n%s", msg)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "cfg")); err == nil {
+		t.Error("a link was published")
+	}
+}

@@ -1,0 +1,252 @@
+package sync
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	gosync "sync"
+)
+
+// A manifest records what a revision holds, as it was published: every
+// file with its mode, size, sha256 and the source's content key, every
+// symlink with its target, every directory. It is what the next publish
+// reuses files by, and what a deep check compares the tree on disk with:
+// nothing on the volume is trusted unless it still matches.
+type manifest struct {
+	Version int               `json:"v"`
+	Files   map[string]entry  `json:"files"`
+	Links   map[string]string `json:"links,omitempty"`
+	Dirs    []string          `json:"dirs,omitempty"`
+}
+
+// manifestVersion 2 added sums, links and directories. Older manifests
+// (a bare map of files) read as empty: nothing in them can be verified,
+// so nothing is reused from them.
+const manifestVersion = 2
+
+// entry is one file of a manifest.
+type entry struct {
+	Mode fs.FileMode `json:"m"`
+	Key  string      `json:"k,omitempty"`
+	Size int64       `json:"s"`
+	Sum  string      `json:"h"` // hex sha256 of the content
+}
+
+func (s *Store) manifestPath(name, rev string) string {
+	return filepath.Join(s.sourceDir(name), manifestDir, rev)
+}
+
+// writeManifest saves m for rev, atomically.
+func (s *Store) writeManifest(name, rev string, m *manifest) error {
+	dir := filepath.Join(s.sourceDir(name), manifestDir)
+	if err := mkdir(dir); err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	m.Version = manifestVersion
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, tmpPrefix+randomSuffix())
+	if err := os.WriteFile(tmp, data, manifestPerm); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, rev)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return nil
+}
+
+// readManifest loads the manifest of rev. A missing, unreadable or old
+// manifest is an error: the caller trusts nothing it cannot check.
+func (s *Store) readManifest(name, rev string) (*manifest, error) {
+	data, err := os.ReadFile(s.manifestPath(name, rev))
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", rev, err)
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil || m.Version != manifestVersion {
+		return nil, fmt.Errorf("manifest of %s: unreadable or from an older ferry", rev)
+	}
+	return &m, nil
+}
+
+// hashBuffers spare an allocation per file hashed.
+var hashBuffers = gosync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// hashReader returns the hex sha256 of what r holds.
+func hashReader(r io.Reader) (string, int64, error) {
+	h := sha256.New()
+	buf := hashBuffers.Get().(*[]byte)
+	n, err := io.CopyBuffer(h, r, *buf)
+	hashBuffers.Put(buf)
+	if err != nil {
+		return "", n, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// maxReported bounds the differences a deep check names.
+const maxReported = 3
+
+// verifyTree compares the tree at dir with m: the same files with the same
+// modes, sizes and contents, the same symlinks, the same directories, and
+// nothing else. It returns nil, or an error naming the first differences.
+// Files are hashed in parallel; the walk never follows a symlink.
+func verifyTree(dir string, m *manifest) error {
+	var diffs []string
+	differ := func(format string, args ...any) {
+		diffs = append(diffs, fmt.Sprintf(format, args...))
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return errors.New("the revision directory is missing or not a directory")
+	}
+	type file struct {
+		rel string
+		e   entry
+	}
+	var files []file
+	seenFiles, seenLinks := 0, 0
+	dirs := make(map[string]bool, len(m.Dirs))
+	for _, d := range m.Dirs {
+		dirs[d] = true
+	}
+	seenDirs := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			return nil
+		}
+		switch t := d.Type(); {
+		case t.IsDir():
+			if !dirs[rel] {
+				differ("%s: a directory that was not published", rel)
+				return fs.SkipDir
+			}
+			seenDirs++
+		case t&fs.ModeSymlink != 0:
+			want, ok := m.Links[rel]
+			target, err := os.Readlink(p)
+			switch {
+			case !ok:
+				differ("%s: a symlink that was not published", rel)
+			case err != nil || target != want:
+				differ("%s: symlink target changed", rel)
+			default:
+				seenLinks++
+			}
+		case t.IsRegular():
+			e, ok := m.Files[rel]
+			if !ok {
+				differ("%s: a file that was not published", rel)
+				return nil
+			}
+			seenFiles++
+			files = append(files, file{rel, e})
+		default:
+			differ("%s: not a regular file, directory or symlink", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the tree: %w", err)
+	}
+	if seenFiles != len(m.Files) || seenLinks != len(m.Links) || seenDirs != len(m.Dirs) {
+		differ("%d of %d files, %d of %d symlinks, %d of %d directories are where they were published",
+			seenFiles, len(m.Files), seenLinks, len(m.Links), seenDirs, len(m.Dirs))
+	}
+
+	var mu gosync.Mutex
+	work := make(chan file)
+	var wg gosync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), 4) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				if reason := checkFile(filepath.Join(dir, filepath.FromSlash(f.rel)), f.e); reason != "" {
+					mu.Lock()
+					differ("%s: %s", f.rel, reason)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	if len(diffs) == 0 {
+		return nil
+	}
+	sort.Strings(diffs)
+	more := ""
+	if len(diffs) > maxReported {
+		more = fmt.Sprintf(" (and %d more)", len(diffs)-maxReported)
+		diffs = diffs[:maxReported]
+	}
+	return fmt.Errorf("%s%s", strings.Join(diffs, "; "), more)
+}
+
+// checkFile tells how the file at p differs from e, or "" when it does not:
+// a regular file (never through a symlink) with e's mode, size and sum.
+func checkFile(p string, e entry) string {
+	f, err := openNoFollow(p)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	defer f.Close()
+	return checkOpen(f, e)
+}
+
+// checkOpen is checkFile for a file already open.
+func checkOpen(f *os.File, e entry) string {
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return "unreadable: " + err.Error()
+	case !fi.Mode().IsRegular():
+		return "not a regular file"
+	case fi.Mode().Perm() != e.Mode:
+		return fmt.Sprintf("mode %v, published %v", fi.Mode().Perm(), e.Mode)
+	case fi.Size() != e.Size:
+		return fmt.Sprintf("%d bytes, published %d", fi.Size(), e.Size)
+	case e.Sum == "":
+		return "no checksum recorded"
+	}
+	sum, _, err := hashReader(f)
+	switch {
+	case err != nil:
+		return "unreadable: " + err.Error()
+	case sum != e.Sum:
+		return "content changed"
+	}
+	return ""
+}
+
+// sortedDirs returns the directory set as the manifest stores it.
+func sortedDirs(dirs map[string]bool) []string {
+	out := make([]string, 0, len(dirs))
+	for d := range dirs {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}

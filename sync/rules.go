@@ -1,0 +1,132 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// The rules every entry of a revision obeys, whatever its source: names
+// that stay inside the revision, modes that another user can read and
+// nobody can write, and limits that fail rather than truncate.
+
+var (
+	validName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	validRev  = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
+)
+
+// ValidName reports whether name may name a source: it becomes a link in
+// the root and a directory under ROOT/.ferry.
+func ValidName(name string) bool {
+	return validName.MatchString(name) && name != "." && name != ".." && name != metaDir
+}
+
+// Linux's limits on names (NAME_MAX, PATH_MAX): a longer entry cannot be
+// created, and retrying will not change that.
+const (
+	maxComponentLen = 255
+	maxPathLen      = 4096
+)
+
+// Published modes: read-only, so that neither the app nor an operator can
+// edit a revision by accident (ferry would otherwise carry the edit into
+// the next one), readable by every user, since the app may run as another
+// UID, and never setuid. Directories stay writable by ferry alone, which
+// must be able to remove old revisions.
+const (
+	filePerm = 0o444
+	execPerm = 0o555
+	dirPerm  = 0o755
+)
+
+// normalMode gives every file its published mode: executable when any
+// execute bit was set.
+func normalMode(m fs.FileMode) fs.FileMode {
+	if m&0o111 != 0 {
+		return execPerm
+	}
+	return filePerm
+}
+
+// refuse reports an entry that would leave the revision, clash with
+// another, or break a limit: retrying cannot fix it, so it is permanent.
+func refuse(name, format string, args ...any) error {
+	return fetch.Permanent(fmt.Errorf("entry %q: %s", name, fmt.Sprintf(format, args...)))
+}
+
+// cleanName turns a source's entry name into a clean relative path, or
+// refuses it.
+func cleanName(name string) (string, error) {
+	if name == "" || strings.ContainsRune(name, 0) {
+		return "", refuse(name, "invalid name")
+	}
+	if len(name) > maxPathLen {
+		return "", refuse(name[:64]+"...", "name longer than %d bytes", maxPathLen)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if len(c) > maxComponentLen {
+			return "", refuse(name, "a path component is longer than %d bytes", maxComponentLen)
+		}
+	}
+	if strings.HasPrefix(name, "/") {
+		return "", refuse(name, "absolute path")
+	}
+	clean := path.Clean(name)
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", refuse(name, "path leaves the revision")
+	}
+	for _, c := range strings.Split(clean, "/") {
+		// git refuses to check such a tree out: a .git inside the published
+		// tree would make any git command run in it (a shell prompt, an
+		// editor) read its config and run its hooks and core.fsmonitor.
+		if strings.EqualFold(c, ".git") {
+			return "", refuse(name, "a .git entry is never published (git run inside the tree would obey its config and hooks)")
+		}
+	}
+	return clean, nil
+}
+
+// fsError marks what the filesystem refuses for good as permanent: a name
+// too long for it will be as long on the next attempt.
+func fsError(err error) error {
+	if errors.Is(err, syscall.ENAMETOOLONG) {
+		return fetch.Permanent(err)
+	}
+	return err
+}
+
+// limitWriter fails the write that would pass a limit. Failing, not
+// truncating: a cut file published as complete is worse than no publish.
+// Bytes are counted against the tree before they are written, so parallel
+// writers cannot overshoot --max-bytes on disk.
+type limitWriter struct {
+	w        io.Writer
+	name     string
+	n        int64
+	max      int64         // single-file limit
+	total    *atomic.Int64 // bytes in the tree so far
+	maxTotal int64
+}
+
+func (lw *limitWriter) Write(p []byte) (int, error) {
+	size := int64(len(p))
+	if lw.n+size > lw.max {
+		return 0, refuse(lw.name, "file exceeds %d bytes (--max-file-size)", lw.max)
+	}
+	if lw.total.Add(size) > lw.maxTotal {
+		lw.total.Add(-size)
+		return 0, refuse(lw.name, "revision exceeds %d bytes (--max-bytes)", lw.maxTotal)
+	}
+	n, err := lw.w.Write(p)
+	lw.n += int64(n)
+	lw.total.Add(int64(n) - size)
+	return n, err
+}
