@@ -69,21 +69,10 @@ func BenchmarkS3(b *testing.B) {
 			})
 
 			b.Run("full-sync-peak-RSS", func(b *testing.B) {
-				a, sec := keyFiles(b, testAccess, testSecret)
 				for range b.N {
-					root := b.TempDir()
-					cmd := exec.Command(os.Args[0], "-test.run=^$")
-					cmd.Env = append(os.Environ(), childEnv+"="+url, childRootEnv+"="+root,
-						childKeysEnv+"="+a+"\n"+sec)
-					out, err := cmd.Output()
+					kb, err := childPeakRSS(b, url, 0)
 					if err != nil {
-						b.Fatalf("child sync: %v\n%s", err, out)
-					}
-					// VmHWM, not the rusage: Linux carries the parent's peak
-					// into the child's ru_maxrss across fork and exec.
-					kb, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-					if err != nil {
-						b.Fatalf("child said %q", out)
+						b.Fatalf("child sync: %v", err)
 					}
 					b.ReportMetric(float64(kb)/1024, "MiB-peak-RSS")
 				}
@@ -142,15 +131,66 @@ func reportRequests(b *testing.B, n map[string]int) {
 	b.ReportMetric(float64(other)/float64(b.N), "other-requests/op")
 }
 
-// The benchmark re-runs the test binary as a child that does one full sync
-// and exits, so that its peak RSS is the sync's alone (not the in-process
-// server's or the benchmark's).
+// BenchmarkHostileListingPeakRSS measures the peak RSS of a process that
+// syncs (default limits) from an S3 endpoint that never stops paginating,
+// from one that sends 300,000 keys in one page, and from one whose error
+// body never ends. Each sync is bounded
+// by a 60 s timeout, standing for --timeout.
+func BenchmarkHostileListingPeakRSS(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		front *listingFront
+	}{
+		{"endless-pages", &listingFront{pageKeys: 1000}},
+		{"one-300k-key-page", &listingFront{pageKeys: 300_000, pages: 1}},
+		{"endless-error-body", &listingFront{failWith: 500}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			f := newListingFront(b, tc.front)
+			for range b.N {
+				kb, err := childPeakRSS(b, f.url(), time.Minute)
+				b.Logf("sync error: %v", err)
+				b.ReportMetric(float64(kb)/1024, "MiB-peak-RSS")
+				b.ReportMetric(float64(f.lists.Swap(0)), "LIST/op")
+			}
+		})
+	}
+}
+
+// childPeakRSS syncs url once in a child process (a re-run of the test
+// binary, see runChild), so that the peak RSS is the sync's alone, not
+// the in-process server's or the benchmark's. It returns the child's peak
+// in KiB and the sync's error. timeout 0 means the child's default.
+func childPeakRSS(b *testing.B, url string, timeout time.Duration) (int64, error) {
+	a, sec := keyFiles(b, testAccess, testSecret)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+url, childRootEnv+"="+b.TempDir(),
+		childKeysEnv+"="+a+"\n"+sec, childTimeoutEnv+"="+timeout.String())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, runErr := cmd.Output()
+	// VmHWM, not the rusage: Linux carries the parent's peak into the
+	// child's ru_maxrss across fork and exec.
+	kb, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		b.Fatalf("child said %q (%v): %s", out, runErr, stderr.String())
+	}
+	if runErr != nil {
+		return kb, fmt.Errorf("%v: %s", runErr, strings.TrimSpace(stderr.String()))
+	}
+	return kb, nil
+}
+
+// The child's parameters, from the environment.
 const (
-	childEnv     = "FERRY_S3_BENCH_CHILD" // the source URL
-	childRootEnv = "FERRY_S3_BENCH_ROOT"
-	childKeysEnv = "FERRY_S3_BENCH_KEYS" // access and secret key files, one per line
+	childEnv        = "FERRY_S3_BENCH_CHILD" // the source URL
+	childRootEnv    = "FERRY_S3_BENCH_ROOT"
+	childKeysEnv    = "FERRY_S3_BENCH_KEYS"    // access and secret key files, one per line
+	childTimeoutEnv = "FERRY_S3_BENCH_TIMEOUT" // of the sync; "0s" is 5 minutes
 )
 
+// runChild syncs once, then prints its peak RSS in KiB on stdout, also
+// when the sync failed (it then exits 1 with the error on stderr).
 func runChild() int {
 	keys := strings.SplitN(os.Getenv(childKeysEnv), "\n", 2)
 	if len(keys) != 2 {
@@ -162,7 +202,7 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	src, err := s3src.New(u, s3src.Options{AccessKeyFile: keys[0], SecretKeyFile: keys[1]}, fetch.Env{})
+	src, err := s3src.New(u, s3src.Options{AccessKeyFile: keys[0], SecretKeyFile: keys[1]}, fetch.Env{Limits: fetch.Limits{}.WithDefaults()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -172,17 +212,17 @@ func runChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	timeout, _ := time.ParseDuration(os.Getenv(childTimeoutEnv))
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	st := store.Begin("c", "")
 	defer st.Discard()
-	rev, err := src.Fetch(ctx, "", st)
-	if err == nil {
-		err = st.Publish(rev)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	rev, syncErr := src.Fetch(ctx, "", st)
+	if syncErr == nil {
+		syncErr = st.Publish(rev)
 	}
 	hwm, err := vmHWM()
 	if err != nil {
@@ -190,6 +230,10 @@ func runChild() int {
 		return 1
 	}
 	fmt.Println(hwm)
+	if syncErr != nil {
+		fmt.Fprintln(os.Stderr, syncErr)
+		return 1
+	}
 	return 0
 }
 

@@ -100,6 +100,7 @@ type Source struct {
 	cfg      aws.Config
 	imdsOnly bool // the SDK chain found nothing but EC2 instance metadata
 	stateDir string
+	limits   fetch.Limits // the publish engine's, with defaults: they bound the listing
 
 	// object remembers the ETag behind the published revision of a single
 	// object, for the conditional GET.
@@ -175,7 +176,8 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{loc: loc, opts: o, log: log, client: client, cfg: cfg, imdsOnly: chainIsIMDS(cfg, o), stateDir: env.StateDir}, nil
+	return &Source{loc: loc, opts: o, log: log, client: client, cfg: cfg, imdsOnly: chainIsIMDS(cfg, o),
+		stateDir: env.StateDir, limits: env.Limits.WithDefaults()}, nil
 }
 
 // Fetch lists the prefix (or asks for the object only if it changed) and,
@@ -243,38 +245,76 @@ func (s *Source) fetchPrefix(ctx context.Context, prev string, w fetch.Writer, c
 	return rev, nil
 }
 
+// listPageKeys is the page size asked for: S3's maximum, and the default
+// of every server, said explicitly so that no server's own default applies.
+const listPageKeys = 1000
+
+// maxListPages bounds the pages of one listing, so that a server that
+// paginates forever is refused even when its pages are empty (which S3
+// itself does on buckets full of delete markers, so short pages are
+// allowed). A listing within --max-files takes MaxFiles/1000 pages on
+// servers that fill their pages.
+func maxListPages(l fetch.Limits) int { return max(l.MaxFiles/10, 1000) }
+
 // list pages through ListObjectsV2 and maps keys to names, refusing keys
-// that cannot be published safely.
+// that cannot be published safely. It is bounded by the limits, not by
+// the server: it stops as soon as the objects, or the directory markers,
+// are more than --max-files allows (the Writer would refuse that tree), a
+// page's body is larger than maxListPageBytes, or the pages are more than
+// maxListPages.
 func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]object, error) {
 	what := "list " + s.loc.String()
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
-		Bucket: aws.String(s.loc.bucket),
-		Prefix: aws.String(s.loc.key),
+		Bucket:  aws.String(s.loc.bucket),
+		Prefix:  aws.String(s.loc.key),
+		MaxKeys: aws.Int32(listPageKeys),
 	})
+	refuse := func(format string, args ...any) error {
+		return fetch.Permanent(fmt.Errorf("s3 %s: %s", what, fmt.Sprintf(format, args...)))
+	}
 	var objs []object
-	pages := 0
+	markers, pages := 0, 0
 	for p.HasMorePages() {
-		page, err := p.NextPage(ctx, withCredentials(creds))
+		if pages == maxListPages(s.limits) {
+			return nil, refuse("the listing did not end after %d pages, the bound for --max-files %d: the server keeps paginating", pages, s.limits.MaxFiles)
+		}
+		page, err := p.NextPage(ctx, withCredentials(creds), withBodyLimit(maxListPageBytes))
 		if err != nil {
+			var big *bodyTooLarge
+			if errors.As(err, &big) && httpStatus(err) < 300 {
+				return nil, refuse("a page of the listing is larger than %d bytes although at most %d keys were asked for: the server ignores max-keys", big.limit, listPageKeys)
+			}
 			return nil, fmt.Errorf("s3 %w", describe(what, err))
 		}
 		pages++
+		if aws.ToBool(page.IsTruncated) && aws.ToString(page.NextContinuationToken) == "" {
+			// The paginator would end here, and a partial tree be published.
+			return nil, refuse("page %d of the listing is truncated but has no continuation token", pages)
+		}
 		for _, c := range page.Contents {
 			key, size := aws.ToString(c.Key), aws.ToInt64(c.Size)
 			name := strings.TrimPrefix(key, s.loc.key)
 			if strings.HasSuffix(key, "/") {
-				if size == 0 {
-					continue // a "directory marker" made by consoles and tools
+				if size != 0 {
+					return nil, refuse("key %q ends in \"/\" but holds %d bytes: it cannot be published as a file", key, size)
 				}
-				return nil, fetch.Permanent(fmt.Errorf("s3 %s: key %q ends in \"/\" but holds %d bytes: it cannot be published as a file", what, key, size))
+				// A "directory marker" made by consoles and tools: nothing
+				// to publish, but counted as the Writer counts directories.
+				if markers++; markers > s.limits.MaxFiles {
+					return nil, refuse("more than %d directory markers under the prefix (--max-files)", s.limits.MaxFiles)
+				}
+				continue
 			}
 			if err := checkName(name); err != nil {
 				return nil, fetch.Permanent(fmt.Errorf("s3 %s: key %q: %w", what, key, err))
 			}
+			if len(objs) == s.limits.MaxFiles {
+				return nil, refuse("more than %d objects under the prefix (--max-files)", s.limits.MaxFiles)
+			}
 			objs = append(objs, object{key: key, name: name, etag: aws.ToString(c.ETag), size: size})
 		}
 	}
-	s.log.Debug("s3 listed", "objects", len(objs), "pages", pages)
+	s.log.Debug("s3 listed", "objects", len(objs), "markers", markers, "pages", pages)
 	return objs, nil
 }
 

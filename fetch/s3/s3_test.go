@@ -31,6 +31,12 @@ func TestMain(m *testing.M) {
 // keys; mod adjusts the options.
 func newSource(t testing.TB, rawURL, stateDir string, mod func(*s3src.Options)) *s3src.Source {
 	t.Helper()
+	return newSourceEnv(t, rawURL, fetch.Env{StateDir: stateDir}, mod)
+}
+
+// newSourceEnv is newSource with the whole environment the daemon gives.
+func newSourceEnv(t testing.TB, rawURL string, env fetch.Env, mod func(*s3src.Options)) *s3src.Source {
+	t.Helper()
 	a, s := keyFiles(t, testAccess, testSecret)
 	o := s3src.Options{AccessKeyFile: a, SecretKeyFile: s}
 	if mod != nil {
@@ -40,7 +46,7 @@ func newSource(t testing.TB, rawURL, stateDir string, mod func(*s3src.Options)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := s3src.New(u, o, fetch.Env{StateDir: stateDir})
+	src, err := s3src.New(u, o, env)
 	if err != nil {
 		t.Fatal(err)
 	}
