@@ -4,6 +4,8 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	nethttp "net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -214,6 +216,52 @@ func TestNotModifiedMakesOneRequestAndWritesNothing(t *testing.T) {
 			sourcetest.AssertTree(t, h.tree(t), map[string]string{"a": "2"})
 		})
 	}
+}
+
+func TestNotModifiedToUnconditionalGetIsAnError(t *testing.T) {
+	o := newOrigin(t, false)
+	o.set([]byte("good\n"))
+	// A front that answers 304 to every GET without a validator, as a
+	// broken server or a cache in front of one may.
+	front := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		if r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+			w.Header().Set("ETag", `"cached"`)
+			w.WriteHeader(nethttp.StatusNotModified)
+			return
+		}
+		o.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	const want = "unexpected HTTP 304 Not Modified to an unconditional request"
+
+	t.Run("FirstSync", func(t *testing.T) {
+		h := newHarness(t, fetch.Limits{})
+		r := h.sync(t, h.source(t, front.URL+"/app.conf", fhttp.Options{}))
+		assertOneLine(t, r.err)
+		if !strings.Contains(r.err.Error(), want) || r.wrote {
+			t.Fatalf("err = %v, wrote = %v: want %q and nothing written", r.err, r.wrote, want)
+		}
+		if cur, _ := h.store.Current("c"); cur != "" {
+			t.Fatalf("revision %q published from a 304", cur)
+		}
+	})
+	t.Run("ValidatorsLost", func(t *testing.T) {
+		// Published, then the saved validators are gone: the next GET is
+		// unconditional and its 304 says nothing about the revision.
+		h := newHarness(t, fetch.Limits{})
+		first := h.mustSync(t, h.source(t, o.url("/app.conf"), fhttp.Options{}))
+		if err := os.Remove(filepath.Join(h.stateDir, "http.json")); err != nil {
+			t.Fatal(err)
+		}
+		r := h.sync(t, h.source(t, front.URL+"/app.conf", fhttp.Options{}))
+		assertOneLine(t, r.err)
+		if !strings.Contains(r.err.Error(), want) {
+			t.Fatalf("err = %v, want %q", r.err, want)
+		}
+		if cur, _ := h.store.Current("c"); cur != first.rev {
+			t.Fatalf("current revision %q, want the last good %q", cur, first.rev)
+		}
+	})
 }
 
 func TestServerWithoutValidatorsFallsBackToDigest(t *testing.T) {

@@ -136,6 +136,11 @@ func describe(what string, err error) error {
 			return permanent("the bucket is in region %s: set ?region=%s or --s3-region %s", r, r, r)
 		}
 		return permanent("the server redirected the request (HTTP %d): wrong region or endpoint for the bucket", status)
+	case status == 304:
+		// Only a conditional GET may be answered 304, and describe never
+		// sees the answer to one: the server (or a cache in front of it)
+		// does not serve the object.
+		return line("unexpected HTTP 304 Not Modified to an unconditional request")
 	case status == 403:
 		return permanent("access denied (HTTP 403%s)", codeSuffix(code, message))
 	case status == 404:

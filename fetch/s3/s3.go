@@ -458,9 +458,12 @@ func (s *Source) fetchObject(ctx context.Context, prev string, w fetch.Writer, c
 	}
 	out, err := s.client.GetObject(ctx, in, withCredentials(creds))
 	if err != nil {
-		if httpStatus(err) == 304 {
+		if httpStatus(err) == 304 && in.IfNoneMatch != nil {
 			return prev, nil
 		}
+		// A 304 to a GET without If-None-Match is described as an error:
+		// taken for "unchanged", it would end a first sync with nothing
+		// published and no error.
 		return "", fmt.Errorf("s3 %w", describe(what, err))
 	}
 	body := &onceCloser{rc: out.Body}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,6 +314,61 @@ func TestSingleObjectIsPublishedUnderItsBaseNameAndPolledWithConditionalGet(t *t
 		}
 		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 2\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET": 1})
+	})
+}
+
+// notModifiedFront stands before s and answers 304 Not Modified to every
+// object GET that carries no If-None-Match, as a broken server or a cache
+// in front of one may; everything else goes through. It returns the
+// front's endpoint.
+func notModifiedFront(t testing.TB, s *server) string {
+	t.Helper()
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && !r.URL.Query().Has("list-type") && r.Header.Get("If-None-Match") == "" {
+			w.Header().Set("ETag", `"0cc175b9c0f1b6a831c399e269772661"`)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		s.counts.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	return front.URL
+}
+
+func TestNotModifiedToUnconditionalGetIsAnError(t *testing.T) {
+	const want = "unexpected HTTP 304 Not Modified to an unconditional request"
+	forEachServer(t, func(t *testing.T, s *server) {
+		bucket := s.newBucket(t, false)
+		s.put(t, bucket, "conf/app.yaml", "v: 1\n")
+		front := notModifiedFront(t, s)
+		t.Run("FirstSyncOfObject", func(t *testing.T) {
+			h := newHarness(t, newSource(t, front+"/"+bucket+"/conf/app.yaml", t.TempDir(), nil), fetch.Limits{})
+			_, _, err := h.sync(t)
+			assertErr(t, err, false, want, "s3://"+bucket+"/conf/app.yaml")
+			if cur, _ := h.store.Current("c"); cur != "" {
+				t.Fatalf("revision %q published from a 304", cur)
+			}
+		})
+		t.Run("ObjectWithoutSavedETag", func(t *testing.T) {
+			// Published, then a new process without the saved ETag: its
+			// GET is unconditional again.
+			h := newHarness(t, newSource(t, s.url(bucket, "conf/app.yaml"), t.TempDir(), nil), fetch.Limits{})
+			rev, _ := h.mustSync(t)
+			h.src = newSource(t, front+"/"+bucket+"/conf/app.yaml", t.TempDir(), nil)
+			_, _, err := h.sync(t)
+			assertErr(t, err, false, want)
+			if cur, _ := h.store.Current("c"); cur != rev {
+				t.Fatalf("current revision %q, want the last good %q", cur, rev)
+			}
+		})
+		t.Run("ObjectOfPrefix", func(t *testing.T) {
+			h := newHarness(t, newSource(t, front+"/"+bucket+"/conf/", "", nil), fetch.Limits{})
+			_, _, err := h.sync(t)
+			assertErr(t, err, false, want, "s3://"+bucket+"/conf/app.yaml")
+			if cur, _ := h.store.Current("c"); cur != "" {
+				t.Fatalf("revision %q published from a 304", cur)
+			}
+		})
 	})
 }
 
