@@ -39,9 +39,10 @@ type extractor struct {
 	maxBytes int64  // bound on the bytes read from the decompressed stream
 	tmpDir   string // where hard-link targets are copied; never /tmp
 
-	read  int64 // decompressed bytes read in this pass
-	dirs  int
-	found bool // some entry lies in subdir
+	read     int64 // decompressed bytes of the tar stream read in this pass
+	expanded int64 // bytes of file content handed to the Writer, all passes
+	dirs     int
+	found    bool // some entry lies in subdir
 }
 
 // refuse is a hostile or unsupported entry: permanent, and naming it.
@@ -115,7 +116,21 @@ func (x *extractor) done() error {
 	return nil
 }
 
-// counted is the decompressed stream: it fails (never truncates) past
+// The body limit bounds what an archive expands to twice over, since the
+// two can differ either way: the decompressed tar stream (a bomb of
+// skipped entries or headers writes nothing), and the file content handed
+// to the Writer (a sparse entry's holes and a hard link's copies are not
+// in the stream). Zip has no stream to count: its entries are read from
+// the spooled body, and only their content is counted.
+func (x *extractor) overLimit(name string) error {
+	msg := fmt.Sprintf("archive expands past the limit of %d bytes (--http-max-body)", x.maxBytes)
+	if name == "" {
+		return fetch.Permanent(errors.New(msg))
+	}
+	return refuse(name, "%s", msg)
+}
+
+// counted is the decompressed tar stream: it fails (never truncates) past
 // maxBytes, so a bomb stops after a bounded amount of work whether its
 // bytes are file content, skipped entries or headers.
 type counted struct {
@@ -130,21 +145,38 @@ func (c *counted) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.x.read += int64(n)
 	if c.x.read > c.x.maxBytes {
-		return n, fetch.Permanent(fmt.Errorf("archive expands past the limit of %d bytes (--http-max-body)", c.x.maxBytes))
+		return n, c.x.overLimit("")
 	}
 	return n, corrupt(err)
 }
 
-// entryReader is one entry's content, handed to the Writer. Decoding errors
-// are marked corrupt here, because the Writer passes permanent errors on
-// unchanged.
+// entryReader is one entry's content. Decoding errors are marked corrupt
+// here, because the Writer passes permanent errors on unchanged. With x
+// set, the content is on its way to the Writer and counts against
+// maxBytes: archive/tar makes up a sparse entry's holes without reading
+// the stream, and a zip entry's declared size is not trusted.
 type entryReader struct {
-	r io.Reader
-	c io.Closer
+	x    *extractor
+	name string // for the error
+	r    io.Reader
+	c    io.Closer
 }
 
 func (e entryReader) Read(p []byte) (int, error) {
+	if e.x == nil {
+		n, err := e.r.Read(p)
+		return n, corrupt(err)
+	}
+	if err := e.x.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if rem := e.x.maxBytes - e.x.expanded; int64(len(p)) > rem+1 {
+		p = p[:rem+1] // one byte past the limit is enough to know
+	}
 	n, err := e.r.Read(p)
+	if e.x.expanded += int64(n); e.x.expanded > e.x.maxBytes {
+		return n, e.x.overLimit(e.name)
+	}
 	return n, corrupt(err)
 }
 
@@ -260,7 +292,7 @@ func (x *extractor) tarEntry(i int, hdr *tar.Header, name string, tr *tar.Reader
 	case isRegular(t):
 		p.regular[name] = regular{index: i, mode: mode}
 		if rel, ok := x.scope(name, false); ok {
-			open := func() (io.ReadCloser, error) { return entryReader{r: tr}, nil }
+			open := func() (io.ReadCloser, error) { return entryReader{x: x, name: hdr.Name, r: tr}, nil }
 			return x.w.WriteFile(rel, mode, "", open)
 		}
 	case t == tar.TypeDir:
@@ -314,7 +346,15 @@ func (x *extractor) copyLinks(target string, r io.Reader, ls []link) error {
 		return refuse(target, "hard-link target expands past the limit of %d bytes (--http-max-body)", x.maxBytes)
 	}
 	for _, l := range ls {
-		open := func() (io.ReadCloser, error) { return os.Open(tmp.Name()) }
+		// Each copy counts: a thousand links to one file are a thousand
+		// files' worth of content.
+		open := func() (io.ReadCloser, error) {
+			f, err := os.Open(tmp.Name())
+			if err != nil {
+				return nil, err
+			}
+			return entryReader{x: x, name: l.name, r: f, c: f}, nil
+		}
 		if err := x.w.WriteFile(l.name, l.mode, "", open); err != nil {
 			return err
 		}
@@ -363,7 +403,7 @@ func (x *extractor) zip(r io.ReaderAt, size int64) error {
 				if err != nil {
 					return nil, corrupt(err)
 				}
-				return entryReader{r: &counted{x: x, r: rc}, c: rc}, nil
+				return entryReader{x: x, name: f.Name, r: rc, c: rc}, nil
 			})
 		}
 		if err != nil {
@@ -393,7 +433,7 @@ func (x *extractor) zipLink(f *zip.File) (string, error) {
 		return "", corrupt(err)
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(entryReader{r: &counted{x: x, r: rc}}, maxLinkTarget+1))
+	data, err := io.ReadAll(io.LimitReader(entryReader{x: x, name: f.Name, r: rc}, maxLinkTarget+1))
 	if err != nil {
 		return "", err
 	}

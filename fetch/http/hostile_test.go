@@ -2,9 +2,13 @@ package http_test
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	nethttp "net/http"
 	"net/http/httptest"
@@ -64,11 +68,12 @@ func headerBomb(t *testing.T, n int) []byte {
 	return tarOf(t, true, es...)
 }
 
-// sparseWithLink is a tar whose entry "big" is a GNU sparse file (PAX
+// sparseTar is a tar.gz whose entry "big" is a GNU sparse file (PAX
 // format 1.0) of logical size bytes, all hole, stored in one 512-byte map
-// block, followed by a hard link to it from link. Go's tar writer cannot
-// write sparse files, so the PAX header is patched in by hand.
-func sparseWithLink(t testing.TB, size int64, link string) []byte {
+// block, followed by a hard link to it from link unless link is empty.
+// Go's tar writer cannot write sparse files, so the PAX header is patched
+// in by hand.
+func sparseTar(t testing.TB, size int64, link string) []byte {
 	t.Helper()
 	record := func(k, v string) string {
 		s := " " + k + "=" + v + "\n"
@@ -101,8 +106,10 @@ func sparseWithLink(t testing.TB, size int64, link string) []byte {
 		t.Fatal(err)
 	}
 	tw.Write(sparseMap)
-	if err := tw.WriteHeader(&tar.Header{Name: link, Typeflag: tar.TypeLink, Linkname: "big", Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
-		t.Fatal(err)
+	if link != "" {
+		if err := tw.WriteHeader(&tar.Header{Name: link, Typeflag: tar.TypeLink, Linkname: "big", Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tw.Close()
 	var out bytes.Buffer
@@ -110,6 +117,75 @@ func sparseWithLink(t testing.TB, size int64, link string) []byte {
 	zw.Write(buf.Bytes())
 	zw.Close()
 	return out.Bytes()
+}
+
+// hardlinkFanOut is a tar.gz of one file of size bytes and n hard links
+// to it: each link is published as a copy, so the tree holds (n+1) * size
+// bytes while the stream holds size once.
+func hardlinkFanOut(t testing.TB, size, n int) []byte {
+	t.Helper()
+	es := []entry{file("base", strings.Repeat("x", size))}
+	for i := range n {
+		es = append(es, entry{name: "l" + strconv.Itoa(i), typeflag: tar.TypeLink, link: "base"})
+	}
+	return tarOf(t, true, es...)
+}
+
+// zipOverlap is a zip whose n central-directory entries ("f0", "f1"...)
+// all point at the same local file, size bytes of zeros deflated: the
+// "better zip bomb" construction, where each entry expands the same
+// compressed bytes again.
+func zipOverlap(t testing.TB, n int, size int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.Create("f0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(make([]byte, size))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	const eocdLen = 22
+	eocd := b[len(b)-eocdLen:]
+	cdStart := int(binary.LittleEndian.Uint32(eocd[16:]))
+	record := b[cdStart : len(b)-eocdLen] // the one central record
+	out := append([]byte(nil), b[:cdStart]...)
+	for i := range n {
+		r := append([]byte(nil), record...)
+		r[len(r)-1] = byte('0' + i%10) // the name "fN" ends the record
+		out = append(out, r...)
+	}
+	end := append([]byte(nil), eocd...)
+	binary.LittleEndian.PutUint16(end[8:], uint16(n))
+	binary.LittleEndian.PutUint16(end[10:], uint16(n))
+	binary.LittleEndian.PutUint32(end[12:], uint32(n*len(record)))
+	return append(out, end...)
+}
+
+// zipLyingSize is a zip whose one entry declares 16 bytes uncompressed but
+// inflates to size bytes.
+func zipLyingSize(t testing.TB, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
+	var comp bytes.Buffer
+	fw, _ := flate.NewWriter(&comp, flate.BestCompression)
+	fw.Write(data)
+	fw.Close()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	w, err := zw.CreateRaw(&zip.FileHeader{Name: "small.conf", Method: zip.Deflate,
+		CRC32: crc32.ChecksumIEEE(data), CompressedSize64: uint64(comp.Len()), UncompressedSize64: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(comp.Bytes())
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // manyFiles is a tar.gz of n empty files. It is written by hand (the
@@ -240,14 +316,39 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		{
 			name: "SparseHardlinkBomb", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
-			body: func(t *testing.T) []byte { return sparseWithLink(t, 1<<40, "conf/hl") },
+			body: func(t *testing.T) []byte { return sparseTar(t, 1<<40, "conf/hl") },
 			want: `"big": hard-link target expands past the limit of 8388608 bytes (--http-max-body)`,
 		},
 		{
 			name:   "SparseFileBomb",
 			limits: fetch.Limits{MaxFileSize: 8 << 20},
-			body:   func(t *testing.T) []byte { return sparseWithLink(t, 1<<40, "hl") },
+			body:   func(t *testing.T) []byte { return sparseTar(t, 1<<40, "hl") },
 			want:   `"big": file exceeds 8388608 bytes (--max-file-size)`,
+		},
+		{
+			// archive/tar makes up the holes without reading the stream:
+			// 200 MiB of file from a 1 KB body, under every --max-* default.
+			name: "SparseFileExpandsPastBodyLimit",
+			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
+			body: func(t *testing.T) []byte { return sparseTar(t, 200<<20, "") },
+			want: `"big": archive expands past the limit of 1048576 bytes (--http-max-body)`,
+		},
+		{
+			name: "HardlinkFanOut",
+			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
+			body: func(t *testing.T) []byte { return hardlinkFanOut(t, 600<<10, 8) },
+			want: `"l0": archive expands past the limit of 1048576 bytes (--http-max-body)`,
+		},
+		{
+			name: "ZipOverlappingEntries", path: "/b.zip",
+			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
+			body: func(t *testing.T) []byte { return zipOverlap(t, 6, 4<<20) },
+			want: `"f2": archive expands past the limit of 8388608 bytes (--http-max-body)`,
+		},
+		{
+			name: "ZipEntryLargerThanDeclared", path: "/b.zip",
+			body: func(t *testing.T) []byte { return zipLyingSize(t, 1<<20) },
+			want: `corrupt archive: zip: not a valid zip file`,
 		},
 		{
 			name:   "HundredThousandFiles",
