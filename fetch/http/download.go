@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	nethttp "net/http"
 	"os"
 	"path/filepath"
@@ -109,6 +110,45 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 		return n, fetch.Permanent(fmt.Errorf("body exceeds the limit of %d bytes (--http-max-body)", l.max))
 	}
 	return n, err
+}
+
+// mkdirState creates the state directory, private to ferry (validators,
+// spooled bodies not yet published), and its missing parents. A parent is
+// ROOT/.ferry/NAME, which the published revisions live under: it is made
+// 0755, whatever the umask, so that an app running as another user can
+// reach ROOT/.ferry/NAME/REV.
+func mkdirState(dir string) error {
+	if err := mkdirShared(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return nil
+}
+
+// mkdirShared creates dir and its missing parents 0755. A directory that
+// exists is left as it is.
+func mkdirShared(dir string) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s is not a directory", dir)
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	}
+	if err := mkdirShared(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // made meanwhile, by the Writer
+		}
+		return err
+	}
+	return os.Chmod(dir, 0o755) // the umask may have narrowed it
 }
 
 // removeLeftovers deletes spools of a process killed mid-download.

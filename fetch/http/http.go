@@ -319,7 +319,7 @@ func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
+	if err := mkdirState(s.stateDir); err != nil {
 		return "", fmt.Errorf("state directory: %w", err)
 	}
 	s.removeLeftovers()

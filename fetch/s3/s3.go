@@ -514,7 +514,12 @@ func (s *Source) saveObjectState(st objectState) {
 		return
 	}
 	data, _ := json.Marshal(st)
-	if err := os.MkdirAll(s.stateDir, 0o755); err != nil {
+	// Only the state directory itself, private: its parent, ROOT/.ferry/NAME,
+	// holds the published revisions and was made 0755 by the Writer before
+	// any state is saved (there is a revision, or one being staged).
+	// Creating it here would give it the umask's mode, maybe too narrow
+	// for an app running as another user.
+	if err := os.Mkdir(s.stateDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		s.log.Warn("s3 state not saved", "err", err)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -370,6 +371,26 @@ func TestNotModifiedToUnconditionalGetIsAnError(t *testing.T) {
 			}
 		})
 	})
+}
+
+func TestStateDirectoryIsPrivateAndNeverNarrowsTheTree(t *testing.T) {
+	s := newGofakes3(t)
+	bucket := s.newBucket(t, false)
+	s.put(t, bucket, "conf/app.yaml", "v: 1\n")
+	h := newHarness(t, nil, fetch.Limits{}) // a fresh root: ROOT/.ferry/c does not exist
+	state := sync.StateDir(h.root, "c")
+	h.src = newSource(t, s.url(bucket, "conf/app.yaml"), state, nil)
+	old := syscall.Umask(0o077) // the strictest a sidecar may run with
+	defer syscall.Umask(old)
+	h.mustSync(t)
+	for dir, want := range map[string]fs.FileMode{filepath.Dir(state): 0o755, state: 0o700} {
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want %v", dir, fi.Mode(), err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(state, "s3-object.json")); err != nil {
+		t.Errorf("state not saved: %v", err)
+	}
 }
 
 func TestMissingSingleObjectIsPermanentAndSuggestsPrefix(t *testing.T) {
