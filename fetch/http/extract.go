@@ -36,7 +36,7 @@ type extractor struct {
 	ctx      context.Context
 	w        fetch.Writer
 	subdir   string
-	maxBytes int64  // bound on the bytes read from the decompressed stream
+	maxBytes int64  // --http-max-body: bounds read and expanded
 	tmpDir   string // where hard-link targets are copied; never /tmp
 
 	read     int64 // decompressed bytes of the tar stream read in this pass
@@ -116,12 +116,13 @@ func (x *extractor) done() error {
 	return nil
 }
 
-// The body limit bounds what an archive expands to twice over, since the
-// two can differ either way: the decompressed tar stream (a bomb of
-// skipped entries or headers writes nothing), and the file content handed
-// to the Writer (a sparse entry's holes and a hard link's copies are not
-// in the stream). Zip has no stream to count: its entries are read from
-// the spooled body, and only their content is counted.
+// overLimit is the error for an archive past the body limit, which bounds
+// what an archive expands to twice over, since the two can differ either
+// way: the decompressed tar stream (a bomb of skipped entries or headers
+// writes nothing), and the file content handed to the Writer (a sparse
+// entry's holes and a hard link's copies are not in the stream). Zip has
+// no stream to count: its entries are read from the spooled body, and only
+// their content is counted. name is the entry being read, if any.
 func (x *extractor) overLimit(name string) error {
 	msg := fmt.Sprintf("archive expands past the limit of %d bytes (--http-max-body)", x.maxBytes)
 	if name == "" {
@@ -170,7 +171,11 @@ func (e entryReader) Read(p []byte) (int, error) {
 	if err := e.x.ctx.Err(); err != nil {
 		return 0, err
 	}
-	if rem := e.x.maxBytes - e.x.expanded; int64(len(p)) > rem+1 {
+	rem := e.x.maxBytes - e.x.expanded
+	if rem < 0 {
+		return 0, e.x.overLimit(e.name)
+	}
+	if int64(len(p)) > rem+1 {
 		p = p[:rem+1] // one byte past the limit is enough to know
 	}
 	n, err := e.r.Read(p)

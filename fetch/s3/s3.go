@@ -250,10 +250,9 @@ func (s *Source) fetchPrefix(ctx context.Context, prev string, w fetch.Writer, c
 const listPageKeys = 1000
 
 // maxListPages bounds the pages of one listing, so that a server that
-// paginates forever is refused even when its pages are empty (which S3
-// itself does on buckets full of delete markers, so short pages are
-// allowed). A listing within --max-files takes MaxFiles/1000 pages on
-// servers that fill their pages.
+// paginates forever is refused even when its pages are empty. A listing
+// within --max-files takes MaxFiles/1000 pages from a server that fills
+// its pages; S3 allows short pages before the end, hence the margin.
 func maxListPages(l fetch.Limits) int { return max(l.MaxFiles/10, 1000) }
 
 // list pages through ListObjectsV2 and maps keys to names, refusing keys
