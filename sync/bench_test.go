@@ -111,3 +111,23 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 var _ fetch.Writer = (*Stage)(nil)
+
+// BenchmarkVerify measures the deep check of --verify-period: read and
+// hash every file of the published 50 MB tree and compare it with the
+// manifest.
+func BenchmarkVerify(b *testing.B) {
+	tree := newBenchTree()
+	s, _ := OpenStore(b.TempDir(), fetch.Limits{})
+	defer s.Close()
+	st := s.Begin("c", "")
+	tree.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
+	if err := st.Publish("base"); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(50_000_000)
+	for b.Loop() {
+		if err := s.Verify("c", "base"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -57,12 +57,25 @@ func OpenStore(root string, limits fetch.Limits) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root %s: %w", root, err)
 	}
-	if err := os.MkdirAll(abs, dirPerm); err != nil {
-		return nil, fmt.Errorf("root: %w", err)
+	if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+		// A root ferry creates is readable by the app whatever the umask;
+		// one that exists is the user's, and left as it is.
+		if err := os.MkdirAll(abs, dirPerm); err != nil {
+			return nil, fmt.Errorf("root: %w", err)
+		}
+		if err := os.Chmod(abs, dirPerm); err != nil {
+			return nil, fmt.Errorf("root: %w", err)
+		}
 	}
 	s := &Store{root: abs, limits: limits.WithDefaults()}
 	if s.meta, err = openRealDir(filepath.Join(abs, metaDir), true); err != nil {
 		return nil, err
+	}
+	// Made by hand or by an older ferry, it may be narrower than the app,
+	// running as another user, needs to reach the revisions.
+	if err := s.meta.Chmod(dirPerm); err != nil {
+		s.meta.Close()
+		return nil, fmt.Errorf("%s: %w", s.meta.Name(), err)
 	}
 	if s.lock, err = lock(s.meta, abs); err != nil {
 		s.meta.Close()
