@@ -52,12 +52,7 @@ type Options struct {
 // Handler returns the endpoints on a mux of their own: nothing else (no
 // pprof, no default mux) is ever exposed.
 func Handler(s Syncer, o Options) http.Handler {
-	if o.Gatherer == nil {
-		o.Gatherer = prometheus.NewRegistry()
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	o = o.withDefaults()
 	if o.TokenFile != "" {
 		// Read on every request, so a fix needs no restart; but say now
 		// that remote triggers will be refused, not at the first one.
@@ -93,6 +88,16 @@ func Handler(s Syncer, o Options) http.Handler {
 		fmt.Fprintln(w, "sync triggered")
 	})
 	return mux
+}
+
+func (o Options) withDefaults() Options {
+	if o.Gatherer == nil {
+		o.Gatherer = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
 }
 
 func probe(check func() (bool, string)) http.HandlerFunc {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	ossignal "os/signal"
 	"path/filepath"
@@ -38,9 +37,6 @@ const (
 	exitFailed = 1
 	exitUsage  = 2
 )
-
-// shutdownGrace bounds how long the endpoints may take to close.
-const shutdownGrace = time.Second
 
 func main() {
 	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -274,25 +270,16 @@ func (d *daemon) run(ctx context.Context) int {
 			d.log.Error("cannot serve endpoints", "addr", d.opts.httpAddr, "error", err)
 			return exitUsage
 		}
-		srv := &http.Server{
-			Handler: api.Handler(d.syncer, api.Options{
-				Gatherer: d.registry, TokenFile: d.opts.syncTokenFile, Logger: d.log,
-			}),
-			ReadHeaderTimeout: 5 * time.Second,
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			err := api.Serve(ctx, ln, d.syncer, api.Options{
+				Gatherer: d.registry, TokenFile: d.opts.syncTokenFile, Logger: d.log,
+			})
+			if err != nil {
 				d.log.Error("endpoints stopped", "error", err)
 			}
 		}()
-		defer func() {
-			sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
-			defer scancel()
-			srv.Shutdown(sctx)
-		}()
-		d.log.Info("serving endpoints", "addr", ln.Addr().String())
 	}
 	if d.notify != nil {
 		wg.Add(1)
