@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -153,6 +154,9 @@ func TestSyncTriggerFromElsewhereNeedsToken(t *testing.T) {
 		{"no token sent", tokenFile, "", http.StatusForbidden},
 		{"wrong token", tokenFile, "Bearer nope", http.StatusForbidden},
 		{"right token", tokenFile, "Bearer s3cret-token", http.StatusAccepted},
+		{"scheme in lower case", tokenFile, "bearer s3cret-token", http.StatusAccepted},
+		{"scheme in upper case", tokenFile, "BEARER s3cret-token", http.StatusAccepted},
+		{"another scheme", tokenFile, "Basic s3cret-token", http.StatusForbidden},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := startDaemon(t, tc.tokenFile)
@@ -180,5 +184,56 @@ func TestNothingElseIsServed(t *testing.T) {
 		if code, _ := get(t, d.srv.URL+p); code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", p, code)
 		}
+	}
+}
+
+// TestSyncTriggerRefusesWebPages: a web page open in a browser on the same
+// machine reaches POST /sync from loopback too. Whatever the page, the
+// browser says where it comes from (Origin, Sec-Fetch-Site), and only the
+// endpoint's own origin may trigger without the token.
+func TestSyncTriggerRefusesWebPages(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600)
+	addr := serve(t, fakeSyncer{}, api.Options{TokenFile: tokenFile})
+	_, port, _ := net.SplitHostPort(addr)
+	for _, tc := range []struct {
+		name    string
+		host    string // the Host header; empty: addr
+		headers map[string]string
+		want    int
+	}{
+		{"no browser", "", nil, http.StatusAccepted},
+		{"the endpoint's own page", "", map[string]string{"Origin": "http://" + addr, "Sec-Fetch-Site": "same-origin"}, http.StatusAccepted},
+		{"own page by localhost", "localhost:" + port, map[string]string{"Origin": "http://localhost:" + port}, http.StatusAccepted},
+		{"another site", "", map[string]string{"Origin": "https://attacker.example"}, http.StatusForbidden},
+		{"another site, new browser", "", map[string]string{"Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"another local port", "", map[string]string{"Origin": "http://127.0.0.1:3000", "Sec-Fetch-Site": "same-site"}, http.StatusForbidden},
+		{"opaque origin", "", map[string]string{"Origin": "null"}, http.StatusForbidden},
+		{"cross-site without Origin", "", map[string]string{"Sec-Fetch-Site": "cross-site"}, http.StatusForbidden},
+		{"DNS rebinding", "attacker.example:" + port, map[string]string{"Origin": "http://attacker.example:" + port, "Sec-Fetch-Site": "same-origin"}, http.StatusForbidden},
+		{"another site with the token", "", map[string]string{"Origin": "https://tool.example", "Authorization": "Bearer s3cret-token"}, http.StatusAccepted},
+		{"another site with a wrong token", "", map[string]string{"Origin": "https://tool.example", "Authorization": "Bearer nope"}, http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", "http://"+addr+api.SyncPath, nil)
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("POST /sync from loopback = %d (%s), want %d", resp.StatusCode, strings.TrimSpace(string(body)), tc.want)
+			}
+			if strings.Count(string(body), "\n") > 1 || strings.Contains(string(body), "s3cret") {
+				t.Fatalf("reply is not one line free of the token: %q", body)
+			}
+		})
 	}
 }
