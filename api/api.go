@@ -48,8 +48,19 @@ type Options struct {
 
 // Handler returns the endpoints on a mux of their own: nothing else (no
 // pprof, no default mux) is ever exposed.
+//
+// Refused requests are logged at most once every 10 seconds, each line
+// with the count refused since the previous one.
 func Handler(s Syncer, o Options) http.Handler {
 	o = o.withDefaults()
+	return handler(s, o, refusedSyncs(o.Logger))
+}
+
+func refusedSyncs(log *slog.Logger) *throttle {
+	return newThrottle(log, slog.LevelWarn, "refused POST /sync", logEvery)
+}
+
+func handler(s Syncer, o Options, refused *throttle) http.Handler {
 	if o.TokenFile != "" {
 		// Read on every request, so a fix needs no restart; but say now
 		// that remote triggers will be refused, not at the first one.
@@ -73,7 +84,7 @@ func Handler(s Syncer, o Options) http.Handler {
 	})
 	mux.HandleFunc("POST "+SyncPath, func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, o.TokenFile, cop); err != nil {
-			o.Logger.Warn("refused POST /sync", "remote", r.RemoteAddr, "reason", err)
+			refused.event("remote", r.RemoteAddr, "reason", err.Error())
 			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}

@@ -54,6 +54,9 @@ const (
 
 // Serve answers the endpoints on ln until ctx is done, then closes the
 // server within a short grace. It returns an error only when ln fails.
+// net/http's own error log (a failing accept, a panic in a handler) goes to
+// o.Logger; like refused requests, at most a line every 10 seconds with a
+// count.
 //
 // Serve never lets idle or slow clients starve the probes: past a cap on
 // connections derived from the descriptor limit (see maxConns), a new
@@ -61,15 +64,24 @@ const (
 // handler, idle keep-alive ones first.
 func Serve(ctx context.Context, ln net.Listener, s Syncer, o Options) error {
 	o = o.withDefaults()
-	conns := &connLimiter{max: connCap(), conns: map[net.Conn]connState{}, log: o.Logger}
+	refused := refusedSyncs(o.Logger)
+	shed := newThrottle(o.Logger, slog.LevelWarn, "too many connections: closed the one waiting longest", logEvery)
+	failed := newThrottle(o.Logger, slog.LevelError, "endpoint server error", logEvery)
+	defer func() {
+		for _, t := range []*throttle{refused, shed, failed} {
+			t.flush()
+		}
+	}()
+	conns := &connLimiter{max: connCap(), conns: map[net.Conn]connState{}, shed: shed}
 	srv := &http.Server{
-		Handler:           Handler(s, o),
+		Handler:           handler(s, o, refused),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnState:         conns.track,
+		ErrorLog:          failed.stdLogger(),
 	}
 	o.Logger.Info("serving endpoints", "addr", ln.Addr().String(), "max_conns", conns.max)
 	served := make(chan error, 1)
@@ -104,8 +116,8 @@ func connCap() int {
 // through http.Server.ConnState, which net/http calls for a new connection
 // before serving it, so no more than max+1 are ever open.
 type connLimiter struct {
-	max int
-	log *slog.Logger
+	max  int
+	shed *throttle
 
 	mu    gosync.Mutex
 	conns map[net.Conn]connState
@@ -137,8 +149,7 @@ func (l *connLimiter) track(c net.Conn, state http.ConnState) {
 	l.mu.Unlock()
 	if victim != nil {
 		victim.Close()
-		l.log.Warn("too many connections: closed the one waiting longest", "max_conns", l.max,
-			"state", vs.state.String(), "waited", time.Since(vs.since).Round(time.Millisecond))
+		l.shed.event("max_conns", l.max, "state", vs.state.String(), "waited", time.Since(vs.since).Round(time.Millisecond))
 	}
 }
 

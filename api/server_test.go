@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"syscall"
 	"testing"
 	"time"
@@ -165,6 +166,7 @@ func roundTrip(c net.Conn) error {
 // idle keep-alive ones (a client pool) or ones that sent half a header
 // and stopped (a slow-loris).
 func TestProbesAnswerPastThousandsOfConnections(t *testing.T) {
+	t.Parallel() // beside TestSlowClientsAreCutOff, which mostly waits
 	const conns = 2000
 	for _, tc := range []struct {
 		name      string
@@ -266,6 +268,13 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 // serve runs api.Serve on a loopback port for the test's lifetime.
 func serve(t *testing.T, s api.Syncer, o api.Options) string {
 	t.Helper()
+	addr, _ := serveUntil(t, s, o)
+	return addr
+}
+
+// serveUntil is serve with a stop that returns once Serve has returned.
+func serveUntil(t *testing.T, s api.Syncer, o api.Options) (addr string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -273,13 +282,14 @@ func serve(t *testing.T, s api.Syncer, o api.Options) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- api.Serve(ctx, ln, s, o) }()
-	t.Cleanup(func() {
+	stop = gosync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
 	})
-	return ln.Addr().String()
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
 }
 
 func tail(s string, n int) string {
