@@ -35,15 +35,17 @@ type Syncer interface {
 	Trigger(source string) error
 }
 
-// Options configure the handler.
+// Options configure the endpoints, for Handler and Serve.
 type Options struct {
 	// Gatherer serves /metrics; nil serves an empty page.
 	Gatherer prometheus.Gatherer
 	// TokenFile holds the bearer token POST /sync needs from a non-loopback
-	// address. It is read on every such request, so a rotated Secret takes
-	// effect at once. Empty refuses every non-loopback trigger.
+	// address, or from a web page of another origin than the endpoint's.
+	// It is read on every such request, so a rotated Secret takes effect
+	// at once. Empty refuses every such trigger.
 	TokenFile string
-	Logger    *slog.Logger
+	// Logger receives refusals and server errors; nil discards them.
+	Logger *slog.Logger
 }
 
 // Handler returns the endpoints on a mux of their own: nothing else (no

@@ -94,7 +94,7 @@ func Serve(ctx context.Context, ln net.Listener, s Syncer, o Options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close() // a handler still busy after the grace: cut it off
+		srv.Close() // a handler, or a header, still unfinished: cut it off
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve endpoints on %s: %w", ln.Addr(), err)
