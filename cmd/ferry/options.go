@@ -83,7 +83,7 @@ func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	o.maxFileSize = sizeFlag(fetch.DefaultMaxFileSize)
 	fs.Var(&o.maxFileSize, "max-file-size", "limit on the `size` of one file")
 	fs.StringVar(&o.httpAddr, "http-addr", api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
-	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address")
+	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address or a web page of another origin")
 	fs.Var(&o.notifyURLs, "notify-url", "app reload `URL` told about each new revision; repeat for several")
 	fs.StringVar(&o.notifyMethod, "notify-method", "POST", "HTTP method for --notify-url")
 	fs.DurationVar(&o.notifyTimeout, "notify-timeout", signal.DefaultNotifyTimeout, "timeout of one notify request")
