@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -184,5 +185,71 @@ git update-ref refs/heads/main $(git commit-tree -p HEAD -m hostile "$top")`
 	}
 	if _, err := os.Lstat(filepath.Join(root, "cfg")); err == nil {
 		t.Error("a link was published")
+	}
+}
+
+// TestNotModifiedWithoutValidatorNeverPassesForSuccess: an origin that
+// answers 304 to a GET that carried no validator (a broken cache, a
+// misbehaving S3-compatible store) makes 'once' exit 1 with no link, for
+// an S3 object as for an HTTP file.
+func TestNotModifiedWithoutValidatorNeverPassesForSuccess(t *testing.T) {
+	notModified := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.Header.Get("If-None-Match") == "" && r.Header.Get("If-Modified-Since") == "" {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		http.Error(w, "unexpected", http.StatusTeapot)
+	})
+	s3o := newS3Origin(t)
+	s3o.set(t, 1, nil)
+	s3o.setFront(notModified)
+	httpo := httptest.NewServer(notModified)
+	t.Cleanup(httpo.Close)
+	for name, args := range map[string][]string{
+		"s3 object": append([]string{"--source", "cfg=s3::" + s3o.srv.URL + "/" + s3o.bucket + "/" + s3o.prefix + "app.yaml"}, s3o.keys...),
+		"http file": {"--source", "cfg=" + httpo.URL + "/app.yaml"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			p := startFerry(t, procOptions{root: root, once: true, args: append(args, "--once-timeout", "2s")})
+			if code := p.wait(30 * time.Second); code != 1 {
+				t.Fatalf("once exited %d, want 1:\n%s", code, tail(p.stderr.String(), 10))
+			}
+			if !strings.Contains(p.stderr.String(), "304") {
+				t.Errorf("the error does not say what happened:\n%s", tail(p.stderr.String(), 5))
+			}
+			if _, err := os.Lstat(filepath.Join(root, "cfg")); err == nil {
+				t.Error("a link was published")
+			}
+		})
+	}
+}
+
+// TestEndlessListingStopsAtMaxFiles: an S3 endpoint that pages forever
+// costs one failed sync, stopped by --max-files, not memory until the
+// timeout.
+func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
+	var pages atomic.Int64
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		page := pages.Add(1)
+		w.Header().Set("Content-Type", "application/xml")
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><Prefix>p/</Prefix><KeyCount>1000</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>t%d</NextContinuationToken>`, page)
+		for i := range 1000 {
+			fmt.Fprintf(w, `<Contents><Key>p/%d-%d</Key><ETag>"e"</ETag><Size>1</Size></Contents>`, page, i)
+		}
+		fmt.Fprint(w, `</ListBucketResult>`)
+	}))
+	t.Cleanup(endless.Close)
+	root := t.TempDir()
+	p := startFerry(t, procOptions{root: root, once: true, args: []string{"--source", "cfg=s3::" + endless.URL + "/b/p/",
+		"--s3-anonymous", "--max-files", "5000", "--once-timeout", "20s", "--timeout", "20s"}})
+	if code := p.wait(60 * time.Second); code != 1 {
+		t.Fatalf("once exited %d, want 1:\n%s", code, tail(p.stderr.String(), 10))
+	}
+	if !strings.Contains(p.stderr.String(), "--max-files") {
+		t.Errorf("the error does not name the limit:\n%s", tail(p.stderr.String(), 5))
+	}
+	if n := pages.Load(); n > 10 {
+		t.Errorf("%d pages listed past a limit of 5 pages' worth of keys", n)
 	}
 }
