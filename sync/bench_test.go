@@ -83,6 +83,7 @@ func BenchmarkPublish(b *testing.B) {
 		if err := st.Publish("base"); err != nil {
 			b.Fatal(err)
 		}
+		s.Seal("c", "base")
 		var written int64
 		prev := "base"
 		for i := 0; b.Loop(); i++ {
@@ -103,6 +104,7 @@ func BenchmarkPublish(b *testing.B) {
 				b.Fatal(err)
 			}
 			s.GC("c", 2)
+			s.Seal("c", prev)
 		}
 		perOp := float64(written) / float64(b.N)
 		b.ReportMetric(perOp, "bytes-written/op")

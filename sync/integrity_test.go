@@ -126,6 +126,33 @@ func TestUntouchedFilesAreStillReused(t *testing.T) {
 	}
 }
 
+// TestIntactFilesAreReusedByTheirInodeAlone: once a revision is sealed,
+// reusing its untouched files reads none of them; a file whose inode
+// changed without its content changing (a chmod undone) is read and
+// hashed, then reused, with no warning.
+func TestIntactFilesAreReusedByTheirInodeAlone(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	files := map[string]string{"a": "1", "b": "2", "c": "3"}
+	publishKeyed(t, s, "r1", "", files)
+	if err := s.Seal("c", "r1"); err != nil {
+		t.Fatal(err)
+	}
+	stats := publishKeyed(t, s, "r2", "r1", files)
+	if stats.Reused != 3 || stats.Reread != 0 {
+		t.Fatalf("stats %+v, want 3 reused by inode, none read", stats)
+	}
+	if err := s.Seal("c", "r2"); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(s.Root(), ".ferry/c/r2/b")
+	os.Chmod(p, 0o644)
+	os.Chmod(p, 0o444)
+	stats = publishKeyed(t, s, "r3", "r2", files)
+	if stats.Reused != 3 || stats.Reread != 1 || stats.Damaged != 0 {
+		t.Fatalf("stats %+v, want 3 reused, 1 read first, none damaged", stats)
+	}
+}
+
 // TestPublishReplacesADamagedTreeOfTheSameRevision: going back to a kept
 // revision, or repairing the current one, never trusts the tree already on
 // disk under that name.

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	gosync "sync"
+	"syscall"
 )
 
 // A manifest records what a revision holds, as it was published: every
@@ -40,6 +41,33 @@ type entry struct {
 	Key  string      `json:"k,omitempty"`
 	Size int64       `json:"s"`
 	Sum  string      `json:"h"` // hex sha256 of the content
+	stamp
+}
+
+// stamp is what the inode looked like when ferry last knew its content: a
+// file whose inode, mtime and ctime are all still the same has not been
+// written, replaced or chmodded since. ctime cannot be set by anyone
+// (utimensat moves it too), so an edit that restores the mtime still
+// shows. The zero stamp matches nothing.
+type stamp struct {
+	Ino   uint64 `json:"i,omitempty"`
+	Ctime int64  `json:"c,omitempty"` // unix nanoseconds
+	Mtime int64  `json:"t,omitempty"`
+}
+
+// stampOf reads the stamp of fi, the zero stamp where the platform has none.
+func stampOf(fi fs.FileInfo) stamp {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return stamp{}
+	}
+	return stamp{Ino: st.Ino, Ctime: st.Ctim.Nano(), Mtime: fi.ModTime().UnixNano()}
+}
+
+// unchangedSince reports whether fi is, by its inode, the file e recorded:
+// same type, mode, size and stamp. It reads no content.
+func (e entry) unchangedSince(fi fs.FileInfo) bool {
+	return e.Ino != 0 && fi.Mode().IsRegular() && fi.Mode().Perm() == e.Mode && fi.Size() == e.Size && stampOf(fi) == e.stamp
 }
 
 func (s *Store) manifestPath(name, rev string) string {
@@ -66,12 +94,36 @@ func (s *Store) writeManifest(name, rev string, m *manifest) error {
 		os.Remove(tmp)
 		return fmt.Errorf("manifest: %w", err)
 	}
+	s.remember(name, rev, m)
 	return nil
+}
+
+// remember keeps the manifest last written for a source in memory: the
+// next publish reuses files by it and Seal updates it, so that neither has
+// to read and decode it again. Manifests are never changed once shared.
+func (s *Store) remember(name, rev string, m *manifest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manifests == nil {
+		s.manifests = make(map[string]cachedManifest)
+	}
+	s.manifests[name] = cachedManifest{rev, m}
+}
+
+type cachedManifest struct {
+	rev string
+	m   *manifest
 }
 
 // readManifest loads the manifest of rev. A missing, unreadable or old
 // manifest is an error: the caller trusts nothing it cannot check.
 func (s *Store) readManifest(name, rev string) (*manifest, error) {
+	s.mu.Lock()
+	c, ok := s.manifests[name]
+	s.mu.Unlock()
+	if ok && c.rev == rev {
+		return c.m, nil
+	}
 	data, err := os.ReadFile(s.manifestPath(name, rev))
 	if err != nil {
 		return nil, fmt.Errorf("manifest of %s: %w", rev, err)
@@ -90,7 +142,9 @@ var hashBuffers = gosync.Pool{New: func() any { b := make([]byte, 64<<10); retur
 func hashReader(r io.Reader) (string, int64, error) {
 	h := sha256.New()
 	buf := hashBuffers.Get().(*[]byte)
-	n, err := io.CopyBuffer(h, r, *buf)
+	// Hide an *os.File's WriteTo, which would copy through a buffer of its
+	// own, allocated for every file.
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{r}, *buf)
 	hashBuffers.Put(buf)
 	if err != nil {
 		return "", n, err
@@ -239,6 +293,46 @@ func checkOpen(f *os.File, e entry) string {
 		return "content changed"
 	}
 	return ""
+}
+
+// Seal brings the stamps of rev's manifest up to date once its publish
+// and the garbage collection after it are done. Removing an old revision
+// unlinks names of inodes the new one shares, which moves their ctime; a
+// file whose inode, type, mode, size and mtime are still the ones recorded
+// gets its new ctime, anything else loses its stamp, so that the next
+// publish reads and hashes it before reusing it. It costs one lstat a file.
+func (s *Store) Seal(name, rev string) error {
+	m, err := s.readManifest(name, rev)
+	if err != nil {
+		return err
+	}
+	dir := s.revDir(name, rev)
+	changed := false
+	files := make(map[string]entry, len(m.Files))
+	for rel, e := range m.Files {
+		files[rel] = e
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel)))
+		now := stamp{}
+		if err == nil {
+			now = stampOf(fi)
+		}
+		keep := err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == e.Mode && fi.Size() == e.Size &&
+			now.Ino == e.Ino && now.Mtime == e.Mtime
+		switch {
+		case keep && now.Ctime != e.Ctime:
+			e.Ctime = now.Ctime
+		case !keep && e.stamp != (stamp{}):
+			e.stamp = stamp{}
+		default:
+			continue
+		}
+		files[rel] = e
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	return s.writeManifest(name, rev, &manifest{Files: files, Links: m.Links, Dirs: m.Dirs})
 }
 
 // sortedDirs returns the directory set as the manifest stores it.

@@ -26,6 +26,7 @@ type Stats struct {
 	Reused       int   // files hard-linked or copied from the previous revision
 	BytesWritten int64 // bytes taken from the source (the rest was reused)
 	Damaged      int   // files of the previous revision found changed on disk
+	Reread       int   // reused files whose inode had changed, read and hashed first
 }
 
 // Stage is a revision being written. It implements fetch.Writer; its write
@@ -51,6 +52,7 @@ type Stage struct {
 	bytesWritten atomic.Int64
 	reused       atomic.Int64
 	damaged      atomic.Int64
+	reread       atomic.Int64
 }
 
 var _ fetch.Writer = (*Stage)(nil)
@@ -193,9 +195,9 @@ func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch
 	mode = normalMode(mode)
 	if key != "" {
 		if prev, ok := st.previous(rel); ok && prev.Key == key && prev.Mode == mode {
-			reused, err := st.reuse(rel, dst, prev)
+			e, reused, err := st.reuse(rel, dst, prev)
 			if reused {
-				st.record(rel, prev, false)
+				st.record(rel, e, false)
 				return nil
 			}
 			if fetch.IsPermanent(err) {
@@ -238,43 +240,40 @@ func (st *Stage) addBytes(name string, n int64) error {
 var errChangedDuringReuse = errors.New("changed while it was being reused")
 
 // reuse hard-links the previous revision's file once it has proved to be
-// what the manifest says: a regular file (a symlink there is refused, never
-// followed) with the published mode, size and sha256. A file edited in
-// place, replaced, or turned into a symlink is not carried into the next
-// revision: reuse returns false with the reason, and the caller takes the
-// file from the source. Where the filesystem cannot link, the checked
-// descriptor is copied.
-func (st *Stage) reuse(rel, dst string, e entry) (bool, error) {
+// what the manifest says. The cheap proof is its inode: the same inode,
+// mode, size, mtime and ctime as when ferry last knew its content (one
+// lstat). Failing that, the file is read and hashed: a regular file (a
+// symlink there is refused, never followed) with the published mode, size
+// and sha256. A file edited in place, replaced, or turned into a symlink is
+// not carried into the next revision: reuse returns false with the reason,
+// and the caller takes the file from the source. It returns the entry to
+// record, with the stamp of the new link.
+func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
 	src := filepath.Join(st.store.revDir(st.name, st.prev), filepath.FromSlash(rel))
+	if fi, err := os.Lstat(src); err == nil && e.unchangedSince(fi) {
+		if out, ok, err := st.link(rel, src, dst, e, fi); ok || fetch.IsPermanent(err) {
+			return out, ok, err
+		}
+	}
+	st.reread.Add(1)
 	f, err := openNoFollow(src)
 	if err != nil {
-		return false, err
+		return e, false, err
 	}
 	defer f.Close()
 	if reason := checkOpen(f, e); reason != "" {
-		return false, errors.New(reason)
+		return e, false, errors.New(reason)
 	}
-	before, err := f.Stat()
+	checked, err := f.Stat()
 	if err != nil {
-		return false, err
+		return e, false, err
 	}
-	if err := st.addBytes(rel, e.Size); err != nil {
-		return false, err
+	if out, ok, err := st.link(rel, src, dst, e, checked); ok || errors.Is(err, errChangedDuringReuse) || fetch.IsPermanent(err) {
+		return out, ok, err
 	}
-	if err := os.Link(src, dst); err == nil {
-		// The name is linked, not the descriptor: what it named must still
-		// be the file just checked, unmodified since.
-		if after, err := os.Lstat(dst); err == nil && os.SameFile(before, after) &&
-			after.ModTime().Equal(before.ModTime()) && after.Size() == before.Size() {
-			return true, nil
-		}
-		os.Remove(dst)
-		st.bytes.Add(-e.Size)
-		return false, errChangedDuringReuse
-	}
-	st.bytes.Add(-e.Size)
+	// The filesystem cannot link: copy the descriptor just checked.
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return false, err
+		return e, false, err
 	}
 	copied, err := st.copyTo(rel, dst, e.Mode, f)
 	if err == nil && copied.Sum != e.Sum {
@@ -284,12 +283,34 @@ func (st *Stage) reuse(rel, dst string, e entry) (bool, error) {
 		if !fetch.IsPermanent(err) {
 			os.Remove(dst)
 		}
-		return false, err
+		return e, false, err
 	}
 	st.mu.Lock()
 	st.written = append(st.written, rel)
 	st.mu.Unlock()
-	return true, nil
+	copied.Key = e.Key
+	return copied, true, nil
+}
+
+// link hard-links src, whose checked state is fi, to dst. The name is
+// linked, not the descriptor: what it named must still be the file
+// checked, unmodified since.
+func (st *Stage) link(rel, src, dst string, e entry, fi fs.FileInfo) (entry, bool, error) {
+	if err := st.addBytes(rel, e.Size); err != nil {
+		return e, false, err
+	}
+	if err := os.Link(src, dst); err != nil {
+		st.bytes.Add(-e.Size)
+		return e, false, err
+	}
+	after, err := os.Lstat(dst)
+	if err == nil && os.SameFile(fi, after) && after.ModTime().Equal(fi.ModTime()) && after.Size() == fi.Size() {
+		e.stamp = stampOf(after)
+		return e, true, nil
+	}
+	os.Remove(dst)
+	st.bytes.Add(-e.Size)
+	return e, false, errChangedDuringReuse
 }
 
 // openNoFollow opens a file for reading, refusing a symlink at its name.
@@ -325,10 +346,16 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 	buf := copyBuffers.Get().(*[]byte)
 	n, err := io.CopyBuffer(lw, r, *buf)
 	copyBuffers.Put(buf)
+	var fi fs.FileInfo
 	if err == nil {
 		// The umask may have narrowed the mode given to open; fchmod on
 		// the open file spares a path lookup per file.
 		err = f.Chmod(mode)
+	}
+	if err == nil {
+		// The last change to the inode is done: its stamp proves, next
+		// time, that nobody wrote it since.
+		fi, err = f.Stat()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -339,7 +366,7 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 		}
 		return entry{}, err
 	}
-	return entry{Mode: mode, Size: n, Sum: hex.EncodeToString(h.Sum(nil))}, nil
+	return entry{Mode: mode, Size: n, Sum: hex.EncodeToString(h.Sum(nil)), stamp: stampOf(fi)}, nil
 }
 
 // copyBuffers spares io.Copy's 32 KiB allocation per file: a first publish
@@ -403,6 +430,7 @@ func (st *Stage) Stats() Stats {
 		Reused:       int(st.reused.Load()),
 		BytesWritten: st.bytesWritten.Load(),
 		Damaged:      int(st.damaged.Load()),
+		Reread:       int(st.reread.Load()),
 	}
 }
 

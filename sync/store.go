@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,9 @@ type Store struct {
 	limits fetch.Limits
 	meta   *os.File // ROOT/.ferry, opened without following a symlink
 	lock   *os.File
+
+	mu        gosync.Mutex
+	manifests map[string]cachedManifest // by source: the last one written
 }
 
 // OpenStore prepares root for publishing: it creates ROOT/.ferry, takes the

@@ -371,16 +371,21 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 		src.setVerified(time.Now())
 	}
 	src.log.Info(result, "revision", rev, "previous", prev, "origin_revision", origin,
-		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "damaged", stats.Damaged,
+		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "reread", stats.Reread, "damaged", stats.Damaged,
 		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond))
-	if err := s.cfg.Store.GC(src.Name, s.cfg.Keep); err != nil {
-		src.log.Warn("removing old revisions failed", "error", err)
-	}
 	if prev != "" {
 		c := signal.Change{Source: src.Name, Revision: rev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
 		for _, n := range s.cfg.Notifiers {
 			n.Notify(c)
 		}
+	}
+	// Housekeeping comes after the app was told: it is not on the path
+	// from a change to the app.
+	if err := s.cfg.Store.GC(src.Name, s.cfg.Keep); err != nil {
+		src.log.Warn("removing old revisions failed", "error", err)
+	}
+	if err := s.cfg.Store.Seal(src.Name, rev); err != nil {
+		src.log.Warn("recording the published files failed; the next publish reads them again", "error", err)
 	}
 	return nil
 }
