@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	getter "github.com/hashicorp/go-getter/v2"
+
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // URL is a parsed source URL in go-getter's grammar: an optional forced
@@ -24,22 +26,33 @@ type URL struct {
 	Subdir string
 }
 
-// String returns the URL with any password, and the value of any query
-// parameter that carries a credential, redacted: fit for logs and /status.
+// String returns the URL fit for logs, errors, /status and metrics (see
+// Redact), with its kind and subdir: "git::https://host/r.git//sub?ref=main".
+// The kind is left out only where the scheme names it (see
+// schemeNamesKind), so the string always says which backend reads the
+// source, and parses back to the same kind.
 func (u *URL) String() string {
 	s := Redact(u.URL)
 	if u.Subdir != "" {
-		// Keep the query after the subdir, as the user wrote it.
-		base, q, _ := strings.Cut(s, "?")
-		s = base + "//" + u.Subdir
-		if q != "" {
-			s += "?" + q
+		// Between the path and the query, as the user wrote it: Redact
+		// escapes a "?" or "#" of the path, so the first one ends it.
+		end := strings.IndexAny(s, "?#")
+		if end < 0 {
+			end = len(s)
 		}
+		s = s[:end] + "//" + u.Subdir + s[end:]
 	}
-	if u.Kind != schemeKind(u.URL) {
+	if !schemeNamesKind(u) {
 		s = u.Kind + "::" + s
 	}
 	return s
+}
+
+// schemeNamesKind reports whether the scheme alone says the kind (s3://,
+// file://, http(s):// for the http kind), as opposed to a guess from the
+// path or host ("https://host/repo.git" is git) or a forced kind.
+func schemeNamesKind(u *URL) bool {
+	return schemeKind(u.URL) == u.Kind && (u.Kind == u.URL.Scheme || u.Kind == "http")
 }
 
 // MaxURLLength bounds a source URL. Servers refuse longer request lines
@@ -47,52 +60,28 @@ func (u *URL) String() string {
 // otherwise be repeated in every log line and in /status.
 const MaxURLLength = 8 << 10
 
-// secretParams are query parameters whose values are credentials:
-// go-getter's own (sshkey, aws_*), pre-signed URLs of S3, GCS and Azure,
-// and the usual token names. Compared in lower case.
-var secretParams = map[string]bool{
-	"sshkey": true, "aws_access_key_id": true, "aws_access_key_secret": true, "aws_access_token": true,
-	"x-amz-signature": true, "x-amz-credential": true, "x-amz-security-token": true,
-	"x-goog-signature": true, "x-goog-credential": true, "sig": true, "signature": true,
-	"token": true, "access_token": true, "password": true, "secret": true, "api_key": true, "apikey": true,
+// shownOptions are the query options ferry defines, with what of their
+// value logs, errors, /status and metrics show. Every other query value is
+// redact.Placeholder: a pre-signed URL's signature, a private_token, an API
+// key. A new option is one line here.
+var shownOptions = redact.Keep{
+	"ref": redact.Value, "depth": redact.Value, "submodules": redact.Value, // git
+	"archive": redact.Value, "checksum": redact.TypeOnly, // http: a checksum may be file:URL
+	"region": redact.Value, "version": redact.Value, // s3
 }
 
-// Redact returns u for logs, errors and /status: the password and the
-// values of credential query parameters (a pre-signed URL's signature is
-// as good as a password until it expires) are replaced by "xxxxx". The
-// rest of the query is kept byte for byte.
+// Redact returns u fit for logs, errors, /status and metrics: scheme, host
+// and path; the user of an ssh:// URL, any other userinfo replaced as a
+// whole ("https://TOKEN@host" is common); the values of shownOptions, the
+// checksum's type only; every other query value and any fragment replaced
+// by "REDACTED".
 func Redact(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	if u.Opaque != "" {
-		// "a:b::c://user:pw@h" parses as scheme "a" with everything else
-		// opaque: no userinfo for Redacted to hide, but a password all the
-		// same to whoever typed it.
-		return redactRaw(u.String())
-	}
-	if u.RawQuery == "" {
-		return u.Redacted()
-	}
-	c := *u
-	c.RawQuery = redactQuery(c.RawQuery)
-	return c.Redacted()
+	return redact.URL(u, shownOptions)
 }
 
-// redactQuery replaces the values of credential parameters in a raw query.
-func redactQuery(rawQuery string) string {
-	parts := strings.Split(rawQuery, "&")
-	for i, part := range parts {
-		k, _, hasValue := strings.Cut(part, "=")
-		key, err := url.QueryUnescape(k)
-		if err != nil {
-			key = k
-		}
-		if hasValue && secretParams[strings.ToLower(key)] {
-			parts[i] = k + "=xxxxx"
-		}
-	}
-	return strings.Join(parts, "&")
+// RedactString is Redact for a source URL that may not parse.
+func RedactString(raw string) string {
+	return redact.String(raw, shownOptions)
 }
 
 // forced matches go-getter's forced-getter prefix, "git::...".
@@ -138,7 +127,7 @@ func Parse(raw string) (*URL, error) {
 		return nil, fmt.Errorf("source URL: %w", redactURLError(err))
 	}
 	if u.Scheme == "" {
-		return nil, fmt.Errorf("source URL %q: no scheme", redactRaw(raw))
+		return nil, fmt.Errorf("source URL %q: no scheme", RedactString(raw))
 	}
 	if kind == "" {
 		kind = schemeKind(u)
@@ -204,13 +193,13 @@ func detect(src string) (string, error) {
 	for _, d := range detectors {
 		out, ok, err := d.Detect(src, "")
 		if err != nil {
-			return "", fmt.Errorf("source URL %q: %w", redactRaw(src), err)
+			return "", fmt.Errorf("source URL %q: %w", RedactString(src), err)
 		}
 		if ok {
 			return out, nil
 		}
 	}
-	return "", fmt.Errorf("source URL %q: not a URL (give a scheme such as https://, s3://, git:: or an absolute path)", redactRaw(src))
+	return "", fmt.Errorf("source URL %q: not a URL (give a scheme such as https://, s3://, git:: or an absolute path)", RedactString(src))
 }
 
 // redactURLError drops the URL from a *url.Error, which may carry a password.
@@ -220,44 +209,6 @@ func redactURLError(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// secretParamPattern finds a credential parameter anywhere in a string
-// that did not parse as a URL.
-var secretParamPattern = func() *regexp.Regexp {
-	keys := make([]string, 0, len(secretParams))
-	for k := range secretParams {
-		keys = append(keys, regexp.QuoteMeta(k))
-	}
-	sort.Strings(keys)
-	return regexp.MustCompile(`(?i)([?&;](?:` + strings.Join(keys, "|") + `)=)[^&#]*`)
-}()
-
-// redactRaw hides userinfo and credential parameters in a string that did
-// not parse as a URL: after every "://" (a mistyped URL may hold several),
-// and wherever a "?" or "&" starts a credential parameter.
-func redactRaw(s string) string {
-	s = secretParamPattern.ReplaceAllString(s, "${1}xxxxx")
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "://")
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i+3])
-		s = s[i+3:]
-		end := strings.IndexAny(s, "/?#")
-		if end < 0 {
-			end = len(s)
-		}
-		if at := strings.LastIndex(s[:end], "@"); at >= 0 {
-			if user, _, hasPass := strings.Cut(s[:at], ":"); hasPass {
-				b.WriteString(user + ":xxxxx")
-				s = s[at:]
-			}
-		}
-	}
 }
 
 // Factory builds a Source for a parsed URL. It validates options and must

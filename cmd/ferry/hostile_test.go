@@ -113,7 +113,7 @@ func TestHostileInputIsRefusedBeforeAnythingHappens(t *testing.T) {
 		{"http checksum", []string{"--source", "cfg=https://127.0.0.1:1/x?checksum=sha256:zz"}, nil, exitCodeUsage, []string{"checksum"}},
 		{"file with host", []string{"--source", "cfg=file://evil.example/etc"}, nil, exitCodeUsage, []string{"local path"}},
 		{"megabyte URL", []string{"--source", long}, nil, exitCodeUsage, []string{"longer than 8192"}},
-		{"signed URL in errors", []string{"--source", "cfg=https://127.0.0.1:1/b.zip?X-Amz-Signature=" + hostileSecret + "&archive=rar"}, nil, exitCodeUsage, []string{"X-Amz-Signature=xxxxx"}},
+		{"signed URL in errors", []string{"--source", "cfg=https://127.0.0.1:1/b.zip?X-Amz-Signature=" + hostileSecret + "&archive=rar"}, nil, exitCodeUsage, []string{"X-Amz-Signature=REDACTED"}},
 
 		// Secret and header files.
 		{"token file missing", []string{"--source", "cfg=https://127.0.0.1:1/a.yaml", "--http-bearer-token-file", missing}, nil, exitCodeUsage, []string{"--http-bearer-token-file", "no such file"}},
