@@ -53,7 +53,7 @@ func scrub(ctx context.Context, err error, creds aws.CredentialsProvider) error 
 	clean := msg
 	for _, v := range []string{c.SecretAccessKey, c.SessionToken, c.AccessKeyID} {
 		if len(v) >= 4 {
-			clean = strings.ReplaceAll(clean, v, "xxxxx")
+			clean = strings.ReplaceAll(clean, v, "REDACTED")
 		}
 	}
 	if clean == msg {

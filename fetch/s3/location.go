@@ -157,13 +157,13 @@ func checkKeyPath(key string) error {
 func parseEndpoint(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT]", raw)
+		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT]", fetch.RedactString(raw))
 	}
 	if u.User != nil {
 		return "", errors.New("--s3-endpoint: credentials in the URL are not accepted")
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", raw)
+		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", fetch.RedactString(raw))
 	}
 	return u.Scheme + "://" + u.Host, nil
 }
