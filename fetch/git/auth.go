@@ -40,6 +40,9 @@ func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
 			user = "git"
 		}
 		return &githttp.BasicAuth{Username: user, Password: pass}, nil
+	case isHTTP(s.scheme) && s.urlUser != "":
+		// The URL's user alone, as go-git sends it when it is in the URL.
+		return &githttp.BasicAuth{Username: s.urlUser}, nil
 	case s.scheme == "ssh":
 		signer, err := readSigner(s.opts.SSHKeyFile)
 		if err != nil {

@@ -66,7 +66,7 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 // Source publishes the tree of one ref of a git repository. Fetch is not
 // safe for concurrent use; the sync loop never calls it concurrently.
 type Source struct {
-	remote    string // the URL go-git dials: no query, no password
+	remote    string // the URL go-git dials: no query, no password, no HTTP user
 	display   string // the redacted URL for errors and logs
 	scheme    string
 	hostPort  string // host:port, for SSH known_hosts lookups
@@ -163,6 +163,12 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	s.storeDir = filepath.Join(env.StateDir, storeDirName)
 	r := *u.URL
 	r.RawQuery, r.Fragment, r.RawFragment, r.ForceQuery = "", "", "", false
+	if isHTTP(s.scheme) {
+		// The user (often a token: https://TOKEN@host) goes in the
+		// credentials, not in the URL, which go-git repeats in its errors
+		// and the object store keeps on the shared volume.
+		r.User = nil
+	}
 	s.remote = r.String()
 	if s.subdir != "" {
 		sum := sha256.Sum256([]byte(s.subdir))
