@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // Defaults for HTTPOptions, used when a field is left zero.
@@ -95,6 +98,9 @@ type HTTP struct {
 type target struct {
 	url  string // as given; may hold credentials, never logged
 	name string // redacted, for logs and metric labels
+	// secrets are the values of the URL's query, as written and decoded:
+	// none is shown, even where an error or a reply repeats it.
+	secrets []string
 
 	mu    sync.Mutex
 	inbox map[string]Change
@@ -180,9 +186,7 @@ func newTarget(raw string) (*target, error) {
 		}
 		return nil, fmt.Errorf("notify URL: %w", err)
 	}
-	// Logs and metric labels show scheme, host and path only: a query may
-	// carry a token, and Redacted hides only a password.
-	name := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	name := displayName(u)
 	if u.User != nil {
 		return nil, fmt.Errorf("notify URL %s: credentials in the URL are not accepted (they would travel into logs)", name)
 	}
@@ -193,12 +197,76 @@ func newTarget(raw string) (*target, error) {
 		return nil, fmt.Errorf("notify URL %s: no host", name)
 	}
 	return &target{
-		url:   u.String(),
-		name:  name,
-		inbox: make(map[string]Change),
-		wake:  make(chan struct{}, 1),
+		url:     u.String(),
+		name:    name,
+		secrets: queryValues(u.RawQuery),
+		inbox:   make(map[string]Change),
+		wake:    make(chan struct{}, 1),
 	}, nil
 }
+
+// displayName is a URL as logs and metric labels show it: scheme, host and
+// path. A query may carry a token, and url.URL.Redacted hides only a
+// password.
+func displayName(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
+
+// minSecretLen is the shortest query value scrubbed from errors and
+// replies: hiding "1" of "?v=1" would garble "HTTP 401" and hide nothing.
+const minSecretLen = 4
+
+// queryValues returns the values of a raw query long enough to be a
+// credential, both as written and decoded, longest first so that a value
+// is hidden whole before a shorter one inside it.
+func queryValues(rawQuery string) []string {
+	var out []string
+	for _, part := range strings.FieldsFunc(rawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		_, v, _ := strings.Cut(part, "=")
+		if len(v) >= minSecretLen {
+			out = append(out, v)
+		}
+		if d, err := url.QueryUnescape(v); err == nil && d != v && len(d) >= minSecretLen {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out
+}
+
+// scrub hides the target's query values wherever s repeats them.
+func (t *target) scrub(s string) string {
+	for _, v := range t.secrets {
+		s = strings.ReplaceAll(s, v, redact.Placeholder)
+	}
+	return s
+}
+
+// hide rewrites an error of the HTTP client, whose message names the URL
+// with its query (Post "http://app/-/reload?token=..."), to name it as logs
+// do, and scrubs the target's query values from the rest. The original
+// stays in the chain, for errors.Is and As (timeouts, permanence).
+func (t *target) hide(err error) error {
+	msg := err.Error()
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		where := t.name
+		if u, perr := url.Parse(ue.URL); perr == nil {
+			where = displayName(u) // a redirect's target, when it failed there
+		}
+		msg = fmt.Sprintf("%s %s: %v", ue.Op, where, ue.Err)
+	}
+	return &hiddenError{msg: t.scrub(msg), err: err}
+}
+
+// hiddenError shows msg in place of err's own message.
+type hiddenError struct {
+	msg string
+	err error
+}
+
+func (e *hiddenError) Error() string { return e.msg }
+func (e *hiddenError) Unwrap() error { return e.err }
 
 // Notify queues c for every URL and returns at once. A change still
 // pending or being retried for the same source is dropped in favour of c.
@@ -391,7 +459,7 @@ func (h *HTTP) send(ctx context.Context, t *target, c Change) error {
 	}
 	req, err := http.NewRequestWithContext(ctx, h.method, t.url, bytes.NewReader(body))
 	if err != nil {
-		return backoff.Permanent(fmt.Errorf("build notify request for %s: %w", t.name, err))
+		return backoff.Permanent(fmt.Errorf("build notify request for %s: %w", t.name, t.hide(err)))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Ferry-Source", headerValue(c.Source))
@@ -399,15 +467,15 @@ func (h *HTTP) send(ctx context.Context, t *target, c Change) error {
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := h.client.Do(req)
 	if err != nil {
-		// The client's error names the URL with its password stripped.
-		return fmt.Errorf("notify: %w", err)
+		return fmt.Errorf("notify: %w", t.hide(err))
 	}
 	defer resp.Body.Close()
 	reply, _ := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes))
 	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
 		return nil
 	}
-	se := &statusError{Code: resp.StatusCode, Body: snippet(reply), RetryAfter: -1}
+	// An app's error page may echo the request, token and all.
+	se := &statusError{Code: resp.StatusCode, Body: snippet([]byte(t.scrub(string(reply)))), RetryAfter: -1}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		se.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"))
 	}
