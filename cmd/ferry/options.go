@@ -17,6 +17,7 @@ import (
 	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/s3"
+	"github.com/ferrysync/ferry/internal/redact"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -208,12 +209,8 @@ func (o *options) validate() []error {
 		}
 	}
 	for _, u := range o.notifyURLs {
-		p, err := url.Parse(u)
-		switch {
-		case err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "":
-			errs = append(errs, fmt.Errorf("--notify-url %q: need an http:// or https:// URL", redact(u)))
-		case p.User != nil:
-			errs = append(errs, fmt.Errorf("--notify-url %q: credentials in the URL are not accepted (they would travel into logs)", redact(u)))
+		if err := checkNotifyURL(u); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch o.logFormat {
@@ -241,12 +238,25 @@ func validMethod(m string) bool {
 	return true
 }
 
-// redact hides a password in a URL given on the command line.
-func redact(raw string) string {
-	if u, err := url.Parse(raw); err == nil {
-		return u.Redacted()
+// checkNotifyURL refuses a --notify-url that is not an http(s) URL or that
+// holds credentials. The error shows what was given, redacted as logs
+// show URLs: no userinfo, no query value (ferry defines no notify option).
+func checkNotifyURL(raw string) error {
+	shown := redact.String(raw, nil)
+	p, err := url.Parse(raw)
+	switch {
+	case err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != "":
+		if p.User != nil {
+			return fmt.Errorf("--notify-url %q: credentials in the URL are not accepted (they would travel into logs)", shown)
+		}
+		return nil
+	case !strings.Contains(raw, "://"):
+		// "127.0.0.1:9091/-/reload" does not parse, "localhost:9091/x" has
+		// the scheme "localhost": both mean http.
+		return fmt.Errorf("--notify-url %q: need an http:// or https:// URL: put http:// in front of it", shown)
+	default:
+		return fmt.Errorf("--notify-url %q: need an http:// or https:// URL", shown)
 	}
-	return "(unparsable URL)"
 }
 
 // namedSource is one --source, split into its link name and URL.
@@ -262,7 +272,7 @@ func (o *options) namedSources() ([]namedSource, error) {
 	for _, s := range o.sources {
 		if m := sourceName.FindStringSubmatch(s); m != nil {
 			if !sync.ValidName(m[1]) {
-				errs = append(errs, fmt.Errorf("--source %s: invalid name %q", redact(m[2]), m[1]))
+				errs = append(errs, fmt.Errorf("--source %s: invalid name %q", fetch.RedactString(m[2]), m[1]))
 			}
 			out = append(out, namedSource{m[1], m[2]})
 			continue

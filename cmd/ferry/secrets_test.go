@@ -62,6 +62,43 @@ func reflector(code int) http.Handler {
 	})
 }
 
+// breakable serves through the handler a test stored under name in
+// broken, while there is one, and through next otherwise.
+func breakable(broken *gosync.Map, name string, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := broken.Load(name); ok {
+			h.(http.Handler).ServeHTTP(w, r)
+			return
+		}
+		next(w, r)
+	})
+}
+
+// failEachWay makes the named origins (see breakable) answer each code in
+// turn, echoing the request (see reflector), and waits until every named
+// source has failed on it, asking for a sync now rather than waiting for
+// its backoff; then it calls after.
+func failEachWay(t *testing.T, p *ferryProc, broken *gosync.Map, names []string, codes []int, after func()) {
+	t.Helper()
+	for _, code := range codes {
+		for _, name := range names {
+			broken.Store(name, reflector(code))
+		}
+		before := p.status()
+		waitFor(t, 20*time.Second, fmt.Sprintf("%v to fail on HTTP %d", names, code), func() bool {
+			now := p.status()
+			for _, name := range names {
+				if now[name].ConsecutiveFailures <= before[name].ConsecutiveFailures {
+					httpPost("http://" + p.addr + "/sync?source=" + name)
+					return false
+				}
+			}
+			return true
+		})
+		after()
+	}
+}
+
 // authChecker lets a request through to next only with the expected
 // credentials, and remembers that they arrived: a secret never sent would
 // make the test pass for nothing.
@@ -101,16 +138,12 @@ func TestSecretsNeverShow(t *testing.T) {
 	sshKey, sshMarkers, knownHosts := sshKeyFiles(t, dir)
 
 	auth := &authChecker{seen: map[string]bool{}}
-	var mode gosync.Map // origin name -> http.Handler (nil: healthy)
+	var broken gosync.Map // origin name -> http.Handler (none: healthy)
 
 	// HTTP with a bearer token and a header file.
 	web := newTarOrigin(t)
 	web.set(t, 1, nil)
-	web.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := mode.Load("web"); ok {
-			h.(http.Handler).ServeHTTP(w, r)
-			return
-		}
+	web.setFront(breakable(&broken, "web", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") == "Bearer "+secrets["--http-bearer-token-file"] {
 			auth.saw("--http-bearer-token-file")
 		}
@@ -122,11 +155,7 @@ func TestSecretsNeverShow(t *testing.T) {
 	// S3 with static keys and a session token.
 	bucket := newS3Origin(t)
 	bucket.set(t, 1, nil)
-	bucket.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := mode.Load("bucket"); ok {
-			h.(http.Handler).ServeHTTP(w, r)
-			return
-		}
+	bucket.setFront(breakable(&broken, "bucket", func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.Header.Get("Authorization"), "Credential="+secrets["--s3-access-key-file"]+"/") {
 			auth.saw("--s3-access-key-file")
 		}
@@ -139,11 +168,7 @@ func TestSecretsNeverShow(t *testing.T) {
 	// where nothing listens.
 	repo := newGitOriginAuth(t, "ferry", secrets["--git-password-file"])
 	repo.set(t, 1, nil)
-	repo.setFront(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := mode.Load("repo"); ok {
-			h.(http.Handler).ServeHTTP(w, r)
-			return
-		}
+	repo.setFront(breakable(&broken, "repo", func(w http.ResponseWriter, r *http.Request) {
 		if _, p, ok := r.BasicAuth(); ok && p == secrets["--git-password-file"] {
 			auth.saw("--git-password-file")
 		}
@@ -174,23 +199,8 @@ func TestSecretsNeverShow(t *testing.T) {
 	collect()
 
 	// Every origin breaks, in each way, echoing what it was sent.
-	for _, code := range []int{http.StatusInternalServerError, http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden} {
-		for _, name := range []string{"web", "bucket", "repo"} {
-			mode.Store(name, reflector(code))
-		}
-		before := p.status()
-		waitFor(t, 20*time.Second, fmt.Sprintf("every source to fail on HTTP %d", code), func() bool {
-			now := p.status()
-			for _, name := range []string{"web", "bucket", "repo"} {
-				if now[name].ConsecutiveFailures <= before[name].ConsecutiveFailures {
-					httpPost("http://" + p.addr + "/sync?source=" + name)
-					return false
-				}
-			}
-			return true
-		})
-		collect()
-	}
+	failEachWay(t, p, &broken, []string{"web", "bucket", "repo"},
+		[]int{http.StatusInternalServerError, http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden}, collect)
 	if code, _ := p.term(); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
