@@ -19,9 +19,11 @@ const Placeholder = "REDACTED"
 type Keep map[string]func(value string) string
 
 // safeValue is what an option value that Keep shows may hold: names,
-// numbers, refs, regions, S3 version IDs. Anything else (a "?" or "&" that
-// starts a second parameter typed by mistake, "@", ":", a space) is hidden.
-var safeValue = regexp.MustCompile(`^[A-Za-z0-9._~+/-]*$`)
+// numbers, refs, regions, S3 version IDs, lists ("a,b"), "semver:1.x".
+// Anything else (a "?", "&" or "=" that starts a second parameter typed by
+// mistake, "@", a space) is hidden: an option with richer values needs a
+// function of its own in Keep.
+var safeValue = regexp.MustCompile(`^[A-Za-z0-9._~+/:,-]*$`)
 
 // Value shows the whole value, when it is plain (see safeValue).
 func Value(v string) string {

@@ -33,6 +33,8 @@ func TestURLShowsOnlyWhatIsAllowed(t *testing.T) {
 		"https://h/a?ref=main?private_token=abc": "https://h/a?ref=REDACTED",
 		"https://h/a?ref=main;token=abc":         "https://h/a?ref=main;token=REDACTED",
 		"https://h/a?ref=a+b":                    "https://h/a?ref=REDACTED",
+		"https://h/a?ref=semver:1.x&depth=a,b":   "https://h/a?ref=semver:1.x&depth=a,b",
+		"https://h/a?ref=x@y":                    "https://h/a?ref=REDACTED",
 		// Checksums: the type only; a checksum file's URL may be signed.
 		"https://h/a.zip?checksum=sha256:abcd":                      "https://h/a.zip?checksum=sha256:REDACTED",
 		"https://h/a.zip?checksum=file:https://h/SUMS?sig=abc":      "https://h/a.zip?checksum=file:REDACTED",
