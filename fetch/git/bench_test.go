@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"syscall"
@@ -124,6 +125,8 @@ type childSpec struct {
 	// NoWrite reads every blob but writes no file: go-git's share of the
 	// cost (download, pack index, inflating), without the filesystem's.
 	NoWrite bool
+	Options git.Options
+	Limits  fetch.Limits
 }
 
 // childResult is what the child reports back on stdout.
@@ -132,6 +135,28 @@ type childResult struct {
 	PublishSeconds float64 // flush and rename into place
 	Files          int
 	Bytes          int64
+	Error          string // the sync failed: why
+	Permanent      bool   // and retrying could not fix it
+	PeakRSS        int64  // bytes, see peakRSS
+}
+
+// peakRSS is this process's peak resident set size (VmHWM), in bytes. A
+// child reads its own rather than leave it to the parent's rusage: Linux
+// counts into a child's ru_maxrss the peak RSS of the process it was
+// spawned from (Go starts children with vfork, then exec), so a child of a
+// larger test process would report the parent's size.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // benchChild fetches and publishes one revision, as `ferry once` would,
@@ -143,7 +168,9 @@ func benchChild(spec string) int {
 		return 2
 	}
 	if c.URL == "" {
-		return 0 // the idle baseline: a process that does nothing
+		// The idle baseline: a process that does nothing.
+		json.NewEncoder(os.Stdout).Encode(childResult{PeakRSS: peakRSS()})
+		return 0
 	}
 	if p := os.Getenv(cpuProfileEnv); p != "" {
 		f, err := os.Create(p)
@@ -153,7 +180,7 @@ func benchChild(spec string) int {
 		}
 	}
 	start := time.Now()
-	store, err := ferrysync.OpenStore(c.Root, fetch.Limits{})
+	store, err := ferrysync.OpenStore(c.Root, c.Limits)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -164,7 +191,8 @@ func benchChild(spec string) int {
 		return 1
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	src, err := git.New(u, git.Options{}, fetch.Env{StateDir: ferrysync.StateDir(c.Root, "c"), Logger: log})
+	env := fetch.Env{StateDir: ferrysync.StateDir(c.Root, "c"), Logger: log, Limits: c.Limits.WithDefaults()}
+	src, err := git.New(u, c.Options, env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -172,25 +200,23 @@ func benchChild(spec string) int {
 	var res childResult
 	if c.NoWrite {
 		w := &discardWriter{}
-		if _, err := src.Fetch(context.Background(), "", w); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+		_, err = src.Fetch(context.Background(), "", w)
 		res = childResult{FetchSeconds: time.Since(start).Seconds(), Files: w.files, Bytes: w.bytes}
 	} else {
 		st := store.Begin("c", "")
-		rev, err := src.Fetch(context.Background(), "", st)
+		var rev string
+		rev, err = src.Fetch(context.Background(), "", st)
 		fetched := time.Now()
 		if err == nil {
 			err = st.Publish(rev)
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
 		stats := st.Stats()
 		res = childResult{FetchSeconds: fetched.Sub(start).Seconds(), PublishSeconds: time.Since(fetched).Seconds(),
 			Files: stats.Files, Bytes: stats.Bytes}
+	}
+	res.PeakRSS = peakRSS()
+	if err != nil {
+		res.Error, res.Permanent = err.Error(), fetch.IsPermanent(err)
 	}
 	json.NewEncoder(os.Stdout).Encode(res)
 	return 0
@@ -216,9 +242,11 @@ func (d *discardWriter) WriteFile(_ string, _ os.FileMode, _ string, open fetch.
 func (d *discardWriter) Symlink(string, string) error { d.files++; return nil }
 func (d *discardWriter) Mkdir(string) error           { return nil }
 
-// run starts cmd and returns its wall time, peak RSS in MB and stdout;
-// its stderr (a child's log) goes to the benchmark log.
-func run(b *testing.B, cmd *exec.Cmd) (time.Duration, float64, []byte) {
+// run starts cmd and returns its wall time, peak RSS in MiB and stdout;
+// its stderr (a child's log) goes to the test log. The peak RSS is the
+// rusage's, which includes this process's RSS at the time it was spawned
+// (see peakRSS).
+func run(b testing.TB, cmd *exec.Cmd) (time.Duration, float64, []byte) {
 	b.Helper()
 	var out, errOut strings.Builder
 	cmd.Stdout = &out
@@ -236,6 +264,22 @@ func run(b *testing.B, cmd *exec.Cmd) (time.Duration, float64, []byte) {
 	return d, float64(ru.Maxrss) / 1024, []byte(out.String())
 }
 
+// runChild runs one first sync in a child process, the test binary bin
+// (see benchChild), and returns its wall time, its own peak RSS in MiB and
+// its report.
+func runChild(tb testing.TB, bin string, spec childSpec, env ...string) (time.Duration, float64, childResult) {
+	tb.Helper()
+	js, _ := json.Marshal(spec)
+	cmd := exec.Command(bin, "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+string(js)), env...)
+	d, _, out := run(tb, cmd)
+	var res childResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		tb.Fatalf("child said %q: %v", out, err)
+	}
+	return d, float64(res.PeakRSS) / (1 << 20), res
+}
+
 // BenchmarkFirstSync compares a first sync of the 50 MB repository (fetch
 // and publish, in a child process) with `git clone --depth 1` of the same
 // repository from the same server, in the same run. It also compares the
@@ -247,9 +291,7 @@ func BenchmarkFirstSync(b *testing.B) {
 	srv := startHTTP(b, base)
 	url := srv.url("big.git")
 
-	idle := exec.Command(os.Args[0], "-test.run=^$")
-	idle.Env = append(os.Environ(), childEnv+"={}")
-	_, idleRSS, _ := run(b, idle)
+	_, idleRSS, _ := runChild(b, os.Args[0], childSpec{})
 
 	var m struct {
 		ferry, fetch, publish, noWrite, git, gitBare time.Duration
@@ -257,18 +299,12 @@ func BenchmarkFirstSync(b *testing.B) {
 		netBytes                                     int64
 	}
 	child := func(i int, spec childSpec) (time.Duration, float64, childResult) {
-		js, _ := json.Marshal(spec)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+string(js))
+		var env []string
 		if p := os.Getenv(cpuProfileEnv); p != "" {
-			cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%s.%d.%t", cpuProfileEnv, p, i, spec.NoWrite))
+			env = append(env, fmt.Sprintf("%s=%s.%d.%t", cpuProfileEnv, p, i, spec.NoWrite))
 		}
-		d, rss, out := run(b, cmd)
-		var res childResult
-		if err := json.Unmarshal(out, &res); err != nil {
-			b.Fatalf("child said %q: %v", out, err)
-		}
-		if res.Files != benchFiles || res.Bytes != benchTreeSize {
+		d, rss, res := runChild(b, os.Args[0], spec, env...)
+		if res.Error != "" || res.Files != benchFiles || res.Bytes != benchTreeSize {
 			b.Fatalf("child exported %+v, want %d files of %d bytes", res, benchFiles, benchTreeSize)
 		}
 		return d, rss, res
