@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -17,12 +16,10 @@ import (
 // a server that accepts TCP and never speaks would hang a sync past
 // --timeout. Its only hook into the dial is the proxy option, which it
 // resolves through golang.org/x/net/proxy's registry: a dialer registered
-// under deadlineScheme, with the deadline in the URL, sets that deadline on
-// the connection itself. Every read and write of the session is then
-// bounded, the handshake included.
+// under deadlineScheme (global.go), with the deadline in the URL, sets
+// that deadline on the connection itself. Every read and write of the
+// session is then bounded, the handshake included.
 const deadlineScheme = "ferry-deadline"
-
-var registerDeadline sync.Once
 
 // deadlineProxy returns the proxy option that bounds an SSH connection by
 // ctx's deadline; none when ctx has none.
@@ -31,16 +28,16 @@ func deadlineProxy(ctx context.Context) transport.ProxyOptions {
 	if !ok {
 		return transport.ProxyOptions{}
 	}
-	registerDeadline.Do(func() {
-		proxy.RegisterDialerType(deadlineScheme, func(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
-			ns, err := strconv.ParseInt(u.Query().Get("ns"), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("deadline dialer: %w", err)
-			}
-			return &deadlineDialer{deadline: time.Unix(0, ns)}, nil
-		})
-	})
 	return transport.ProxyOptions{URL: deadlineScheme + "://local/?ns=" + strconv.FormatInt(d.UnixNano(), 10)}
+}
+
+// newDeadlineDialer builds the dialer a proxy URL of deadlineProxy names.
+func newDeadlineDialer(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
+	ns, err := strconv.ParseInt(u.Query().Get("ns"), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("deadline dialer: %w", err)
+	}
+	return &deadlineDialer{deadline: time.Unix(0, ns)}, nil
 }
 
 // deadlineDialer dials as go-git would without a proxy option (honouring

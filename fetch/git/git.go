@@ -96,7 +96,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if u == nil || u.URL == nil {
 		return nil, errors.New("git: no URL")
 	}
-	enableThinPacks()
+	setupGoGit()
 	s := &Source{
 		display: u.String(),
 		scheme:  u.URL.Scheme,

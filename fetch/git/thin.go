@@ -1,13 +1,8 @@
 package git
 
 import (
-	"slices"
-	"sync"
-
 	"github.com/go-git/go-git/v5/config"
-	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 )
@@ -16,9 +11,9 @@ import (
 // commit shallow on the server side, which cuts it from the commit we
 // already have; git then excludes our objects only when the client asked
 // for a thin pack ("--objects-edge-aggressive"). go-git never asks (it
-// lists thin-pack among its unsupported capabilities), so without this
-// every new commit would download its whole tree again (measured: 512 KiB
-// for a 1-byte change).
+// lists thin-pack among its unsupported capabilities; global.go removes
+// it), so without this every new commit would download its whole tree
+// again (measured: 512 KiB for a 1-byte change).
 //
 // A thin pack holds deltas against objects outside it, so it cannot be
 // stored as a pack file as is. go-git's parser resolves such deltas
@@ -26,18 +21,6 @@ import (
 // take a whole pack: unpacked gives it exactly that view of the store.
 // The first fetch into an empty store has nothing to be thin against and
 // still goes straight to a pack file.
-//
-// transport.UnsupportedCapabilities is process-wide; ferry is the only user
-// of go-git in the process, and every fetch it makes into a store holding
-// objects goes through unpacked. New enables it once, before any fetch.
-var thinPacks sync.Once
-
-func enableThinPacks() {
-	thinPacks.Do(func() {
-		transport.UnsupportedCapabilities = slices.DeleteFunc(slices.Clone(transport.UnsupportedCapabilities),
-			func(c capability.Capability) bool { return c == capability.ThinPack })
-	})
-}
 
 // looseStorer is the store without its PackfileWriter.
 type looseStorer struct {
