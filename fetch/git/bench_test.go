@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 	if bench.base != "" {
 		os.RemoveAll(bench.base)
 	}
+	if plain.bin != "" {
+		os.RemoveAll(filepath.Dir(plain.bin))
+	}
 	os.Exit(code)
 }
 

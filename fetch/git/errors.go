@@ -36,9 +36,18 @@ func (e *storeError) Unwrap() error { return e.err }
 // user can act on, and marks the ones retrying cannot fix as permanent.
 func (s *Source) wrap(ctx context.Context, op string, err error) error {
 	prefix := fmt.Sprintf("git %s %s", op, s.display)
+	if cause := meterFrom(ctx).err(); cause != nil {
+		// ferry stopped the operation (a limit, a failed write), not the
+		// caller: what go-git made of it (a cancelled read, an EOF) says
+		// nothing useful.
+		err, ctx = cause, context.WithoutCancel(ctx)
+	}
 	var keyErr *knownhosts.KeyError
 	var netErr net.Error
+	var limitErr *limitError
 	switch {
+	case errors.As(err, &limitErr):
+		return fetch.Permanent(fmt.Errorf("%s: %w", prefix, &cause{limitErr.Error(), err}))
 	case diskFull(err):
 		// Checked before net.Error: a write to the store fails mid-fetch.
 		return fmt.Errorf("%s: %w", prefix, &cause{"writing the object store: " + err.Error(), err})

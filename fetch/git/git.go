@@ -1,7 +1,3 @@
-// Package git is the git source: it polls a repository with ls-remote,
-// fetches only new commits (depth 1 by default) into a bare object store
-// kept under the source's state directory, and exports the commit's tree.
-// It runs go-git in process; only git::file:// URLs need the git binary.
 package git
 
 import (
@@ -77,6 +73,7 @@ type Source struct {
 	subdir    string
 	revSuffix string // distinguishes revisions of different subdirs
 	opts      Options
+	bounds    bounds // what one fetch may receive
 	storeDir  string
 	log       *slog.Logger
 }
@@ -103,6 +100,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		subdir:  u.Subdir,
 		depth:   DefaultDepth,
 		opts:    o,
+		bounds:  boundsFor(env.Limits),
 		log:     env.Logger,
 	}
 	if s.log == nil {
@@ -302,14 +300,6 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	return rev, nil
 }
 
-// proxy bounds SSH connections by ctx's deadline (see deadline.go).
-func (s *Source) proxy(ctx context.Context) transport.ProxyOptions {
-	if s.scheme != "ssh" {
-		return transport.ProxyOptions{}
-	}
-	return deadlineProxy(ctx)
-}
-
 // wantRef is what ls-remote said the ref points at.
 type wantRef struct {
 	name        plumbing.ReferenceName // the remote ref to fetch
@@ -320,6 +310,8 @@ type wantRef struct {
 // lsRemote lists the remote's refs: one small request, the whole cost of
 // a poll that finds nothing new.
 func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*plumbing.Reference, error) {
+	ctx, _, done := s.startMeter(ctx)
+	defer done()
 	r := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
 	refs, err := r.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled, ProxyOptions: s.proxy(ctx)})
 	if err != nil {

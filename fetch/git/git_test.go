@@ -31,9 +31,12 @@ type target struct {
 	store *ferrysync.Store
 }
 
-func newTarget(t *testing.T) *target {
+func newTarget(t *testing.T) *target { return newLimitedTarget(t, fetch.Limits{}) }
+
+// newLimitedTarget is a target whose Writer enforces limits.
+func newLimitedTarget(t *testing.T, limits fetch.Limits) *target {
 	root := t.TempDir()
-	st, err := ferrysync.OpenStore(root, fetch.Limits{})
+	st, err := ferrysync.OpenStore(root, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,12 +138,20 @@ func (tg *target) assertTree(want map[string]string) {
 // newSource builds a git source for raw; it fails the test on error.
 func newSource(t *testing.T, raw string, o git.Options, stateDir string) (*git.Source, *logBuffer) {
 	t.Helper()
+	return newSourceEnv(t, raw, o, fetch.Env{StateDir: stateDir})
+}
+
+// newSourceEnv is newSource with more of the environment; the logger is
+// the returned buffer's.
+func newSourceEnv(t *testing.T, raw string, o git.Options, env fetch.Env) (*git.Source, *logBuffer) {
+	t.Helper()
 	log, buf := newLogger()
 	u, err := fetch.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := git.New(u, o, fetch.Env{StateDir: stateDir, Logger: log})
+	env.Logger = log
+	s, err := git.New(u, o, env)
 	if err != nil {
 		t.Fatalf("New(%s): %v", raw, err)
 	}

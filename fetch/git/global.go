@@ -1,11 +1,14 @@
 package git
 
 import (
+	"net/http"
 	"slices"
 	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/plumbing/transport/client"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"golang.org/x/net/proxy"
 )
 
@@ -24,9 +27,20 @@ func setupGoGit() {
 		transport.UnsupportedCapabilities = slices.DeleteFunc(slices.Clone(transport.UnsupportedCapabilities),
 			func(c capability.Capability) bool { return c == capability.ThinPack })
 
-		// The SSH dialer (see deadline.go): go-git dials SSH without the
-		// fetch's context; its proxy option, resolved through x/net/proxy's
-		// registry of URL schemes, is the only way to reach the connection.
-		proxy.RegisterDialerType(deadlineScheme, newDeadlineDialer)
+		// The SSH dialer (see dial.go): go-git dials SSH without the
+		// fetch's context and reads it without bound; its proxy option,
+		// resolved through x/net/proxy's registry of URL schemes, is the
+		// only way to reach the connection.
+		proxy.RegisterDialerType(dialScheme, newDialer)
+
+		// HTTP(S) through a client that counts response bodies against the
+		// budget of the request's context (see limit.go): go-git picks the
+		// transport of a URL scheme from a process-wide table. The client is
+		// go-git's default but for its RoundTripper; go-git would clone the
+		// RoundTripper as an *http.Transport only for per-endpoint TLS or
+		// proxy options, which ferry does not set for HTTP.
+		c := githttp.NewClient(&http.Client{Transport: meteredTransport{base: http.DefaultTransport}})
+		client.InstallProtocol("http", c)
+		client.InstallProtocol("https", c)
 	})
 }

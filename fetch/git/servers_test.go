@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -160,6 +161,9 @@ func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
 		},
 		InheritEnv: []string{"PATH"},
 		Stderr:     io.Discard, // "not a git repository" is what some tests ask for
+		// "copy error: broken pipe": a client stopped reading, as the tests
+		// of the limits make it.
+		Logger: log.New(io.Discard, "", 0),
 	}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.user != "" {
@@ -361,3 +365,56 @@ func newLogger() (*slog.Logger, *logBuffer) {
 	buf := &logBuffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }
+
+// gitDaemon serves git:// with git daemon in inetd mode: one process per
+// connection, on a socket the test accepts, so no port is ever raced for.
+type gitDaemon struct {
+	ln   net.Listener
+	base string
+	env  []string
+	wg   gosync.WaitGroup
+}
+
+func startGitDaemon(t testing.TB, base string) *gitDaemon {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &gitDaemon{ln: ln, base: base, env: gitEnv(filepath.Join(base, ".home"))}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			d.wg.Add(1)
+			go func() {
+				defer d.wg.Done()
+				d.serve(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		d.wg.Wait()
+	})
+	return d
+}
+
+func (d *gitDaemon) serve(conn net.Conn) {
+	defer conn.Close()
+	f, err := conn.(*net.TCPConn).File() // the socket itself as stdin and stdout
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	cmd := exec.Command("git", "daemon", "--inetd", "--export-all", "--base-path="+d.base)
+	cmd.Env = d.env
+	cmd.Stdin, cmd.Stdout = f, f
+	cmd.Run()
+}
+
+func (d *gitDaemon) url(name string) string { return "git::git://" + d.ln.Addr().String() + "/" + name }

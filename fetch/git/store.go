@@ -20,7 +20,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -202,6 +201,14 @@ func (s *Source) objectFiles() (packs, loose int) {
 	return len(m), len(l)
 }
 
+// objectPaths lists every file of the pack directory (packs, indexes,
+// temporary files) and every loose object.
+func (s *Source) objectPaths() []string {
+	p, _ := filepath.Glob(filepath.Join(s.storeDir, "objects", "pack", "*"))
+	l, _ := filepath.Glob(filepath.Join(s.storeDir, "objects", "[0-9a-f][0-9a-f]", "*"))
+	return append(p, l...)
+}
+
 // resetStore replaces st with a new, empty store.
 func (s *Source) resetStore(st *store) error {
 	st.close()
@@ -279,14 +286,19 @@ func (s *Source) peelError(h plumbing.Hash, err error) error {
 }
 
 // fetchSpecs runs one fetch with forced refspecs (force-pushes and rewinds
-// replace the local ref) and no tags.
+// replace the local ref) and no tags, bounded by the limits (limit.go,
+// pack.go). A failed fetch leaves the store as it found it.
 func (s *Source) fetchSpecs(ctx context.Context, st *store, auth transport.AuthMethod, depth int, specs ...config.RefSpec) error {
-	var sto storage.Storer = st.st
+	var into storer.Storer = st.st
 	if _, err := st.st.Reference(fetchedRef); err == nil {
 		// The server will send a thin pack (see thin.go): store its objects
 		// loose, resolving deltas against what the store holds.
-		sto = unpacked(st.st)
+		into = unpacked(st.st)
 	}
+	ctx, m, done := s.startMeter(ctx)
+	defer done()
+	sto := &meteredStorer{Storer: st.st, into: into, dir: filepath.Join(s.storeDir, "objects", "pack"), meter: m}
+	rb := s.rollbackPoint(st)
 	remote := gogit.NewRemote(sto, &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
 	err := remote.FetchContext(ctx, &gogit.FetchOptions{
 		RemoteName: remoteName,
@@ -299,10 +311,11 @@ func (s *Source) fetchSpecs(ctx context.Context, st *store, auth transport.AuthM
 		// go-git does not bound the SSH dial and handshake by ctx.
 		ProxyOptions: s.proxy(ctx),
 	})
-	if err != nil && !errors.Is(err, gogit.NoErrAlreadyUpToDate) {
-		return s.wrap(ctx, "fetch", err)
+	if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+		return nil
 	}
-	return nil
+	s.undo(st, rb)
+	return s.wrap(ctx, "fetch", err)
 }
 
 // fetchSHA fetches a pinned commit: by the ref that points at it when there

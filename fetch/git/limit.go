@@ -1,0 +1,197 @@
+package git
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// What one fetch may receive follows from the revision limits, so that an
+// origin cannot make ferry download, store or hold in memory more than the
+// Writer would ever accept. A pack carries more than the published files:
+// the commit, every tree, and with depth > 1 older versions of files. It is
+// compressed, but the files of a configuration tree are mostly text, so it
+// rarely comes near the tree's size; random data does not compress and
+// makes the pack as large as the tree.
+const (
+	// The margin is what a pack may carry beyond --max-bytes: a quarter
+	// of it, and at least minPackMargin. With depth > 1 (or the full
+	// history a pinned commit may need) the history must fit in it too.
+	packMarginShare = 4
+	minPackMargin   = 16 << 20
+	// objectsPerFile and extraObjects bound the objects in one pack: a
+	// blob and a tree per file at worst, twice that for history. go-git
+	// keeps ~200 bytes of bookkeeping per object, so a pack of millions of
+	// tiny objects would cost gigabytes without this.
+	objectsPerFile = 4
+	extraObjects   = 10_000
+)
+
+// bounds are the limits of one fetch, derived from fetch.Limits.
+type bounds struct {
+	maxBytes int64 // --max-bytes, for the messages
+	margin   int64
+	// packBytes bounds what one network operation receives (the HTTP
+	// bodies or the SSH connection) and the pack written to the store.
+	packBytes int64
+	// objectSize bounds one object: go-git's pack parser reads each
+	// object whole into memory. A file over --max-file-size (or
+	// --max-bytes, when lower) can never be published; the margin leaves
+	// room for a large tree.
+	objectSize     int64
+	objectSizeFlag string
+	objects        uint32
+}
+
+func boundsFor(l fetch.Limits) bounds {
+	l = l.WithDefaults()
+	margin := max(minPackMargin, l.MaxBytes/packMarginShare)
+	b := bounds{
+		maxBytes:       l.MaxBytes,
+		margin:         margin,
+		packBytes:      satAdd(l.MaxBytes, margin),
+		objectSize:     satAdd(l.MaxFileSize, minPackMargin),
+		objectSizeFlag: "--max-file-size",
+		objects:        uint32(min(int64(l.MaxFiles)*objectsPerFile+extraObjects, math.MaxUint32)),
+	}
+	if l.MaxBytes < l.MaxFileSize {
+		b.objectSize, b.objectSizeFlag = satAdd(l.MaxBytes, minPackMargin), "--max-bytes"
+	}
+	return b
+}
+
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// limitError is a fetch stopped by its bounds. Retrying fetches the same
+// commit again: it is permanent until the origin or the limits change.
+type limitError struct{ msg string }
+
+func (e *limitError) Error() string { return e.msg }
+
+func overLimit(format string, args ...any) error {
+	return fetch.Permanent(&limitError{fmt.Sprintf(format, args...)})
+}
+
+// meter watches one network operation (an ls-remote, a fetch). Two
+// counters share its bound: the bytes the transport reads, where it can
+// count them (HTTP bodies, the SSH connection; this also bounds a ref
+// advertisement without end), and the pack bytes written to the store, for
+// every transport (the only count for git:// and file://). The first
+// failure, a count past the bound or a failed write, stops the operation
+// by cancelling its context: go-git then tears the transport down at its
+// next read, which is the only way it stops a file:// git process (an
+// error returned to it instead leaves the process blocked on its pipe).
+type meter struct {
+	bounds
+	id         uint64 // names it to the SSH dialer (dial.go)
+	wire, pack atomic.Int64
+	cancel     context.CancelFunc
+	mu         sync.Mutex
+	cause      error
+}
+
+// add counts n more bytes on c and fails once c passes the bound.
+func (m *meter) add(c *atomic.Int64, n int) error {
+	if c.Add(int64(n)) > m.packBytes {
+		m.stop(overLimit("the origin sent more than %d bytes (--max-bytes %d plus a margin of %d for trees, commits and history)",
+			m.packBytes, m.maxBytes, m.margin))
+	}
+	return m.err()
+}
+
+// stop ends the operation because of err, unless it was stopped already.
+func (m *meter) stop(err error) {
+	m.mu.Lock()
+	if m.cause == nil {
+		m.cause = err
+	}
+	m.mu.Unlock()
+	m.cancel()
+}
+
+// err is why the operation was stopped; nil while it runs, and when only
+// its caller's context ended it.
+func (m *meter) err() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cause
+}
+
+var (
+	// liveMeters holds the meters of the operations in progress by id:
+	// go-git gives the SSH dialer a proxy URL and nothing else.
+	liveMeters sync.Map
+	meterIDs   atomic.Uint64
+)
+
+type meterKey struct{}
+
+// startMeter starts watching one network operation. The meter rides in
+// the returned context (the HTTP client reads it from the request) and in
+// liveMeters (the SSH dialer finds it by the id in its proxy URL); the
+// context is cancelled when the meter stops it. done forgets it.
+func (s *Source) startMeter(ctx context.Context) (_ context.Context, _ *meter, done func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	m := &meter{bounds: s.bounds, id: meterIDs.Add(1), cancel: cancel}
+	liveMeters.Store(m.id, m)
+	return context.WithValue(ctx, meterKey{}, m), m, func() {
+		liveMeters.Delete(m.id)
+		cancel()
+	}
+}
+
+func meterFrom(ctx context.Context) *meter {
+	m, _ := ctx.Value(meterKey{}).(*meter)
+	return m
+}
+
+// meteredTransport is the HTTP client's transport: it counts each
+// response body on the meter of the request's context.
+type meteredTransport struct{ base http.RoundTripper }
+
+func (t meteredTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if m := meterFrom(req.Context()); err == nil && m != nil {
+		resp.Body = &meteredBody{ReadCloser: resp.Body, m: m}
+	}
+	return resp, err
+}
+
+type meteredBody struct {
+	io.ReadCloser
+	m *meter
+}
+
+func (b *meteredBody) Read(p []byte) (int, error) { return b.m.read(b.ReadCloser.Read(p)) }
+
+// meteredConn counts what an SSH connection reads.
+type meteredConn struct {
+	net.Conn
+	m *meter
+}
+
+func (c *meteredConn) Read(p []byte) (int, error) { return c.m.read(c.Conn.Read(p)) }
+
+// read counts the n bytes a transport's Read returned; past the bound it
+// returns the limit error instead of err.
+func (m *meter) read(n int, err error) (int, error) {
+	if merr := m.add(&m.wire, n); merr != nil {
+		return n, merr
+	}
+	return n, err
+}
