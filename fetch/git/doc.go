@@ -3,6 +3,16 @@
 // kept under the source's state directory, and exports the commit's tree.
 // It runs go-git in process; only git::file:// URLs need the git binary.
 //
+// # Revisions
+//
+// The revision is the commit SHA. With a //subdir it is the SHA of the
+// subdirectory's tree, so a commit that leaves the subdirectory alone is
+// no new revision (nothing published, nobody notified); OriginRevision
+// still names the commit. Learning that tree costs the fetch of the new
+// commit (a thin pack); a poll that finds the ref unchanged costs one
+// ls-remote, also after a restart, since the object store keeps the last
+// commit fetched.
+//
 // # Limits
 //
 // What a fetch may receive follows from the revision limits (--max-bytes,

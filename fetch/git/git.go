@@ -2,8 +2,6 @@ package git
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,11 +14,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 
@@ -62,23 +62,33 @@ func (o *Options) AddFlags(fs *flag.FlagSet) {
 // Source publishes the tree of one ref of a git repository. Fetch is not
 // safe for concurrent use; the sync loop never calls it concurrently.
 type Source struct {
-	remote    string // the URL go-git dials: no query, no password, no HTTP user
-	display   string // the redacted URL for errors and logs
-	scheme    string
-	hostPort  string // host:port, for SSH known_hosts lookups
-	urlUser   string
-	ref       string        // as given; "" follows the remote HEAD
-	sha       plumbing.Hash // set when ref is a full commit SHA
-	depth     int
-	subdir    string
-	revSuffix string // distinguishes revisions of different subdirs
-	opts      Options
-	bounds    bounds // what one fetch may receive
-	storeDir  string
-	log       *slog.Logger
+	remote   string // the URL go-git dials: no query, no password, no HTTP user
+	display  string // the redacted URL for errors and logs
+	scheme   string
+	hostPort string // host:port, for SSH known_hosts lookups
+	urlUser  string
+	ref      string        // as given; "" follows the remote HEAD
+	sha      plumbing.Hash // set when ref is a full commit SHA
+	depth    int
+	subdir   string
+	opts     Options
+	bounds   bounds // what one fetch may receive
+	storeDir string
+	log      *slog.Logger
+	// last is the commit behind the revision the last Fetch returned.
+	last atomic.Pointer[origin]
 }
 
-var _ fetch.Source = (*Source)(nil)
+// origin ties a revision to the commit it was taken from.
+type origin struct {
+	commit plumbing.Hash
+	rev    string
+}
+
+var (
+	_ fetch.Source         = (*Source)(nil)
+	_ fetch.OriginReporter = (*Source)(nil)
+)
 
 var (
 	fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
@@ -168,10 +178,6 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		r.User = nil
 	}
 	s.remote = r.String()
-	if s.subdir != "" {
-		sum := sha256.Sum256([]byte(s.subdir))
-		s.revSuffix = hex.EncodeToString(sum[:4])
-	}
 	fetch.WarnExposedSecret(s.log, "--git-password-file", o.PasswordFile)
 	fetch.WarnExposedSecret(s.log, "--git-ssh-key-file", o.SSHKeyFile)
 	return s, nil
@@ -218,26 +224,41 @@ func (s *Source) parseQuery(q url.Values) []error {
 
 func isHTTP(scheme string) bool { return scheme == "http" || scheme == "https" }
 
-// revision names a published tree: the commit SHA, plus a digest of the
-// subdir when there is one, so that changing //subdir republishes.
-func (s *Source) revision(h plumbing.Hash) string {
-	if s.revSuffix == "" {
-		return h.String()
+// OriginRevision returns the commit the last successful Fetch resolved:
+// for a //subdir source, the newest commit whose subdirectory is the
+// published revision. It is "" before the first. Safe to call while Fetch
+// runs.
+func (s *Source) OriginRevision() string {
+	if o := s.last.Load(); o != nil {
+		return o.commit.String()
 	}
-	return h.String() + "-" + s.revSuffix
+	return ""
+}
+
+// unchanged tells, without the object store, whether commit c is known to
+// publish prev: always when the revision is the commit; for a //subdir,
+// when c is the commit the last Fetch resolved to prev.
+func (s *Source) unchanged(c plumbing.Hash, prev string) bool {
+	if s.subdir == "" {
+		return c.String() == prev
+	}
+	o := s.last.Load()
+	return o != nil && o.commit == c && o.rev == prev
 }
 
 // Fetch resolves the ref with ls-remote and, when it names a commit other
 // than the published one, fetches that commit into the object store (unless
-// it is already there) and writes its tree through w.
+// it is already there) and writes its tree through w. The revision is the
+// commit SHA; for a //subdir source it is the subdirectory's tree SHA, so
+// a commit that leaves the subdirectory alone returns prev.
 func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if !s.sha.IsZero() && s.revision(s.sha) == prev {
+	if !s.sha.IsZero() && s.unchanged(s.sha, prev) {
 		// A pinned commit never changes: no network at all.
-		return prev, nil
+		return s.done(s.sha, prev), nil
 	}
 	auth, err := s.auth(ctx)
 	if err != nil {
@@ -256,8 +277,8 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		if want, err = s.resolve(refs); err != nil {
 			return "", err
 		}
-		if want.commitKnown && s.revision(want.hash) == prev {
-			return prev, nil
+		if want.commitKnown && s.unchanged(want.hash, prev) {
+			return s.done(want.hash, prev), nil
 		}
 	}
 
@@ -270,6 +291,8 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		s.removeTempObjects()
 	}()
 
+	// A commit the store holds (the last one fetched, after a restart)
+	// costs no download; a new one comes as a thin pack.
 	commit, fetched, err := s.commit(ctx, st, auth, want)
 	if err != nil {
 		if diskFull(err) {
@@ -282,22 +305,47 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		return "", err
 	}
 	fetchedAt := time.Now()
-	rev := s.revision(commit.Hash)
+	tree, err := s.tree(st, commit)
+	if err != nil {
+		return "", s.exportError(st, commit, err)
+	}
+	rev := s.revision(commit, tree)
 	if rev == prev {
-		return prev, nil
+		return s.done(commit.Hash, prev), nil
 	}
-	if err := s.export(ctx, st, commit, w); err != nil {
-		var se *storeError
-		if errors.As(err, &se) {
-			st.close()
-			s.discardStore(err)
-			return "", fmt.Errorf("git export %s commit %s: object store was unreadable and has been removed; the next sync fetches again: %w", s.display, commit.Hash, err)
-		}
-		return "", fmt.Errorf("git export %s commit %s: %w", s.display, commit.Hash, err)
+	if err := s.export(ctx, st, tree, w); err != nil {
+		return "", s.exportError(st, commit, err)
 	}
-	s.log.Info("git commit exported", "commit", commit.Hash.String(), "downloaded", fetched,
+	s.log.Info("git commit exported", "commit", commit.Hash.String(), "revision", rev, "downloaded", fetched,
 		"fetch_duration", fetchedAt.Sub(start).Round(time.Millisecond), "export_duration", time.Since(fetchedAt).Round(time.Millisecond))
-	return rev, nil
+	return s.done(commit.Hash, rev), nil
+}
+
+// exportError says which commit could not be exported. An unreadable
+// store is removed, so the next sync fetches again.
+func (s *Source) exportError(st *store, c *object.Commit, err error) error {
+	var se *storeError
+	if errors.As(err, &se) {
+		st.close()
+		s.discardStore(err)
+		return fmt.Errorf("git export %s commit %s: object store was unreadable and has been removed; the next sync fetches again: %w", s.display, c.Hash, err)
+	}
+	return fmt.Errorf("git export %s commit %s: %w", s.display, c.Hash, err)
+}
+
+// revision names what Fetch publishes from commit c, whose published tree
+// (the root or the //subdir) is tree.
+func (s *Source) revision(c *object.Commit, tree *object.Tree) string {
+	if s.subdir == "" {
+		return c.Hash.String()
+	}
+	return tree.Hash.String()
+}
+
+// done remembers that commit c gave rev, and returns rev.
+func (s *Source) done(c plumbing.Hash, rev string) string {
+	s.last.Store(&origin{commit: c, rev: rev})
+	return rev
 }
 
 // wantRef is what ls-remote said the ref points at.

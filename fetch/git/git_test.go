@@ -339,16 +339,16 @@ func TestSubdirPublishesOnlyThatTree(t *testing.T) {
 	tg := newTarget(t)
 	src, _ := newSource(t, "git::"+srv.URL+"/r.git//conf/prod?ref=main", git.Options{}, tg.stateDir())
 	rev := tg.mustSync(src)
-	if !strings.HasPrefix(rev, sha) {
-		t.Fatalf("revision %s does not start with the commit %s", rev, sha)
+	if want := r.git("rev-parse", sha+":conf/prod"); rev != want {
+		t.Fatalf("revision %s, want the tree of conf/prod %s", rev, want)
 	}
 	tg.assertTree(map[string]string{"app.yaml": "prod", "x/y": "deep"})
 
 	// Another subdir of the same commit is another revision: a restart
 	// with a changed //subdir must not keep the old tree.
 	other, _ := newSource(t, "git::"+srv.URL+"/r.git//conf/dev?ref=main", git.Options{}, tg.stateDir())
-	if rev2 := tg.mustSync(other); rev2 == rev || !strings.HasPrefix(rev2, sha) {
-		t.Fatalf("revision %s for another subdir of %s (first %s)", rev2, sha, rev)
+	if rev2 := tg.mustSync(other); rev2 != r.git("rev-parse", sha+":conf/dev") {
+		t.Fatalf("revision %s for conf/dev of %s (conf/prod: %s)", rev2, sha, rev)
 	}
 	tg.assertTree(map[string]string{"app.yaml": "dev"})
 
