@@ -52,8 +52,9 @@ func TestMain(m *testing.M) {
 	if bench.base != "" {
 		os.RemoveAll(bench.base)
 	}
-	if plain.bin != "" {
-		os.RemoveAll(filepath.Dir(plain.bin))
+	if plain.done != nil {
+		<-plain.done
+		os.RemoveAll(plain.dir)
 	}
 	os.Exit(code)
 }
