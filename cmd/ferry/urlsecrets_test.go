@@ -69,6 +69,11 @@ func TestURLSecretsInvalidConfigurationNeverShow(t *testing.T) {
 	q := secretQuery(urlSecretParams(t))
 	for _, tc := range []struct{ name, cmd, flag, value, want string }{
 		{"git option unknown", "once", "--source", "cfg=git::https://127.0.0.1:1/r.git?ref=main&" + q, "git option"},
+		// A second "?" typed by mistake makes the secret part of an option's
+		// value: the backend's own message must not echo it.
+		{"git ref with a query typed into it", "once", "--source", "cfg=git::https://127.0.0.1:1/r.git?ref=main?private_token=" + urlSecretMarker, "git option ref"},
+		{"git depth with a query typed into it", "once", "--source", "cfg=git::https://127.0.0.1:1/r.git?depth=1?private_token=" + urlSecretMarker, "git option depth"},
+		{"http archive with a query typed into it", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?archive=tgz?private_token=" + urlSecretMarker, "archive="},
 		{"git over SSH without a key", "once", "--source", "cfg=git::ssh://git@127.0.0.1:1/r.git?" + q, "git-ssh-key-file"},
 		{"http archive invalid", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?archive=rar&" + q, `archive="rar"`},
 		{"http checksum invalid", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?checksum=sha256:zz&" + q, "checksum"},

@@ -25,6 +25,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // DefaultDepth is how many commits a fetch asks for: the tree of the tip is
@@ -199,14 +200,14 @@ func (s *Source) parseQuery(q url.Values) []error {
 				s.ref = strings.ToLower(v)
 				s.sha = plumbing.NewHash(s.ref)
 			case badRef.MatchString(v):
-				errs = append(errs, fmt.Errorf("git option ref %q is not a valid branch, tag or full commit SHA", v))
+				errs = append(errs, fmt.Errorf("git option ref %q is not a valid branch, tag or full commit SHA", redact.Value(v)))
 			default:
 				s.ref = v
 			}
 		case "depth":
 			d, err := strconv.Atoi(v)
 			if err != nil || d < 0 {
-				errs = append(errs, fmt.Errorf("git option depth %q: want a whole number >= 0 (0: full history)", v))
+				errs = append(errs, fmt.Errorf("git option depth %q: want a whole number >= 0 (0: full history)", redact.Value(v)))
 			}
 			s.depth = d
 		case "submodules":
@@ -408,7 +409,7 @@ func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
 		// at a tag object, which is peeled once it is in the store.
 		return wantRef{name: name, hash: ref.Hash(), commitKnown: !name.IsTag()}, nil
 	}
-	what := fmt.Sprintf("ref %q not found (no branch or tag of that name; a commit must be given as a full 40-character SHA)", s.ref)
+	what := fmt.Sprintf("ref %q not found (no branch or tag of that name; a commit must be given as a full 40-character SHA)", redact.Value(s.ref))
 	if s.ref == "" {
 		what = "remote HEAD not found (give ?ref=BRANCH)"
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // DefaultMaxBodyBytes bounds a download, and the bytes an archive expands
@@ -227,7 +228,7 @@ func archiveFormat(v string, given bool, urlPath string) (format, error) {
 		case "false":
 			return formatFile, nil
 		}
-		return formatFile, fmt.Errorf("archive=%q: want tar.gz, tgz, tar, zip or false", v)
+		return formatFile, fmt.Errorf("archive=%q: want tar.gz, tgz, tar, zip or false", redact.Value(v))
 	}
 	p := strings.ToLower(urlPath)
 	switch {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // location is where a source's content lives, resolved from the URL and
@@ -125,7 +126,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 	l.region = q.Get("region")
 	switch {
 	case l.region != "" && hostRegion != "" && l.region != hostRegion:
-		return l, fmt.Errorf("S3 URL %s: region %q contradicts the host's region %q", fetch.Redact(u.URL), l.region, hostRegion)
+		return l, fmt.Errorf("S3 URL %s: region %q contradicts the host's region %q", fetch.Redact(u.URL), redact.Value(l.region), hostRegion)
 	case l.region == "" && hostRegion != "":
 		l.region = hostRegion
 	case l.region == "":
