@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -251,5 +253,76 @@ func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
 	}
 	if n := pages.Load(); n > 10 {
 		t.Errorf("%d pages listed past a limit of 5 pages' worth of keys", n)
+	}
+}
+
+// TestSubdirIgnoresCommitsElsewhere: the shipped Prometheus manifest syncs
+// git //prod; a commit that changes only other directories must not swap
+// the link or reload the app, and one inside it must, once, naming the
+// commit.
+func TestSubdirIgnoresCommitsElsewhere(t *testing.T) {
+	requireGit(t)
+	o := newGitOrigin(t)
+	o.set(t, 1, map[string]string{"prod/app.yaml": "v: 1\n", "staging/app.yaml": "v: 1\n"})
+	var (
+		mu     gosync.Mutex
+		bodies []map[string]string
+	)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]string
+		json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		bodies = append(bodies, body)
+		mu.Unlock()
+	}))
+	t.Cleanup(app.Close)
+	notified := func() []map[string]string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]map[string]string(nil), bodies...)
+	}
+	root := t.TempDir()
+	p := startFerry(t, procOptions{root: root, args: []string{"--source", "cfg=git::" + o.srv.URL + "/config.git//prod?ref=main",
+		"--period", "100ms", "--notify-url", app.URL + "/-/reload"}})
+	link := filepath.Join(root, "cfg")
+	waitFor(t, 20*time.Second, "the first publish", func() bool { _, err := os.Stat(filepath.Join(link, "app.yaml")); return err == nil })
+	first, _ := os.Readlink(link)
+	head := func() string {
+		out, err := exec.Command("git", "-C", o.dir, "rev-parse", "HEAD").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+
+	o.set(t, 2, map[string]string{"prod/app.yaml": "v: 1\n", "staging/app.yaml": "v: 2\n"})
+	elsewhere := head()
+	waitFor(t, 10*time.Second, "the commit elsewhere to be seen", func() bool {
+		var st struct {
+			Sources []struct {
+				OriginRevision string `json:"origin_revision"`
+			}
+		}
+		json.Unmarshal([]byte(p.get("/status")), &st)
+		return len(st.Sources) == 1 && st.Sources[0].OriginRevision == elsewhere
+	})
+	time.Sleep(500 * time.Millisecond) // a few more polls
+	if now, _ := os.Readlink(link); now != first {
+		t.Fatalf("a commit outside //prod swapped the link: %s -> %s", first, now)
+	}
+	if n := notified(); len(n) != 0 {
+		t.Fatalf("a commit outside //prod notified the app: %v", n)
+	}
+
+	o.set(t, 3, map[string]string{"prod/app.yaml": "v: 3\n", "staging/app.yaml": "v: 2\n"})
+	inside := head()
+	waitFor(t, 10*time.Second, "one notify", func() bool { return len(notified()) == 1 })
+	time.Sleep(300 * time.Millisecond)
+	n := notified()
+	if len(n) != 1 || n[0]["origin_revision"] != inside || n[0]["revision"] == "" || n[0]["revision"] == inside {
+		t.Fatalf("notified %v, want one change naming the tree as revision and commit %s as origin_revision", n, inside)
+	}
+	if data, _ := os.ReadFile(filepath.Join(link, "app.yaml")); string(data) != "v: 3\n" {
+		t.Fatalf("published %q", data)
 	}
 }
