@@ -370,9 +370,13 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	} else {
 		src.setVerified(time.Now())
 	}
-	src.log.Info(result, "revision", rev, "previous", prev, "origin_revision", origin,
+	attrs := []any{"revision", rev, "previous", prev,
 		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "reread", stats.Reread, "damaged", stats.Damaged,
-		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond))
+		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond)}
+	if origin != "" && origin != rev {
+		attrs = append(attrs, "origin_revision", origin)
+	}
+	src.log.Info(result, attrs...)
 	if prev != "" {
 		c := signal.Change{Source: src.Name, Revision: rev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
 		for _, n := range s.cfg.Notifiers {
