@@ -30,9 +30,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/ferrysync/ferry/internal/localproc"
 )
 
 // fsizeEnv makes the test binary a launcher: it sets RLIMIT_FSIZE to the

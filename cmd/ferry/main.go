@@ -166,9 +166,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	d := &daemon{opts: o, log: log, registry: reg, root: root}
 
-	limits := fetch.Limits{
-		MaxBytes: int64(o.maxBytes), MaxFiles: o.maxFiles, MaxFileSize: int64(o.maxFileSize),
-	}.WithDefaults()
+	limits := o.limits.WithDefaults()
 	registry := sources(o)
 	var srcs []sync.Source
 	var errs []error

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
@@ -40,9 +39,7 @@ type options struct {
 	maxFailures  int
 	maxStaleness time.Duration
 	verifyPeriod time.Duration
-	maxBytes     sizeFlag
-	maxFiles     int
-	maxFileSize  sizeFlag
+	limits       fetch.Limits
 
 	httpAddr      string
 	syncTokenFile string
@@ -57,50 +54,18 @@ type options struct {
 	logFormat string
 	logLevel  string
 
-	http    fhttp.Options
-	httpMax sizeFlag
-	s3      s3.Options
-	git     git.Options
+	http fhttp.Options
+	s3   s3.Options
+	git  git.Options
 }
 
-// flagSet declares every flag, with defaults and help from the same
-// constants the packages use; each backend declares its own flags.
+// flagSet declares every setting of the table as a flag.
 func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("ferry "+cmd, flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.Var(&o.sources, "source", "`[NAME=]URL` of a source; repeat for several (env: one per line)")
-	fs.StringVar(&o.root, "root", "", "directory shared with the app; each source is published as ROOT/NAME (required)")
-	fs.StringVar(&o.link, "link", defaultLink, "link `name` for a single source given without NAME=")
-	fs.DurationVar(&o.period, "period", sync.DefaultPeriod, "poll interval, jittered by +-10%")
-	fs.IntVar(&o.keep, "keep", sync.DefaultKeep, "published revisions retained per source, the current one included")
-	fs.DurationVar(&o.timeout, "timeout", sync.DefaultTimeout, "bound on one fetch and publish")
-	fs.DurationVar(&o.onceTimeout, "once-timeout", sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")
-	fs.IntVar(&o.maxFailures, "max-failures", 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")
-	fs.DurationVar(&o.maxStaleness, "max-staleness", 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")
-	fs.DurationVar(&o.verifyPeriod, "verify-period", sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")
-	o.maxBytes = sizeFlag(fetch.DefaultMaxBytes)
-	fs.Var(&o.maxBytes, "max-bytes", "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")
-	fs.IntVar(&o.maxFiles, "max-files", fetch.DefaultMaxFiles, "limit on the files of one revision")
-	o.maxFileSize = sizeFlag(fetch.DefaultMaxFileSize)
-	fs.Var(&o.maxFileSize, "max-file-size", "limit on the `size` of one file")
-	fs.StringVar(&o.httpAddr, "http-addr", api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")
-	fs.StringVar(&o.syncTokenFile, "sync-token-file", "", "`file` holding the bearer token that POST /sync needs from a non-loopback address or a web page of another origin")
-	fs.Var(&o.notifyURLs, "notify-url", "app reload `URL` told about each new revision; repeat for several")
-	fs.StringVar(&o.notifyMethod, "notify-method", "POST", "HTTP method for --notify-url")
-	fs.DurationVar(&o.notifyTimeout, "notify-timeout", signal.DefaultNotifyTimeout, "timeout of one notify request")
-	fs.DurationVar(&o.notifyGiveUp, "notify-max-elapsed", signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")
-	fs.StringVar(&o.notifySignal, "notify-signal", "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")
-	fs.StringVar(&o.notifyProcess, "notify-process", "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")
-	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
-	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-
-	o.http.AddFlags(fs)
-	o.httpMax = sizeFlag(fhttp.DefaultMaxBodyBytes)
-	fs.Var(&o.httpMax, "http-max-body", fhttp.HelpMaxBody)
-
-	o.git.AddFlags(fs)
-	o.s3.AddFlags(fs)
-	fs.BoolVar(&o.s3.AllowEmpty, "allow-empty", false, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")
+	for _, s := range settings(o) {
+		s.declare(fs, s.flag)
+	}
 	return fs
 }
 
@@ -197,7 +162,7 @@ func (o *options) validate() []error {
 	if o.verifyPeriod < 0 {
 		errs = append(errs, errors.New("--verify-period must not be negative (0 turns the deep check off)"))
 	}
-	if o.maxFailures < 0 || o.maxStaleness < 0 || o.maxFiles < 1 || o.maxBytes < 1 || o.maxFileSize < 1 || o.httpMax < 1 {
+	if o.maxFailures < 0 || o.maxStaleness < 0 || o.limits.MaxFiles < 1 || o.limits.MaxBytes < 1 || o.limits.MaxFileSize < 1 || o.http.MaxBodyBytes < 1 {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
 	}
 	if (o.notifySignal == "") != (o.notifyProcess == "") {

@@ -23,12 +23,10 @@ const sourceHelp = `Source URLs (go-getter syntax: kind::URL, //subdir, ?options
 // sources is the one place that maps URL kinds to backends. A new backend
 // is one entry here, its flags, and its package.
 func sources(o *options) fetch.Registry {
-	httpOpts := o.http
-	httpOpts.MaxBodyBytes = int64(o.httpMax)
 	return fetch.Registry{
 		"file": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return file.New(u, env) },
 		"git":  func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return git.New(u, o.git, env) },
-		"http": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return fhttp.New(u, httpOpts, env) },
+		"http": func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return fhttp.New(u, o.http, env) },
 		"s3":   func(u *fetch.URL, env fetch.Env) (fetch.Source, error) { return s3.New(u, o.s3, env) },
 	}
 }

@@ -3,7 +3,6 @@ package git
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -49,15 +48,6 @@ type Options struct {
 	// InsecureIgnoreHostKey accepts any SSH host key
 	// (--git-ssh-insecure-ignore-host-key). Every sync logs a warning.
 	InsecureIgnoreHostKey bool
-}
-
-// AddFlags declares the --git-* flags that fill o.
-func (o *Options) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Username, "git-username", o.Username, "`user` name for git over HTTP(S) basic auth; a user in the URL wins (default: \"git\" when only a password is given)")
-	fs.StringVar(&o.PasswordFile, "git-password-file", o.PasswordFile, "`file` holding the password or access token for git over HTTP(S); re-read on every sync")
-	fs.StringVar(&o.SSHKeyFile, "git-ssh-key-file", o.SSHKeyFile, "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync")
-	fs.StringVar(&o.KnownHostsFile, "git-known-hosts-file", o.KnownHostsFile, "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)")
-	fs.BoolVar(&o.InsecureIgnoreHostKey, "git-ssh-insecure-ignore-host-key", o.InsecureIgnoreHostKey, "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)")
 }
 
 // Source publishes the tree of one ref of a git repository. Fetch is not

@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,10 +25,6 @@ import (
 // to, when Options.MaxBodyBytes is zero: far above a configuration bundle,
 // low enough that a hostile origin cannot fill the volume.
 const DefaultMaxBodyBytes int64 = 1 << 30
-
-// HelpMaxBody describes --http-max-body, which cmd/ferry declares with the
-// size syntax of its other limits.
-const HelpMaxBody = "limit on the `size` of an HTTP(S) body, and of what an archive expands to; larger fails the sync"
 
 // maxRedirects is how many redirects one GET follows.
 const maxRedirects = 5
@@ -63,16 +58,6 @@ type Options struct {
 	// MaxBodyBytes bounds the downloaded body and the bytes an archive
 	// expands to (--http-max-body); zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-}
-
-// AddFlags declares the --http-* flags that fill o, all but --http-max-body.
-func (o *Options) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.BearerTokenFile, "http-bearer-token-file", o.BearerTokenFile, "`file` holding a token sent as Authorization: Bearer to HTTP(S) sources; re-read every sync")
-	fs.StringVar(&o.HeaderFile, "http-header-file", o.HeaderFile, "`file` of extra request headers for HTTP(S) sources, one 'Name: value' a line (# comments); re-read every sync")
-	fs.StringVar(&o.Username, "http-username", o.Username, "`user` for HTTP basic auth (with --http-password-file)")
-	fs.StringVar(&o.PasswordFile, "http-password-file", o.PasswordFile, "`file` holding the HTTP basic auth password; re-read every sync")
-	fs.StringVar(&o.CAFile, "http-ca-file", o.CAFile, "PEM `file` of CA certificates trusted for HTTPS sources, in addition to the system roots")
-	fs.BoolVar(&o.InsecureSkipVerify, "http-insecure-skip-verify", o.InsecureSkipVerify, "do not verify HTTPS certificates (logs a warning on every sync)")
 }
 
 // format is how the body is published.

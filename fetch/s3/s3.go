@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -71,23 +70,6 @@ type Options struct {
 	// (--allow-empty); by default that is an error, since replacing real
 	// configuration with nothing is almost never intended.
 	AllowEmpty bool
-}
-
-// AddFlags declares the --s3-* flags on fs, with their defaults and help.
-// --allow-empty is left to the caller: it is not specific to S3.
-func (o *Options) AddFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.Endpoint, "s3-endpoint", o.Endpoint, "`URL` (http(s)://HOST[:PORT]) of an S3-compatible service for s3://BUCKET sources; path style")
-	fs.StringVar(&o.Region, "s3-region", o.Region, "S3 `region` when the source URL names none (default: the AWS SDK's, then us-east-1)")
-	fs.BoolVar(&o.PathStyle, "s3-path-style", o.PathStyle, "address S3 buckets in the path, not the host name (always on for custom endpoints)")
-	fs.StringVar(&o.AccessKeyFile, "s3-access-key-file", o.AccessKeyFile, "`file` holding the S3 access key ID; re-read every sync (default: the AWS SDK's credential chain)")
-	fs.StringVar(&o.SecretKeyFile, "s3-secret-key-file", o.SecretKeyFile, "`file` holding the S3 secret access key; re-read every sync")
-	fs.StringVar(&o.SessionTokenFile, "s3-session-token-file", o.SessionTokenFile, "`file` holding an S3 session token for temporary keys; re-read every sync")
-	fs.BoolVar(&o.Anonymous, "s3-anonymous", o.Anonymous, "send unsigned S3 requests (public buckets)")
-	fs.BoolVar(&o.NoIMDS, "s3-no-imds", o.NoIMDS, "never ask the EC2 instance metadata service for S3 credentials (it costs seconds outside EC2)")
-	if o.Concurrency == 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	fs.IntVar(&o.Concurrency, "s3-concurrency", o.Concurrency, "S3 objects downloaded in parallel")
 }
 
 // Source publishes an S3 prefix or object. Fetch is not called
