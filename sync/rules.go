@@ -2,12 +2,9 @@ package sync
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
-	"path"
 	"regexp"
-	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -29,13 +26,6 @@ func ValidName(name string) bool {
 	return validName.MatchString(name) && name != "." && name != ".." && name != metaDir
 }
 
-// Linux's limits on names (NAME_MAX, PATH_MAX): a longer entry cannot be
-// created, and retrying will not change that.
-const (
-	maxComponentLen = 255
-	maxPathLen      = 4096
-)
-
 // Published modes: read-only, so that neither the app nor an operator can
 // edit a revision by accident (ferry would otherwise carry the edit into
 // the next one), readable by every user, since the app may run as another
@@ -56,43 +46,8 @@ func normalMode(m fs.FileMode) fs.FileMode {
 	return filePerm
 }
 
-// refuse reports an entry that would leave the revision, clash with
-// another, or break a limit: retrying cannot fix it, so it is permanent.
-func refuse(name, format string, args ...any) error {
-	return fetch.Permanent(fmt.Errorf("entry %q: %s", name, fmt.Sprintf(format, args...)))
-}
-
-// cleanName turns a source's entry name into a clean relative path, or
-// refuses it.
-func cleanName(name string) (string, error) {
-	if name == "" || strings.ContainsRune(name, 0) {
-		return "", refuse(name, "invalid name")
-	}
-	if len(name) > maxPathLen {
-		return "", refuse(name[:64]+"...", "name longer than %d bytes", maxPathLen)
-	}
-	for _, c := range strings.Split(name, "/") {
-		if len(c) > maxComponentLen {
-			return "", refuse(name, "a path component is longer than %d bytes", maxComponentLen)
-		}
-	}
-	if strings.HasPrefix(name, "/") {
-		return "", refuse(name, "absolute path")
-	}
-	clean := path.Clean(name)
-	if clean == ".." || strings.HasPrefix(clean, "../") {
-		return "", refuse(name, "path leaves the revision")
-	}
-	for _, c := range strings.Split(clean, "/") {
-		// git refuses to check such a tree out: a .git inside the published
-		// tree would make any git command run in it (a shell prompt, an
-		// editor) read its config and run its hooks and core.fsmonitor.
-		if strings.EqualFold(c, ".git") {
-			return "", refuse(name, "a .git entry is never published (git run inside the tree would obey its config and hooks)")
-		}
-	}
-	return clean, nil
-}
+// refuse is fetch.Refuse: the one form of every refused entry.
+var refuse = fetch.Refuse
 
 // fsError marks what the filesystem refuses for good as permanent: a name
 // too long for it will be as long on the next attempt.
@@ -119,11 +74,11 @@ type limitWriter struct {
 func (lw *limitWriter) Write(p []byte) (int, error) {
 	size := int64(len(p))
 	if lw.n+size > lw.max {
-		return 0, refuse(lw.name, "file exceeds %d bytes (--max-file-size)", lw.max)
+		return 0, refuse(lw.name, "file exceeds %d bytes (max-file-size)", lw.max)
 	}
 	if lw.total.Add(size) > lw.maxTotal {
 		lw.total.Add(-size)
-		return 0, refuse(lw.name, "revision exceeds %d bytes (--max-bytes)", lw.maxTotal)
+		return 0, refuse(lw.name, "revision exceeds %d bytes (max-bytes)", lw.maxTotal)
 	}
 	n, err := lw.w.Write(p)
 	lw.n += int64(n)

@@ -9,9 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	gosync "sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +38,7 @@ type Stage struct {
 
 	mu       gosync.Mutex
 	dir      string // created on the first write
+	tree     *fetch.Tree
 	entries  map[string]entry
 	symlinks map[string]string // name -> target
 	dirs     map[string]bool
@@ -64,48 +63,21 @@ func (st *Stage) Dir() string {
 	return st.dir
 }
 
-// reserve checks name against the tree so far and records it. It returns
-// the absolute path to create.
-func (st *Stage) reserve(name string, isFile bool) (string, string, error) {
-	rel, err := cleanName(name)
-	if err != nil {
-		return "", "", err
-	}
-	if rel == "." {
-		return "", "", refuse(name, "names the revision root")
-	}
+// reserve records name in the tree (which refuses what breaks a rule)
+// and creates its missing parent directories. It returns the clean name
+// and the absolute path to create.
+func (st *Stage) reserve(name string, add func() (string, []string, error)) (string, string, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err := st.ensureDirLocked(); err != nil {
 		return "", "", err
 	}
-	for p := path.Dir(rel); p != "."; p = path.Dir(p) {
-		if _, ok := st.symlinks[p]; ok {
-			return "", "", refuse(name, "parent %q is a symlink", p)
-		}
-		if _, ok := st.entries[p]; ok {
-			return "", "", refuse(name, "parent %q is a file", p)
-		}
-	}
-	if _, ok := st.entries[rel]; ok {
-		return "", "", refuse(name, "duplicate entry")
-	}
-	if _, ok := st.symlinks[rel]; ok {
-		return "", "", refuse(name, "duplicate entry")
-	}
-	if st.dirs[rel] {
-		return "", "", refuse(name, "is both a directory and a file")
-	}
-	if len(st.entries)+len(st.symlinks) >= st.store.limits.MaxFiles {
-		return "", "", refuse(name, "revision has more than %d files (--max-files)", st.store.limits.MaxFiles)
-	}
-	if err := st.mkdirLocked(path.Dir(rel)); err != nil {
+	rel, dirs, err := add()
+	if err != nil {
 		return "", "", err
 	}
-	if isFile {
-		st.entries[rel] = entry{}
-	} else {
-		st.symlinks[rel] = ""
+	if err := st.mkdirsLocked(dirs); err != nil {
+		return "", "", err
 	}
 	return rel, filepath.Join(st.dir, filepath.FromSlash(rel)), nil
 }
@@ -123,33 +95,21 @@ func (st *Stage) ensureDirLocked() error {
 		return fmt.Errorf("stage: %w", err)
 	}
 	st.dir = dir
+	st.tree = fetch.NewTree(st.store.limits)
 	st.entries = make(map[string]entry)
 	st.symlinks = make(map[string]string)
 	st.dirs = make(map[string]bool)
 	return nil
 }
 
-// mkdirLocked creates rel and its parents inside the staging directory.
-func (st *Stage) mkdirLocked(rel string) error {
-	if rel == "." || st.dirs[rel] {
-		return nil
+// mkdirsLocked creates directories the tree recorded, parents first.
+func (st *Stage) mkdirsLocked(dirs []string) error {
+	for _, d := range dirs {
+		if err := mkdir(filepath.Join(st.dir, filepath.FromSlash(d))); err != nil {
+			return fmt.Errorf("stage mkdir %s: %w", d, fsError(err))
+		}
+		st.dirs[d] = true
 	}
-	if err := st.mkdirLocked(path.Dir(rel)); err != nil {
-		return err
-	}
-	if _, ok := st.entries[rel]; ok {
-		return refuse(rel, "is both a file and a directory")
-	}
-	if _, ok := st.symlinks[rel]; ok {
-		return refuse(rel, "is both a symlink and a directory")
-	}
-	if len(st.dirs) >= st.store.limits.MaxFiles {
-		return refuse(rel, "revision has more than %d directories (--max-files)", st.store.limits.MaxFiles)
-	}
-	if err := mkdir(filepath.Join(st.dir, filepath.FromSlash(rel))); err != nil {
-		return fmt.Errorf("stage mkdir %s: %w", rel, fsError(err))
-	}
-	st.dirs[rel] = true
 	return nil
 }
 
@@ -167,28 +127,23 @@ func mkdir(p string) error {
 
 // Mkdir creates an (empty) directory in the revision.
 func (st *Stage) Mkdir(name string) error {
-	rel, err := cleanName(name)
-	if err != nil {
-		return err
-	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err := st.ensureDirLocked(); err != nil {
 		return err
 	}
-	for p := rel; p != "."; p = path.Dir(p) {
-		if _, ok := st.symlinks[p]; ok {
-			return refuse(name, "%q is a symlink", p)
-		}
+	dirs, err := st.tree.Dir(name)
+	if err != nil {
+		return err
 	}
-	return st.mkdirLocked(rel)
+	return st.mkdirsLocked(dirs)
 }
 
 // WriteFile creates one regular file, reusing the previous revision's copy
 // when key and mode match and the copy on disk is still, byte for byte,
 // what was published.
 func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch.Opener) error {
-	rel, dst, err := st.reserve(name, true)
+	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.File(name) })
 	if err != nil {
 		return err
 	}
@@ -231,7 +186,7 @@ func (st *Stage) record(rel string, e entry, written bool) {
 func (st *Stage) addBytes(name string, n int64) error {
 	if total := st.bytes.Add(n); total > st.store.limits.MaxBytes {
 		st.bytes.Add(-n)
-		return refuse(name, "revision exceeds %d bytes (--max-bytes)", st.store.limits.MaxBytes)
+		return refuse(name, "revision exceeds %d bytes (max-bytes)", st.store.limits.MaxBytes)
 	}
 	return nil
 }
@@ -376,19 +331,9 @@ var copyBuffers = gosync.Pool{New: func() any { b := make([]byte, 32<<10); retur
 // Symlink records a symlink. Its target must stay inside the revision;
 // that is checked by name now and once more on disk at publish.
 func (st *Stage) Symlink(name, target string) error {
-	if target == "" || strings.ContainsRune(target, 0) {
-		return refuse(name, "symlink with an invalid target")
-	}
-	if path.IsAbs(target) {
-		return refuse(name, "symlink to absolute path %q", target)
-	}
-	rel, dst, err := st.reserve(name, false)
+	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.Symlink(name, target) })
 	if err != nil {
 		return err
-	}
-	resolved := path.Join(path.Dir(rel), target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return refuse(name, "symlink to %q leaves the revision", target)
 	}
 	if err := os.Symlink(target, dst); err != nil {
 		return fmt.Errorf("stage symlink %s: %w", rel, fsError(err))
@@ -425,7 +370,7 @@ func (st *Stage) Stats() Stats {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return Stats{
-		Files:        len(st.entries) + len(st.symlinks),
+		Files:        st.files(),
 		Bytes:        st.bytes.Load(),
 		Reused:       int(st.reused.Load()),
 		BytesWritten: st.bytesWritten.Load(),
@@ -443,4 +388,11 @@ func (st *Stage) Discard() {
 	if dir != "" {
 		st.store.removeSourceEntry(st.name, filepath.Base(dir))
 	}
+}
+
+func (st *Stage) files() int {
+	if st.tree == nil {
+		return 0
+	}
+	return st.tree.Entries()
 }

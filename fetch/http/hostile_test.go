@@ -299,7 +299,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			limits: fetch.Limits{MaxFileSize: 8 << 20},
 			opts:   fhttp.Options{MaxBodyBytes: 32 << 20},
 			body:   func(t *testing.T) []byte { return gzipBomb(t, "zeros", 4<<30) },
-			want:   `"zeros": file exceeds 8388608 bytes (--max-file-size)`,
+			want:   `"zeros": file exceeds 8388608 bytes (max-file-size)`,
 		},
 		{
 			name: "GzipBombOutsideSubdir", path: "/b.tar.gz//conf",
@@ -323,7 +323,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name:   "SparseFileBomb",
 			limits: fetch.Limits{MaxFileSize: 8 << 20},
 			body:   func(t *testing.T) []byte { return sparseTar(t, 1<<40, "hl") },
-			want:   `"big": file exceeds 8388608 bytes (--max-file-size)`,
+			want:   `"big": file exceeds 8388608 bytes (max-file-size)`,
 		},
 		{
 			// archive/tar makes up the holes without reading the stream:
@@ -354,7 +354,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name:   "HundredThousandFiles",
 			limits: fetch.Limits{MaxFiles: 2000},
 			body:   func(t *testing.T) []byte { return manyFiles(t, 100_000) },
-			want:   `revision has more than 2000 files (--max-files)`,
+			want:   `revision has more than 2000 files (max-files)`,
 		},
 		{
 			name: "BodyOverLimit", path: "/big.conf",

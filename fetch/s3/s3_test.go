@@ -607,10 +607,10 @@ func TestTreeLimitsFailTheSync(t *testing.T) {
 	s.put(t, bucket, "conf/big.yaml", strings.Repeat("x", 4096))
 	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{MaxFileSize: 1024})
 	_, _, err := h.sync(t)
-	assertErr(t, err, true, "big.yaml", "--max-file-size")
+	assertErr(t, err, true, "big.yaml", "(max-file-size)")
 	h = newHarness(t, h.src, fetch.Limits{MaxFiles: 1})
 	_, _, err = h.sync(t)
-	assertErr(t, err, true, "--max-files")
+	assertErr(t, err, true, "(max-files)")
 }
 
 // assertErr checks err is one line, has the wanted permanence and holds

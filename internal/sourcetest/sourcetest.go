@@ -6,6 +6,7 @@ package sourcetest
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -47,29 +48,8 @@ func Run(t *testing.T, o Origin) {
 	src := o.Source(t, sync.StateDir(root, "c"))
 	fetchOnce := func(t *testing.T) (string, string, sync.Stats, error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		prev, err := store.Current("c")
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := store.Begin("c", prev)
-		defer st.Discard()
-		rev, err := src.Fetch(ctx, prev, st)
-		if err != nil {
-			return prev, "", st.Stats(), err
-		}
-		stats := st.Stats()
-		if rev == prev {
-			if st.Dir() != "" {
-				t.Errorf("source wrote to staging although nothing changed")
-			}
-			return prev, rev, stats, nil
-		}
-		if err := st.Publish(rev); err != nil {
-			t.Fatalf("publish: %v", err)
-		}
-		return prev, rev, stats, nil
+		r := Sync(t, store, "c", src)
+		return r.Prev, r.Rev, r.Stats, r.Err
 	}
 
 	v1 := map[string]string{"app.yaml": "version: 1\n", "conf.d/a.conf": "a\n", "conf.d/b.conf": "b\n"}
@@ -135,6 +115,53 @@ func Run(t *testing.T, o Origin) {
 			t.Fatalf("staging left behind: %v", m)
 		}
 	})
+}
+
+// Result is what one Sync did.
+type Result struct {
+	Prev, Rev string // the revision before and after
+	Stats     sync.Stats
+	Err       error // the Fetch's or the publish's
+}
+
+// Sync is one fetch-then-publish of src as source name, the way the
+// daemon does it: against the revision published, publishing what
+// changed, removing staging whatever happens. A source that reports no
+// change must not have written anything.
+func Sync(t testing.TB, store *sync.Store, name string, src fetch.Source) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	prev, err := store.Current(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.Begin(name, prev)
+	defer st.Discard()
+	rev, err := src.Fetch(ctx, prev, st)
+	r := Result{Prev: prev, Rev: rev, Stats: st.Stats(), Err: err}
+	switch {
+	case err != nil:
+	case rev == "":
+		r.Err = errors.New("the source returned no revision")
+	case rev == prev:
+		if st.Dir() != "" {
+			t.Errorf("source wrote to staging although nothing changed")
+		}
+	default:
+		r.Err = st.Publish(rev)
+	}
+	return r
+}
+
+// MustSync is Sync that fails the test on an error.
+func MustSync(t testing.TB, store *sync.Store, name string, src fetch.Source) Result {
+	t.Helper()
+	r := Sync(t, store, name, src)
+	if r.Err != nil {
+		t.Fatalf("sync: %v", r.Err)
+	}
+	return r
 }
 
 // ReadTree returns the tree at dir (a link is followed first) as relative
