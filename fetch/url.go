@@ -219,7 +219,8 @@ type Factory func(u *URL, env Env) (Source, error)
 // registry is built in cmd/ferry.
 type Registry map[string]Factory
 
-// Open parses raw and builds its source.
+// Open parses raw and builds its source. When the factory refuses it, the
+// parsed URL is returned with the error.
 func (r Registry) Open(raw string, env Env) (Source, *URL, error) {
 	u, err := Parse(raw)
 	if err != nil {
@@ -231,7 +232,9 @@ func (r Registry) Open(raw string, env Env) (Source, *URL, error) {
 	}
 	s, err := f(u, env)
 	if err != nil {
-		return nil, nil, fmt.Errorf("source %s: %w", u, err)
+		// The URL comes back too: its kind says whose Options the error
+		// names.
+		return nil, u, fmt.Errorf("source %s: %w", u, err)
 	}
 	return s, u, nil
 }

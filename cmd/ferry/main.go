@@ -174,7 +174,11 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name), Limits: limits, Root: root}
 		src, u, err := registry.Open(n.url, env)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("--source %s: %w", n.name, err))
+			scope := ""
+			if u != nil {
+				scope = u.Kind
+			}
+			errs = append(errs, fmt.Errorf("--source %s: %s", n.name, describe(o, scope, err)))
 			continue
 		}
 		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src})
@@ -190,7 +194,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 				Logger:     log, Registerer: reg,
 			})
 			if err != nil {
-				errs = append(errs, fmt.Errorf("--notify-url: %w", err))
+				errs = append(errs, fmt.Errorf("--notify-url: %s", describe(o, "signal", err)))
 			} else {
 				d.notify = h
 				notifiers = append(notifiers, h)
@@ -200,7 +204,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 			sig, _ := signal.ParseSignal(o.notifySignal) // validated with the flags
 			p, err := signal.NewProcess(signal.ProcessOptions{Signal: sig, Name: o.notifyProcess, Logger: log, Registerer: reg})
 			if err != nil {
-				errs = append(errs, fmt.Errorf("--notify-process: %w", err))
+				errs = append(errs, fmt.Errorf("--notify-process: %s", describe(o, "signal", err)))
 			} else {
 				notifiers = append(notifiers, p)
 			}
