@@ -13,7 +13,7 @@ VERSITYGW := $(CURDIR)/.cache/versitygw-$(VERSITYGW_VERSION)/versitygw
 STATICCHECK_VERSION := v0.8.2
 SOAK_DURATION ?= 3m
 
-.PHONY: all build test vet staticcheck demo bench soak clean image
+.PHONY: all build test tidy vet staticcheck demo bench soak clean image
 
 all: build
 
@@ -21,9 +21,14 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 
-## test: vet and every test with the race detector, against real servers
-test: vet staticcheck $(VERSITYGW)
+## test: tidy modules, vet and every test with the race detector, against real servers
+test: tidy vet staticcheck $(VERSITYGW)
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
+
+# tidy fails when go.mod or go.sum would change: every direct dependency
+# is required as one, and nothing unused is listed.
+tidy:
+	$(GO) mod tidy -diff
 
 vet:
 	$(GO) vet ./...

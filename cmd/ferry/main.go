@@ -31,7 +31,8 @@ import (
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// Exit codes, as DESIGN.md fixes them.
+// Exit codes, as the README states them (Command line) and manifests rely
+// on: a one-shot init container must fail on 1 and 2 alike.
 const (
 	exitOK     = 0
 	exitFailed = 1
