@@ -1,9 +1,12 @@
 package sync
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrysync/ferry/internal/promkit"
 )
 
 // metrics are the loop's Prometheus series. With a nil Registerer they are
@@ -18,42 +21,35 @@ type metrics struct {
 	repairs     *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the series on reg (nil: nowhere) by promkit's
+// convention: a second Syncer on the same registry shares them.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	var errs []error
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c, err := promkit.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels))
+		errs = append(errs, err)
+		return c
+	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g, err := promkit.Register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
+		errs = append(errs, err)
+		return g
+	}
+	duration, err := promkit.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ferry_sync_duration_seconds",
+		Help:    "Time taken by one sync attempt, fetch and publish.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
+	}, []string{"source"}))
 	m := &metrics{
-		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_syncs_total",
-			Help: "Sync attempts by source and result (published, repaired, unchanged, error).",
-		}, []string{"source", "result"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "ferry_sync_duration_seconds",
-			Help:    "Time taken by one sync attempt, fetch and publish.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
-		}, []string{"source"}),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferry_last_success_timestamp_seconds",
-			Help: "Unix time of the last sync that succeeded (published or unchanged).",
-		}, []string{"source"}),
-		revisions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferry_revision_info",
-			Help: "The published revision of each source, as a label; the value is 1.",
-		}, []string{"source", "revision"}),
-		fetched: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_fetched_bytes_total",
-			Help: "Bytes taken from origins and written to revisions (reused files not counted).",
-		}, []string{"source"}),
-		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "ferry_consecutive_failures",
-			Help: "Sync attempts that failed in a row, per source.",
-		}, []string{"source"}),
-		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ferry_repairs_total",
-			Help: "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.",
-		}, []string{"source"}),
+		syncs:       counter("ferry_syncs_total", "Sync attempts by source and result (published, repaired, unchanged, error).", "source", "result"),
+		duration:    duration,
+		lastSuccess: gauge("ferry_last_success_timestamp_seconds", "Unix time of the last sync that succeeded (published or unchanged).", "source"),
+		revisions:   gauge("ferry_revision_info", "The published revision of each source, as a label; the value is 1.", "source", "revision"),
+		fetched:     counter("ferry_fetched_bytes_total", "Bytes taken from origins and written to revisions (reused files not counted).", "source"),
+		failures:    gauge("ferry_consecutive_failures", "Sync attempts that failed in a row, per source.", "source"),
+		repairs:     counter("ferry_repairs_total", "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.", "source"),
 	}
-	if reg != nil {
-		reg.MustRegister(m.syncs, m.duration, m.lastSuccess, m.revisions, m.fetched, m.failures, m.repairs)
-	}
-	return m
+	return m, errors.Join(append(errs, err)...)
 }
 
 func (m *metrics) sync(source, result string, d time.Duration) {

@@ -43,22 +43,28 @@ func (st *Stage) Publish(rev string) error {
 	if err := st.flush(); err != nil {
 		return err
 	}
-	if err := st.store.place(st.name, filepath.Base(st.dir), rev); err != nil {
-		return fmt.Errorf("publish %s: %w", rev, err)
-	}
-	dst := st.store.revDir(st.name, rev)
-	now := time.Now()
-	if err := os.Chtimes(dst, now, now); err != nil {
-		return fmt.Errorf("publish %s: %w", rev, err)
-	}
-	if err := syncDir(st.store.sourceDir(st.name)); err != nil {
-		return err
-	}
 	m := &manifest{Files: st.entries, Links: st.symlinks, Dirs: sortedDirs(st.dirs)}
-	if err := st.store.writeManifest(st.name, rev, m); err != nil {
+	return st.store.publish(st.name, filepath.Base(st.dir), rev, m)
+}
+
+// publish makes the complete, flushed tree staged under stage in the
+// source's directory its revision rev, records its manifest, and swaps
+// ROOT/NAME to it.
+func (s *Store) publish(name, stage, rev string, m *manifest) error {
+	if err := s.place(name, stage, rev); err != nil {
+		return fmt.Errorf("publish %s: %w", rev, err)
+	}
+	now := time.Now()
+	if err := os.Chtimes(s.revDir(name, rev), now, now); err != nil {
+		return fmt.Errorf("publish %s: %w", rev, err)
+	}
+	if err := syncDir(s.sourceDir(name)); err != nil {
 		return err
 	}
-	return st.store.swap(st.name, rev)
+	if err := s.writeManifest(name, rev, m); err != nil {
+		return err
+	}
+	return s.swap(name, rev)
 }
 
 // place renames the staged tree stage (a name in the source's directory)

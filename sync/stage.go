@@ -31,10 +31,12 @@ type Stats struct {
 // methods are safe for concurrent use, so a source may download files in
 // parallel. Publish and Discard come after the writes, never beside them.
 type Stage struct {
-	store *Store
-	name  string
-	prev  string
-	log   *slog.Logger
+	store   *Store
+	name    string
+	prev    string
+	prevDir string // the previous revision's tree, files are reused from
+	limits  fetch.Limits
+	log     *slog.Logger
 
 	mu       gosync.Mutex
 	dir      string // created on the first write
@@ -95,7 +97,7 @@ func (st *Stage) ensureDirLocked() error {
 		return fmt.Errorf("stage: %w", err)
 	}
 	st.dir = dir
-	st.tree = fetch.NewTree(st.store.limits)
+	st.tree = fetch.NewTree(st.limits)
 	st.entries = make(map[string]entry)
 	st.symlinks = make(map[string]string)
 	st.dirs = make(map[string]bool)
@@ -184,9 +186,9 @@ func (st *Stage) record(rel string, e entry, written bool) {
 }
 
 func (st *Stage) addBytes(name string, n int64) error {
-	if total := st.bytes.Add(n); total > st.store.limits.MaxBytes {
+	if total := st.bytes.Add(n); total > st.limits.MaxBytes {
 		st.bytes.Add(-n)
-		return refuse(name, "revision exceeds %d bytes (max-bytes)", st.store.limits.MaxBytes)
+		return refuse(name, "revision exceeds %d bytes (max-bytes)", st.limits.MaxBytes)
 	}
 	return nil
 }
@@ -204,7 +206,7 @@ var errChangedDuringReuse = errors.New("changed while it was being reused")
 // and the caller takes the file from the source. It returns the entry to
 // record, with the stamp of the new link.
 func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
-	src := filepath.Join(st.store.revDir(st.name, st.prev), filepath.FromSlash(rel))
+	src := filepath.Join(st.prevDir, filepath.FromSlash(rel))
 	if fi, err := os.Lstat(src); err == nil && e.unchangedSince(fi) {
 		if out, ok, err := st.link(rel, src, dst, e, fi); ok || fetch.IsPermanent(err) {
 			return out, ok, err
@@ -296,8 +298,8 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 		return entry{}, fmt.Errorf("stage %s: %w", rel, fsError(err))
 	}
 	h := sha256.New()
-	lw := &limitWriter{w: io.MultiWriter(f, h), name: rel, max: st.store.limits.MaxFileSize,
-		total: &st.bytes, maxTotal: st.store.limits.MaxBytes}
+	lw := &limitWriter{w: io.MultiWriter(f, h), name: rel, max: st.limits.MaxFileSize,
+		total: &st.bytes, maxTotal: st.limits.MaxBytes}
 	buf := copyBuffers.Get().(*[]byte)
 	n, err := io.CopyBuffer(lw, r, *buf)
 	copyBuffers.Put(buf)

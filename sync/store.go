@@ -9,12 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	gosync "sync"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/ferrysync/ferry/fetch"
 )
@@ -183,108 +179,6 @@ func readDirNames(dir *os.File) ([]string, error) {
 	return dir.Readdirnames(-1)
 }
 
-// Prepare readies the root for exactly these sources, before the first
-// sync: each gets ROOT/.ferry/NAME as a real, world-traversable directory
-// (its .state and .meta must not be symlinks either), and what belongs to
-// a source no longer configured (its link in ROOT and its revisions) is
-// removed, with one line each. Nothing else in ROOT is touched.
-func (s *Store) Prepare(names []string, log *slog.Logger) error {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	configured := make(map[string]bool, len(names))
-	var errs []error
-	for _, name := range names {
-		configured[name] = true
-		errs = append(errs, s.prepareSource(name))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return s.prune(configured, log)
-}
-
-func (s *Store) prepareSource(name string) error {
-	p := s.sourceDir(name)
-	dir, err := openRealDir(p, true)
-	if err != nil {
-		return err
-	}
-	defer dir.Close()
-	// A directory made by an older ferry, or by hand, may be narrower: the
-	// app reading ROOT/NAME as another user must be able to traverse it.
-	if err := dir.Chmod(dirPerm); err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	for _, sub := range []string{stateDir, manifestDir} {
-		fi, err := os.Lstat(filepath.Join(p, sub))
-		if err == nil && !fi.IsDir() {
-			return fmt.Errorf("%s is not a directory (a symlink?): ferry writes and removes there; remove it", filepath.Join(p, sub))
-		}
-	}
-	return nil
-}
-
-// prune removes the links and trees of sources that are not configured.
-func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
-	rootDir, err := os.Open(s.root)
-	if err != nil {
-		return err
-	}
-	defer rootDir.Close()
-	names, err := rootDir.Readdirnames(-1)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", s.root, err)
-	}
-	var errs []error
-	for _, n := range names {
-		target, err := os.Readlink(filepath.Join(s.root, n))
-		if err != nil {
-			continue // not a link: not ours
-		}
-		src, rev, ok := splitTarget(target)
-		if !ok || configured[src] || src != n && configured[n] {
-			continue
-		}
-		if err := unix.Unlinkat(int(rootDir.Fd()), n, 0); err != nil {
-			errs = append(errs, fmt.Errorf("remove link %s: %w", filepath.Join(s.root, n), err))
-			continue
-		}
-		log.Info("removed the link of a source no longer configured", "link", filepath.Join(s.root, n), "revision", rev)
-	}
-	dirs, err := readDirNames(s.meta)
-	if err != nil {
-		return err
-	}
-	for _, n := range dirs {
-		if configured[n] || !ValidName(n) {
-			continue
-		}
-		if fi, err := os.Lstat(filepath.Join(s.root, metaDir, n)); err != nil || !fi.IsDir() {
-			continue
-		}
-		if err := removeAllAt(s.meta, n); err != nil {
-			errs = append(errs, fmt.Errorf("remove revisions of %s: %w", n, err))
-			continue
-		}
-		log.Info("removed the revisions of a source no longer configured", "source", n)
-	}
-	return errors.Join(errs...)
-}
-
-// splitTarget reads a link target ferry wrote: .ferry/NAME/REV.
-func splitTarget(target string) (name, rev string, ok bool) {
-	rest, ok := strings.CutPrefix(target, metaDir+"/")
-	if !ok {
-		return "", "", false
-	}
-	name, rev, ok = strings.Cut(rest, "/")
-	if !ok || !ValidName(name) || !validRev.MatchString(rev) {
-		return "", "", false
-	}
-	return name, rev, true
-}
-
 // LinkPath returns ROOT/NAME, the path applications read.
 func (s *Store) LinkPath(name string) string { return filepath.Join(s.root, name) }
 
@@ -315,84 +209,6 @@ func (s *Store) removeSourceEntry(name, entry string) error {
 	return removeAllAt(dir, entry)
 }
 
-// Current returns the revision ROOT/NAME points at, or "" when there is none
-// (or its tree is gone: it is then published afresh).
-func (s *Store) Current(name string) (string, error) {
-	link := s.LinkPath(name)
-	fi, err := os.Lstat(link)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("link %s: %w", link, err)
-	}
-	if fi.Mode()&os.ModeSymlink == 0 {
-		// readlink(2) would only say "invalid argument".
-		return "", fmt.Errorf("%s exists and is not a symlink: ferry owns that name; move it away or name the source differently", link)
-	}
-	target, err := os.Readlink(link)
-	if err != nil {
-		return "", fmt.Errorf("read link %s: %w", link, err)
-	}
-	src, rev, ok := splitTarget(target)
-	if !ok || src != name {
-		return "", fmt.Errorf("link %s points at %q, not at a ferry revision", link, target)
-	}
-	if fi, err := os.Lstat(s.revDir(name, rev)); err != nil || !fi.IsDir() {
-		return "", nil
-	}
-	return rev, nil
-}
-
-// Check tells whether what ferry published for name is still in place:
-// ROOT/NAME is ferry's symlink to rev, and rev's tree is a real directory.
-// It costs a few lstat and readlink calls, no hashing, and runs before
-// every poll so that a deleted or replaced link or tree is repaired.
-func (s *Store) Check(name, rev string) error {
-	link := s.LinkPath(name)
-	fi, err := os.Lstat(link)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("link %s is missing", link)
-	case err != nil:
-		return fmt.Errorf("link %s: %w", link, err)
-	case fi.Mode()&fs.ModeSymlink == 0:
-		return fmt.Errorf("%s was replaced by something that is not ferry's link", link)
-	}
-	target, err := os.Readlink(link)
-	if err != nil {
-		return fmt.Errorf("link %s: %w", link, err)
-	}
-	if want := metaDir + "/" + name + "/" + rev; target != want {
-		return fmt.Errorf("link %s points at %q, not at %q", link, target, want)
-	}
-	if fi, err := os.Lstat(s.revDir(name, rev)); err != nil || !fi.IsDir() {
-		return fmt.Errorf("the tree of revision %s is missing", rev)
-	}
-	return nil
-}
-
-// Verify compares the published tree of rev, file by file, with what was
-// published: the deep check that catches an edit in place. It reads and
-// hashes every file.
-func (s *Store) Verify(name, rev string) error {
-	m, err := s.readManifest(name, rev)
-	if err != nil {
-		return err
-	}
-	return verifyTree(s.revDir(name, rev), m)
-}
-
-// publishedAt returns when rev was published (Publish stamps the
-// directory), for a revision found at start.
-func (s *Store) publishedAt(name, rev string) time.Time {
-	fi, err := os.Stat(s.revDir(name, rev))
-	if err != nil {
-		return time.Now()
-	}
-	return fi.ModTime()
-}
-
 // Begin starts a staging area for the next revision of source name. prev is
 // the published revision whose unchanged files may be reused.
 func (s *Store) Begin(name, prev string) *Stage {
@@ -403,7 +219,7 @@ func (s *Store) begin(name, prev string, log *slog.Logger) *Stage {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Stage{store: s, name: name, prev: prev, log: log}
+	return &Stage{store: s, name: name, prev: prev, prevDir: s.revDir(name, prev), limits: s.limits, log: log}
 }
 
 // swap points ROOT/NAME at rev: a new link under a random name, renamed over
@@ -424,67 +240,6 @@ func (s *Store) swap(name, rev string) error {
 		return fmt.Errorf("swap link %s: %w", link, err)
 	}
 	return syncDir(s.root)
-}
-
-// GC removes the oldest revisions of source name beyond keep, by publish
-// time. The current revision is never removed, and nothing is followed
-// through a symlink: only real directories under ROOT/.ferry/NAME count.
-func (s *Store) GC(name string, keep int) error {
-	if keep < 1 {
-		keep = 1
-	}
-	current, err := s.Current(name)
-	if err != nil {
-		return err
-	}
-	dir, err := s.openSourceDir(name)
-	if err != nil {
-		return fmt.Errorf("gc: %w", err)
-	}
-	defer dir.Close()
-	entries, err := dir.ReadDir(-1)
-	if err != nil {
-		return fmt.Errorf("gc: %w", err)
-	}
-	type revInfo struct {
-		rev string
-		mod time.Time
-	}
-	var revs []revInfo
-	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == current {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		revs = append(revs, revInfo{e.Name(), info.ModTime()})
-	}
-	sort.Slice(revs, func(i, j int) bool { return revs[i].mod.After(revs[j].mod) })
-	keepOthers := keep - 1
-	if current == "" {
-		keepOthers = keep
-	}
-	var errs []error
-	for i, r := range revs {
-		if i < keepOthers {
-			continue
-		}
-		// Renamed out of the way first, atomically: a removal cut short by
-		// a kill must never leave a partial tree under a revision's name.
-		// The stage prefix makes the next start remove what is left.
-		doomed := stagePrefix + "gc-" + randomSuffix()
-		if err := renameAt(dir, r.rev, doomed); err != nil {
-			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
-			continue
-		}
-		os.Remove(s.manifestPath(name, r.rev))
-		if err := removeAllAt(dir, doomed); err != nil {
-			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func randomSuffix() string {

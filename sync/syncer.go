@@ -138,7 +138,11 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now()}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("sync: metrics: %w", err)
+	}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now()}
 	seen := map[string]bool{}
 	var names []string
 	for _, src := range cfg.Sources {
@@ -209,12 +213,9 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			return nil
 		case <-timer.C:
 		case <-src.trigger:
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
+			// Since Go 1.23 a stopped timer delivers nothing stale: Reset
+			// below needs no drain.
+			timer.Stop()
 		}
 		var wait time.Duration
 		if err := s.syncOnce(ctx, src); err != nil {
@@ -251,67 +252,6 @@ func jittered(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (1 - jitter + 2*jitter*rand.Float64()))
 }
 
-// Once publishes one revision of every source, retrying transient failures
-// with backoff for up to OnceTimeout. A permanent failure ends it at once.
-func (s *Syncer) Once(ctx context.Context) error {
-	errs := make([]error, len(s.sources))
-	var wg gosync.WaitGroup
-	for i, src := range s.sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.onceSource(ctx, src)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	// Success means the config is there: every link in place, every tree.
-	for _, src := range s.sources {
-		src.mu.Lock()
-		rev := src.revision
-		src.mu.Unlock()
-		if rev == "" {
-			errs = append(errs, fmt.Errorf("source %s: nothing published", src.Name))
-		} else if err := s.cfg.Store.Check(src.Name, rev); err != nil {
-			errs = append(errs, fmt.Errorf("source %s: %w", src.Name, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (s *Syncer) onceSource(ctx context.Context, src *source) error {
-	// The bound covers a hanging attempt too, not only the waits between.
-	deadline := time.Now().Add(s.cfg.OnceTimeout)
-	parent := ctx
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	b := s.newBackoff(s.cfg.OnceTimeout)
-	for {
-		err := s.syncOnce(ctx, src)
-		if err == nil {
-			return nil
-		}
-		if fetch.IsPermanent(err) || parent.Err() != nil {
-			return fmt.Errorf("source %s: %w", src.Name, err)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
-		}
-		wait := b.NextBackOff()
-		if wait == backoff.Stop || time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
-		}
-		src.log.Warn("sync failed", "error", err, "retry_in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("source %s: %w", src.Name, ctx.Err())
-		case <-time.After(wait):
-		}
-	}
-}
-
 // Trigger asks for a sync now, of one source by name or of all when name is
 // empty. Triggers that arrive while a sync runs coalesce into one more sync.
 func (s *Syncer) Trigger(name string) error {
@@ -329,157 +269,4 @@ func (s *Syncer) Trigger(name string) error {
 		return fmt.Errorf("no source named %q", name)
 	}
 	return nil
-}
-
-// syncOnce fetches one source, publishes what changed, and tells the
-// notifiers when a revision was replaced. What is on disk is checked
-// first: a published revision that was damaged is fetched and published
-// again, whether or not the origin moved.
-func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
-	start := time.Now()
-	src.mu.Lock()
-	src.lastAttempt = start
-	prev := src.revision
-	src.mu.Unlock()
-
-	base := prev
-	if damage := s.damage(src, prev, start); damage != nil {
-		src.log.Warn("published revision damaged on disk; publishing it again", "revision", prev, "reason", damage)
-		s.metrics.repair(src.Name)
-		base = "" // nothing on disk is trusted: fetch and publish it whole
-	}
-	rev, stats, err := s.fetch(ctx, src, base)
-	result := "unchanged"
-	switch {
-	case err != nil:
-		result = "error"
-	case rev != prev:
-		result = "published"
-	case base != prev:
-		result = "repaired"
-	}
-	s.metrics.sync(src.Name, result, time.Since(start))
-	s.metrics.bytes(src.Name, stats.BytesWritten)
-	origin := s.origin(src)
-	src.finish(rev, origin, err)
-	if result == "error" || result == "unchanged" {
-		return err
-	}
-	if result == "published" {
-		s.metrics.revision(src.Name, prev, rev)
-	} else {
-		src.setVerified(time.Now())
-	}
-	attrs := []any{"revision", rev, "previous", prev,
-		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "reread", stats.Reread, "damaged", stats.Damaged,
-		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond)}
-	if origin != "" && origin != rev {
-		attrs = append(attrs, "origin_revision", origin)
-	}
-	src.log.Info(result, attrs...)
-	if prev != "" {
-		c := signal.Change{Source: src.Name, Revision: rev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
-		for _, n := range s.cfg.Notifiers {
-			n.Notify(c)
-		}
-	}
-	// Housekeeping comes after the app was told: it is not on the path
-	// from a change to the app.
-	if err := s.cfg.Store.GC(src.Name, s.cfg.Keep); err != nil {
-		src.log.Warn("removing old revisions failed", "error", err)
-	}
-	if err := s.cfg.Store.Seal(src.Name, rev); err != nil {
-		src.log.Warn("recording the published files failed; the next publish reads them again", "error", err)
-	}
-	return nil
-}
-
-// damage tells what is wrong on disk with the published revision rev, if
-// anything: the cheap check every poll, the deep one every VerifyPeriod.
-func (s *Syncer) damage(src *source, rev string, now time.Time) error {
-	if rev == "" {
-		return nil
-	}
-	if err := s.cfg.Store.Check(src.Name, rev); err != nil {
-		return err
-	}
-	src.mu.Lock()
-	due := s.cfg.VerifyPeriod > 0 && now.Sub(src.verified) >= s.cfg.VerifyPeriod
-	src.mu.Unlock()
-	if !due {
-		return nil
-	}
-	err := s.cfg.Store.Verify(src.Name, rev)
-	src.setVerified(now)
-	return err
-}
-
-// origin asks the source what the origin calls the revision it returned.
-func (s *Syncer) origin(src *source) string {
-	if r, ok := src.Backend.(fetch.OriginReporter); ok {
-		return r.OriginRevision()
-	}
-	return ""
-}
-
-// fetch runs the source against a fresh stage and publishes the result when
-// the revision differs from prev. Staging is always removed.
-func (s *Syncer) fetch(ctx context.Context, src *source, prev string) (string, Stats, error) {
-	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	stage := s.cfg.Store.begin(src.Name, prev, src.log)
-	defer stage.Discard()
-	rev, err := src.Backend.Fetch(fctx, prev, stage)
-	stats := stage.Stats()
-	if err == nil && rev == "" {
-		// A source must name what it found; an empty answer with no error
-		// (an origin answering 304 to an unconditional request) must not
-		// pass for success.
-		err = errors.New("the source returned no revision")
-	}
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			err = fmt.Errorf("timed out after %s: %w", s.cfg.Timeout, err)
-		}
-		return prev, stats, err
-	}
-	if rev != prev {
-		if err := stage.Publish(rev); err != nil {
-			return prev, stats, err
-		}
-	}
-	return rev, stats, nil
-}
-
-func (src *source) failureCount() int {
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	return src.failures
-}
-
-// finish records an attempt's outcome in one step, so /status never shows
-// a new revision beside an old error.
-func (src *source) finish(rev, origin string, err error) {
-	src.mu.Lock()
-	defer src.mu.Unlock()
-	if err != nil {
-		src.failures++
-		src.lastError = err.Error()
-		return
-	}
-	if src.failures > 0 {
-		src.log.Info("sync recovered", "failures", src.failures)
-	}
-	now := time.Now()
-	if rev != src.revision {
-		src.revision, src.published = rev, now
-	}
-	src.origin = origin
-	src.failures, src.lastError, src.lastSuccess = 0, "", now
-}
-
-func (src *source) setVerified(t time.Time) {
-	src.mu.Lock()
-	src.verified = t
-	src.mu.Unlock()
 }

@@ -407,3 +407,47 @@ func TestJitterStaysWithinTenPercent(t *testing.T) {
 		t.Fatalf("jitter range [%s, %s], want spread within +-10%%", lo, hi)
 	}
 }
+
+// TestTwoSyncersShareOneRegistry: registering a second Syncer's metrics on
+// the same registry must not panic; both count into the same series.
+func TestTwoSyncersShareOneRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	for _, root := range []string{t.TempDir(), t.TempDir()} {
+		s, err := OpenStore(root, fetch.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		o := &origin{}
+		o.set("r1", map[string]string{"f": "x"})
+		sy, err := New(Config{Store: s, Sources: []Source{{Name: "c", Backend: o}}, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sy.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(mustCounter(t, reg, "ferry_syncs_total")); got != 2 {
+		t.Fatalf("ferry_syncs_total = %v, want 2 from two syncers", got)
+	}
+}
+
+func mustCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			c := prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "sum"})
+			for _, m := range mf.GetMetric() {
+				c.Add(m.GetCounter().GetValue())
+			}
+			return c
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
+}

@@ -118,7 +118,6 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		case 'l':
 			err = w.Symlink(n.path, n.sum)
 		case 'f':
-			n := n
 			err = w.WriteFile(n.path, n.mode, n.sum, func() (io.ReadCloser, error) { return openVerified(n) })
 		}
 		if err != nil {

@@ -1,0 +1,71 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// GC removes the oldest revisions of source name beyond keep, by publish
+// time. The current revision is never removed, and nothing is followed
+// through a symlink: only real directories under ROOT/.ferry/NAME count.
+func (s *Store) GC(name string, keep int) error {
+	if keep < 1 {
+		keep = 1
+	}
+	current, err := s.Current(name)
+	if err != nil {
+		return err
+	}
+	dir, err := s.openSourceDir(name)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	defer dir.Close()
+	entries, err := dir.ReadDir(-1)
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	type revInfo struct {
+		rev string
+		mod time.Time
+	}
+	var revs []revInfo
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == current {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		revs = append(revs, revInfo{e.Name(), info.ModTime()})
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].mod.After(revs[j].mod) })
+	keepOthers := keep - 1
+	if current == "" {
+		keepOthers = keep
+	}
+	var errs []error
+	for i, r := range revs {
+		if i < keepOthers {
+			continue
+		}
+		// Renamed out of the way first, atomically: a removal cut short by
+		// a kill must never leave a partial tree under a revision's name.
+		// The stage prefix makes the next start remove what is left.
+		doomed := stagePrefix + "gc-" + randomSuffix()
+		if err := renameAt(dir, r.rev, doomed); err != nil {
+			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
+			continue
+		}
+		os.Remove(s.manifestPath(name, r.rev))
+		if err := removeAllAt(dir, doomed); err != nil {
+			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,74 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// Once publishes one revision of every source, retrying transient failures
+// with backoff for up to OnceTimeout. A permanent failure ends it at once.
+func (s *Syncer) Once(ctx context.Context) error {
+	errs := make([]error, len(s.sources))
+	var wg gosync.WaitGroup
+	for i, src := range s.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.onceSource(ctx, src)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// Success means the config is there: every link in place, every tree.
+	for _, src := range s.sources {
+		src.mu.Lock()
+		rev := src.revision
+		src.mu.Unlock()
+		if rev == "" {
+			errs = append(errs, fmt.Errorf("source %s: nothing published", src.Name))
+		} else if err := s.cfg.Store.Check(src.Name, rev); err != nil {
+			errs = append(errs, fmt.Errorf("source %s: %w", src.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Syncer) onceSource(ctx context.Context, src *source) error {
+	// The bound covers a hanging attempt too, not only the waits between.
+	deadline := time.Now().Add(s.cfg.OnceTimeout)
+	parent := ctx
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	b := s.newBackoff(s.cfg.OnceTimeout)
+	for {
+		err := s.syncOnce(ctx, src)
+		if err == nil {
+			return nil
+		}
+		if fetch.IsPermanent(err) || parent.Err() != nil {
+			return fmt.Errorf("source %s: %w", src.Name, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+		}
+		wait := b.NextBackOff()
+		if wait == backoff.Stop || time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+		}
+		src.log.Warn("sync failed", "error", err, "retry_in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("source %s: %w", src.Name, ctx.Err())
+		case <-time.After(wait):
+		}
+	}
+}
