@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferrysync/ferry/internal/demoapp"
 	"github.com/ferrysync/ferry/internal/localproc"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // origin serves the config as a tar.gz with an ETag, like a real artifact
@@ -229,17 +230,6 @@ func sigterm(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
 	return code, took
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func config(greeting string) map[string]string {
 	return map[string]string{
 		"app.yaml":        "greeting: " + greeting + "\n",
@@ -277,7 +267,7 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer appCmd.Process.Kill()
-	eventually(t, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
+	testkit.Eventually(t, 15*time.Second, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
 
 	o.set(t, config("two"))
 	// The manifest polls every 30s (the default); ask for a sync now, as a
@@ -287,7 +277,7 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 		t.Fatalf("POST /sync: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	eventually(t, "the reload", func() bool { st, _ := demoapp.Get(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
+	testkit.Eventually(t, 15*time.Second, "the reload", func() bool { st, _ := demoapp.Get(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
 	if lp := f.LivenessProbe; status("http://"+k.port(f, lp)+lp.HTTPGet.Path) != http.StatusOK {
 		t.Fatal("livenessProbe fails while syncing")
 	}
@@ -330,7 +320,7 @@ func TestOneShotPodLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer appCmd.Process.Kill()
-		eventually(t, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
+		testkit.Eventually(t, 15*time.Second, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
 		sigterm(t, appCmd)
 	})
 	t.Run("origin down", func(t *testing.T) {

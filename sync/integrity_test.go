@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // publishKeyed publishes files with each content as its key, the way a
@@ -458,12 +459,12 @@ func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 			period := 100 * time.Millisecond
 			h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: period,
 				VerifyPeriod: period, Notifiers: []Notifier{rec}})
-			waitFor(t, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+			testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
 			time.Sleep(period) // let the first deep check pass on the intact tree
 			root := h.store.Root()
 			tc.tamper(root)
 			start := time.Now()
-			waitFor(t, "repair", func() bool {
+			testkit.Eventually(t, 10*time.Second, "repair", func() bool {
 				data, err := os.ReadFile(filepath.Join(root, "c/f"))
 				fi, lerr := os.Lstat(filepath.Join(root, "c/f"))
 				return err == nil && string(data) == "good" && lerr == nil && fi.Mode().IsRegular()
@@ -471,10 +472,10 @@ func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 			if took := time.Since(start); took > 4*period+time.Second {
 				t.Errorf("repaired after %s, want within a couple of periods of %s", took, period)
 			}
-			waitFor(t, "the repair counted", func() bool {
+			testkit.Eventually(t, 10*time.Second, "the repair counted", func() bool {
 				return testutil.ToFloat64(h.syncer.metrics.repairs.WithLabelValues("c")) >= 1
 			})
-			waitFor(t, "the app told", func() bool { return len(rec.got()) == 1 })
+			testkit.Eventually(t, 10*time.Second, "the app told", func() bool { return len(rec.got()) == 1 })
 			if c := rec.got()[0]; c.Revision != "r1" {
 				t.Errorf("notified %+v, want r1", c)
 			}

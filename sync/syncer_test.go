@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/testkit"
 	"github.com/ferrysync/ferry/signal"
 )
 
@@ -87,17 +88,6 @@ func (r *recorder) got() []signal.Change {
 	return append([]signal.Change(nil), r.changes...)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 type harness struct {
 	syncer *Syncer
 	store  *Store
@@ -140,18 +130,18 @@ func TestRunNotifiesOnlyWhenARevisionIsReplaced(t *testing.T) {
 	h := startSyncer(t, Config{
 		Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, Notifiers: []Notifier{rec},
 	})
-	waitFor(t, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
 	// Several unchanged polls: no publish, no notify.
 	n := o.fetches.Load()
-	waitFor(t, "unchanged polls", func() bool { return o.fetches.Load() >= n+3 })
+	testkit.Eventually(t, 10*time.Second, "unchanged polls", func() bool { return o.fetches.Load() >= n+3 })
 	if got := rec.got(); len(got) != 0 {
 		t.Fatalf("notified %v on the first publish or unchanged polls", got)
 	}
 	o.set("r2", map[string]string{"f": "2"})
-	waitFor(t, "notify of r2", func() bool { return len(rec.got()) == 1 })
+	testkit.Eventually(t, 10*time.Second, "notify of r2", func() bool { return len(rec.got()) == 1 })
 	want := signal.Change{Source: "c", Revision: "r2", Path: h.store.LinkPath("c")}
 	n = o.fetches.Load()
-	waitFor(t, "more polls", func() bool { return o.fetches.Load() >= n+3 })
+	testkit.Eventually(t, 10*time.Second, "more polls", func() bool { return o.fetches.Load() >= n+3 })
 	if got := rec.got(); len(got) != 1 || got[0] != want {
 		t.Fatalf("notifications = %+v, want exactly %+v", got, want)
 	}
@@ -170,9 +160,9 @@ func TestRunKeepsLastGoodRevisionThroughFailures(t *testing.T) {
 	o := &origin{}
 	o.set("r1", map[string]string{"f": "good"})
 	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond})
-	waitFor(t, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
 	o.fail(errors.New("origin down"))
-	waitFor(t, "failures", func() bool { return h.syncer.Status()[0].ConsecutiveFailures >= 2 })
+	testkit.Eventually(t, 10*time.Second, "failures", func() bool { return h.syncer.Status()[0].ConsecutiveFailures >= 2 })
 
 	st := h.syncer.Status()[0]
 	if st.Revision != "r1" || !strings.Contains(st.LastError, "origin down") {
@@ -185,7 +175,7 @@ func TestRunKeepsLastGoodRevisionThroughFailures(t *testing.T) {
 		t.Fatalf("published tree = %v", got)
 	}
 	o.set("r2", map[string]string{"f": "new"})
-	waitFor(t, "recovery", func() bool { return h.syncer.Status()[0].Revision == "r2" })
+	testkit.Eventually(t, 10*time.Second, "recovery", func() bool { return h.syncer.Status()[0].Revision == "r2" })
 	if st := h.syncer.Status()[0]; st.ConsecutiveFailures != 0 || st.LastError != "" {
 		t.Fatalf("status after recovery = %+v", st)
 	}
@@ -209,22 +199,22 @@ func TestReadyWaitsForEverySource(t *testing.T) {
 	a.set("r1", map[string]string{"f": "1"})
 	b.fail(errors.New("not yet"))
 	h := startSyncer(t, Config{Sources: []Source{{Name: "a", Backend: a}, {Name: "b", Backend: b}}, Period: 10 * time.Millisecond})
-	waitFor(t, "a published", func() bool { return h.syncer.Status()[0].Revision == "r1" })
+	testkit.Eventually(t, 10*time.Second, "a published", func() bool { return h.syncer.Status()[0].Revision == "r1" })
 	ok, reason := h.syncer.Ready()
 	if ok || !strings.Contains(reason, "b: no revision yet") {
 		t.Fatalf("Ready = %v, %q; want not ready naming b", ok, reason)
 	}
 	b.set("r1", map[string]string{"g": "1"})
-	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
 }
 
 func TestReadyFailsPastStalenessBudget(t *testing.T) {
 	o := &origin{}
 	o.set("r1", map[string]string{"f": "1"})
 	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, MaxStaleness: 150 * time.Millisecond})
-	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
 	o.fail(errors.New("down"))
-	waitFor(t, "stale", func() bool { ok, _ := h.syncer.Ready(); return !ok })
+	testkit.Eventually(t, 10*time.Second, "stale", func() bool { ok, _ := h.syncer.Ready(); return !ok })
 	if _, reason := h.syncer.Ready(); !strings.Contains(reason, "no successful sync") {
 		t.Fatalf("reason = %q", reason)
 	}
@@ -237,7 +227,7 @@ func TestHealthyTurnsFalseWhenAFetchWedges(t *testing.T) {
 	defer close(block)
 	// Wedged means no new attempt for 3 periods plus the timeout: 650ms.
 	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 50 * time.Millisecond, Timeout: 500 * time.Millisecond})
-	waitFor(t, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
 	if ok, reason := h.syncer.Healthy(); !ok {
 		t.Fatalf("unhealthy while polling: %s", reason)
 	}
@@ -245,7 +235,7 @@ func TestHealthyTurnsFalseWhenAFetchWedges(t *testing.T) {
 	o.mu.Lock()
 	o.block = block
 	o.mu.Unlock()
-	waitFor(t, "unhealthy", func() bool { ok, _ := h.syncer.Healthy(); return !ok })
+	testkit.Eventually(t, 10*time.Second, "unhealthy", func() bool { ok, _ := h.syncer.Healthy(); return !ok })
 	if _, reason := h.syncer.Healthy(); !strings.Contains(reason, "c: no sync attempt for") {
 		t.Fatalf("reason = %q", reason)
 	}
@@ -255,13 +245,13 @@ func TestTriggersDuringASyncCoalesceIntoOne(t *testing.T) {
 	o := &origin{delay: 200 * time.Millisecond}
 	o.set("r1", map[string]string{"f": "1"})
 	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: time.Hour})
-	waitFor(t, "first fetch under way", func() bool { return o.fetches.Load() == 1 })
+	testkit.Eventually(t, 10*time.Second, "first fetch under way", func() bool { return o.fetches.Load() == 1 })
 	for range 100 {
 		if err := h.syncer.Trigger(""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "second fetch", func() bool { return o.fetches.Load() == 2 })
+	testkit.Eventually(t, 10*time.Second, "second fetch", func() bool { return o.fetches.Load() == 2 })
 	time.Sleep(600 * time.Millisecond)
 	if n := o.fetches.Load(); n != 2 {
 		t.Fatalf("100 triggers during one sync caused %d more syncs, want 1", n-1)
@@ -295,7 +285,7 @@ func TestRunStopsPromptlyOnCancelAndRemovesStaging(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, "fetch under way", func() bool { return o.fetches.Load() == 1 })
+	testkit.Eventually(t, 10*time.Second, "fetch under way", func() bool { return o.fetches.Load() == 1 })
 	cancel()
 	select {
 	case err := <-done:
