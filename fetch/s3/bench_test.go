@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	s3src "github.com/ferrysync/ferry/fetch/s3"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -50,19 +51,19 @@ func BenchmarkS3(b *testing.B) {
 			url := s.url(bucket, "conf/")
 
 			b.Run("full-sync", func(b *testing.B) {
-				src := newSource(b, url, "", nil)
+				src := newSource(b, url, fetch.Env{}, nil)
 				b.SetBytes(benchObjects * benchSize)
 				s.counts.take()
 				b.ResetTimer()
 				for range b.N {
 					b.StopTimer()
-					h := newHarness(b, src, fetch.Limits{})
+					store := newStore(b, fetch.Limits{})
 					b.StartTimer()
-					if _, stats := h.mustSync(b); stats.Files != benchObjects {
-						b.Fatalf("%d files, want %d", stats.Files, benchObjects)
+					if r := sourcetest.MustSync(b, store, "c", src); r.Stats.Files != benchObjects {
+						b.Fatalf("%d files, want %d", r.Stats.Files, benchObjects)
 					}
 					b.StopTimer()
-					os.RemoveAll(h.root)
+					os.RemoveAll(store.Root())
 					b.StartTimer()
 				}
 				reportRequests(b, s.counts.take())
@@ -79,8 +80,8 @@ func BenchmarkS3(b *testing.B) {
 			})
 
 			b.Run("one-object-changed", func(b *testing.B) {
-				h := newHarness(b, newSource(b, url, "", nil), fetch.Limits{})
-				h.mustSync(b)
+				store, src := newStore(b, fetch.Limits{}), newSource(b, url, fetch.Env{}, nil)
+				sourcetest.MustSync(b, store, "c", src)
 				var written int64
 				s.counts.take()
 				b.ResetTimer()
@@ -89,7 +90,7 @@ func BenchmarkS3(b *testing.B) {
 					// Unique across the rounds the benchmark framework runs.
 					s.put(b, bucket, "conf/dir00/file0000.yaml", fmt.Sprintf("change %d %d\n", i, time.Now().UnixNano()))
 					b.StartTimer()
-					_, stats := h.mustSync(b)
+					stats := sourcetest.MustSync(b, store, "c", src).Stats
 					if stats.Reused != benchObjects-1 {
 						b.Fatalf("reused %d objects, want %d", stats.Reused, benchObjects-1)
 					}
@@ -102,12 +103,12 @@ func BenchmarkS3(b *testing.B) {
 			})
 
 			b.Run("idle-poll", func(b *testing.B) {
-				h := newHarness(b, newSource(b, url, "", nil), fetch.Limits{})
-				h.mustSync(b)
+				store, src := newStore(b, fetch.Limits{}), newSource(b, url, fetch.Env{}, nil)
+				sourcetest.MustSync(b, store, "c", src)
 				s.counts.take()
 				b.ResetTimer()
 				for range b.N {
-					if _, stats := h.mustSync(b); stats.BytesWritten != 0 {
+					if r := sourcetest.MustSync(b, store, "c", src); r.Stats.BytesWritten != 0 {
 						b.Fatal("an idle poll wrote bytes")
 					}
 				}

@@ -51,15 +51,6 @@ func noAmbientCredentials(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
 }
 
-func parse(t *testing.T, raw string) *fetch.URL {
-	t.Helper()
-	u, err := fetch.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
 func TestNewDoesNoNetworkAccess(t *testing.T) {
 	noAmbientCredentials(t)
 	probes := imdsProbe(t)
@@ -83,32 +74,21 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 	bucket := s.newBucket(t, false)
 	s.put(t, bucket, "conf/a.yaml", "a")
 	a, sec := keyFiles(t, testAccess, testSecret)
-
-	t.Run("DefaultChainProbesIMDS", func(t *testing.T) {
-		// The control: with nothing configured the chain does ask IMDS.
-		noAmbientCredentials(t)
-		probes := imdsProbe(t)
-		src, err := s3src.New(parse(t, "s3::"+s.url(bucket, "conf/")), s3src.Options{}, fetch.Env{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _, err = newHarness(t, src, fetch.Limits{}).sync(t)
-		if probes.Load() == 0 {
-			t.Fatalf("err = %v without IMDS connections; want a failure after probing IMDS", err)
-		}
-		assertErr(t, err, false, "no AWS credentials", "--s3-no-imds")
-	})
 	for _, tc := range []struct {
 		name string
 		opts s3src.Options
 		env  map[string]string
-		ok   bool
+		// newErr: New refuses the options, nothing can give credentials;
+		// fetchErr: the Fetch fails, after probing IMDS.
+		newErr, fetchErr string
 	}{
-		{"NoIMDS", s3src.Options{NoIMDS: true}, nil, false},
-		{"EnvDisabled", s3src.Options{}, map[string]string{"AWS_EC2_METADATA_DISABLED": "true"}, false},
-		{"KeyFiles", s3src.Options{AccessKeyFile: a, SecretKeyFile: sec}, nil, true},
-		{"Anonymous", s3src.Options{Anonymous: true}, nil, true},
-		{"EnvKeys", s3src.Options{}, map[string]string{"AWS_ACCESS_KEY_ID": testAccess, "AWS_SECRET_ACCESS_KEY": testSecret}, true},
+		// The control: with nothing configured the chain does ask IMDS.
+		{"DefaultChainProbesIMDS", s3src.Options{}, nil, "", "no AWS credentials"},
+		{"NoIMDS", s3src.Options{NoIMDS: true}, nil, "no AWS credentials", ""},
+		{"EnvDisabled", s3src.Options{}, map[string]string{"AWS_EC2_METADATA_DISABLED": "true"}, "no AWS credentials", ""},
+		{"KeyFiles", s3src.Options{AccessKeyFile: a, SecretKeyFile: sec}, nil, "", ""},
+		{"Anonymous", s3src.Options{Anonymous: true}, nil, "", ""},
+		{"EnvKeys", s3src.Options{}, map[string]string{"AWS_ACCESS_KEY_ID": testAccess, "AWS_SECRET_ACCESS_KEY": testSecret}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			noAmbientCredentials(t)
@@ -117,25 +97,26 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 				t.Setenv(k, v)
 			}
 			src, err := s3src.New(parse(t, "s3::"+s.url(bucket, "conf/")), tc.opts, fetch.Env{})
-			if !tc.ok {
-				// Nothing can give credentials: a configuration error,
-				// reported before any fetch.
-				if err == nil || !strings.Contains(err.Error(), "no AWS credentials") || !strings.Contains(err.Error(), "--s3-access-key-file") {
-					t.Fatalf("New: err = %v, want it to say there are no credentials and how to give them", err)
+			if tc.newErr != "" {
+				// It says how to give credentials.
+				if err == nil || !strings.Contains(err.Error(), tc.newErr) || !strings.Contains(err.Error(), "--s3-access-key-file") {
+					t.Fatalf("New: err = %v, want %q naming the options to set", err, tc.newErr)
 				}
 			} else {
 				if err != nil {
 					t.Fatal(err)
 				}
 				start := time.Now()
-				if _, _, err = newHarness(t, src, fetch.Limits{}).sync(t); err != nil {
+				_, _, err = fetchNew(t, src, fetch.Limits{})
+				if tc.fetchErr != "" {
+					assertErr(t, err, false, tc.fetchErr, "--s3-no-imds")
+				} else if err != nil {
 					t.Fatal(err)
-				}
-				if d := time.Since(start); d > 2*time.Second {
+				} else if d := time.Since(start); d > 2*time.Second {
 					t.Errorf("sync took %v", d)
 				}
 			}
-			if n := probes.Load(); n != 0 {
+			if n := probes.Load(); (n != 0) != (tc.fetchErr != "") {
 				t.Fatalf("%d connections to the instance metadata service", n)
 			}
 		})
@@ -162,14 +143,10 @@ func TestNewReportsEveryConfigurationProblemAtOnce(t *testing.T) {
 }
 
 func TestEmptyKeyFileIsAPermanentErrorNamingTheFlag(t *testing.T) {
-	s := newGofakes3(t)
-	bucket := s.newBucket(t, false)
-	s.put(t, bucket, "conf/a.yaml", "a")
-	a, sec := keyFiles(t, testAccess, testSecret)
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
-		o.AccessKeyFile, o.SecretKeyFile = a, sec
-	}), fetch.Limits{})
+	var sec string
+	// The file is read before any request: no server is needed.
+	src := newSource(t, "http://127.0.0.1:1/bucket/conf/", fetch.Env{}, func(o *s3src.Options) { sec = o.SecretKeyFile })
 	writeFile(t, sec, "\n")
-	_, _, err := h.sync(t)
-	assertErr(t, err, true, "--s3-secret-key-file", "is empty")
+	_, _, err := fetchNew(t, src, fetch.Limits{})
+	assertErr(t, err, true, "--s3-secret-key-file", sec+" is empty")
 }

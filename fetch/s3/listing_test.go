@@ -99,11 +99,10 @@ func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
 			// its own: the test fails, rather than hangs, without the fix.
 			f := newListingFront(t, &listingFront{pageKeys: 1000, pages: 200, markers: tc.markers})
 			limits := fetch.Limits{MaxFiles: 2500}
-			h := newHarness(t, newSourceEnv(t, f.url(), fetch.Env{Limits: limits}, nil), limits)
-			_, _, err := h.sync(t)
+			_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{Limits: limits}, nil), limits)
 			assertErr(t, err, true, tc.want, "s3://bucket/conf/")
 			if n := f.lists.Load(); n != 3 {
-				t.Fatalf("%d pages listed, want 3: listing must stop on the page that passes --max-files", n)
+				t.Fatalf("%d pages listed, want 3: listing must stop on the page that passes MaxFiles", n)
 			}
 			if n := f.gets.Load(); n != 0 {
 				t.Fatalf("%d objects fetched before the listing was refused", n)
@@ -115,8 +114,7 @@ func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
 func TestEmptyPagesWithoutEndAreRefused(t *testing.T) {
 	f := newListingFront(t, &listingFront{pageKeys: 0, pages: 5000})
 	limits := fetch.Limits{MaxFiles: 2500}
-	h := newHarness(t, newSourceEnv(t, f.url(), fetch.Env{Limits: limits}, nil), limits)
-	_, _, err := h.sync(t)
+	_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{Limits: limits}, nil), limits)
 	assertErr(t, err, true, "did not end after 1000 pages", "--max-files 2500")
 	if n := f.lists.Load(); n != 1000 {
 		t.Fatalf("%d pages listed, want 1000", n)
@@ -127,8 +125,7 @@ func TestListingPagePastMaxKeysIsRefused(t *testing.T) {
 	// 100,000 keys in one page, about 16 MB of XML: a server ignoring
 	// max-keys. Without a cap the SDK decodes all of it into memory.
 	f := newListingFront(t, &listingFront{pageKeys: 100_000, pages: 1})
-	h := newHarness(t, newSource(t, f.url(), "", nil), fetch.Limits{})
-	_, _, err := h.sync(t)
+	_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{}, nil), fetch.Limits{})
 	assertErr(t, err, true, "a page of the listing is larger than 8388608 bytes", "the server ignores max-keys")
 	if n := f.lists.Load(); n != 1 {
 		t.Fatalf("%d list requests, want 1 (no retry)", n)
@@ -140,8 +137,7 @@ func TestListingPagePastMaxKeysIsRefused(t *testing.T) {
 
 func TestTruncatedPageWithoutTokenIsNotAPartialTree(t *testing.T) {
 	f := newListingFront(t, &listingFront{pageKeys: 10, pages: 2, noToken: true})
-	h := newHarness(t, newSource(t, f.url(), "", nil), fetch.Limits{})
-	_, _, err := h.sync(t)
+	_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{}, nil), fetch.Limits{})
 	assertErr(t, err, true, "page 1 of the listing is truncated but has no continuation token")
 	if n := f.gets.Load(); n != 0 {
 		t.Fatalf("%d objects of a partial listing fetched", n)
@@ -151,7 +147,6 @@ func TestTruncatedPageWithoutTokenIsNotAPartialTree(t *testing.T) {
 func TestEndlessErrorBodyIsCutAndStatusReported(t *testing.T) {
 	// The SDK reads an error body whole to find the S3 error code.
 	f := newListingFront(t, &listingFront{failWith: http.StatusInternalServerError})
-	h := newHarness(t, newSource(t, f.url(), "", nil), fetch.Limits{})
-	_, _, err := h.sync(t)
+	_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{}, nil), fetch.Limits{})
 	assertErr(t, err, false, "s3 list s3://bucket/conf/: server error (HTTP 500")
 }

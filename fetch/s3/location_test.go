@@ -91,7 +91,7 @@ func TestBadURLsAreRefusedWithTheReason(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = parseLocation(u, tc.opts)
+			_, err = New(u, tc.opts, fetch.Env{})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to say %q", err, tc.want)
 			}

@@ -1,7 +1,6 @@
 package s3_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/fetchtest"
 	s3src "github.com/ferrysync/ferry/fetch/s3"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 	"github.com/ferrysync/ferry/sync"
@@ -30,90 +30,55 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newSource builds a source for rawURL with key files holding the test
-// keys; mod adjusts the options.
-func newSource(t testing.TB, rawURL, stateDir string, mod func(*s3src.Options)) *s3src.Source {
-	t.Helper()
-	return newSourceEnv(t, rawURL, fetch.Env{StateDir: stateDir}, mod)
-}
-
-// newSourceEnv is newSource with the whole environment the daemon gives.
-func newSourceEnv(t testing.TB, rawURL string, env fetch.Env, mod func(*s3src.Options)) *s3src.Source {
+// newSource builds a source for rawURL, given env, with key files holding
+// the test keys; mod adjusts the options.
+func newSource(t testing.TB, rawURL string, env fetch.Env, mod func(*s3src.Options)) *s3src.Source {
 	t.Helper()
 	a, s := keyFiles(t, testAccess, testSecret)
 	o := s3src.Options{AccessKeyFile: a, SecretKeyFile: s}
 	if mod != nil {
 		mod(&o)
 	}
-	u, err := fetch.Parse("s3::" + rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := s3src.New(u, o, env)
+	src, err := s3src.New(parse(t, "s3::"+rawURL), o, env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return src
 }
 
-// harness syncs one source into a real store, as the daemon does.
-type harness struct {
-	store *sync.Store
-	root  string
-	src   fetch.Source
-}
-
-func newHarness(t testing.TB, src fetch.Source, limits fetch.Limits) *harness {
+func parse(t testing.TB, raw string) *fetch.URL {
 	t.Helper()
-	root := t.TempDir()
-	store, err := sync.OpenStore(root, limits)
+	u, err := fetch.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &harness{store: store, root: root, src: src}
+	return u
 }
 
-// sync fetches once and publishes a new revision; it returns the revision
-// now published and what the stage saw.
-func (h *harness) sync(t testing.TB) (string, sync.Stats, error) {
+// fetchNew fetches src once, with nothing published, into an in-memory
+// Writer bounded by l.
+func fetchNew(t testing.TB, src fetch.Source, l fetch.Limits) (string, *fetchtest.Writer, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	prev, err := h.store.Current("c")
+	w := fetchtest.NewWriter(l)
+	rev, err := src.Fetch(t.Context(), "", w)
+	return rev, w, err
+}
+
+// newStore opens the publish engine on a fresh root, for the tests that
+// sync more than once (sourcetest.Sync, as source "c") or look at the
+// volume.
+func newStore(t testing.TB, l fetch.Limits) *sync.Store {
+	t.Helper()
+	store, err := sync.OpenStore(t.TempDir(), l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := h.store.Begin("c", prev)
-	defer st.Discard()
-	rev, err := h.src.Fetch(ctx, prev, st)
-	if err != nil {
-		return prev, st.Stats(), err
-	}
-	if rev == prev {
-		if st.Dir() != "" {
-			t.Fatal("source wrote to staging although nothing changed")
-		}
-		return rev, st.Stats(), nil
-	}
-	if err := st.Publish(rev); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	return rev, st.Stats(), nil
+	return store
 }
 
-func (h *harness) mustSync(t testing.TB) (string, sync.Stats) {
+func assertPublished(t testing.TB, store *sync.Store, want map[string]string) {
 	t.Helper()
-	rev, stats, err := h.sync(t)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rev, stats
-}
-
-// tree reads the published tree.
-func (h *harness) tree(t testing.TB) map[string]string {
-	t.Helper()
-	return sourcetest.ReadTree(t, h.store.LinkPath("c"))
+	sourcetest.AssertTree(t, sourcetest.ReadTree(t, store.LinkPath("c")), want)
 }
 
 func assertCounts(t testing.TB, got map[string]int, want map[string]int) {
@@ -139,7 +104,7 @@ type origin struct {
 const originPrefix = "conf/"
 
 func (o *origin) Source(t *testing.T, stateDir string) fetch.Source {
-	return newSource(t, o.srv.url(o.bucket, originPrefix), stateDir, nil)
+	return newSource(t, o.srv.url(o.bucket, originPrefix), fetch.Env{StateDir: stateDir}, nil)
 }
 
 func (o *origin) Set(t *testing.T, files map[string]string) {
@@ -168,9 +133,8 @@ func TestContract(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		o := origin{srv: s, bucket: s.newBucket(t, false)}
 		if s.name == "gofakes3" {
-			// versitygw stores keys as file paths and normalises them
-			// ("conf/../evil" becomes "evil"): only gofakes3 can hold a
-			// hostile key.
+			// versitygw stores keys as file paths ("conf/../evil" becomes
+			// "evil"): only gofakes3 can hold a hostile key.
 			sourcetest.Run(t, &escapeOrigin{o})
 			return
 		}
@@ -205,40 +169,25 @@ func putTree(t testing.TB, s *server, bucket, prefix string, files map[string]st
 	s.putMany(t, bucket, raw)
 }
 
-func TestPrefixOverThousandKeysIsPaginatedAndComplete(t *testing.T) {
+func TestPrefixOverThousandKeysIsPaginatedAndAnIdlePollListsOnly(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		files := nestedTree(1234)
 		putTree(t, s, bucket, "conf/", files)
 		s.put(t, bucket, "other/outside.yaml", "not in the prefix")
 		s.put(t, bucket, "conf/d00/", "") // a directory marker
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
+		store := newStore(t, fetch.Limits{})
+		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, nil)
 		s.counts.take()
-		h.mustSync(t)
-		sourcetest.AssertTree(t, h.tree(t), files)
+		rev := sourcetest.MustSync(t, store, "c", src).Rev
+		assertPublished(t, store, files)
 		assertCounts(t, s.counts.take(), map[string]int{"LIST": 2, "GET": 1234})
 
-		// An idle poll: one List page per 1,000 keys, no GET.
-		h.mustSync(t)
+		// An idle poll: one List page per 1,000 keys, no GET, no byte.
+		if r := sourcetest.MustSync(t, store, "c", src); r.Rev != rev || r.Stats.BytesWritten != 0 {
+			t.Fatalf("idle poll: revision %s -> %s, %d bytes written", rev, r.Rev, r.Stats.BytesWritten)
+		}
 		assertCounts(t, s.counts.take(), map[string]int{"LIST": 2})
-	})
-}
-
-func TestUnchangedPrefixCostsOneListAndNoGet(t *testing.T) {
-	forEachServer(t, func(t *testing.T, s *server) {
-		bucket := s.newBucket(t, false)
-		putTree(t, s, bucket, "conf/", nestedTree(20))
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
-		rev1, _ := h.mustSync(t)
-		s.counts.take()
-		rev2, stats := h.mustSync(t)
-		if rev2 != rev1 {
-			t.Fatalf("revision changed without a change: %s -> %s", rev1, rev2)
-		}
-		if stats.BytesWritten != 0 {
-			t.Fatalf("%d bytes written", stats.BytesWritten)
-		}
-		assertCounts(t, s.counts.take(), map[string]int{"LIST": 1})
 	})
 }
 
@@ -247,39 +196,29 @@ func TestOnlyChangedObjectsAreDownloaded(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		files := nestedTree(30)
 		putTree(t, s, bucket, "conf/", files)
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
-		rev1, _ := h.mustSync(t)
+		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, nil)
+		rev1, w1, err := fetchNew(t, src, fetch.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
 
 		files["d01/f0001.yaml"] = "changed: true\n"
 		files["new.yaml"] = "new\n"
+		delete(files, "d00/f0007.yaml")
 		s.put(t, bucket, "conf/d01/f0001.yaml", files["d01/f0001.yaml"])
 		s.put(t, bucket, "conf/new.yaml", files["new.yaml"])
+		s.del(t, bucket, "conf/d00/f0007.yaml")
 		s.counts.take()
-		rev2, stats := h.mustSync(t)
-		if rev2 == rev1 {
-			t.Fatal("revision did not change")
+		w2 := fetchtest.NewWriter(fetch.Limits{}).Reuse(w1)
+		rev2, err := src.Fetch(t.Context(), rev1, w2)
+		if err != nil || rev2 == rev1 {
+			t.Fatalf("revision %s -> %s, %v", rev1, rev2, err)
 		}
 		assertCounts(t, s.counts.take(), map[string]int{"LIST": 1, "GET": 2})
-		if stats.Reused != 29 || stats.BytesWritten != int64(len("changed: true\n")+len("new\n")) {
-			t.Fatalf("stats %+v: want 29 reused and only the two changed objects written", stats)
+		if n := w2.Opened(); n != 2 {
+			t.Fatalf("%d objects read, want only the two changed", n)
 		}
-		sourcetest.AssertTree(t, h.tree(t), files)
-	})
-}
-
-func TestDeletedObjectIsRemovedFromNextRevision(t *testing.T) {
-	forEachServer(t, func(t *testing.T, s *server) {
-		bucket := s.newBucket(t, false)
-		files := nestedTree(6)
-		putTree(t, s, bucket, "conf/", files)
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
-		h.mustSync(t)
-		s.del(t, bucket, "conf/d01/f0001.yaml")
-		delete(files, "d01/f0001.yaml")
-		s.counts.take()
-		h.mustSync(t)
-		sourcetest.AssertTree(t, h.tree(t), files)
-		assertCounts(t, s.counts.take(), map[string]int{"LIST": 1})
+		sourcetest.AssertTree(t, w2.Tree(), files)
 	})
 }
 
@@ -288,32 +227,32 @@ func TestSingleObjectIsPublishedUnderItsBaseNameAndPolledWithConditionalGet(t *t
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "env/prod/app.yaml", "v: 1\n")
 		s.put(t, bucket, "env/prod/app.yaml.bak", "not this one\n")
-		state := t.TempDir()
-		h := newHarness(t, newSource(t, s.url(bucket, "env/prod/app.yaml"), state, nil), fetch.Limits{})
+		url, env := s.url(bucket, "env/prod/app.yaml"), fetch.Env{StateDir: t.TempDir()}
+		store := newStore(t, fetch.Limits{})
+		src := newSource(t, url, env, nil)
 		s.counts.take()
-		rev1, _ := h.mustSync(t)
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 1\n"})
+		rev1 := sourcetest.MustSync(t, store, "c", src).Rev
+		assertPublished(t, store, map[string]string{"app.yaml": "v: 1\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET": 1})
 
 		// Unchanged: one GET answered 304, nothing written.
-		rev, stats := h.mustSync(t)
-		if rev != rev1 || stats.BytesWritten != 0 {
-			t.Fatalf("unchanged object: rev %s (want %s), %d bytes written", rev, rev1, stats.BytesWritten)
+		if r := sourcetest.MustSync(t, store, "c", src); r.Rev != rev1 || r.Stats.BytesWritten != 0 {
+			t.Fatalf("unchanged object: rev %s (want %s), %d bytes written", r.Rev, rev1, r.Stats.BytesWritten)
 		}
 		assertCounts(t, s.counts.take(), map[string]int{"GET-304": 1})
 
 		// A new process (same state directory) still polls conditionally.
-		h.src = newSource(t, s.url(bucket, "env/prod/app.yaml"), state, nil)
-		if rev, _ := h.mustSync(t); rev != rev1 {
-			t.Fatalf("revision after restart %s, want %s", rev, rev1)
+		src = newSource(t, url, env, nil)
+		if r := sourcetest.MustSync(t, store, "c", src); r.Rev != rev1 {
+			t.Fatalf("revision after restart %s, want %s", r.Rev, rev1)
 		}
 		assertCounts(t, s.counts.take(), map[string]int{"GET-304": 1})
 
 		s.put(t, bucket, "env/prod/app.yaml", "v: 2\n")
-		if rev, _ := h.mustSync(t); rev == rev1 {
+		if r := sourcetest.MustSync(t, store, "c", src); r.Rev == rev1 {
 			t.Fatal("revision did not change with the object")
 		}
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "v: 2\n"})
+		assertPublished(t, store, map[string]string{"app.yaml": "v: 2\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET": 1})
 	})
 }
@@ -341,34 +280,25 @@ func TestNotModifiedToUnconditionalGetIsAnError(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/app.yaml", "v: 1\n")
-		front := notModifiedFront(t, s)
+		front := notModifiedFront(t, s) + "/" + bucket
 		t.Run("FirstSyncOfObject", func(t *testing.T) {
-			h := newHarness(t, newSource(t, front+"/"+bucket+"/conf/app.yaml", t.TempDir(), nil), fetch.Limits{})
-			_, _, err := h.sync(t)
+			_, _, err := fetchNew(t, newSource(t, front+"/conf/app.yaml", fetch.Env{StateDir: t.TempDir()}, nil), fetch.Limits{})
 			assertErr(t, err, false, want, "s3://"+bucket+"/conf/app.yaml")
-			if cur, _ := h.store.Current("c"); cur != "" {
-				t.Fatalf("revision %q published from a 304", cur)
-			}
 		})
 		t.Run("ObjectWithoutSavedETag", func(t *testing.T) {
 			// Published, then a new process without the saved ETag: its
 			// GET is unconditional again.
-			h := newHarness(t, newSource(t, s.url(bucket, "conf/app.yaml"), t.TempDir(), nil), fetch.Limits{})
-			rev, _ := h.mustSync(t)
-			h.src = newSource(t, front+"/"+bucket+"/conf/app.yaml", t.TempDir(), nil)
-			_, _, err := h.sync(t)
-			assertErr(t, err, false, want)
-			if cur, _ := h.store.Current("c"); cur != rev {
-				t.Fatalf("current revision %q, want the last good %q", cur, rev)
+			rev, _, err := fetchNew(t, newSource(t, s.url(bucket, "conf/app.yaml"), fetch.Env{StateDir: t.TempDir()}, nil), fetch.Limits{})
+			if err != nil {
+				t.Fatal(err)
 			}
+			src := newSource(t, front+"/conf/app.yaml", fetch.Env{StateDir: t.TempDir()}, nil)
+			_, err = src.Fetch(t.Context(), rev, fetchtest.NewWriter(fetch.Limits{}))
+			assertErr(t, err, false, want)
 		})
 		t.Run("ObjectOfPrefix", func(t *testing.T) {
-			h := newHarness(t, newSource(t, front+"/"+bucket+"/conf/", "", nil), fetch.Limits{})
-			_, _, err := h.sync(t)
+			_, _, err := fetchNew(t, newSource(t, front+"/conf/", fetch.Env{}, nil), fetch.Limits{})
 			assertErr(t, err, false, want, "s3://"+bucket+"/conf/app.yaml")
-			if cur, _ := h.store.Current("c"); cur != "" {
-				t.Fatalf("revision %q published from a 304", cur)
-			}
 		})
 	})
 }
@@ -377,12 +307,12 @@ func TestStateDirectoryIsPrivateAndNeverNarrowsTheTree(t *testing.T) {
 	s := newGofakes3(t)
 	bucket := s.newBucket(t, false)
 	s.put(t, bucket, "conf/app.yaml", "v: 1\n")
-	h := newHarness(t, nil, fetch.Limits{}) // a fresh root: ROOT/.ferry/c does not exist
-	state := sync.StateDir(h.root, "c")
-	h.src = newSource(t, s.url(bucket, "conf/app.yaml"), state, nil)
+	store := newStore(t, fetch.Limits{}) // a fresh root: ROOT/.ferry/c does not exist
+	state := sync.StateDir(store.Root(), "c")
+	src := newSource(t, s.url(bucket, "conf/app.yaml"), fetch.Env{StateDir: state}, nil)
 	old := syscall.Umask(0o077) // the strictest a sidecar may run with
 	defer syscall.Umask(old)
-	h.mustSync(t)
+	sourcetest.MustSync(t, store, "c", src)
 	for dir, want := range map[string]fs.FileMode{filepath.Dir(state): 0o755, state: 0o700} {
 		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != want {
 			t.Errorf("%s: %v, %v; want %v", dir, fi.Mode(), err, want)
@@ -397,8 +327,7 @@ func TestMissingSingleObjectIsPermanentAndSuggestsPrefix(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/a.yaml", "a")
-		h := newHarness(t, newSource(t, s.url(bucket, "conf"), "", nil), fetch.Limits{})
-		_, _, err := h.sync(t)
+		_, _, err := fetchNew(t, newSource(t, s.url(bucket, "conf"), fetch.Env{}, nil), fetch.Limits{})
 		assertErr(t, err, true, "does not exist", `ending in "/" names a prefix`)
 	})
 }
@@ -411,56 +340,24 @@ func TestVersionPinServesThatVersion(t *testing.T) {
 		if v1 == "" || v1 == v2 {
 			t.Fatalf("server gave version IDs %q and %q", v1, v2)
 		}
-		h := newHarness(t, newSource(t, s.url(bucket, "app.yaml?version="+v1), "", nil), fetch.Limits{})
-		rev1, _ := h.mustSync(t)
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
+		store := newStore(t, fetch.Limits{})
+		src := newSource(t, s.url(bucket, "app.yaml?version="+v1), fetch.Env{}, nil)
+		rev1 := sourcetest.MustSync(t, store, "c", src).Rev
+		assertPublished(t, store, map[string]string{"app.yaml": "version: 1\n"})
 
 		s.put(t, bucket, "app.yaml", "version: 3\n")
 		s.counts.take()
-		if rev, _ := h.mustSync(t); rev != rev1 {
-			t.Fatalf("pinned version changed revision: %s -> %s", rev1, rev)
+		if r := sourcetest.MustSync(t, store, "c", src); r.Rev != rev1 {
+			t.Fatalf("pinned version changed revision: %s -> %s", rev1, r.Rev)
 		}
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.yaml": "version: 1\n"})
+		assertPublished(t, store, map[string]string{"app.yaml": "version: 1\n"})
 		assertCounts(t, s.counts.take(), map[string]int{"GET-304": 1})
 	})
 }
 
-func TestKeysThatWouldEscapeAreRefusedByName(t *testing.T) {
-	// versitygw normalises keys as file paths ("conf/../evil" is stored as
-	// "evil", "conf//x" as "conf/x"): only gofakes3 keeps them verbatim.
-	s := newGofakes3(t)
-	for _, key := range []string{"conf/../evil", "conf/a/../../evil", "conf//etc/passwd", "conf/./a"} {
-		t.Run(key, func(t *testing.T) {
-			bucket := s.newBucket(t, false)
-			s.put(t, bucket, "conf/ok.yaml", "ok")
-			s.put(t, bucket, key, "evil")
-			if got := s.keys(t, bucket, "conf/"); len(got) != 2 {
-				t.Fatalf("server holds %v, want the hostile key stored verbatim", got)
-			}
-			h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
-			_, _, err := h.sync(t)
-			assertErr(t, err, true, fmt.Sprintf("key %q", key))
-			if _, err := os.Lstat(filepath.Join(h.root, "evil")); err == nil {
-				t.Fatal("a file landed outside the revision")
-			}
-		})
-	}
-}
-
-func TestKeyEndingInSlashWithContentIsRefused(t *testing.T) {
-	s := newGofakes3(t) // versitygw refuses such a PUT (DirectoryObjectContainsData)
-	bucket := s.newBucket(t, false)
-	s.put(t, bucket, "conf/a.yaml", "a")
-	s.put(t, bucket, "conf/dir/", "not a marker")
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
-	_, _, err := h.sync(t)
-	assertErr(t, err, true, `key "conf/dir/"`)
-}
-
 func TestMissingBucketIsPermanent(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
-		h := newHarness(t, newSource(t, s.url("no-such-bucket-here", "conf/"), "", nil), fetch.Limits{})
-		_, _, err := h.sync(t)
+		_, _, err := fetchNew(t, newSource(t, s.url("no-such-bucket-here", "conf/"), fetch.Env{}, nil), fetch.Limits{})
 		assertErr(t, err, true, "NoSuchBucket", "s3://no-such-bucket-here/conf/")
 	})
 }
@@ -470,16 +367,15 @@ func TestEmptyPrefixIsAnErrorUnlessAllowed(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "other/a.yaml", "a")
 		s.put(t, bucket, "conf/", "") // only a directory marker
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{})
-		_, _, err := h.sync(t)
+		_, _, err := fetchNew(t, newSource(t, s.url(bucket, "conf/"), fetch.Env{}, nil), fetch.Limits{})
 		assertErr(t, err, true, "no objects under the prefix", "--allow-empty")
 
-		h.src = newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) { o.AllowEmpty = true })
-		rev, _ := h.mustSync(t)
-		if rev == "" {
+		store := newStore(t, fetch.Limits{})
+		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) { o.AllowEmpty = true })
+		if r := sourcetest.MustSync(t, store, "c", src); r.Rev == "" {
 			t.Fatal("no revision")
 		}
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{})
+		assertPublished(t, store, map[string]string{})
 	})
 }
 
@@ -493,14 +389,14 @@ func TestBadCredentialsArePermanentAndSecretsNeverShown(t *testing.T) {
 		{"Anonymous", "", "not-the-secret-XYZ", "access denied"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			src := newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
+			src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) {
 				if tc.access == "" {
 					*o = s3src.Options{Anonymous: true}
 					return
 				}
 				o.AccessKeyFile, o.SecretKeyFile = keyFiles(t, tc.access, tc.secret)
 			})
-			_, _, err := newHarness(t, src, fetch.Limits{}).sync(t)
+			_, _, err := fetchNew(t, src, fetch.Limits{})
 			assertErr(t, err, true, tc.want)
 			if strings.Contains(err.Error(), tc.secret) {
 				t.Fatalf("error shows the secret: %v", err)
@@ -515,24 +411,22 @@ func TestKeyFilesAreReadAgainOnEverySync(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/a.yaml", "a")
 		a, sec := keyFiles(t, testAccess, "wrong-secret")
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
-			o.AccessKeyFile, o.SecretKeyFile = a, sec
-		}), fetch.Limits{})
-		_, _, err := h.sync(t)
+		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) { o.AccessKeyFile, o.SecretKeyFile = a, sec })
+		_, _, err := fetchNew(t, src, fetch.Limits{})
 		assertErr(t, err, true, "SignatureDoesNotMatch")
 
 		// The Secret is fixed under the same access key ID: this is what
 		// the SDK's signing-key cache got wrong (aws/aws-sdk-go-v2#3350).
 		writeFile(t, sec, testSecret+"\n")
-		rev, _ := h.mustSync(t)
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.yaml": "a"})
+		_, w, err := fetchNew(t, src, fetch.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sourcetest.AssertTree(t, w.Tree(), map[string]string{"a.yaml": "a"})
 
 		writeFile(t, sec, "rotated-away\n") // and broken again
-		_, _, err = h.sync(t)
+		_, _, err = fetchNew(t, src, fetch.Limits{})
 		assertErr(t, err, true, "SignatureDoesNotMatch")
-		if cur, _ := h.store.Current("c"); cur != rev {
-			t.Fatalf("current revision %s after a failed sync, want the last good %s", cur, rev)
-		}
 	})
 	t.Run("gofakes3", func(t *testing.T) {
 		// gofakes3 accepts any key: what it receives shows the file was read.
@@ -540,17 +434,15 @@ func TestKeyFilesAreReadAgainOnEverySync(t *testing.T) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/a.yaml", "a")
 		a, sec := keyFiles(t, "firstkeyid", "secret1")
-		h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) {
-			o.AccessKeyFile, o.SecretKeyFile = a, sec
-		}), fetch.Limits{})
-		h.mustSync(t)
-		if got := s.counts.keyID(); got != "firstkeyid" {
-			t.Fatalf("server saw key %q, want firstkeyid", got)
-		}
-		writeFile(t, a, "secondkeyid")
-		h.mustSync(t)
-		if got := s.counts.keyID(); got != "secondkeyid" {
-			t.Fatalf("server saw key %q after rotation, want secondkeyid", got)
+		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) { o.AccessKeyFile, o.SecretKeyFile = a, sec })
+		for _, id := range []string{"firstkeyid", "secondkeyid"} {
+			writeFile(t, a, id)
+			if _, _, err := fetchNew(t, src, fetch.Limits{}); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.counts.keyID(); got != id {
+				t.Fatalf("server saw key %q, want %q", got, id)
+			}
 		}
 	})
 }
@@ -562,8 +454,7 @@ func TestUnreachableEndpointIsTransientAndOneLine(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	h := newHarness(t, newSource(t, "http://"+addr+"/bucket/conf/", "", nil), fetch.Limits{})
-	_, _, err = h.sync(t)
+	_, _, err = fetchNew(t, newSource(t, "http://"+addr+"/bucket/conf/", fetch.Env{}, nil), fetch.Limits{})
 	assertErr(t, err, false, "cannot reach the S3 endpoint http://"+addr, "connection refused")
 }
 
@@ -571,20 +462,18 @@ func TestObjectReplacedDuringSyncFailsTransiently(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
 		s.put(t, bucket, "conf/a.yaml", "old")
-		h := newHarness(t, nil, fetch.Limits{})
-		src := newSource(t, s.url(bucket, "conf/"), "", nil)
+		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, nil)
 		// Replace the object after the listing, before its GET.
-		h.src = fetchFunc(func(ctx context.Context, prev string, w fetch.Writer) (string, error) {
-			return src.Fetch(ctx, prev, &hookWriter{Writer: w, before: func() {
-				s.put(t, bucket, "conf/a.yaml", "new!")
-			}})
-		})
-		_, _, err := h.sync(t)
+		_, err := src.Fetch(t.Context(), "", &hookWriter{Writer: fetchtest.NewWriter(fetch.Limits{}), before: func() {
+			s.put(t, bucket, "conf/a.yaml", "new!")
+		}})
 		assertErr(t, err, false, "changed during the sync")
 		// The next sync lists again and gets the new content.
-		h.src = src
-		h.mustSync(t)
-		sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.yaml": "new!"})
+		_, w, err := fetchNew(t, src, fetch.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sourcetest.AssertTree(t, w.Tree(), map[string]string{"a.yaml": "new!"})
 	})
 }
 
@@ -593,8 +482,10 @@ func TestDownloadsRunInParallelUpToConcurrency(t *testing.T) {
 	s.counts.getDelay = 50 * time.Millisecond // long enough for GETs to overlap
 	bucket := s.newBucket(t, false)
 	putTree(t, s, bucket, "conf/", nestedTree(24))
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", func(o *s3src.Options) { o.Concurrency = 3 }), fetch.Limits{})
-	h.mustSync(t)
+	src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) { o.Concurrency = 3 })
+	if _, _, err := fetchNew(t, src, fetch.Limits{}); err != nil {
+		t.Fatal(err)
+	}
 	if p := s.counts.peakGets(); p != 3 {
 		t.Fatalf("peak concurrent GETs = %d, want 3", p)
 	}
@@ -605,11 +496,10 @@ func TestTreeLimitsFailTheSync(t *testing.T) {
 	bucket := s.newBucket(t, false)
 	s.put(t, bucket, "conf/small.yaml", "x")
 	s.put(t, bucket, "conf/big.yaml", strings.Repeat("x", 4096))
-	h := newHarness(t, newSource(t, s.url(bucket, "conf/"), "", nil), fetch.Limits{MaxFileSize: 1024})
-	_, _, err := h.sync(t)
+	src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, nil)
+	_, _, err := fetchNew(t, src, fetch.Limits{MaxFileSize: 1024})
 	assertErr(t, err, true, "big.yaml", "(max-file-size)")
-	h = newHarness(t, h.src, fetch.Limits{MaxFiles: 1})
-	_, _, err = h.sync(t)
+	_, _, err = fetchNew(t, src, fetch.Limits{MaxFiles: 1})
 	assertErr(t, err, true, "(max-files)")
 }
 
@@ -632,12 +522,6 @@ func assertErr(t testing.TB, err error, permanent bool, parts ...string) {
 			t.Errorf("error %q does not mention %q", err, p)
 		}
 	}
-}
-
-type fetchFunc func(ctx context.Context, prev string, w fetch.Writer) (string, error)
-
-func (f fetchFunc) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
-	return f(ctx, prev, w)
 }
 
 // hookWriter runs before ahead of every Opener.
