@@ -248,7 +248,7 @@ func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
 	if code := p.wait(60 * time.Second); code != 1 {
 		t.Fatalf("once exited %d, want 1:\n%s", code, tail(p.stderr.String(), 10))
 	}
-	if !strings.Contains(p.stderr.String(), "--max-files") {
+	if !strings.Contains(p.stderr.String(), "(max-files)") {
 		t.Errorf("the error does not name the limit:\n%s", tail(p.stderr.String(), 5))
 	}
 	if n := pages.Load(); n > 10 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -26,20 +27,8 @@ import (
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
-
-// defaultRegion signs requests when nothing names a region: it is what
-// MinIO, Ceph and versitygw expect by default, and on AWS a wrong region is
-// reported with the bucket's real one (see describe).
-const defaultRegion = "us-east-1"
-
-// sdkMaxAttempts bounds the SDK's own retries: one more try absorbs a
-// dropped keep-alive connection, and the daemon's loop does the rest with
-// its backoff, so --timeout keeps its meaning.
-const sdkMaxAttempts = 2
-
-// sdkMaxBackoff caps the SDK's wait before its one retry.
-const sdkMaxBackoff = time.Second
 
 // newClient builds the S3 client from the SDK's default configuration
 // (environment, shared config and credentials files, web identity, EKS Pod
@@ -51,8 +40,11 @@ func newClient(l location, o Options, log *slog.Logger) (*s3.Client, aws.Config,
 		config.WithLogger(sdkLogger{log}),
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = sdkMaxAttempts
-				so.MaxBackoff = sdkMaxBackoff
+				// One more try absorbs a dropped keep-alive connection; the
+				// daemon's loop does the rest with its backoff, so that its
+				// timeout of a sync keeps its meaning.
+				so.MaxAttempts = 2
+				so.MaxBackoff = time.Second
 				// The client-side retry quota would turn a long outage into
 				// "retry quota exceeded" errors after it ends.
 				so.RateLimiter = ratelimit.None
@@ -63,8 +55,10 @@ func newClient(l location, o Options, log *slog.Logger) (*s3.Client, aws.Config,
 		opts = append(opts, config.WithRegion(l.region))
 	} else {
 		// Used only when neither AWS_REGION nor the profile names one;
-		// also the region of STS for web identity credentials.
-		opts = append(opts, config.WithDefaultRegion(defaultRegion))
+		// also the region of STS for web identity credentials. It is what
+		// MinIO, Ceph and versitygw expect by default, and on AWS a wrong
+		// region is reported with the bucket's real one (see describe).
+		opts = append(opts, config.WithDefaultRegion("us-east-1"))
 	}
 	// Keep a connection per download worker alive between syncs.
 	opts = append(opts, config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
@@ -85,8 +79,8 @@ func newClient(l location, o Options, log *slog.Logger) (*s3.Client, aws.Config,
 		return nil, cfg, fmt.Errorf("AWS configuration: %w", err)
 	}
 	if chainIsIMDS(cfg, o) && imdsOff(o) {
-		return nil, cfg, errors.New("no AWS credentials: the environment and the shared config name none, and the EC2 instance metadata service is disabled " +
-			"(--s3-no-imds or AWS_EC2_METADATA_DISABLED); use --s3-access-key-file and --s3-secret-key-file, or --s3-anonymous for a public bucket")
+		return nil, cfg, kit.Fieldf("no AWS credentials: the environment and the shared config name none, and the EC2 instance metadata service is disabled " +
+			"({NoIMDS} or AWS_EC2_METADATA_DISABLED); use {AccessKeyFile} and {SecretKeyFile}, or {Anonymous} for a public bucket")
 	}
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {
 		so.UsePathStyle = l.pathStyle
@@ -100,6 +94,47 @@ func newClient(l location, o Options, log *slog.Logger) (*s3.Client, aws.Config,
 		so.HTTPClient = boundedClient{next: so.HTTPClient}
 	})
 	return client, cfg, nil
+}
+
+// rotatingSigner signs with SigV4 like the SDK's default S3 signer, but
+// starts a fresh signer when the secret key changes. The SDK's signer
+// caches the derived signing key by access key ID and day only
+// (aws/aws-sdk-go-v2#3350): a secret rotated, or corrected, under the same
+// key ID would otherwise keep failing with SignatureDoesNotMatch until
+// midnight UTC.
+type rotatingSigner struct {
+	logger logging.Logger
+
+	mu     gosync.Mutex
+	secret [sha256.Size]byte // a digest: the secret itself is not kept here
+	signer *v4.Signer
+}
+
+func (r *rotatingSigner) SignHTTP(ctx context.Context, creds aws.Credentials, req *http.Request, payloadHash, service, region string, t time.Time, optFns ...func(*v4.SignerOptions)) error {
+	sum := sha256.Sum256([]byte(creds.SecretAccessKey))
+	r.mu.Lock()
+	if r.signer == nil || sum != r.secret {
+		r.secret = sum
+		r.signer = v4.NewSigner(func(so *v4.SignerOptions) {
+			so.Logger = r.logger
+			// As the S3 client's own signer: keys are already escaped.
+			so.DisableURIPathEscaping = true
+		})
+	}
+	signer := r.signer
+	r.mu.Unlock()
+	return signer.SignHTTP(ctx, creds, req, payloadHash, service, region, t, optFns...)
+}
+
+// sdkLogger sends the SDK's own log lines to the source's logger.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	level := slog.LevelDebug
+	if c == logging.Warn {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...), "component", "aws-sdk")
 }
 
 // The SDK decodes an XML response, a listing page or an error, whole into
@@ -179,6 +214,52 @@ func (e *bodyTooLarge) Error() string {
 
 func (e *bodyTooLarge) RetryableError() bool { return false }
 
+// credentials returns the credentials one Fetch uses. Key files are read
+// again on every call, so a rotated Kubernetes Secret takes effect at the
+// next sync; the SDK chain caches and refreshes on its own. Resolving them
+// up front gives a credentials problem its own clear error.
+func (s *Source) credentials(ctx context.Context) (aws.CredentialsProvider, error) {
+	switch {
+	case s.opts.Anonymous:
+		// No provider at all makes the S3 client choose its anonymous
+		// scheme; aws.AnonymousCredentials would fail to sign.
+		return nil, nil
+	case s.opts.AccessKeyFile != "":
+		var keys [3]string // access key ID, secret key, session token
+		for i, f := range s.opts.secretFiles() {
+			if f.path == "" {
+				continue
+			}
+			v, err := kit.ReadSecret(f.path)
+			var pe *fs.PathError
+			switch {
+			case errors.As(err, &pe):
+				return nil, err // unreadable, maybe being swapped: worth a retry
+			case err != nil:
+				return nil, fetch.Permanent(err) // the content is refused
+			}
+			keys[i] = v
+		}
+		return credentials.NewStaticCredentialsProvider(keys[0], keys[1], keys[2]), nil
+	}
+	if _, err := s.cfg.Credentials.Retrieve(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if s.imdsOnly {
+			return nil, kit.Errorf(err, "no AWS credentials: none configured, and the EC2 instance metadata service gave none (%s); "+
+				"outside EC2 give key files or ask for anonymous access, and turn the instance metadata service off", innermost(err))
+		}
+		return nil, kit.Errorf(err, "AWS credentials: %s", innermost(err))
+	}
+	return s.cfg.Credentials, nil
+}
+
+// withCredentials makes one operation use p.
+func withCredentials(p aws.CredentialsProvider) func(*s3.Options) {
+	return func(o *s3.Options) { o.Credentials = p }
+}
+
 // chainIsIMDS reports whether the SDK's chain, finding nothing configured
 // (no keys in the environment, no profile, no web identity, no container
 // credentials), fell back to the EC2 instance metadata service. The chain
@@ -191,10 +272,8 @@ func chainIsIMDS(cfg aws.Config, o Options) bool {
 // imdsOff reports whether the instance metadata service must not be
 // probed: the user said so, or credentials come from somewhere else.
 func imdsOff(o Options) bool {
-	if o.NoIMDS || o.Anonymous || o.AccessKeyFile != "" {
-		return true
-	}
-	if strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
+	if o.NoIMDS || o.Anonymous || o.AccessKeyFile != "" ||
+		strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
 		return true
 	}
 	// Static keys, web identity (IRSA) and container credentials (ECS,
@@ -206,107 +285,4 @@ func imdsOff(o Options) bool {
 		}
 	}
 	return false
-}
-
-// credentials returns the credentials one Fetch uses. Key files are read
-// again on every call, so a rotated Kubernetes Secret takes effect at the
-// next sync; the SDK chain caches and refreshes on its own. Resolving them
-// up front gives a credentials problem its own clear error.
-func (s *Source) credentials(ctx context.Context) (aws.CredentialsProvider, error) {
-	switch {
-	case s.opts.Anonymous:
-		// No provider at all makes the S3 client choose its anonymous
-		// scheme; aws.AnonymousCredentials would fail to sign.
-		return nil, nil
-	case s.opts.AccessKeyFile != "":
-		id, err := readSecret(s.opts.AccessKeyFile, "--s3-access-key-file")
-		if err != nil {
-			return nil, err
-		}
-		secret, err := readSecret(s.opts.SecretKeyFile, "--s3-secret-key-file")
-		if err != nil {
-			return nil, err
-		}
-		var token string
-		if s.opts.SessionTokenFile != "" {
-			if token, err = readSecret(s.opts.SessionTokenFile, "--s3-session-token-file"); err != nil {
-				return nil, err
-			}
-		}
-		return credentials.NewStaticCredentialsProvider(id, secret, token), nil
-	}
-	if s.cfg.Credentials == nil {
-		return nil, fetch.Permanent(errors.New("no AWS credentials configured (use --s3-access-key-file and --s3-secret-key-file, --s3-anonymous, or the AWS SDK's environment)"))
-	}
-	if _, err := s.cfg.Credentials.Retrieve(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if s.imdsOnly {
-			return nil, &oneLine{err: err, msg: "no AWS credentials: none configured, and the EC2 instance metadata service gave none (" +
-				firstLine(lastCause(err)) + "); outside EC2 use --s3-access-key-file and --s3-secret-key-file, or --s3-anonymous, with --s3-no-imds"}
-		}
-		return nil, &oneLine{msg: "AWS credentials: " + firstLine(lastCause(err)), err: err}
-	}
-	return s.cfg.Credentials, nil
-}
-
-// readSecret reads one secret file. The error names the flag and the path,
-// never the content.
-func readSecret(path, flag string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", flag, err)
-	}
-	v := strings.TrimSpace(string(b))
-	if v == "" {
-		return "", fetch.Permanent(fmt.Errorf("%s: %s is empty", flag, path))
-	}
-	return v, nil
-}
-
-// withCredentials makes one operation use p.
-func withCredentials(p aws.CredentialsProvider) func(*s3.Options) {
-	return func(o *s3.Options) { o.Credentials = p }
-}
-
-// rotatingSigner signs with SigV4 like the SDK's default S3 signer, but
-// starts a fresh signer when the secret key changes. The SDK's signer
-// caches the derived signing key by access key ID and day only
-// (aws/aws-sdk-go-v2#3350): a secret rotated, or corrected, under the same
-// key ID would otherwise keep failing with SignatureDoesNotMatch until
-// midnight UTC.
-type rotatingSigner struct {
-	logger logging.Logger
-
-	mu     gosync.Mutex
-	secret [sha256.Size]byte // a digest: the secret itself is not kept here
-	signer *v4.Signer
-}
-
-func (r *rotatingSigner) SignHTTP(ctx context.Context, creds aws.Credentials, req *http.Request, payloadHash, service, region string, t time.Time, optFns ...func(*v4.SignerOptions)) error {
-	sum := sha256.Sum256([]byte(creds.SecretAccessKey))
-	r.mu.Lock()
-	if r.signer == nil || sum != r.secret {
-		r.secret = sum
-		r.signer = v4.NewSigner(func(so *v4.SignerOptions) {
-			so.Logger = r.logger
-			// As the S3 client's own signer: keys are already escaped.
-			so.DisableURIPathEscaping = true
-		})
-	}
-	signer := r.signer
-	r.mu.Unlock()
-	return signer.SignHTTP(ctx, creds, req, payloadHash, service, region, t, optFns...)
-}
-
-// sdkLogger sends the SDK's own log lines to the source's logger.
-type sdkLogger struct{ log *slog.Logger }
-
-func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
-	level := slog.LevelDebug
-	if c == logging.Warn {
-		level = slog.LevelWarn
-	}
-	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...), "component", "aws-sdk")
 }

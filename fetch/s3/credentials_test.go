@@ -1,6 +1,7 @@
 package s3_test
 
 import (
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 	s3src "github.com/ferrysync/ferry/fetch/s3"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // imdsProbe listens where the SDK looks for the EC2 instance metadata
@@ -98,8 +101,8 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 			}
 			src, err := s3src.New(parse(t, "s3::"+s.url(bucket, "conf/")), tc.opts, fetch.Env{})
 			if tc.newErr != "" {
-				// It says how to give credentials.
-				if err == nil || !strings.Contains(err.Error(), tc.newErr) || !strings.Contains(err.Error(), "--s3-access-key-file") {
+				// It says how to give credentials, in the options' names.
+				if err == nil || !strings.Contains(err.Error(), tc.newErr) || !strings.Contains(err.Error(), "AccessKeyFile") {
 					t.Fatalf("New: err = %v, want %q naming the options to set", err, tc.newErr)
 				}
 			} else {
@@ -109,7 +112,7 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 				start := time.Now()
 				_, _, err = fetchNew(t, src, fetch.Limits{})
 				if tc.fetchErr != "" {
-					assertErr(t, err, false, tc.fetchErr, "--s3-no-imds")
+					assertErr(t, err, false, tc.fetchErr, "turn the instance metadata service off")
 				} else if err != nil {
 					t.Fatal(err)
 				} else if d := time.Since(start); d > 2*time.Second {
@@ -123,30 +126,45 @@ func TestIMDSIsNotProbedWhenDisabledOrOtherCredentialsAreConfigured(t *testing.T
 	}
 }
 
-func TestNewReportsEveryConfigurationProblemAtOnce(t *testing.T) {
+func TestNewReportsEveryConfigurationProblemAtOnceNamingFields(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope")
 	_, err := s3src.New(parse(t, "s3://bucket/conf/?version=3"), s3src.Options{
-		AccessKeyFile: missing, Concurrency: -1, SessionTokenFile: missing,
+		AccessKeyFile: missing, Concurrency: -1, SessionTokenFile: missing, Endpoint: "minio:9000",
 	}, fetch.Env{})
-	if err == nil {
-		t.Fatal("New accepted a broken configuration")
+	var fe *kit.FieldError
+	if err == nil || !errors.As(err, &fe) {
+		t.Fatalf("New accepted a broken configuration, or named no field: %v", err)
 	}
-	for _, want := range []string{"--s3-concurrency", "go together", "--s3-access-key-file: stat", "--s3-session-token-file", "version pins a single object"} {
+	for _, want := range []string{"Concurrency -1", "AccessKeyFile and SecretKeyFile go together", "AccessKeyFile: open " + missing,
+		"SessionTokenFile: open", "Endpoint \"minio:9000\"", "version pins a single object"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
 	}
 	_, err = s3src.New(parse(t, "s3://bucket/conf/"), s3src.Options{Anonymous: true, AccessKeyFile: missing, SecretKeyFile: missing}, fetch.Env{})
-	if err == nil || !strings.Contains(err.Error(), "--s3-anonymous contradicts") {
+	if err == nil || !strings.Contains(err.Error(), "Anonymous contradicts AccessKeyFile") {
 		t.Fatalf("err = %v", err)
 	}
 }
 
-func TestEmptyKeyFileIsAPermanentErrorNamingTheFlag(t *testing.T) {
+func TestEmptyKeyFileIsAPermanentErrorNamingTheFile(t *testing.T) {
 	var sec string
 	// The file is read before any request: no server is needed.
 	src := newSource(t, "http://127.0.0.1:1/bucket/conf/", fetch.Env{}, func(o *s3src.Options) { sec = o.SecretKeyFile })
 	writeFile(t, sec, "\n")
 	_, _, err := fetchNew(t, src, fetch.Limits{})
-	assertErr(t, err, true, "--s3-secret-key-file", sec+" is empty")
+	assertErr(t, err, true, sec+" is empty")
+}
+
+func TestWorldReadableKeyFileIsWarnedAboutByField(t *testing.T) {
+	a, sec := keyFiles(t, testAccess, testSecret)
+	os.Chmod(sec, 0o644)
+	var logs testkit.LogBuffer
+	_, err := s3src.New(parse(t, "s3://bucket/conf/"), s3src.Options{AccessKeyFile: a, SecretKeyFile: sec}, fetch.Env{Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.String(); strings.Count(got, "readable by every user") != 1 || !strings.Contains(got, "field=SecretKeyFile path="+sec) {
+		t.Fatalf("want one warning naming the field and the path:\n%s", got)
+	}
 }

@@ -13,28 +13,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
-
-// oneLine is an error whose message is written for the user, while the
-// SDK's error, with its request IDs and retry counts, stays reachable with
-// errors.As for code that needs it.
-type oneLine struct {
-	msg string
-	err error
-}
-
-func (e *oneLine) Error() string { return e.msg }
-func (e *oneLine) Unwrap() error { return e.err }
-
-// scrubbed is an error whose message had credentials taken out; the
-// error it wraps is kept for errors.Is and errors.As (permanence).
-type scrubbed struct {
-	msg string
-	err error
-}
-
-func (e *scrubbed) Error() string { return e.msg }
-func (e *scrubbed) Unwrap() error { return e.err }
 
 // scrub removes the credentials of the failed Fetch from err's message. A
 // server, a proxy or a buggy S3 implementation may copy the request's
@@ -59,7 +39,7 @@ func scrub(ctx context.Context, err error, creds aws.CredentialsProvider) error 
 	if clean == msg {
 		return err
 	}
-	return &scrubbed{msg: clean, err: err}
+	return kit.Errorf(err, "%s", clean)
 }
 
 // httpStatus returns the HTTP status of the response that failed an
@@ -74,22 +54,17 @@ func httpStatus(err error) int {
 	return 0
 }
 
-// regionHeader is where S3 says which region a bucket is in when a request
-// went to the wrong one.
-const regionHeader = "X-Amz-Bucket-Region"
-
 // describe turns an SDK error into one line a user can act on, marked
 // permanent when retrying cannot help. what names the operation and its
-// target ("list s3://bucket/conf/"); endpoint is shown when the server
+// target ("s3 list s3://bucket/conf/"); the endpoint is shown when the server
 // cannot be reached. The message never holds credentials: the SDK's errors
 // do not carry them, and auth failures are described by us, not by the
 // server's text.
 func describe(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return &oneLine{msg: fmt.Sprintf("%s: %v", what, contextCause(err)), err: err}
+	for _, c := range []error{context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, c) {
+			return kit.Errorf(err, "%s: %v", what, c)
+		}
 	}
 	status := httpStatus(err)
 	var code, message string
@@ -98,7 +73,7 @@ func describe(what string, err error) error {
 		code, message = api.ErrorCode(), api.ErrorMessage()
 	}
 	line := func(format string, args ...any) error {
-		return &oneLine{msg: what + ": " + fmt.Sprintf(format, args...), err: err}
+		return kit.Errorf(err, "%s: %s", what, fmt.Sprintf(format, args...))
 	}
 	permanent := func(format string, args ...any) error {
 		return fetch.Permanent(line(format, args...))
@@ -122,9 +97,9 @@ func describe(what string, err error) error {
 		return permanent("invalid bucket name (InvalidBucketName)")
 	case "PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException":
 		if r := bucketRegion(err); r != "" {
-			return permanent("the bucket is in region %s: set ?region=%s or --s3-region %s (%s)", r, r, r, code)
+			return permanent("the bucket is in region %s: set ?region=%s in the source URL (%s)", r, r, code)
 		}
-		return permanent("wrong region or endpoint for the bucket (%s): set ?region= or --s3-region", code)
+		return permanent("wrong region or endpoint for the bucket (%s): set ?region= in the source URL", code)
 	case "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequests", "RequestThrottled":
 		return line("the server is throttling requests (%s); will retry", code)
 	case "PreconditionFailed":
@@ -133,7 +108,7 @@ func describe(what string, err error) error {
 	switch {
 	case status == 301 || status == 307:
 		if r := bucketRegion(err); r != "" {
-			return permanent("the bucket is in region %s: set ?region=%s or --s3-region %s", r, r, r)
+			return permanent("the bucket is in region %s: set ?region=%s in the source URL", r, r)
 		}
 		return permanent("the server redirected the request (HTTP %d): wrong region or endpoint for the bucket", status)
 	case status == 304:
@@ -160,7 +135,7 @@ func describe(what string, err error) error {
 	if errors.As(err, &dnsErr) {
 		return line("cannot resolve the S3 endpoint %s: %v", endpointOf(err), dnsErr)
 	}
-	return line("%s", firstLine(lastCause(err)))
+	return line("%s", innermost(err))
 }
 
 // maxServerMessage bounds how much of a server's error message is shown:
@@ -171,22 +146,23 @@ const maxServerMessage = 200
 func codeSuffix(code, message string) string {
 	switch {
 	case code != "" && message != "":
-		m := firstLine(message)
+		m := kit.FirstLine(message)
 		if len(m) > maxServerMessage {
 			m = strings.ToValidUTF8(m[:maxServerMessage], "") + "..."
 		}
-		return ", " + firstLine(code) + ": " + m
+		return ", " + kit.FirstLine(code) + ": " + m
 	case code != "":
-		return ", " + firstLine(code)
+		return ", " + kit.FirstLine(code)
 	}
 	return ""
 }
 
-// bucketRegion digs S3's answer to a wrong-region request out of err.
+// bucketRegion digs S3's answer to a wrong-region request out of err: the
+// region the bucket is in.
 func bucketRegion(err error) string {
 	var re *smithyhttp.ResponseError
 	if errors.As(err, &re) && re.Response != nil {
-		return re.Response.Header.Get(regionHeader)
+		return re.Response.Header.Get("X-Amz-Bucket-Region")
 	}
 	return ""
 }
@@ -202,29 +178,12 @@ func endpointOf(err error) string {
 	return ""
 }
 
-// lastCause returns the innermost error: the SDK stacks "operation error
-// S3: GetObject, https response error StatusCode..." in front of it.
-func lastCause(err error) error {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err
-		}
-		err = next
+// innermost returns the first line of the innermost error: the SDK stacks
+// "operation error S3: GetObject, https response error StatusCode..." in
+// front of it.
+func innermost(err error) string {
+	for errors.Unwrap(err) != nil {
+		err = errors.Unwrap(err)
 	}
-}
-
-// contextCause says whether the sync was cancelled or ran out of time.
-func contextCause(err error) error {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return context.DeadlineExceeded
-	}
-	return context.Canceled
-}
-
-// firstLine keeps an error one line long.
-func firstLine(v any) string {
-	s := fmt.Sprint(v)
-	s, _, _ = strings.Cut(s, "\n")
-	return strings.TrimSpace(s)
+	return kit.FirstLine(err.Error())
 }

@@ -16,8 +16,9 @@ import (
 // keys that would climb out of the prefix or the revision, alias another
 // key, hold bytes behind a trailing "/", have a path component longer than
 // a file name may be, nest hundreds deep, or hold control or bidirectional
-// characters. Each is refused with a one-line error that names it, or
-// published under exactly its name inside the revision; nothing lands outside, and no error carries a raw control
+// characters. Each is refused with a one-line error that names it, before
+// anything is written, or published under exactly its name inside the
+// revision; nothing lands outside, and no error carries a raw control
 // character to a terminal.
 func TestHostileKeysAreRefusedOrPublishedInside(t *testing.T) {
 	// versitygw stores keys as file paths: it normalises most of these
@@ -59,8 +60,8 @@ func TestHostileKeysAreRefusedOrPublishedInside(t *testing.T) {
 				}
 				if tc.refused == "" {
 					assertErr(t, err, fetch.IsPermanent(err))
-				} else {
-					assertErr(t, err, true, tc.refused)
+				} else if assertErr(t, err, true, tc.refused); r.Stats.Files != 0 {
+					t.Errorf("%d files written before the refusal", r.Stats.Files)
 				}
 			case err != nil:
 				t.Fatalf("key %.60q: %v", tc.key, err)

@@ -91,8 +91,8 @@ func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
 		markers bool
 		want    string
 	}{
-		{"Objects", false, "more than 2500 objects under the prefix (--max-files)"},
-		{"DirectoryMarkers", true, "more than 2500 directory markers under the prefix (--max-files)"},
+		{"Objects", false, "more than 2500 objects under the prefix (max-files)"},
+		{"DirectoryMarkers", true, "more than 2500 directory markers under the prefix (max-files)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// pages bounds what today's code would list before it stops on
@@ -115,7 +115,7 @@ func TestEmptyPagesWithoutEndAreRefused(t *testing.T) {
 	f := newListingFront(t, &listingFront{pageKeys: 0, pages: 5000})
 	limits := fetch.Limits{MaxFiles: 2500}
 	_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{Limits: limits}, nil), limits)
-	assertErr(t, err, true, "did not end after 1000 pages", "--max-files 2500")
+	assertErr(t, err, true, "did not end after 1000 pages", "the bound for 2500 files (max-files)")
 	if n := f.lists.Load(); n != 1000 {
 		t.Fatalf("%d pages listed, want 1000", n)
 	}

@@ -1,13 +1,13 @@
 package s3
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"path"
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
 )
 
@@ -52,13 +52,13 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 		switch k {
 		case "region", "version":
 		case "aws_access_key_id", "aws_access_key_secret", "aws_access_token":
-			return l, fmt.Errorf("credentials in the URL (%s) are not accepted: use --s3-access-key-file and --s3-secret-key-file", k)
+			return l, kit.Fieldf("credentials in the URL (%s) are not accepted: use {AccessKeyFile} and {SecretKeyFile}", k)
 		default:
 			return l, fmt.Errorf("unknown S3 URL option %q (known: region, version)", k)
 		}
 	}
 	if u.URL.User != nil {
-		return l, errors.New("credentials in the URL are not accepted: use --s3-access-key-file and --s3-secret-key-file")
+		return l, kit.Fieldf("credentials in the URL are not accepted: use {AccessKeyFile} and {SecretKeyFile}")
 	}
 	if u.URL.Fragment != "" {
 		return l, fmt.Errorf("S3 URL has a fragment %q", u.URL.Fragment)
@@ -72,13 +72,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 			return l, fmt.Errorf("S3 URL %s: want s3://BUCKET/KEY", fetch.Redact(u.URL))
 		}
 		l.bucket, key = host, strings.TrimPrefix(u.URL.Path, "/")
-		if o.Endpoint != "" {
-			ep, err := parseEndpoint(o.Endpoint)
-			if err != nil {
-				return l, err
-			}
-			l.endpoint = ep
-		}
+		l.endpoint, _ = parseEndpoint(o.Endpoint) // its errors are Validate's
 	case "http", "https":
 		if host == "" {
 			return l, fmt.Errorf("S3 URL %s has no host", fetch.Redact(u.URL))
@@ -98,7 +92,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 			l.bucket, key, _ = strings.Cut(strings.TrimPrefix(u.URL.Path, "/"), "/")
 		}
 		if o.Endpoint != "" {
-			return l, fmt.Errorf("S3 URL %s names its endpoint: --s3-endpoint applies only to s3://BUCKET URLs", fetch.Redact(u.URL))
+			return l, kit.Fieldf("S3 URL %s names its endpoint: {Endpoint} applies only to s3://BUCKET URLs", fetch.Redact(u.URL))
 		}
 	default:
 		return l, fmt.Errorf("S3 URL %s: scheme must be s3, https or http", fetch.Redact(u.URL))
@@ -122,7 +116,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 		return l, fmt.Errorf("S3 URL %s: version pins a single object, but the URL names a prefix (it ends in \"/\")", fetch.Redact(u.URL))
 	}
 
-	// The URL is more specific than a flag that applies to every source.
+	// The URL is more specific than an option that applies to every source.
 	l.region = q.Get("region")
 	switch {
 	case l.region != "" && hostRegion != "" && l.region != hostRegion:
@@ -154,17 +148,21 @@ func checkKeyPath(key string) error {
 	return nil
 }
 
-// parseEndpoint checks --s3-endpoint: scheme://host[:port], nothing more.
+// parseEndpoint returns Options.Endpoint as scheme://host[:port], or
+// refuses anything more; "" for none.
 func parseEndpoint(raw string) (string, error) {
+	if raw == "" {
+		return "", nil
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT]", fetch.RedactString(raw))
+		return "", kit.Fieldf("{Endpoint} %q: want http(s)://HOST[:PORT]", fetch.RedactString(raw))
 	}
 	if u.User != nil {
-		return "", errors.New("--s3-endpoint: credentials in the URL are not accepted")
+		return "", kit.Fieldf("{Endpoint}: credentials in the URL are not accepted")
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return "", fmt.Errorf("--s3-endpoint %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", fetch.RedactString(raw))
+		return "", kit.Fieldf("{Endpoint} %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", fetch.RedactString(raw))
 	}
 	return u.Scheme + "://" + u.Host, nil
 }

@@ -79,7 +79,7 @@ func TestBadURLsAreRefusedWithTheReason(t *testing.T) {
 		{"s3://bucket/conf/?aws_access_key_secret=x", Options{}, "credentials in the URL"},
 		{"http://user:pw@127.0.0.1:9000/bucket/", Options{}, "credentials in the URL"},
 		{"http://127.0.0.1:9000/", Options{}, "names no bucket"},
-		{"http://127.0.0.1:9000/bucket/", Options{Endpoint: "http://other:9000"}, "--s3-endpoint applies only to s3://"},
+		{"http://127.0.0.1:9000/bucket/", Options{Endpoint: "http://other:9000"}, "Endpoint applies only to s3://"},
 		{"s3://bucket/", Options{Endpoint: "minio:9000"}, "want http(s)://HOST[:PORT]"},
 		{"s3://bucket/", Options{Endpoint: "http://minio:9000/bucket"}, "without a path"},
 		{"http://s3.eu-west-1.amazonaws.com/bucket/", Options{}, "need https"},

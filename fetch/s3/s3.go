@@ -9,16 +9,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	gosync "sync"
 
@@ -26,50 +24,83 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
 // DefaultConcurrency is how many objects are downloaded at once.
 const DefaultConcurrency = 8
-
-// fileMode is the mode of every published object: S3 has no exec bit.
-const fileMode fs.FileMode = 0o644
 
 // Options configure S3 sources. Secrets are given as file paths and read
 // again on every sync, so a rotated Kubernetes Secret is picked up without
 // a restart. The zero value uses the AWS SDK's default credential chain.
 type Options struct {
 	// Endpoint is http(s)://HOST[:PORT] of an S3-compatible service, for
-	// s3://BUCKET URLs (--s3-endpoint). A URL written as
-	// http(s)://HOST/BUCKET/KEY names its endpoint itself.
+	// s3://BUCKET URLs. A URL written as http(s)://HOST/BUCKET/KEY names
+	// its endpoint itself.
 	Endpoint string
-	// Region signs the requests when the URL does not name one
-	// (--s3-region); otherwise the SDK's (AWS_REGION, the profile), then
-	// us-east-1.
+	// Region signs the requests when the URL does not name one; otherwise
+	// the SDK's (AWS_REGION, the profile), then us-east-1.
 	Region string
-	// PathStyle puts the bucket in the path rather than the host name
-	// (--s3-path-style). Custom endpoints always use path style.
+	// PathStyle puts the bucket in the path rather than the host name.
+	// Custom endpoints always use path style.
 	PathStyle bool
-	// AccessKeyFile and SecretKeyFile hold a static key pair
-	// (--s3-access-key-file, --s3-secret-key-file); both or neither.
+	// AccessKeyFile and SecretKeyFile hold a static key pair; both or
+	// neither.
 	AccessKeyFile string
 	SecretKeyFile string
-	// SessionTokenFile holds a session token for temporary keys
-	// (--s3-session-token-file).
+	// SessionTokenFile holds a session token for temporary keys.
 	SessionTokenFile string
-	// Anonymous sends unsigned requests, for public buckets (--s3-anonymous).
+	// Anonymous sends unsigned requests, for public buckets.
 	Anonymous bool
 	// NoIMDS keeps the SDK from asking the EC2 instance metadata service
-	// for credentials (--s3-no-imds). It is implied by the key files,
-	// Anonymous, AWS_EC2_METADATA_DISABLED=true and credentials in the
-	// environment.
+	// for credentials. It is implied by the key files, Anonymous,
+	// AWS_EC2_METADATA_DISABLED=true and credentials in the environment.
 	NoIMDS bool
-	// Concurrency bounds parallel downloads (--s3-concurrency); 0 means
-	// DefaultConcurrency.
+	// Concurrency bounds parallel downloads; 0 means DefaultConcurrency.
 	Concurrency int
-	// AllowEmpty publishes an empty tree when the prefix holds no object
-	// (--allow-empty); by default that is an error, since replacing real
-	// configuration with nothing is almost never intended.
+	// AllowEmpty publishes an empty tree when the prefix holds no object;
+	// by default that is an error, since replacing real configuration
+	// with nothing is almost never intended.
 	AllowEmpty bool
+}
+
+// secretFile is a field of Options that names a secret file.
+type secretFile struct{ field, path string }
+
+func (o Options) secretFiles() []secretFile {
+	return []secretFile{{"AccessKeyFile", o.AccessKeyFile}, {"SecretKeyFile", o.SecretKeyFile}, {"SessionTokenFile", o.SessionTokenFile}}
+}
+
+// Validate reports every problem of the options at once, naming their
+// fields. It reads the secret files, so that an empty or missing one is a
+// configuration error now rather than a failed sync later; it does no
+// network access.
+func (o Options) Validate() error {
+	var problems []error
+	if o.Concurrency < 0 {
+		problems = append(problems, kit.Fieldf("{Concurrency} %d: must be positive", o.Concurrency))
+	}
+	if (o.AccessKeyFile == "") != (o.SecretKeyFile == "") {
+		problems = append(problems, kit.Fieldf("{AccessKeyFile} and {SecretKeyFile} go together"))
+	}
+	if o.SessionTokenFile != "" && o.AccessKeyFile == "" {
+		problems = append(problems, kit.Fieldf("{SessionTokenFile} needs {AccessKeyFile} and {SecretKeyFile}"))
+	}
+	if o.Anonymous && o.AccessKeyFile != "" {
+		problems = append(problems, kit.Fieldf("{Anonymous} contradicts {AccessKeyFile}"))
+	}
+	for _, f := range o.secretFiles() {
+		if f.path == "" {
+			continue
+		}
+		if _, err := kit.ReadSecret(f.path); err != nil {
+			problems = append(problems, kit.Fieldf("{"+f.field+"}: %v", err))
+		}
+	}
+	if _, err := parseEndpoint(o.Endpoint); err != nil {
+		problems = append(problems, err)
+	}
+	return errors.Join(problems...)
 }
 
 // Source publishes an S3 prefix or object. Fetch is not called
@@ -80,21 +111,21 @@ type Source struct {
 	log      *slog.Logger
 	client   *s3.Client
 	cfg      aws.Config
-	imdsOnly bool // the SDK chain found nothing but EC2 instance metadata
-	stateDir string
+	imdsOnly bool         // the SDK chain found nothing but EC2 instance metadata
 	limits   fetch.Limits // the publish engine's, with defaults: they bound the listing
 
-	// object remembers the ETag behind the published revision of a single
-	// object, for the conditional GET.
-	object     objectState
-	objectRead bool
+	// A single object's source remembers the ETag behind the published
+	// revision, for the conditional GET, in state ("" without a state
+	// directory).
+	state  kit.StateFile
+	object objectState
 }
 
 var _ fetch.Source = (*Source)(nil)
 
 // New builds a source for u, the URL without its "s3::" prefix:
 //
-//	s3://BUCKET/KEY?region=R                     AWS; region from the URL, --s3-region, the SDK, else us-east-1
+//	s3://BUCKET/KEY?region=R                     AWS; region from the URL, the options, the SDK, else us-east-1
 //	https://s3.REGION.amazonaws.com/BUCKET/KEY   AWS, path style (also s3.amazonaws.com, s3-REGION.amazonaws.com)
 //	https://BUCKET.s3.REGION.amazonaws.com/KEY   AWS, virtual-hosted (also BUCKET.s3-REGION, BUCKET.s3)
 //	http(s)://HOST[:PORT]/BUCKET/KEY             any other host: a custom endpoint, path style
@@ -102,64 +133,37 @@ var _ fetch.Source = (*Source)(nil)
 // A KEY that is empty or ends in "/" is a prefix, published as a tree (keys
 // below it, minus the prefix, are the paths); any other KEY names a single
 // object, published under its base name, and ?version=ID may pin one of its
-// versions. A "//subdir" names a prefix below KEY. New checks the URL, the
-// options, and that the key files exist and are not empty, all without
-// network access.
+// versions. A "//subdir" names a prefix below KEY. New checks the URL and
+// the options (Validate), all without network access.
 func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
-	var problems []error
-	if o.Concurrency < 0 {
-		problems = append(problems, fmt.Errorf("--s3-concurrency %d: must be positive", o.Concurrency))
+	loc, err := parseLocation(u, o)
+	if err := errors.Join(o.Validate(), err); err != nil {
+		return nil, err
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency
-	}
-	if (o.AccessKeyFile == "") != (o.SecretKeyFile == "") {
-		problems = append(problems, errors.New("--s3-access-key-file and --s3-secret-key-file go together"))
-	}
-	if o.SessionTokenFile != "" && o.AccessKeyFile == "" {
-		problems = append(problems, errors.New("--s3-session-token-file needs --s3-access-key-file and --s3-secret-key-file"))
-	}
-	if o.Anonymous && o.AccessKeyFile != "" {
-		problems = append(problems, errors.New("--s3-anonymous contradicts --s3-access-key-file"))
-	}
-	for _, f := range []struct{ flag, path string }{
-		{"--s3-access-key-file", o.AccessKeyFile},
-		{"--s3-secret-key-file", o.SecretKeyFile},
-		{"--s3-session-token-file", o.SessionTokenFile},
-	} {
-		if f.path == "" {
-			continue
-		}
-		if fi, err := os.Stat(f.path); err != nil {
-			problems = append(problems, fmt.Errorf("%s: %w", f.flag, err))
-		} else if fi.IsDir() {
-			problems = append(problems, fmt.Errorf("%s: %s is a directory", f.flag, f.path))
-		} else if _, err := readSecret(f.path, f.flag); err != nil {
-			// Empty or unreadable: a configuration error now, as for the
-			// HTTP source's files, not a failed sync later.
-			problems = append(problems, err)
-		}
-	}
-	loc, err := parseLocation(u, o)
-	if err != nil {
-		problems = append(problems, err)
-	}
-	if len(problems) > 0 {
-		return nil, errors.Join(problems...)
 	}
 	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	fetch.WarnExposedSecret(log, "--s3-access-key-file", o.AccessKeyFile)
-	fetch.WarnExposedSecret(log, "--s3-secret-key-file", o.SecretKeyFile)
-	fetch.WarnExposedSecret(log, "--s3-session-token-file", o.SessionTokenFile)
+	for _, f := range o.secretFiles() {
+		kit.WarnExposed(log.With("field", f.field), f.path)
+	}
 	client, cfg, err := newClient(loc, o, log)
 	if err != nil {
 		return nil, err
 	}
-	return &Source{loc: loc, opts: o, log: log, client: client, cfg: cfg, imdsOnly: chainIsIMDS(cfg, o),
-		stateDir: env.StateDir, limits: env.Limits.WithDefaults()}, nil
+	s := &Source{loc: loc, opts: o, log: log, client: client, cfg: cfg, imdsOnly: chainIsIMDS(cfg, o),
+		limits: env.Limits.WithDefaults()}
+	if !loc.prefix && env.StateDir != "" {
+		// What a previous process saved: after a restart the first poll
+		// is still a conditional GET. Without it, the GET is unconditional.
+		kit.RemoveTemp(env.StateDir)
+		s.state = kit.StateFile(filepath.Join(env.StateDir, objectStateFile))
+		s.state.Load(&s.object)
+	}
+	return s, nil
 }
 
 // Fetch lists the prefix (or asks for the object only if it changed) and,
@@ -200,8 +204,7 @@ func (o object) contentKey() string {
 
 // revision digests the sorted (key, ETag, size) list.
 func revision(objs []object) string {
-	sorted := append([]object(nil), objs...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].key < sorted[j].key })
+	sorted := slices.SortedFunc(slices.Values(objs), func(a, b object) int { return strings.Compare(a.key, b.key) })
 	h := sha256.New()
 	for _, o := range sorted {
 		fmt.Fprintf(h, "%q %s %d\n", o.key, o.etag, o.size)
@@ -215,7 +218,7 @@ func (s *Source) fetchPrefix(ctx context.Context, prev string, w fetch.Writer, c
 		return "", err
 	}
 	if len(objs) == 0 && !s.opts.AllowEmpty {
-		return "", fetch.Permanent(fmt.Errorf("s3 list %s: no objects under the prefix (use --allow-empty to publish an empty tree)", s.loc))
+		return "", fetch.Permanent(fmt.Errorf("s3 list %s: no objects under the prefix (allow an empty prefix to publish an empty tree)", s.loc))
 	}
 	rev := revision(objs)
 	if rev == prev {
@@ -233,31 +236,31 @@ const listPageKeys = 1000
 
 // maxListPages bounds the pages of one listing, so that a server that
 // paginates forever is refused even when its pages are empty. A listing
-// within --max-files takes MaxFiles/1000 pages from a server that fills
-// its pages; S3 allows short pages before the end, hence the margin.
+// within MaxFiles takes MaxFiles/1000 pages from a server that fills its
+// pages; S3 allows short pages before the end, hence the margin.
 func maxListPages(l fetch.Limits) int { return max(l.MaxFiles/10, 1000) }
 
 // list pages through ListObjectsV2 and maps keys to names, refusing keys
 // that cannot be published safely. It is bounded by the limits, not by
 // the server: it stops as soon as the objects, or the directory markers,
-// are more than --max-files allows (the Writer would refuse that tree), a
+// are more than MaxFiles allows (the Writer would refuse that tree), a
 // page's body is larger than maxListPageBytes, or the pages are more than
 // maxListPages.
 func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]object, error) {
-	what := "list " + s.loc.String()
+	what := "s3 list " + s.loc.String()
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.loc.bucket),
 		Prefix:  aws.String(s.loc.key),
 		MaxKeys: aws.Int32(listPageKeys),
 	})
 	refuse := func(format string, args ...any) error {
-		return fetch.Permanent(fmt.Errorf("s3 %s: %s", what, fmt.Sprintf(format, args...)))
+		return fetch.Permanent(fmt.Errorf("%s: "+format, append([]any{what}, args...)...))
 	}
 	var objs []object
 	markers, pages := 0, 0
 	for p.HasMorePages() {
 		if pages == maxListPages(s.limits) {
-			return nil, refuse("the listing did not end after %d pages, the bound for --max-files %d: the server keeps paginating", pages, s.limits.MaxFiles)
+			return nil, refuse("the listing did not end after %d pages, the bound for %d files (max-files): the server keeps paginating", pages, s.limits.MaxFiles)
 		}
 		page, err := p.NextPage(ctx, withCredentials(creds), withBodyLimit(maxListPageBytes))
 		if err != nil {
@@ -265,7 +268,7 @@ func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]obj
 			if errors.As(err, &big) && httpStatus(err) < 300 {
 				return nil, refuse("a page of the listing is larger than %d bytes although at most %d keys were asked for: the server ignores max-keys", big.limit, listPageKeys)
 			}
-			return nil, fmt.Errorf("s3 %w", describe(what, err))
+			return nil, describe(what, err)
 		}
 		pages++
 		if aws.ToBool(page.IsTruncated) && aws.ToString(page.NextContinuationToken) == "" {
@@ -274,7 +277,6 @@ func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]obj
 		}
 		for _, c := range page.Contents {
 			key, size := aws.ToString(c.Key), aws.ToInt64(c.Size)
-			name := strings.TrimPrefix(key, s.loc.key)
 			if strings.HasSuffix(key, "/") {
 				if size != 0 {
 					return nil, refuse("key %q ends in \"/\" but holds %d bytes: it cannot be published as a file", key, size)
@@ -282,15 +284,16 @@ func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]obj
 				// A "directory marker" made by consoles and tools: nothing
 				// to publish, but counted as the Writer counts directories.
 				if markers++; markers > s.limits.MaxFiles {
-					return nil, refuse("more than %d directory markers under the prefix (--max-files)", s.limits.MaxFiles)
+					return nil, refuse("more than %d directory markers under the prefix (max-files)", s.limits.MaxFiles)
 				}
 				continue
 			}
-			if err := checkName(name); err != nil {
-				return nil, fetch.Permanent(fmt.Errorf("s3 %s: key %q: %w", what, key, err))
+			name, err := nameOf(key, s.loc.key)
+			if err != nil {
+				return nil, refuse("key %q: %w", key, err)
 			}
 			if len(objs) == s.limits.MaxFiles {
-				return nil, refuse("more than %d objects under the prefix (--max-files)", s.limits.MaxFiles)
+				return nil, refuse("more than %d objects under the prefix (max-files)", s.limits.MaxFiles)
 			}
 			objs = append(objs, object{key: key, name: name, etag: aws.ToString(c.ETag), size: size})
 		}
@@ -299,78 +302,49 @@ func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]obj
 	return objs, nil
 }
 
-// checkName refuses a name that would not stay inside the revision, or
-// would alias another: the Writer refuses escapes too, but this names the
-// S3 key and the reason.
-func checkName(name string) error {
-	if name == "" {
-		return errors.New("empty name")
+// nameOf maps a key under prefix to its path in the revision. It applies
+// the Writer's rules (fetch.CleanName) here, so that a hostile listing is
+// refused, naming the key, before any GET; and it refuses a key the rules
+// would rename (an empty or "." component): S3 keys are opaque strings, so
+// "a//b" and "a/b" are two objects that must not alias one file.
+func nameOf(key, prefix string) (string, error) {
+	name := strings.TrimPrefix(key, prefix)
+	clean, err := fetch.CleanName(name)
+	if err == nil && clean != name {
+		err = errors.New(`empty or "." path component`)
 	}
-	if strings.HasPrefix(name, "/") {
-		return errors.New("absolute path: it would leave the revision")
-	}
-	if strings.ContainsRune(name, 0) {
-		return errors.New("NUL in the name")
-	}
-	for _, c := range strings.Split(name, "/") {
-		switch c {
-		case "..":
-			return errors.New("\"..\" component: it would leave the revision")
-		case ".", "":
-			return errors.New("empty or \".\" path component")
-		}
-	}
-	return nil
+	return name, err
 }
 
-// download writes every object through w with bounded concurrency. The
-// Writer calls an Opener, and so issues a GET, only for objects it cannot
-// reuse from the published revision; each body streams to disk.
+// fileMode is the mode of every published object: S3 has no exec bit.
+const fileMode fs.FileMode = 0o644
+
+// download writes every object through w, at most Concurrency at once.
+// The Writer calls an Opener, and so issues a GET, only for objects it
+// cannot reuse from the published revision; each body streams to disk.
+// The first failure cancels the rest: they would only add noise.
 func (s *Source) download(ctx context.Context, objs []object, w fetch.Writer, creds aws.CredentialsProvider) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       gosync.Mutex
-		firstErr error
-		wg       gosync.WaitGroup
-		jobs     = make(chan object)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel() // the others would only add noise
-		}
-		mu.Unlock()
-	}
-	for range min(s.opts.Concurrency, len(objs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range jobs {
-				if ctx.Err() != nil {
-					continue
-				}
-				if err := w.WriteFile(o.name, fileMode, o.contentKey(), s.opener(ctx, o, creds)); err != nil {
-					fail(err)
-				}
-			}
-		}()
-	}
-feed:
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg gosync.WaitGroup
+	slots := make(chan struct{}, s.opts.Concurrency)
 	for _, o := range objs {
 		select {
-		case jobs <- o:
+		case slots <- struct{}{}:
 		case <-ctx.Done():
-			break feed
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := w.WriteFile(o.name, fileMode, o.contentKey(), s.opener(ctx, o, creds)); err != nil {
+				cancel(err)
+			}
+		})
 	}
-	close(jobs)
 	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return context.Cause(ctx)
 }
 
 // opener returns the Opener that GETs o. If-Match pins the GET to the
@@ -380,18 +354,18 @@ feed:
 // checked again on the answer for servers that ignore If-Match.
 func (s *Source) opener(ctx context.Context, o object, creds aws.CredentialsProvider) fetch.Opener {
 	return func() (io.ReadCloser, error) {
-		what := "get s3://" + s.loc.bucket + "/" + o.key
+		what := "s3 get s3://" + s.loc.bucket + "/" + o.key
 		out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 			Bucket:  aws.String(s.loc.bucket),
 			Key:     aws.String(o.key),
 			IfMatch: aws.String(o.etag),
 		}, withCredentials(creds))
 		if err != nil {
-			return nil, fmt.Errorf("s3 %w", describe(what, err))
+			return nil, describe(what, err)
 		}
 		if got := aws.ToString(out.ETag); got != o.etag || aws.ToInt64(out.ContentLength) != o.size {
 			out.Body.Close()
-			return nil, fmt.Errorf("s3 %s: the object changed during the sync (ETag %s, %d bytes; listed %s, %d bytes); will retry",
+			return nil, fmt.Errorf("%s: the object changed during the sync (ETag %s, %d bytes; listed %s, %d bytes); will retry",
 				what, got, aws.ToInt64(out.ContentLength), o.etag, o.size)
 		}
 		return &exactReader{r: out.Body, left: o.size, what: what}, nil
@@ -410,7 +384,7 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	e.left -= int64(n)
 	if err == io.EOF && e.left != 0 {
-		return n, fmt.Errorf("s3 %s: body ended %d bytes short", e.what, e.left)
+		return n, fmt.Errorf("%s: body ended %d bytes short", e.what, e.left)
 	}
 	return n, err
 }
@@ -428,8 +402,7 @@ const objectStateFile = "s3-object.json"
 // fetchObject publishes one object. One conditional GET (If-None-Match on
 // the published ETag) is both the change check and the download.
 func (s *Source) fetchObject(ctx context.Context, prev string, w fetch.Writer, creds aws.CredentialsProvider) (string, error) {
-	s.loadObjectState()
-	what := "get " + s.loc.String()
+	what := "s3 get " + s.loc.String()
 	in := &s3.GetObjectInput{Bucket: aws.String(s.loc.bucket), Key: aws.String(s.loc.key)}
 	if s.loc.version != "" {
 		in.VersionId = aws.String(s.loc.version)
@@ -445,84 +418,27 @@ func (s *Source) fetchObject(ctx context.Context, prev string, w fetch.Writer, c
 		// A 304 to a GET without If-None-Match is described as an error:
 		// taken for "unchanged", it would end a first sync with nothing
 		// published and no error.
-		return "", fmt.Errorf("s3 %w", describe(what, err))
+		return "", describe(what, err)
 	}
-	body := &onceCloser{rc: out.Body}
-	defer body.Close()
+	// The Writer may reuse the published file and never open the body.
+	defer out.Body.Close()
 	o := object{key: s.loc.key, name: path.Base(s.loc.key), etag: aws.ToString(out.ETag), size: aws.ToInt64(out.ContentLength)}
-	if err := checkName(o.name); err != nil {
-		return "", fetch.Permanent(fmt.Errorf("s3 %s: key %q: %w", what, o.key, err))
-	}
 	rev := revision([]object{o})
 	if rev != prev {
 		err := w.WriteFile(o.name, fileMode, o.contentKey(), func() (io.ReadCloser, error) {
-			return &exactReader{r: body, left: o.size, what: what}, nil
+			return &exactReader{r: io.NopCloser(out.Body), left: o.size, what: what}, nil
 		})
 		if err != nil {
 			return "", err
 		}
 	}
-	s.saveObjectState(objectState{Rev: rev, ETag: o.etag})
-	return rev, nil
-}
-
-// loadObjectState reads the state a previous process left, once: after a
-// restart the first poll is then still a conditional GET.
-func (s *Source) loadObjectState() {
-	if s.objectRead || s.stateDir == "" {
-		return
-	}
-	s.objectRead = true
-	data, err := os.ReadFile(filepath.Join(s.stateDir, objectStateFile))
-	if err != nil {
-		return
-	}
-	var st objectState
-	if json.Unmarshal(data, &st) == nil {
-		s.object = st
-	}
-}
-
-// saveObjectState remembers st in memory and, best effort, on disk: losing
-// it costs one unconditional GET, never correctness.
-func (s *Source) saveObjectState(st objectState) {
-	s.objectRead = true
-	if s.object == st {
-		return
+	st := objectState{Rev: rev, ETag: o.etag}
+	if st != s.object && s.state != "" {
+		// Losing it costs one unconditional GET, never correctness.
+		if err := s.state.Save(st); err != nil {
+			s.log.Warn("s3 state not saved", "err", err)
+		}
 	}
 	s.object = st
-	if s.stateDir == "" {
-		return
-	}
-	data, _ := json.Marshal(st)
-	// Only the state directory itself, private: its parent, ROOT/.ferry/NAME,
-	// holds the published revisions and was made 0755 by the Writer before
-	// any state is saved (there is a revision, or one being staged).
-	// Creating it here would give it the umask's mode, maybe too narrow
-	// for an app running as another user.
-	if err := os.Mkdir(s.stateDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		s.log.Warn("s3 state not saved", "err", err)
-		return
-	}
-	tmp := filepath.Join(s.stateDir, "."+objectStateFile+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		s.log.Warn("s3 state not saved", "err", err)
-		return
-	}
-	if err := os.Rename(tmp, filepath.Join(s.stateDir, objectStateFile)); err != nil {
-		s.log.Warn("s3 state not saved", "err", err)
-	}
-}
-
-// onceCloser lets both the Writer and fetchObject close the body.
-type onceCloser struct {
-	rc   io.ReadCloser
-	once gosync.Once
-	err  error
-}
-
-func (c *onceCloser) Read(p []byte) (int, error) { return c.rc.Read(p) }
-func (c *onceCloser) Close() error {
-	c.once.Do(func() { c.err = c.rc.Close() })
-	return c.err
+	return rev, nil
 }

@@ -368,7 +368,7 @@ func TestEmptyPrefixIsAnErrorUnlessAllowed(t *testing.T) {
 		s.put(t, bucket, "other/a.yaml", "a")
 		s.put(t, bucket, "conf/", "") // only a directory marker
 		_, _, err := fetchNew(t, newSource(t, s.url(bucket, "conf/"), fetch.Env{}, nil), fetch.Limits{})
-		assertErr(t, err, true, "no objects under the prefix", "--allow-empty")
+		assertErr(t, err, true, "no objects under the prefix", "allow an empty prefix")
 
 		store := newStore(t, fetch.Limits{})
 		src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) { o.AllowEmpty = true })
