@@ -3,14 +3,9 @@ package s3
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"os"
-	"strings"
 	gosync "sync"
 	"time"
 
@@ -20,13 +15,10 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/credentials/ec2rolecreds"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/logging"
 
-	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
 )
 
@@ -135,154 +127,4 @@ func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
 		level = slog.LevelWarn
 	}
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...), "component", "aws-sdk")
-}
-
-// The SDK decodes an XML response, a listing page or an error, whole into
-// memory: these bound how much of one it may read. Object bodies are
-// streamed to disk and bounded by the Writer instead.
-const (
-	// maxListPageBytes bounds one ListObjectsV2 page. A page of 1,000 keys
-	// is at most about 6.6 MB even with 1 KiB keys whose every byte is
-	// escaped as an XML entity (6 bytes), plus ~500 bytes of fields each;
-	// a larger page comes from a server that ignores max-keys.
-	maxListPageBytes = 8 << 20
-	// maxErrorBody bounds an error response: S3's are a few hundred bytes.
-	maxErrorBody = 1 << 20
-)
-
-// boundedClient is the SDK's HTTP client with response bodies capped: an
-// error body always at maxErrorBody, any other at max when it is set. A
-// body past its cap fails with bodyTooLarge instead of growing the heap
-// for as long as the server keeps sending.
-type boundedClient struct {
-	next s3.HTTPClient
-	max  int64 // 0: only error bodies are capped
-}
-
-func (c boundedClient) Do(req *http.Request) (*http.Response, error) {
-	resp, err := c.next.Do(req)
-	if err != nil || resp.Body == nil {
-		return resp, err
-	}
-	limit := c.max
-	if (resp.StatusCode < 200 || resp.StatusCode > 299) && (limit == 0 || limit > maxErrorBody) {
-		limit = maxErrorBody
-	}
-	if limit > 0 {
-		resp.Body = &cappedBody{rc: resp.Body, limit: limit, declared: resp.ContentLength}
-	}
-	return resp, nil
-}
-
-// withBodyLimit caps every response body of one operation at max bytes.
-func withBodyLimit(max int64) func(*s3.Options) {
-	return func(o *s3.Options) { o.HTTPClient = boundedClient{next: o.HTTPClient, max: max} }
-}
-
-// cappedBody fails, never truncates, once more than limit bytes were read;
-// a declared Content-Length over the limit fails the first read.
-type cappedBody struct {
-	rc       io.ReadCloser
-	limit    int64
-	declared int64
-	n        int64
-}
-
-func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.declared > b.limit || b.n > b.limit {
-		return 0, &bodyTooLarge{limit: b.limit}
-	}
-	if rem := b.limit - b.n; int64(len(p)) > rem+1 {
-		p = p[:rem+1] // one byte past the limit is enough to know
-	}
-	n, err := b.rc.Read(p)
-	if b.n += int64(n); b.n > b.limit {
-		return n, &bodyTooLarge{limit: b.limit}
-	}
-	return n, err
-}
-
-func (b *cappedBody) Close() error { return b.rc.Close() }
-
-// bodyTooLarge is a response body over its cap. The SDK does not retry
-// it: the server would send the same body again.
-type bodyTooLarge struct{ limit int64 }
-
-func (e *bodyTooLarge) Error() string {
-	return fmt.Sprintf("response body larger than %d bytes", e.limit)
-}
-
-func (e *bodyTooLarge) RetryableError() bool { return false }
-
-// credentials returns the credentials one Fetch uses. Key files are read
-// again on every call, so a rotated Kubernetes Secret takes effect at the
-// next sync; the SDK chain caches and refreshes on its own. Resolving them
-// up front gives a credentials problem its own clear error.
-func (s *Source) credentials(ctx context.Context) (aws.CredentialsProvider, error) {
-	switch {
-	case s.opts.Anonymous:
-		// No provider at all makes the S3 client choose its anonymous
-		// scheme; aws.AnonymousCredentials would fail to sign.
-		return nil, nil
-	case s.opts.AccessKeyFile != "":
-		var keys [3]string // access key ID, secret key, session token
-		for i, f := range s.opts.secretFiles() {
-			if f.path == "" {
-				continue
-			}
-			v, err := kit.ReadSecret(f.path)
-			var pe *fs.PathError
-			switch {
-			case errors.As(err, &pe):
-				return nil, err // unreadable, maybe being swapped: worth a retry
-			case err != nil:
-				return nil, fetch.Permanent(err) // the content is refused
-			}
-			keys[i] = v
-		}
-		return credentials.NewStaticCredentialsProvider(keys[0], keys[1], keys[2]), nil
-	}
-	if _, err := s.cfg.Credentials.Retrieve(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if s.imdsOnly {
-			return nil, kit.Errorf(err, "no AWS credentials: none configured, and the EC2 instance metadata service gave none (%s); "+
-				"outside EC2 give key files or ask for anonymous access, and turn the instance metadata service off", innermost(err))
-		}
-		return nil, kit.Errorf(err, "AWS credentials: %s", innermost(err))
-	}
-	return s.cfg.Credentials, nil
-}
-
-// withCredentials makes one operation use p.
-func withCredentials(p aws.CredentialsProvider) func(*s3.Options) {
-	return func(o *s3.Options) { o.Credentials = p }
-}
-
-// chainIsIMDS reports whether the SDK's chain, finding nothing configured
-// (no keys in the environment, no profile, no web identity, no container
-// credentials), fell back to the EC2 instance metadata service. The chain
-// picks one provider from the configuration; it does not try them in turn.
-func chainIsIMDS(cfg aws.Config, o Options) bool {
-	return !o.Anonymous && o.AccessKeyFile == "" &&
-		aws.IsCredentialsProvider(cfg.Credentials, (*ec2rolecreds.Provider)(nil))
-}
-
-// imdsOff reports whether the instance metadata service must not be
-// probed: the user said so, or credentials come from somewhere else.
-func imdsOff(o Options) bool {
-	if o.NoIMDS || o.Anonymous || o.AccessKeyFile != "" ||
-		strings.EqualFold(os.Getenv("AWS_EC2_METADATA_DISABLED"), "true") {
-		return true
-	}
-	// Static keys, web identity (IRSA) and container credentials (ECS,
-	// EKS Pod Identity) in the environment are chosen before IMDS.
-	for _, env := range []string{"AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE",
-		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
-		if os.Getenv(env) != "" {
-			return true
-		}
-	}
-	return false
 }
