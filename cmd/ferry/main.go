@@ -170,6 +170,9 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	limits := o.limits.WithDefaults()
 	registry := sources(o)
 	var srcs []sync.Source
+	// The scopes of the settings this run uses, for the secret-file
+	// warnings: those of its source kinds, and the endpoints'.
+	inUse := map[string]bool{"api": cmd == "run" && o.httpAddr != ""}
 	var errs []error
 	for _, n := range named {
 		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name), Limits: limits, Root: root}
@@ -183,6 +186,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 			continue
 		}
 		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src})
+		inUse[u.Kind] = true
 	}
 
 	var notifiers []sync.Notifier
@@ -214,6 +218,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	warnExposedSecrets(o, inUse, log)
 	d.limits, d.sources, d.notifiers = limits, srcs, notifiers
 	return d, nil
 }

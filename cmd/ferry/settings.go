@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -24,60 +25,70 @@ type setting struct {
 	flag    string
 	field   string // "" for what only cmd reads
 	declare func(fs *flag.FlagSet, name string)
+	secret  *string // the path, for a file that holds a secret
 }
 
 // settings lists every setting, bound to o.
 func settings(o *options) []setting {
 	return []setting{
-		{"source", "", list(&o.sources, "`[NAME=]URL` of a source; repeat for several (env: one per line)")},
-		{"root", "", str(&o.root, "", "directory shared with the app; each source is published as ROOT/NAME (required)")},
-		{"link", "", str(&o.link, defaultLink, "link `name` for a single source given without NAME=")},
-		{"period", "", dur(&o.period, sync.DefaultPeriod, "poll interval, jittered by +-10%")},
-		{"keep", "", num(&o.keep, sync.DefaultKeep, "published revisions retained per source, the current one included")},
-		{"timeout", "", dur(&o.timeout, sync.DefaultTimeout, "bound on one fetch and publish")},
-		{"once-timeout", "", dur(&o.onceTimeout, sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")},
-		{"max-failures", "", num(&o.maxFailures, 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")},
-		{"max-staleness", "", dur(&o.maxStaleness, 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")},
-		{"verify-period", "", dur(&o.verifyPeriod, sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")},
-		{"max-bytes", "", size(&o.limits.MaxBytes, fetch.DefaultMaxBytes, "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")},
-		{"max-files", "", num(&o.limits.MaxFiles, fetch.DefaultMaxFiles, "limit on the files of one revision")},
-		{"max-file-size", "", size(&o.limits.MaxFileSize, fetch.DefaultMaxFileSize, "limit on the `size` of one file")},
-		{"http-addr", "", str(&o.httpAddr, api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")},
-		{"sync-token-file", "api.TokenFile", str(&o.syncTokenFile, "", "`file` holding the bearer token that POST /sync needs from a non-loopback address or a web page of another origin")},
-		{"notify-url", "signal.URLs", list(&o.notifyURLs, "app reload `URL` told about each new revision; repeat for several")},
-		{"notify-method", "signal.Method", str(&o.notifyMethod, "POST", "HTTP method for --notify-url")},
-		{"notify-timeout", "signal.Timeout", dur(&o.notifyTimeout, signal.DefaultNotifyTimeout, "timeout of one notify request")},
-		{"notify-max-elapsed", "signal.MaxElapsed", dur(&o.notifyGiveUp, signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")},
-		{"notify-signal", "signal.Signal", str(&o.notifySignal, "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")},
-		{"notify-process", "signal.Name", str(&o.notifyProcess, "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")},
-		{"log-format", "", str(&o.logFormat, "json", "log format: json or text")},
-		{"log-level", "", str(&o.logLevel, "info", "log level: debug, info, warn or error")},
+		row("source", "", list(&o.sources, "`[NAME=]URL` of a source; repeat for several (env: one per line)")),
+		row("root", "", str(&o.root, "", "directory shared with the app; each source is published as ROOT/NAME (required)")),
+		row("link", "", str(&o.link, defaultLink, "link `name` for a single source given without NAME=")),
+		row("period", "", dur(&o.period, sync.DefaultPeriod, "poll interval, jittered by +-10%")),
+		row("keep", "", num(&o.keep, sync.DefaultKeep, "published revisions retained per source, the current one included")),
+		row("timeout", "", dur(&o.timeout, sync.DefaultTimeout, "bound on one fetch and publish")),
+		row("once-timeout", "", dur(&o.onceTimeout, sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")),
+		row("max-failures", "", num(&o.maxFailures, 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")),
+		row("max-staleness", "", dur(&o.maxStaleness, 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")),
+		row("verify-period", "", dur(&o.verifyPeriod, sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")),
+		row("max-bytes", "", size(&o.limits.MaxBytes, fetch.DefaultMaxBytes, "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")),
+		row("max-files", "", num(&o.limits.MaxFiles, fetch.DefaultMaxFiles, "limit on the files of one revision")),
+		row("max-file-size", "", size(&o.limits.MaxFileSize, fetch.DefaultMaxFileSize, "limit on the `size` of one file")),
+		row("http-addr", "", str(&o.httpAddr, api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")),
+		secret("sync-token-file", "api.TokenFile", str(&o.syncTokenFile, "", "`file` holding the bearer token that POST /sync needs from a non-loopback address or a web page of another origin"), &o.syncTokenFile),
+		row("notify-url", "signal.URLs", list(&o.notifyURLs, "app reload `URL` told about each new revision; repeat for several")),
+		row("notify-method", "signal.Method", str(&o.notifyMethod, "POST", "HTTP method for --notify-url")),
+		row("notify-timeout", "signal.Timeout", dur(&o.notifyTimeout, signal.DefaultNotifyTimeout, "timeout of one notify request")),
+		row("notify-max-elapsed", "signal.MaxElapsed", dur(&o.notifyGiveUp, signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")),
+		row("notify-signal", "signal.Signal", str(&o.notifySignal, "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")),
+		row("notify-process", "signal.Name", str(&o.notifyProcess, "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")),
+		row("log-format", "", str(&o.logFormat, "json", "log format: json or text")),
+		row("log-level", "", str(&o.logLevel, "info", "log level: debug, info, warn or error")),
 
-		{"git-username", "git.Username", str(&o.git.Username, "", "`user` name for git over HTTP(S) basic auth; a user in the URL wins (default: \"git\" when only a password is given)")},
-		{"git-password-file", "git.PasswordFile", str(&o.git.PasswordFile, "", "`file` holding the password or access token for git over HTTP(S); re-read on every sync")},
-		{"git-ssh-key-file", "git.SSHKeyFile", str(&o.git.SSHKeyFile, "", "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync")},
-		{"git-known-hosts-file", "git.KnownHostsFile", str(&o.git.KnownHostsFile, "", "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)")},
-		{"git-ssh-insecure-ignore-host-key", "git.InsecureIgnoreHostKey", boolean(&o.git.InsecureIgnoreHostKey, "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)")},
+		row("git-username", "git.Username", str(&o.git.Username, "", "`user` name for git over HTTP(S) basic auth; a user in the URL wins (default: \"git\" when only a password is given)")),
+		secret("git-password-file", "git.PasswordFile", str(&o.git.PasswordFile, "", "`file` holding the password or access token for git over HTTP(S); re-read on every sync"), &o.git.PasswordFile),
+		secret("git-ssh-key-file", "git.SSHKeyFile", str(&o.git.SSHKeyFile, "", "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync"), &o.git.SSHKeyFile),
+		row("git-known-hosts-file", "git.KnownHostsFile", str(&o.git.KnownHostsFile, "", "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)")),
+		row("git-ssh-insecure-ignore-host-key", "git.InsecureIgnoreHostKey", boolean(&o.git.InsecureIgnoreHostKey, "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)")),
 
-		{"http-bearer-token-file", "http.BearerTokenFile", str(&o.http.BearerTokenFile, "", "`file` holding a token sent as Authorization: Bearer to HTTP(S) sources; re-read every sync")},
-		{"http-header-file", "http.HeaderFile", str(&o.http.HeaderFile, "", "`file` of extra request headers for HTTP(S) sources, one 'Name: value' a line (# comments); re-read every sync")},
-		{"http-username", "http.Username", str(&o.http.Username, "", "`user` for HTTP basic auth (with --http-password-file)")},
-		{"http-password-file", "http.PasswordFile", str(&o.http.PasswordFile, "", "`file` holding the HTTP basic auth password; re-read every sync")},
-		{"http-ca-file", "http.CAFile", str(&o.http.CAFile, "", "PEM `file` of CA certificates trusted for HTTPS sources, in addition to the system roots")},
-		{"http-insecure-skip-verify", "http.InsecureSkipVerify", boolean(&o.http.InsecureSkipVerify, "do not verify HTTPS certificates (logs a warning on every sync)")},
-		{"http-max-body", "http.MaxBodyBytes", size(&o.http.MaxBodyBytes, fhttp.DefaultMaxBodyBytes, "limit on the `size` of an HTTP(S) body, and of what an archive expands to; larger fails the sync")},
+		secret("http-bearer-token-file", "http.BearerTokenFile", str(&o.http.BearerTokenFile, "", "`file` holding a token sent as Authorization: Bearer to HTTP(S) sources; re-read every sync"), &o.http.BearerTokenFile),
+		secret("http-header-file", "http.HeaderFile", str(&o.http.HeaderFile, "", "`file` of extra request headers for HTTP(S) sources, one 'Name: value' a line (# comments); re-read every sync"), &o.http.HeaderFile),
+		row("http-username", "http.Username", str(&o.http.Username, "", "`user` for HTTP basic auth (with --http-password-file)")),
+		secret("http-password-file", "http.PasswordFile", str(&o.http.PasswordFile, "", "`file` holding the HTTP basic auth password; re-read every sync"), &o.http.PasswordFile),
+		row("http-ca-file", "http.CAFile", str(&o.http.CAFile, "", "PEM `file` of CA certificates trusted for HTTPS sources, in addition to the system roots")),
+		row("http-insecure-skip-verify", "http.InsecureSkipVerify", boolean(&o.http.InsecureSkipVerify, "do not verify HTTPS certificates (logs a warning on every sync)")),
+		row("http-max-body", "http.MaxBodyBytes", size(&o.http.MaxBodyBytes, fhttp.DefaultMaxBodyBytes, "limit on the `size` of an HTTP(S) body, and of what an archive expands to; larger fails the sync")),
 
-		{"s3-endpoint", "s3.Endpoint", str(&o.s3.Endpoint, "", "`URL` (http(s)://HOST[:PORT]) of an S3-compatible service for s3://BUCKET sources; path style")},
-		{"s3-region", "s3.Region", str(&o.s3.Region, "", "S3 `region` when the source URL names none (default: the AWS SDK's, then us-east-1)")},
-		{"s3-path-style", "s3.PathStyle", boolean(&o.s3.PathStyle, "address S3 buckets in the path, not the host name (always on for custom endpoints)")},
-		{"s3-access-key-file", "s3.AccessKeyFile", str(&o.s3.AccessKeyFile, "", "`file` holding the S3 access key ID; re-read every sync (default: the AWS SDK's credential chain)")},
-		{"s3-secret-key-file", "s3.SecretKeyFile", str(&o.s3.SecretKeyFile, "", "`file` holding the S3 secret access key; re-read every sync")},
-		{"s3-session-token-file", "s3.SessionTokenFile", str(&o.s3.SessionTokenFile, "", "`file` holding an S3 session token for temporary keys; re-read every sync")},
-		{"s3-anonymous", "s3.Anonymous", boolean(&o.s3.Anonymous, "send unsigned S3 requests (public buckets)")},
-		{"s3-no-imds", "s3.NoIMDS", boolean(&o.s3.NoIMDS, "never ask the EC2 instance metadata service for S3 credentials (it costs seconds outside EC2)")},
-		{"s3-concurrency", "s3.Concurrency", num(&o.s3.Concurrency, s3.DefaultConcurrency, "S3 objects downloaded in parallel")},
-		{"allow-empty", "s3.AllowEmpty", boolean(&o.s3.AllowEmpty, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")},
+		row("s3-endpoint", "s3.Endpoint", str(&o.s3.Endpoint, "", "`URL` (http(s)://HOST[:PORT]) of an S3-compatible service for s3://BUCKET sources; path style")),
+		row("s3-region", "s3.Region", str(&o.s3.Region, "", "S3 `region` when the source URL names none (default: the AWS SDK's, then us-east-1)")),
+		row("s3-path-style", "s3.PathStyle", boolean(&o.s3.PathStyle, "address S3 buckets in the path, not the host name (always on for custom endpoints)")),
+		secret("s3-access-key-file", "s3.AccessKeyFile", str(&o.s3.AccessKeyFile, "", "`file` holding the S3 access key ID; re-read every sync (default: the AWS SDK's credential chain)"), &o.s3.AccessKeyFile),
+		secret("s3-secret-key-file", "s3.SecretKeyFile", str(&o.s3.SecretKeyFile, "", "`file` holding the S3 secret access key; re-read every sync"), &o.s3.SecretKeyFile),
+		secret("s3-session-token-file", "s3.SessionTokenFile", str(&o.s3.SessionTokenFile, "", "`file` holding an S3 session token for temporary keys; re-read every sync"), &o.s3.SessionTokenFile),
+		row("s3-anonymous", "s3.Anonymous", boolean(&o.s3.Anonymous, "send unsigned S3 requests (public buckets)")),
+		row("s3-no-imds", "s3.NoIMDS", boolean(&o.s3.NoIMDS, "never ask the EC2 instance metadata service for S3 credentials (it costs seconds outside EC2)")),
+		row("s3-concurrency", "s3.Concurrency", num(&o.s3.Concurrency, s3.DefaultConcurrency, "S3 objects downloaded in parallel")),
+		row("allow-empty", "s3.AllowEmpty", boolean(&o.s3.AllowEmpty, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")),
 	}
+}
+
+func row(flag, field string, declare func(*flag.FlagSet, string)) setting {
+	return setting{flag: flag, field: field, declare: declare}
+}
+
+// secret is a row for a file that holds a secret, at *path.
+func secret(flag, field string, declare func(*flag.FlagSet, string), path *string) setting {
+	return setting{flag: flag, field: field, declare: declare, secret: path}
 }
 
 // The declare helpers bind a setting to its field, with flag's own value
@@ -108,6 +119,18 @@ func size(p *int64, def int64, usage string) func(*flag.FlagSet, string) {
 
 func list(p *listFlag, usage string) func(*flag.FlagSet, string) {
 	return func(fs *flag.FlagSet, name string) { fs.Var(p, name, usage) }
+}
+
+// warnExposedSecrets warns about every secret file that every user of the
+// machine may read, for the settings of the scopes in use ("git", "api"):
+// here, where each can be named by its flag.
+func warnExposedSecrets(o *options, inUse map[string]bool, log *slog.Logger) {
+	for _, s := range settings(o) {
+		scope, _, _ := strings.Cut(s.field, ".")
+		if s.secret != nil && *s.secret != "" && inUse[scope] {
+			kit.WarnExposed(log, *s.secret, "flag", "--"+s.flag)
+		}
+	}
 }
 
 // flagOf returns how the user names a field of a package's Options: its

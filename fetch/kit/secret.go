@@ -28,6 +28,9 @@ func ReadSecretFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory", path)
+	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
@@ -79,8 +82,9 @@ var ErrSecretExposed = errors.New("secret file is readable by every user")
 
 // WarnExposed logs a warning when the secret file at path may be read by
 // every user of the machine (any process sharing the node or the volume
-// could take it). The content is never read here.
-func WarnExposed(log *slog.Logger, path string) {
+// could take it), with attrs (what the file is, in the caller's words).
+// The content is never read here.
+func WarnExposed(log *slog.Logger, path string, attrs ...any) {
 	if log == nil || path == "" {
 		return
 	}
@@ -89,5 +93,5 @@ func WarnExposed(log *slog.Logger, path string) {
 		return
 	}
 	log.Warn(ErrSecretExposed.Error()+": restrict it (chmod 0600 or 0640; on Kubernetes, defaultMode: 0440 on the Secret volume)",
-		"path", path, "mode", fi.Mode().Perm().String())
+		append([]any{"path", path, "mode", fi.Mode().Perm().String()}, attrs...)...)
 }

@@ -139,9 +139,6 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	for _, f := range o.secretFiles() {
-		kit.WarnExposed(log.With("field", f.field), f.path)
-	}
 	client, cfg, err := newClient(loc, o, log)
 	if err != nil {
 		return nil, err
