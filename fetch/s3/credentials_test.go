@@ -13,7 +13,6 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
 	s3src "github.com/ferrysync/ferry/fetch/s3"
-	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // imdsProbe listens where the SDK looks for the EC2 instance metadata
@@ -154,17 +153,4 @@ func TestEmptyKeyFileIsAPermanentErrorNamingTheFile(t *testing.T) {
 	writeFile(t, sec, "\n")
 	_, _, err := fetchNew(t, src, fetch.Limits{})
 	assertErr(t, err, true, sec+" is empty")
-}
-
-func TestWorldReadableKeyFileIsWarnedAboutByField(t *testing.T) {
-	a, sec := keyFiles(t, testAccess, testSecret)
-	os.Chmod(sec, 0o644)
-	var logs testkit.LogBuffer
-	_, err := s3src.New(parse(t, "s3://bucket/conf/"), s3src.Options{AccessKeyFile: a, SecretKeyFile: sec}, fetch.Env{Logger: logs.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := logs.String(); strings.Count(got, "readable by every user") != 1 || !strings.Contains(got, "field=SecretKeyFile path="+sec) {
-		t.Fatalf("want one warning naming the field and the path:\n%s", got)
-	}
 }
