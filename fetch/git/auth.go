@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -15,11 +13,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
-
-// maxSecretSize bounds a credential file: a token or key is a few KiB; a
-// wrong path (a log, a binary) should fail, not be read whole.
-const maxSecretSize = 64 << 10
 
 // auth builds the credentials for one Fetch from the files, read afresh.
 // It returns a nil AuthMethod for anonymous access.
@@ -75,40 +70,19 @@ func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
 	return nil, nil
 }
 
-// readSecret reads a password or token file; surrounding whitespace (the
-// newline an editor or `echo` adds) is not part of it.
+// readSecret reads the password or token file by the kit's rule.
 func readSecret(path string) (string, error) {
-	b, err := readLimited(path)
+	secret, err := kit.ReadSecret(path)
 	if err != nil {
 		return "", fmt.Errorf("--git-password-file: %w", err)
 	}
-	secret := strings.TrimSpace(string(b))
-	if secret == "" {
-		return "", fmt.Errorf("--git-password-file %s is empty", path)
-	}
 	return secret, nil
-}
-
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxSecretSize {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxSecretSize)
-	}
-	return b, nil
 }
 
 // readSigner parses the SSH private key file. Encrypted keys are refused:
 // a passphrase would be one more secret to mount, with nothing gained.
 func readSigner(path string) (ssh.Signer, error) {
-	b, err := readLimited(path)
+	b, err := kit.ReadSecretFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--git-ssh-key-file: %w", err)
 	}

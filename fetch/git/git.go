@@ -24,6 +24,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
 )
 
@@ -169,8 +170,8 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		r.User = nil
 	}
 	s.remote = r.String()
-	fetch.WarnExposedSecret(s.log, "--git-password-file", o.PasswordFile)
-	fetch.WarnExposedSecret(s.log, "--git-ssh-key-file", o.SSHKeyFile)
+	kit.WarnExposed(s.log, o.PasswordFile)
+	kit.WarnExposed(s.log, o.SSHKeyFile)
 	return s, nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
 const (
@@ -89,7 +90,7 @@ func (s *Source) openStore() (*store, error) {
 
 // discardStore removes an unusable store, saying why once.
 func (s *Source) discardStore(why error) {
-	s.log.Warn("git object store unusable; removing it, the next fetch downloads the commit again", "dir", s.storeDir, "reason", oneLine(why.Error()))
+	s.log.Warn("git object store unusable; removing it, the next fetch downloads the commit again", "dir", s.storeDir, "reason", kit.FirstLine(why.Error()))
 	if err := os.RemoveAll(s.storeDir); err != nil {
 		s.log.Error("git object store could not be removed", "dir", s.storeDir, "error", err)
 	}
@@ -344,7 +345,7 @@ func (s *Source) fetchSHA(ctx context.Context, st *store, auth transport.AuthMet
 		return err
 	}
 	s.log.Info("git server refused to send a commit by SHA (it needs uploadpack.allowReachableSHA1InWant); fetching the full history of its branches and tags instead",
-		"commit", s.sha.String(), "reason", oneLine(err.Error()))
+		"commit", s.sha.String(), "reason", kit.FirstLine(err.Error()))
 	// A whole history is best received as one pack, into an empty store.
 	if err := s.resetStore(st); err != nil {
 		return err
