@@ -1,6 +1,7 @@
 package git
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,66 +18,45 @@ import (
 )
 
 // auth builds the credentials for one Fetch from the files, read afresh.
-// It returns a nil AuthMethod for anonymous access.
+// It returns a nil AuthMethod for anonymous access. s.opts holds only what
+// the URL's scheme uses (forScheme).
 func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
 	switch {
-	case isHTTP(s.scheme) && s.opts.PasswordFile != "":
-		pass, err := readSecret(s.opts.PasswordFile)
+	case s.opts.PasswordFile != "":
+		pass, err := kit.ReadSecret(s.opts.PasswordFile)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("git password file: %w", err)
 		}
-		user := s.urlUser
-		if user == "" {
-			user = s.opts.Username
-		}
-		if user == "" {
-			// Hosts take any user name with a token; an empty one is refused
-			// by some.
-			user = "git"
-		}
-		return &githttp.BasicAuth{Username: user, Password: pass}, nil
+		// Hosts take any user name with a token; an empty one is refused by
+		// some.
+		return &githttp.BasicAuth{Username: cmp.Or(s.urlUser, s.opts.Username, "git"), Password: pass}, nil
 	case isHTTP(s.scheme) && s.urlUser != "":
 		// The URL's user alone, as go-git sends it when it is in the URL.
 		return &githttp.BasicAuth{Username: s.urlUser}, nil
-	case s.scheme == "ssh":
-		signer, err := readSigner(s.opts.SSHKeyFile)
-		if err != nil {
-			return nil, err
-		}
-		// The user is the URL's (git@host): --git-username is for HTTP, and
-		// may be shared with HTTPS sources of the same process.
-		user := s.urlUser
-		if user == "" {
-			user = "git"
-		}
-		a := &sshAuth{user: user, signer: signer}
-		if s.opts.InsecureIgnoreHostKey {
-			a.hostKey = ssh.InsecureIgnoreHostKey()
-		} else {
-			db, err := hostKeyDB(s.opts.KnownHostsFile)
-			if err != nil {
-				return nil, err
-			}
-			a.hostKey = db.HostKeyCallback()
-			// Offer only the key types known_hosts holds for this host, so a
-			// server with several keys is checked against the one we know.
-			a.algorithms = db.HostKeyAlgorithms(s.hostPort)
-		}
-		if d, ok := ctx.Deadline(); ok {
-			a.timeout = max(time.Until(d), time.Millisecond) // 0 would mean none
-		}
-		return a, nil
+	case s.scheme != "ssh":
+		return nil, nil
 	}
-	return nil, nil
-}
-
-// readSecret reads the password or token file by the kit's rule.
-func readSecret(path string) (string, error) {
-	secret, err := kit.ReadSecret(path)
+	signer, err := readSigner(s.opts.SSHKeyFile)
 	if err != nil {
-		return "", fmt.Errorf("--git-password-file: %w", err)
+		return nil, fmt.Errorf("git SSH key file: %w", err)
 	}
-	return secret, nil
+	// The user is the URL's (git@host): Username is for HTTP, and may be
+	// shared with HTTPS sources of the same process.
+	a := &sshAuth{user: cmp.Or(s.urlUser, "git"), signer: signer, hostKey: ssh.InsecureIgnoreHostKey()}
+	if !s.opts.InsecureIgnoreHostKey {
+		db, err := hostKeyDB(s.opts.KnownHostsFile)
+		if err != nil {
+			return nil, fmt.Errorf("git known_hosts file: %w", err)
+		}
+		a.hostKey = db.HostKeyCallback()
+		// Offer only the key types known_hosts holds for this host, so a
+		// server with several keys is checked against the one we know.
+		a.algorithms = db.HostKeyAlgorithms(s.hostPort)
+	}
+	if d, ok := ctx.Deadline(); ok {
+		a.timeout = max(time.Until(d), time.Millisecond) // 0 would mean none
+	}
+	return a, nil
 }
 
 // readSigner parses the SSH private key file. Encrypted keys are refused:
@@ -84,30 +64,31 @@ func readSecret(path string) (string, error) {
 func readSigner(path string) (ssh.Signer, error) {
 	b, err := kit.ReadSecretFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("--git-ssh-key-file: %w", err)
+		return nil, err
 	}
 	signer, err := ssh.ParsePrivateKey(b)
 	var pm *ssh.PassphraseMissingError
 	if errors.As(err, &pm) {
-		return nil, fetch.Permanent(fmt.Errorf("--git-ssh-key-file %s is encrypted with a passphrase; give an unencrypted key", path))
+		return nil, fetch.Permanent(fmt.Errorf("%s is encrypted with a passphrase; give an unencrypted key", path))
 	}
 	if err != nil {
-		return nil, fetch.Permanent(fmt.Errorf("--git-ssh-key-file %s: not a private key: %w", path, err))
+		return nil, fetch.Permanent(fmt.Errorf("%s: not a private key: %w", path, err))
 	}
 	return signer, nil
 }
 
-// hostKeyDB reads the known_hosts file, strictly: the file must exist.
+// hostKeyDB reads the known_hosts file. go-git skips a file that does not
+// exist; here it is an error.
 func hostKeyDB(path string) (interface {
 	HostKeyCallback() ssh.HostKeyCallback
 	HostKeyAlgorithms(string) []string
 }, error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("--git-known-hosts-file: %w", err)
+		return nil, err
 	}
 	db, err := gitssh.NewKnownHostsDb(path)
 	if err != nil {
-		return nil, fetch.Permanent(fmt.Errorf("--git-known-hosts-file %s: %w", path, err))
+		return nil, fetch.Permanent(fmt.Errorf("%s: %w", path, err))
 	}
 	return db, nil
 }

@@ -13,8 +13,8 @@ import (
 )
 
 // go-git dials SSH and runs the handshake without the caller's context, so
-// a server that accepts TCP and never speaks would hang a sync past
-// --timeout, and it reads the connection without any bound. Its only hook
+// a server that accepts TCP and never speaks would hang a sync past its
+// timeout, and it reads the connection without any bound. Its only hook
 // into the dial is the proxy option, which it resolves through
 // golang.org/x/net/proxy's registry: the dialer registered under
 // dialScheme (global.go) reads the operation's deadline and meter from

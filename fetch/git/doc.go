@@ -15,24 +15,24 @@
 //
 // # Limits
 //
-// What a fetch may receive follows from the revision limits (--max-bytes,
-// --max-file-size, --max-files), whatever the origin sends:
+// What a fetch may receive follows from the revision limits (fetch.Limits:
+// MaxBytes, MaxFileSize, MaxFiles), whatever the origin sends:
 //
 //   - Bytes: each network operation (ls-remote, fetch) may receive at most
-//     --max-bytes plus a margin of a quarter of it, at least 16 MiB, for
+//     MaxBytes plus a margin of a quarter of it, at least 16 MiB, for
 //     the trees and commits a pack also carries and, with depth > 1, older
 //     versions of files. HTTP(S) bodies and SSH connections are counted as
 //     they are read; for every transport (the only count for git:// and
 //     file://) the pack is counted as it is written to the store.
-//   - One object: at most --max-file-size (or --max-bytes, when lower) plus
+//   - One object: at most MaxFileSize (or MaxBytes, when lower) plus
 //     16 MiB. A pack compresses: a few kilobytes can stand for gigabytes.
-//   - Objects: at most 4 per --max-files, plus 10,000.
+//   - Objects: at most 4 per MaxFiles, plus 10,000.
 //
 // A pinned commit that the server will not send by SHA comes with the full
 // history of every branch and tag, which must fit too.
 //
 // Past a limit the fetch stops at once with a permanent error naming the
-// flag, and leaves the object store as it found it. The pack is spooled to
+// limit, and leaves the object store as it found it. The pack is spooled to
 // disk and checked object by object before go-git parses it, so peak
 // memory does not grow with what the origin sends. Within the limits it
 // does grow with the largest object: go-git reads each object whole into

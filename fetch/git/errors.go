@@ -43,14 +43,14 @@ func (s *Source) wrap(ctx context.Context, op string, err error) error {
 		// Checked before net.Error: a write to the store fails mid-fetch.
 		return fail("writing the object store: " + err.Error())
 	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
-		return fail("timed out (--timeout)")
+		return fail("timed out")
 	case ctx.Err() != nil:
 		return fmt.Errorf("git %s %s: %w", op, s.display, ctx.Err())
 	case errors.Is(err, transport.ErrAuthenticationRequired):
 		if s.opts.PasswordFile == "" {
-			return fetch.Permanent(fail("authentication required (HTTP 401): give --git-password-file"))
+			return fetch.Permanent(fail("authentication required (HTTP 401), and no git password file is set"))
 		}
-		return fetch.Permanent(fail("authentication failed (HTTP 401): check --git-username and --git-password-file"))
+		return fetch.Permanent(fail("authentication failed (HTTP 401): check the git user name and password file"))
 	case errors.Is(err, transport.ErrAuthorizationFailed):
 		return fetch.Permanent(fail("access denied (HTTP 403): the credentials cannot read this repository"))
 	case errors.Is(err, transport.ErrRepositoryNotFound):
@@ -58,11 +58,11 @@ func (s *Source) wrap(ctx context.Context, op string, err error) error {
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return fail("repository is empty (nothing pushed yet)")
 	case errors.As(err, &keyErr) && len(keyErr.Want) > 0:
-		return fetch.Permanent(fail(fmt.Sprintf("SSH host key of %s does not match --git-known-hosts-file: the key changed or someone is intercepting the connection", s.hostPort)))
+		return fetch.Permanent(fail(fmt.Sprintf("SSH host key of %s does not match the known_hosts file: the key changed or someone is intercepting the connection", s.hostPort)))
 	case errors.As(err, &keyErr):
-		return fetch.Permanent(fail(fmt.Sprintf("SSH host key of %s is not in --git-known-hosts-file: add it (ssh-keyscan, then verify it)", s.hostPort)))
+		return fetch.Permanent(fail(fmt.Sprintf("SSH host key of %s is not in the known_hosts file: add it (ssh-keyscan, then verify it)", s.hostPort)))
 	case strings.Contains(err.Error(), "unable to authenticate"):
-		return fetch.Permanent(fail("SSH authentication failed: the server refused --git-ssh-key-file"))
+		return fetch.Permanent(fail("SSH authentication failed: the server refused the SSH key"))
 	case errors.As(err, &netErr):
 		return fail("cannot reach the server: " + innermostNet(err))
 	}

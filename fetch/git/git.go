@@ -32,25 +32,6 @@ import (
 // all ferry publishes, so history is never downloaded unless asked.
 const DefaultDepth = 1
 
-// Options are the settings shared by every git source. Secrets are file
-// paths, read again on every Fetch so a rotated Kubernetes Secret is used
-// without a restart.
-type Options struct {
-	// Username is the HTTP basic-auth user (--git-username). A user in the
-	// URL wins; with a password and no user at all, "git" is sent. SSH takes
-	// its user from the URL only (default "git").
-	Username string
-	// PasswordFile holds the HTTP password or token (--git-password-file).
-	PasswordFile string
-	// SSHKeyFile holds the SSH private key (--git-ssh-key-file).
-	SSHKeyFile string
-	// KnownHostsFile lists the SSH host keys to trust (--git-known-hosts-file).
-	KnownHostsFile string
-	// InsecureIgnoreHostKey accepts any SSH host key
-	// (--git-ssh-insecure-ignore-host-key). Every sync logs a warning.
-	InsecureIgnoreHostKey bool
-}
-
 // Source publishes the tree of one ref of a git repository. Fetch is not
 // safe for concurrent use; the sync loop never calls it concurrently.
 type Source struct {
@@ -101,7 +82,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		scheme:  u.URL.Scheme,
 		subdir:  u.Subdir,
 		depth:   DefaultDepth,
-		opts:    o,
+		opts:    o.forScheme(u.URL.Scheme),
 		bounds:  boundsFor(env.Limits),
 		log:     env.Logger,
 	}
@@ -125,7 +106,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	}
 	if u.URL.User != nil {
 		if _, hasPass := u.URL.User.Password(); hasPass {
-			errs = append(errs, fmt.Errorf("git URL %s carries a password: put it in a file and give --git-password-file", s.display))
+			errs = append(errs, kit.Fieldf("git URL %s carries a password: put it in a file and give {PasswordFile}", s.display))
 		}
 		s.urlUser = u.URL.User.Username()
 	}
@@ -137,23 +118,13 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		}
 		s.hostPort = u.URL.Hostname() + ":" + port
 		if o.SSHKeyFile == "" {
-			errs = append(errs, fmt.Errorf("git URL %s is SSH: give --git-ssh-key-file", s.display))
-		} else if _, err := readSigner(o.SSHKeyFile); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, kit.Fieldf("git URL %s is SSH: give {SSHKeyFile}", s.display))
 		}
 		if o.KnownHostsFile == "" && !o.InsecureIgnoreHostKey {
-			errs = append(errs, fmt.Errorf("git URL %s is SSH: give --git-known-hosts-file (or, at your own risk, --git-ssh-insecure-ignore-host-key)", s.display))
-		} else if o.KnownHostsFile != "" {
-			if _, err := hostKeyDB(o.KnownHostsFile); err != nil {
-				errs = append(errs, err)
-			}
+			errs = append(errs, kit.Fieldf("git URL %s is SSH: give {KnownHostsFile} (or, at your own risk, {InsecureIgnoreHostKey})", s.display))
 		}
 	}
-	if isHTTP(s.scheme) && o.PasswordFile != "" {
-		if _, err := readSecret(o.PasswordFile); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, s.opts.Validate())
 	if env.StateDir == "" {
 		errs = append(errs, errors.New("git source needs a state directory for its object store"))
 	}
@@ -203,10 +174,10 @@ func (s *Source) parseQuery(q url.Values) []error {
 			s.depth = d
 		case "submodules":
 			if b, err := strconv.ParseBool(v); err != nil || b {
-				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone without --recurse-submodules does (add its repository as another --source)", v))
+				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone does by default (add its repository as another source)", v))
 			}
 		case "sshkey":
-			errs = append(errs, errors.New("git option sshkey would put a secret in the URL: use --git-ssh-key-file"))
+			errs = append(errs, kit.Fieldf("git option sshkey would put a secret in the URL: use {SSHKeyFile}"))
 		default:
 			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules)", key))
 		}
@@ -256,8 +227,8 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err != nil {
 		return "", err
 	}
-	if s.opts.InsecureIgnoreHostKey && s.scheme == "ssh" {
-		s.log.Warn("SSH host key not verified (--git-ssh-insecure-ignore-host-key): a man-in-the-middle could serve any content", "url", s.display)
+	if s.opts.InsecureIgnoreHostKey {
+		s.log.Warn("SSH host key not verified (host key checking is off): a man-in-the-middle could serve any content", "url", s.display)
 	}
 
 	var want wantRef

@@ -21,7 +21,7 @@ import (
 // rarely comes near the tree's size; random data does not compress and
 // makes the pack as large as the tree.
 const (
-	// The margin is what a pack may carry beyond --max-bytes: a quarter
+	// The margin is what a pack may carry beyond MaxBytes: a quarter
 	// of it, and at least minPackMargin. With depth > 1 (or the full
 	// history a pinned commit may need) the history must fit in it too.
 	packMarginShare = 4
@@ -36,33 +36,33 @@ const (
 
 // bounds are the limits of one fetch, derived from fetch.Limits.
 type bounds struct {
-	maxBytes int64 // --max-bytes, for the messages
+	maxBytes int64 // for the messages
 	margin   int64
 	// packBytes bounds what one network operation receives (the HTTP
 	// bodies or the SSH connection) and the pack written to the store.
 	packBytes int64
 	// objectSize bounds one object: go-git's pack parser reads each
-	// object whole into memory. A file over --max-file-size (or
-	// --max-bytes, when lower) can never be published; the margin leaves
+	// object whole into memory. A file over MaxFileSize (or MaxBytes,
+	// when lower) can never be published; the margin leaves
 	// room for a large tree.
-	objectSize     int64
-	objectSizeFlag string
-	objects        uint32
+	objectSize      int64
+	objectSizeLimit string
+	objects         uint32
 }
 
 func boundsFor(l fetch.Limits) bounds {
 	l = l.WithDefaults()
 	margin := max(minPackMargin, l.MaxBytes/packMarginShare)
 	b := bounds{
-		maxBytes:       l.MaxBytes,
-		margin:         margin,
-		packBytes:      satAdd(l.MaxBytes, margin),
-		objectSize:     satAdd(l.MaxFileSize, minPackMargin),
-		objectSizeFlag: "--max-file-size",
-		objects:        uint32(min(int64(l.MaxFiles)*objectsPerFile+extraObjects, math.MaxUint32)),
+		maxBytes:        l.MaxBytes,
+		margin:          margin,
+		packBytes:       satAdd(l.MaxBytes, margin),
+		objectSize:      satAdd(l.MaxFileSize, minPackMargin),
+		objectSizeLimit: "max-file-size",
+		objects:         uint32(min(int64(l.MaxFiles)*objectsPerFile+extraObjects, math.MaxUint32)),
 	}
 	if l.MaxBytes < l.MaxFileSize {
-		b.objectSize, b.objectSizeFlag = satAdd(l.MaxBytes, minPackMargin), "--max-bytes"
+		b.objectSize, b.objectSizeLimit = satAdd(l.MaxBytes, minPackMargin), "max-bytes"
 	}
 	return b
 }
@@ -105,7 +105,7 @@ type meter struct {
 // add counts n more bytes on c and fails once c passes the bound.
 func (m *meter) add(c *atomic.Int64, n int) error {
 	if c.Add(int64(n)) > m.packBytes {
-		m.stop(overLimit("the origin sent more than %d bytes (--max-bytes %d plus a margin of %d for trees, commits and history)",
+		m.stop(overLimit("the origin sent more than %d bytes (the max-bytes limit, %d, plus a margin of %d for trees, commits and history)",
 			m.packBytes, m.maxBytes, m.margin))
 	}
 	return m.err()

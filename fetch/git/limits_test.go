@@ -122,8 +122,8 @@ func TestHugeBlobIsRefusedWithFlatMemoryAndLeavesNothing(t *testing.T) {
 			d, rss, res := runChild(t, rssBinary(t), childSpec{URL: c.url, Root: root, Options: c.opts,
 				Limits: fetch.Limits{MaxBytes: 1 << 20}})
 			t.Logf("%s, peak RSS %.1f MiB; error: %s", d, rss, res.Error)
-			if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, "--max-bytes") {
-				t.Errorf("sync error %q (permanent %t), want a permanent error naming --max-bytes", res.Error, res.Permanent)
+			if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, "max-bytes limit") {
+				t.Errorf("sync error %q (permanent %t), want a permanent error naming the max-bytes limit", res.Error, res.Permanent)
 			}
 			if rss*(1<<20) > maxRSS {
 				t.Errorf("peak RSS %.1f MiB, want under %d MiB", rss, maxRSS>>20)
@@ -154,7 +154,7 @@ func TestCompressedBlobOverTheLimitIsRefusedBeforeItIsInflated(t *testing.T) {
 	d, rss, res := runChild(t, rssBinary(t), childSpec{URL: srv.url("zeros.git"), Root: root,
 		Limits: fetch.Limits{MaxBytes: 1 << 20}})
 	t.Logf("%s, %d bytes downloaded, peak RSS %.1f MiB; error: %s", d, srv.packBytes.Load(), rss, res.Error)
-	if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, "object of 104857600 bytes, more than --max-bytes allows") {
+	if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, "object of 104857600 bytes, more than the max-bytes limit allows") {
 		t.Errorf("sync error %q (permanent %t), want a permanent error naming the object's size and --max-bytes", res.Error, res.Permanent)
 	}
 	if rss*(1<<20) > maxRSS {
@@ -201,8 +201,8 @@ func TestRefusedPackLeavesTheStoreAsItWas(t *testing.T) {
 	r.commit("a blob over the limit")
 	for _, s := range syncers {
 		_, _, err := s.tg.sync(s.src)
-		if err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), "--max-bytes") {
-			t.Fatalf("%s: err = %v, want a permanent error naming --max-bytes", s.name, err)
+		if err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), "max-bytes limit") {
+			t.Fatalf("%s: err = %v, want a permanent error naming the max-bytes limit", s.name, err)
 		}
 		if after := storeFiles(t, s.tg.stateDir()); !maps.Equal(after, before[s.name]) {
 			t.Errorf("%s: the refused fetch changed the store:\nbefore %v\nafter  %v", s.name, before[s.name], after)

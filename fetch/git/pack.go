@@ -93,7 +93,7 @@ func checkPack(r io.Reader, b bounds) error {
 		return fmt.Errorf("pack: %w", err)
 	}
 	if count > b.objects {
-		return overLimit("pack holds %d objects, more than --max-files allows (%d)", count, b.objects)
+		return overLimit("pack holds %d objects, more than the max-files limit allows (%d)", count, b.objects)
 	}
 	for range count {
 		h, err := sc.NextObjectHeader()
@@ -102,9 +102,9 @@ func checkPack(r io.Reader, b bounds) error {
 		}
 		var w io.Writer = io.Discard
 		if h.Type.IsDelta() {
-			w = &deltaHeader{max: b.objectSize, flag: b.objectSizeFlag}
+			w = &deltaHeader{max: b.objectSize, limit: b.objectSizeLimit}
 		} else if h.Length > b.objectSize {
-			return objectTooLarge(uint64(h.Length), b.objectSize, b.objectSizeFlag)
+			return objectTooLarge(uint64(h.Length), b.objectSize, b.objectSizeLimit)
 		}
 		if _, _, err := sc.NextObject(w); err != nil {
 			var le *limitError
@@ -120,18 +120,18 @@ func checkPack(r io.Reader, b bounds) error {
 	return nil
 }
 
-func objectTooLarge(size uint64, limit int64, flag string) error {
-	return overLimit("pack holds an object of %d bytes, more than %s allows (%d, with a margin for trees)", size, flag, limit)
+func objectTooLarge(size uint64, max int64, limit string) error {
+	return overLimit("pack holds an object of %d bytes, more than the %s limit allows (%d, with a margin for trees)", size, limit, max)
 }
 
 // deltaHeader reads the size of a delta's result from its first bytes,
 // two varints (source size, then result size), and discards the rest. A
 // header that never completes is go-git's to refuse.
 type deltaHeader struct {
-	buf  []byte
-	done bool
-	max  int64
-	flag string
+	buf   []byte
+	done  bool
+	max   int64
+	limit string
 }
 
 func (d *deltaHeader) Write(p []byte) (int, error) {
@@ -141,7 +141,7 @@ func (d *deltaHeader) Write(p []byte) (int, error) {
 			if size, m := varint(d.buf[n:]); m > 0 {
 				d.done = true
 				if size > uint64(d.max) {
-					return 0, objectTooLarge(size, d.max, d.flag)
+					return 0, objectTooLarge(size, d.max, d.limit)
 				}
 			}
 		}

@@ -83,9 +83,9 @@ func TestCheckPack(t *testing.T) {
 		want string // "" when the pack passes
 	}{
 		{"a blob within bounds", validPack, ""},
-		{"a delta whose result is over the bound", bomb.finish(), "object of 716800000 bytes, more than --max-bytes allows"},
+		{"a delta whose result is over the bound", bomb.finish(), "object of 716800000 bytes, more than the max-bytes limit allows"},
 		{"a blob whose header is over the bound", huge.finish(), "object of 1073741824 bytes"},
-		{"more objects than --max-files allows", newPack(1 << 20).finish(), "1048576 objects, more than --max-files allows (10040)"},
+		{"more objects than max-files allows", newPack(1 << 20).finish(), "1048576 objects, more than the max-files limit allows (10040)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -1,0 +1,62 @@
+package git
+
+import (
+	"errors"
+
+	"github.com/ferrysync/ferry/fetch/kit"
+)
+
+// Options are the settings shared by every git source. Secrets are file
+// paths, read again on every Fetch so a rotated Kubernetes Secret is used
+// without a restart.
+type Options struct {
+	// Username is the HTTP basic-auth user. A user in the URL wins; with a
+	// password and no user at all, "git" is sent. SSH takes its user from
+	// the URL only (default "git").
+	Username string
+	// PasswordFile holds the HTTP password or token.
+	PasswordFile string
+	// SSHKeyFile holds the SSH private key, unencrypted.
+	SSHKeyFile string
+	// KnownHostsFile lists the SSH host keys to trust.
+	KnownHostsFile string
+	// InsecureIgnoreHostKey accepts any SSH host key. Every sync logs a
+	// warning.
+	InsecureIgnoreHostKey bool
+}
+
+// Validate checks every file the options name: it must be readable and
+// hold what its field says. Which files a source needs depends on its URL:
+// New checks that, and only the files its URL uses. Errors name the fields.
+func (o Options) Validate() error {
+	var errs []error
+	if o.PasswordFile != "" {
+		if _, err := kit.ReadSecret(o.PasswordFile); err != nil {
+			errs = append(errs, kit.Fieldf("{PasswordFile}: %v", err))
+		}
+	}
+	if o.SSHKeyFile != "" {
+		if _, err := readSigner(o.SSHKeyFile); err != nil {
+			errs = append(errs, kit.Fieldf("{SSHKeyFile}: %v", err))
+		}
+	}
+	if o.KnownHostsFile != "" {
+		if _, err := hostKeyDB(o.KnownHostsFile); err != nil {
+			errs = append(errs, kit.Fieldf("{KnownHostsFile}: %v", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// forScheme keeps what a URL of scheme uses: the user and password over
+// HTTP(S), the key and host keys over SSH, nothing over git:// or file://.
+func (o Options) forScheme(scheme string) Options {
+	switch scheme {
+	case "http", "https":
+		return Options{Username: o.Username, PasswordFile: o.PasswordFile}
+	case "ssh":
+		o.Username, o.PasswordFile = "", ""
+		return o
+	}
+	return Options{}
+}
