@@ -2,11 +2,9 @@ package git
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -20,7 +18,7 @@ import (
 // auth builds the credentials for one Fetch from the files, read afresh.
 // It returns a nil AuthMethod for anonymous access. s.opts holds only what
 // the URL's scheme uses (forScheme).
-func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
+func (s *Source) auth() (transport.AuthMethod, error) {
 	switch {
 	case s.opts.PasswordFile != "":
 		pass, err := kit.ReadSecret(s.opts.PasswordFile)
@@ -41,20 +39,19 @@ func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
 		return nil, fmt.Errorf("git SSH key file: %w", err)
 	}
 	// The user is the URL's (git@host): Username is for HTTP, and may be
-	// shared with HTTPS sources of the same process.
-	a := &sshAuth{user: cmp.Or(s.urlUser, "git"), signer: signer, hostKey: ssh.InsecureIgnoreHostKey()}
+	// shared with HTTPS sources of the same process. The connection is
+	// bounded by the dialer (dial.go).
+	a := &sshAuth{ssh.ClientConfig{User: cmp.Or(s.urlUser, "git"), Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey()}}
 	if !s.opts.InsecureIgnoreHostKey {
 		db, err := hostKeyDB(s.opts.KnownHostsFile)
 		if err != nil {
 			return nil, fmt.Errorf("git known_hosts file: %w", err)
 		}
-		a.hostKey = db.HostKeyCallback()
+		a.cfg.HostKeyCallback = db.HostKeyCallback()
 		// Offer only the key types known_hosts holds for this host, so a
 		// server with several keys is checked against the one we know.
-		a.algorithms = db.HostKeyAlgorithms(s.hostPort)
-	}
-	if d, ok := ctx.Deadline(); ok {
-		a.timeout = max(time.Until(d), time.Millisecond) // 0 would mean none
+		a.cfg.HostKeyAlgorithms = db.HostKeyAlgorithms(s.hostPort)
 	}
 	return a, nil
 }
@@ -93,30 +90,17 @@ func hostKeyDB(path string) (interface {
 	return db, nil
 }
 
-// sshAuth is go-git's SSH auth method with our own host key check and
-// connect timeout.
-type sshAuth struct {
-	user       string
-	signer     ssh.Signer
-	hostKey    ssh.HostKeyCallback
-	algorithms []string
-	timeout    time.Duration
-}
+// sshAuth hands go-git a copy of cfg for each connection (go-git writes
+// to it). go-git's own PublicKeys cannot narrow the host key algorithms to
+// those known_hosts holds.
+type sshAuth struct{ cfg ssh.ClientConfig }
 
 var _ gitssh.AuthMethod = (*sshAuth)(nil)
 
 func (a *sshAuth) Name() string   { return "ssh-public-keys" }
-func (a *sshAuth) String() string { return "user: " + a.user + ", name: " + a.Name() }
+func (a *sshAuth) String() string { return "user: " + a.cfg.User + ", name: " + a.Name() }
 
-// ClientConfig is called by go-git for each connection.
 func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
-	return &ssh.ClientConfig{
-		User:              a.user,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(a.signer)},
-		HostKeyCallback:   a.hostKey,
-		HostKeyAlgorithms: a.algorithms,
-		// go-git dials SSH without the caller's context: bound the connect
-		// by what is left of it.
-		Timeout: a.timeout,
-	}, nil
+	cfg := a.cfg
+	return &cfg, nil
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/net/proxy"
@@ -17,91 +16,62 @@ import (
 // timeout, and it reads the connection without any bound. Its only hook
 // into the dial is the proxy option, which it resolves through
 // golang.org/x/net/proxy's registry: the dialer registered under
-// dialScheme (global.go) reads the operation's deadline and meter from
-// the URL, sets the deadline on the connection itself, so that every read
-// and write of the session is bounded, the handshake included, and counts
-// what the connection reads on the operation's meter (limit.go).
+// dialScheme (global.go) finds the operation's meter (limit.go) by the id
+// in the URL, sets the operation's deadline on the connection itself, so
+// that every read and write of the session is bounded, the handshake
+// included, and counts what the connection reads on the meter.
 const dialScheme = "ferry-dial"
 
-// proxy returns the proxy option that bounds an SSH operation by ctx's
-// deadline and meter; none for other transports.
+// proxy returns the proxy option that bounds an SSH operation by the
+// meter in ctx; none for other transports.
 func (s *Source) proxy(ctx context.Context) transport.ProxyOptions {
-	if s.scheme != "ssh" {
+	m := meterFrom(ctx)
+	if s.scheme != "ssh" || m == nil {
 		return transport.ProxyOptions{}
 	}
-	q := url.Values{}
-	if d, ok := ctx.Deadline(); ok {
-		q.Set("ns", strconv.FormatInt(d.UnixNano(), 10))
-	}
-	if m := meterFrom(ctx); m != nil {
-		q.Set("meter", strconv.FormatUint(m.id, 10))
-	}
-	if len(q) == 0 {
-		return transport.ProxyOptions{}
-	}
-	return transport.ProxyOptions{URL: dialScheme + "://local/?" + q.Encode()}
+	return transport.ProxyOptions{URL: dialScheme + "://" + strconv.FormatUint(m.id, 10)}
 }
 
-// newDialer builds the dialer a proxy URL of proxy() describes.
+// newDialer builds the dialer of the meter a proxy URL of proxy() names.
 func newDialer(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
-	d := &dialer{}
-	q := u.Query()
-	if v := q.Get("ns"); v != "" {
-		ns, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("ferry dialer: deadline: %w", err)
-		}
-		d.deadline = time.Unix(0, ns)
+	id, err := strconv.ParseUint(u.Host, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("ferry dialer: %w", err)
 	}
-	if v := q.Get("meter"); v != "" {
-		id, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("ferry dialer: meter: %w", err)
-		}
-		m, ok := liveMeters.Load(id)
-		if !ok {
-			return nil, fmt.Errorf("ferry dialer: meter %d: the operation is over", id)
-		}
-		d.meter = m.(*meter)
+	m, ok := liveMeters.Load(id)
+	if !ok {
+		return nil, fmt.Errorf("ferry dialer: meter %d: the operation is over", id)
 	}
-	return d, nil
+	return dialer{m.(*meter)}, nil
 }
 
 // dialer dials as go-git would without a proxy option (honouring
 // ALL_PROXY), then bounds the connection.
-type dialer struct {
-	deadline time.Time // zero: none
-	meter    *meter    // nil: not counted
-}
+type dialer struct{ m *meter }
 
-func (d *dialer) Dial(network, addr string) (net.Conn, error) {
+func (d dialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
 }
 
-func (d *dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	if !d.deadline.IsZero() {
+func (d dialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	bounded := !d.m.deadline.IsZero()
+	if bounded {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, d.deadline)
+		ctx, cancel = context.WithDeadline(ctx, d.m.deadline)
 		defer cancel()
 	}
-	var conn net.Conn
-	var err error
+	var dial proxy.ContextDialer = &net.Dialer{}
 	if cd, ok := proxy.FromEnvironment().(proxy.ContextDialer); ok {
-		conn, err = cd.DialContext(ctx, network, addr)
-	} else {
-		conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		dial = cd
+	}
+	conn, err := dial.DialContext(ctx, network, addr)
+	if err == nil && bounded {
+		if err = conn.SetDeadline(d.m.deadline); err != nil {
+			conn.Close()
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !d.deadline.IsZero() {
-		if err := conn.SetDeadline(d.deadline); err != nil {
-			conn.Close()
-			return nil, err
-		}
-	}
-	if d.meter != nil {
-		conn = &meteredConn{Conn: conn, m: d.meter}
-	}
-	return conn, nil
+	return &meteredConn{Conn: conn, m: d.m}, nil
 }

@@ -23,6 +23,13 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "object store: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &storeError{err}
+}
+
 // wrap turns a go-git transport error into one line that names what the
 // user can act on, and marks the ones retrying cannot fix as permanent.
 func (s *Source) wrap(ctx context.Context, op string, err error) error {

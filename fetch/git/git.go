@@ -1,7 +1,7 @@
 package git
 
 import (
-	"context"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,14 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
 
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
@@ -44,18 +38,11 @@ type Source struct {
 	sha      plumbing.Hash // set when ref is a full commit SHA
 	depth    int
 	subdir   string
-	opts     Options
-	bounds   bounds // what one fetch may receive
+	opts     Options // only what the scheme uses (forScheme)
+	bounds   bounds  // what one fetch may receive
 	storeDir string
 	log      *slog.Logger
-	// last is the commit behind the revision the last Fetch returned.
-	last atomic.Pointer[origin]
-}
-
-// origin ties a revision to the commit it was taken from.
-type origin struct {
-	commit plumbing.Hash
-	rev    string
+	last     atomic.Pointer[origin] // behind the revision the last Fetch returned
 }
 
 var (
@@ -70,8 +57,8 @@ var (
 )
 
 // New builds a git source for u. It checks the URL, its options and the
-// credential files, without any network access, so a mistake is reported
-// before the first sync.
+// files of o that the URL uses, without any network access, so a mistake
+// is reported before the first sync.
 func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if u == nil || u.URL == nil {
 		return nil, errors.New("git: no URL")
@@ -84,10 +71,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		depth:   DefaultDepth,
 		opts:    o.forScheme(u.URL.Scheme),
 		bounds:  boundsFor(env.Limits),
-		log:     env.Logger,
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+		log:     cmp.Or(env.Logger, slog.New(slog.DiscardHandler)),
 	}
 	var errs []error
 	switch s.scheme {
@@ -112,11 +96,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	}
 	errs = append(errs, s.parseQuery(u.URL.Query())...)
 	if s.scheme == "ssh" {
-		port := u.URL.Port()
-		if port == "" {
-			port = "22"
-		}
-		s.hostPort = u.URL.Hostname() + ":" + port
+		s.hostPort = u.URL.Hostname() + ":" + cmp.Or(u.URL.Port(), "22")
 		if o.SSHKeyFile == "" {
 			errs = append(errs, kit.Fieldf("git URL %s is SSH: give {SSHKeyFile}", s.display))
 		}
@@ -186,194 +166,3 @@ func (s *Source) parseQuery(q url.Values) []error {
 }
 
 func isHTTP(scheme string) bool { return scheme == "http" || scheme == "https" }
-
-// OriginRevision returns the commit the last successful Fetch resolved:
-// for a //subdir source, the newest commit whose subdirectory is the
-// published revision. It is "" before the first. Safe to call while Fetch
-// runs.
-func (s *Source) OriginRevision() string {
-	if o := s.last.Load(); o != nil {
-		return o.commit.String()
-	}
-	return ""
-}
-
-// unchanged tells, without the object store, whether commit c is known to
-// publish prev: always when the revision is the commit; for a //subdir,
-// when c is the commit the last Fetch resolved to prev.
-func (s *Source) unchanged(c plumbing.Hash, prev string) bool {
-	if s.subdir == "" {
-		return c.String() == prev
-	}
-	o := s.last.Load()
-	return o != nil && o.commit == c && o.rev == prev
-}
-
-// Fetch resolves the ref with ls-remote and, when it names a commit other
-// than the published one, fetches that commit into the object store (unless
-// it is already there) and writes its tree through w. The revision is the
-// commit SHA; for a //subdir source it is the subdirectory's tree SHA, so
-// a commit that leaves the subdirectory alone returns prev.
-func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
-	start := time.Now()
-	if err := ctx.Err(); err != nil {
-		return "", err
-	}
-	if !s.sha.IsZero() && s.unchanged(s.sha, prev) {
-		// A pinned commit never changes: no network at all.
-		return s.done(s.sha, prev), nil
-	}
-	auth, err := s.auth(ctx)
-	if err != nil {
-		return "", err
-	}
-	if s.opts.InsecureIgnoreHostKey {
-		s.log.Warn("SSH host key not verified (host key checking is off): a man-in-the-middle could serve any content", "url", s.display)
-	}
-
-	var want wantRef
-	if s.sha.IsZero() {
-		refs, err := s.lsRemote(ctx, auth)
-		if err != nil {
-			return "", err
-		}
-		if want, err = s.resolve(refs); err != nil {
-			return "", err
-		}
-		if want.commitKnown && s.unchanged(want.hash, prev) {
-			return s.done(want.hash, prev), nil
-		}
-	}
-
-	st, err := s.openStore()
-	if err != nil {
-		return "", err
-	}
-	defer func() {
-		st.close()
-		s.removeTempObjects()
-	}()
-
-	// A commit the store holds (the last one fetched, after a restart)
-	// costs no download; a new one comes as a thin pack.
-	commit, fetched, err := s.commit(ctx, st, auth, want)
-	if err != nil {
-		if diskFull(err) {
-			// What a failed fetch wrote (objects of a thin pack are stored
-			// loose) keeps the space the next fetch needs: the store is a
-			// cache, so it goes, and a smaller commit can still land.
-			st.close()
-			s.discardStore(err)
-		}
-		return "", err
-	}
-	fetchedAt := time.Now()
-	tree, err := s.tree(st, commit)
-	if err != nil {
-		return "", s.exportError(st, commit, err)
-	}
-	rev := s.revision(commit, tree)
-	if rev == prev {
-		return s.done(commit.Hash, prev), nil
-	}
-	if err := s.export(ctx, st, tree, w); err != nil {
-		return "", s.exportError(st, commit, err)
-	}
-	s.log.Info("git commit exported", "commit", commit.Hash.String(), "revision", rev, "downloaded", fetched,
-		"fetch_duration", fetchedAt.Sub(start).Round(time.Millisecond), "export_duration", time.Since(fetchedAt).Round(time.Millisecond))
-	return s.done(commit.Hash, rev), nil
-}
-
-// exportError says which commit could not be exported. An unreadable
-// store is removed, so the next sync fetches again.
-func (s *Source) exportError(st *store, c *object.Commit, err error) error {
-	var se *storeError
-	if errors.As(err, &se) {
-		st.close()
-		s.discardStore(err)
-		return fmt.Errorf("git export %s commit %s: object store was unreadable and has been removed; the next sync fetches again: %w", s.display, c.Hash, err)
-	}
-	return fmt.Errorf("git export %s commit %s: %w", s.display, c.Hash, err)
-}
-
-// revision names what Fetch publishes from commit c, whose published tree
-// (the root or the //subdir) is tree.
-func (s *Source) revision(c *object.Commit, tree *object.Tree) string {
-	if s.subdir == "" {
-		return c.Hash.String()
-	}
-	return tree.Hash.String()
-}
-
-// done remembers that commit c gave rev, and returns rev.
-func (s *Source) done(c plumbing.Hash, rev string) string {
-	s.last.Store(&origin{commit: c, rev: rev})
-	return rev
-}
-
-// wantRef is what ls-remote said the ref points at.
-type wantRef struct {
-	name        plumbing.ReferenceName // the remote ref to fetch
-	hash        plumbing.Hash          // commit when commitKnown, else a tag or commit
-	commitKnown bool
-}
-
-// lsRemote lists the remote's refs: one small request, the whole cost of
-// a poll that finds nothing new.
-func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*plumbing.Reference, error) {
-	ctx, _, done := s.startMeter(ctx)
-	defer done()
-	r := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
-	refs, err := r.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled, ProxyOptions: s.proxy(ctx)})
-	if err != nil {
-		return nil, s.wrap(ctx, "ls-remote", err)
-	}
-	return refs, nil
-}
-
-// resolve finds the ref in an ls-remote answer, the way git clone --branch
-// does: a branch first, then a tag; a name under refs/ as given; none, the
-// remote HEAD.
-func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
-	byName := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
-	for _, r := range refs {
-		byName[r.Name()] = r
-	}
-	var candidates []plumbing.ReferenceName
-	switch {
-	case s.ref == "":
-		candidates = []plumbing.ReferenceName{plumbing.HEAD}
-	case strings.HasPrefix(s.ref, "refs/"):
-		candidates = []plumbing.ReferenceName{plumbing.ReferenceName(s.ref)}
-	default:
-		candidates = []plumbing.ReferenceName{plumbing.NewBranchReferenceName(s.ref), plumbing.NewTagReferenceName(s.ref)}
-	}
-	for _, name := range candidates {
-		ref, ok := byName[name]
-		if !ok {
-			continue
-		}
-		// Follow a symbolic HEAD to its branch.
-		for i := 0; ref.Type() == plumbing.SymbolicReference && i < 5; i++ {
-			next, ok := byName[ref.Target()]
-			if !ok {
-				return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s points at %s, which does not exist (empty repository?)", s.display, name, ref.Target()))
-			}
-			name, ref = ref.Target(), next
-		}
-		if ref.Type() != plumbing.HashReference {
-			continue
-		}
-		if peeled, ok := byName[name+"^{}"]; ok {
-			return wantRef{name: name, hash: peeled.Hash(), commitKnown: true}, nil
-		}
-		// Branches point at commits; a tag without a peeled line may point
-		// at a tag object, which is peeled once it is in the store.
-		return wantRef{name: name, hash: ref.Hash(), commitKnown: !name.IsTag()}, nil
-	}
-	what := fmt.Sprintf("ref %q not found (no branch or tag of that name; a commit must be given as a full 40-character SHA)", redact.Value(s.ref))
-	if s.ref == "" {
-		what = "remote HEAD not found (give ?ref=BRANCH)"
-	}
-	return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s", s.display, what))
-}

@@ -9,44 +9,37 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrysync/ferry/fetch"
 )
 
-// What one fetch may receive follows from the revision limits, so that an
-// origin cannot make ferry download, store or hold in memory more than the
-// Writer would ever accept. A pack carries more than the published files:
-// the commit, every tree, and with depth > 1 older versions of files. It is
-// compressed, but the files of a configuration tree are mostly text, so it
-// rarely comes near the tree's size; random data does not compress and
-// makes the pack as large as the tree.
+// What one fetch may receive follows from the revision limits (see the
+// package doc), so that an origin cannot make ferry download, store or
+// hold in memory more than the Writer would ever accept.
 const (
-	// The margin is what a pack may carry beyond MaxBytes: a quarter
-	// of it, and at least minPackMargin. With depth > 1 (or the full
-	// history a pinned commit may need) the history must fit in it too.
+	// A pack carries more than the published files: the commit, every
+	// tree, and with depth > 1 older versions of files. Compression rarely
+	// brings it near a text tree's size, but random data does not compress.
 	packMarginShare = 4
 	minPackMargin   = 16 << 20
-	// objectsPerFile and extraObjects bound the objects in one pack: a
-	// blob and a tree per file at worst, twice that for history. go-git
+	// A blob and a tree per file at worst, twice that for history. go-git
 	// keeps ~200 bytes of bookkeeping per object, so a pack of millions of
-	// tiny objects would cost gigabytes without this.
+	// tiny objects would cost gigabytes without a bound.
 	objectsPerFile = 4
 	extraObjects   = 10_000
 )
 
-// bounds are the limits of one fetch, derived from fetch.Limits.
+// bounds are the limits of one fetch.
 type bounds struct {
-	maxBytes int64 // for the messages
-	margin   int64
+	maxBytes, margin int64 // for the messages
 	// packBytes bounds what one network operation receives (the HTTP
 	// bodies or the SSH connection) and the pack written to the store.
 	packBytes int64
-	// objectSize bounds one object: go-git's pack parser reads each
-	// object whole into memory. A file over MaxFileSize (or MaxBytes,
-	// when lower) can never be published; the margin leaves
-	// room for a large tree.
+	// objectSize bounds one object, which go-git's pack parser reads whole
+	// into memory: no file over it could be published anyway.
 	objectSize      int64
-	objectSizeLimit string
+	objectSizeLimit string // the limit objectSize comes from
 	objects         uint32
 }
 
@@ -95,7 +88,8 @@ func overLimit(format string, args ...any) error {
 // error returned to it instead leaves the process blocked on its pipe).
 type meter struct {
 	bounds
-	id         uint64 // names it to the SSH dialer (dial.go)
+	id         uint64    // names it to the SSH dialer (dial.go)
+	deadline   time.Time // the operation's, for the SSH dialer; zero: none
 	wire, pack atomic.Int64
 	cancel     context.CancelFunc
 	mu         sync.Mutex
@@ -148,6 +142,7 @@ type meterKey struct{}
 func (s *Source) startMeter(ctx context.Context) (_ context.Context, _ *meter, done func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &meter{bounds: s.bounds, id: meterIDs.Add(1), cancel: cancel}
+	m.deadline, _ = ctx.Deadline()
 	liveMeters.Store(m.id, m)
 	return context.WithValue(ctx, meterKey{}, m), m, func() {
 		liveMeters.Delete(m.id)

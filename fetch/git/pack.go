@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage"
@@ -120,8 +119,8 @@ func checkPack(r io.Reader, b bounds) error {
 	return nil
 }
 
-func objectTooLarge(size uint64, max int64, limit string) error {
-	return overLimit("pack holds an object of %d bytes, more than the %s limit allows (%d, with a margin for trees)", size, limit, max)
+func objectTooLarge(size uint64, bound int64, limit string) error {
+	return overLimit("pack holds an object of %d bytes, more than the %s limit allows (%d, with a margin for trees)", size, limit, bound)
 }
 
 // deltaHeader reads the size of a delta's result from its first bytes,
@@ -165,37 +164,4 @@ func varint(b []byte) (v uint64, n int) {
 		}
 	}
 	return 0, 0
-}
-
-// rollback is what a failed fetch must put back: the object files it
-// added (a spool, a temporary pack, the loose objects of a thin pack, an
-// index) and the shallow list, which go-git updates before the pack
-// arrives. Nothing else writes the store during a fetch.
-type rollback struct {
-	files   map[string]bool
-	shallow []plumbing.Hash
-	err     error
-}
-
-// rollbackPoint notes the store's object files and shallow list.
-func (s *Source) rollbackPoint(st *store) rollback {
-	rb := rollback{files: map[string]bool{}}
-	for _, f := range s.objectPaths() {
-		rb.files[f] = true
-	}
-	rb.shallow, rb.err = st.st.Shallow()
-	return rb
-}
-
-// undo removes the object files added since rb and restores the shallow
-// list.
-func (s *Source) undo(st *store, rb rollback) {
-	for _, f := range s.objectPaths() {
-		if !rb.files[f] {
-			os.Remove(f)
-		}
-	}
-	if rb.err == nil {
-		st.st.SetShallow(rb.shallow)
-	}
 }

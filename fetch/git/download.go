@@ -1,0 +1,203 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
+)
+
+const (
+	// allRefsPrefix receives every branch and tag in the deep fallback
+	// fetch of a pinned SHA; removed afterwards.
+	allRefsPrefix = "refs/ferry/all/"
+	// infiniteDepth is git's "deepen to the root" (what --unshallow sends).
+	infiniteDepth = 0x7fffffff
+)
+
+// commit makes sure the wanted commit is in the store, fetching it when it
+// is not, and returns it. fetched tells whether the network was used. A
+// commit the store holds (the last one fetched, after a restart) costs no
+// download; a new one comes as a thin pack (thin.go).
+func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMethod, want wantRef) (*object.Commit, bool, error) {
+	target := want.hash
+	if !s.sha.IsZero() {
+		target = s.sha
+	}
+	if st.hasObject(target) {
+		c, err := s.peelCommit(st, target)
+		return c, false, err
+	}
+	if packs, loose := s.objectFiles(); !st.fresh && (packs >= maxPacks || loose >= maxLoose) {
+		// Compact by starting over: one depth-limited fetch, no history.
+		s.log.Info("git object store has grown; starting a fresh one", "packs", packs, "loose_objects", loose)
+		if err := s.resetStore(st); err != nil {
+			return nil, false, err
+		}
+	}
+	var err error
+	if s.sha.IsZero() {
+		err = s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+want.name.String()+":"+fetchedRef.String()))
+	} else {
+		err = s.fetchSHA(ctx, st, auth)
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	ref, err := st.st.Reference(fetchedRef)
+	if err != nil {
+		return nil, true, fmt.Errorf("git fetch %s: %w", s.display, err)
+	}
+	// The remote may have moved on since ls-remote: publish what arrived.
+	c, err := s.peelCommit(st, ref.Hash())
+	return c, true, err
+}
+
+func (s *Source) fetchDepth() int {
+	if s.depth == 0 {
+		return infiniteDepth
+	}
+	return s.depth
+}
+
+// fetchSpecs runs one fetch with forced refspecs (force-pushes and rewinds
+// replace the local ref) and no tags, bounded by the limits (limit.go,
+// pack.go). A failed fetch leaves the store as it found it.
+func (s *Source) fetchSpecs(ctx context.Context, st *store, auth transport.AuthMethod, depth int, specs ...config.RefSpec) error {
+	var into storer.Storer = st.st
+	if _, err := st.st.Reference(fetchedRef); err == nil {
+		// The server will send a thin pack (thin.go): store its objects
+		// loose, resolving deltas against what the store holds.
+		into = unpacked(st.st)
+	}
+	ctx, m, done := s.startMeter(ctx)
+	defer done()
+	sto := &meteredStorer{Storer: st.st, into: into, dir: filepath.Join(s.storeDir, "objects", "pack"), meter: m}
+	rb := s.rollbackPoint(st)
+	remote := gogit.NewRemote(sto, &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
+	err := remote.FetchContext(ctx, &gogit.FetchOptions{
+		RemoteName:   remoteName,
+		RemoteURL:    s.remote,
+		RefSpecs:     specs,
+		Depth:        depth,
+		Auth:         auth,
+		Tags:         gogit.NoTags,
+		Force:        true,
+		ProxyOptions: s.proxy(ctx), // bounds the SSH dial and handshake (dial.go)
+	})
+	if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	s.undo(st, rb)
+	return s.wrap(ctx, "fetch", err)
+}
+
+// fetchSHA fetches a pinned commit: by the ref that points at it when there
+// is one, else by its SHA (which needs the server's
+// uploadpack.allowReachableSHA1InWant), else the full history of every
+// branch and tag.
+func (s *Source) fetchSHA(ctx context.Context, st *store, auth transport.AuthMethod) error {
+	refs, err := s.lsRemote(ctx, auth)
+	if err != nil {
+		return err
+	}
+	// A branch or tag pointing at the commit can be fetched by name, which
+	// every server allows; "refs/tags/v1^{}" is an annotated tag's commit.
+	var byName []string
+	for _, r := range refs {
+		if r.Type() == plumbing.HashReference && r.Hash() == s.sha && (r.Name().IsBranch() || r.Name().IsTag()) {
+			byName = append(byName, strings.TrimSuffix(r.Name().String(), "^{}"))
+		}
+	}
+	if len(byName) > 0 {
+		slices.Sort(byName) // branches before tags, the same choice every time
+		return s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+byName[0]+":"+fetchedRef.String()))
+	}
+	err = s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+s.sha.String()+":"+fetchedRef.String()))
+	if err == nil || !refusedSHA(err) {
+		return err
+	}
+	s.log.Info("git server refused to send a commit by SHA (it needs uploadpack.allowReachableSHA1InWant); fetching the full history of its branches and tags instead",
+		"commit", s.sha.String(), "reason", kit.FirstLine(err.Error()))
+	// A whole history is best received as one pack, into an empty store.
+	if err := s.resetStore(st); err != nil {
+		return err
+	}
+	err = s.fetchSpecs(ctx, st, auth, infiniteDepth,
+		config.RefSpec("+refs/heads/*:"+allRefsPrefix+"heads/*"),
+		config.RefSpec("+refs/tags/*:"+allRefsPrefix+"tags/*"))
+	removeRefs(st.st, allRefsPrefix)
+	if err != nil {
+		return err
+	}
+	if !st.hasObject(s.sha) {
+		return fetch.Permanent(fmt.Errorf("git fetch %s: commit %s not found in any branch or tag", s.display, s.sha))
+	}
+	return st.st.SetReference(plumbing.NewHashReference(fetchedRef, s.sha))
+}
+
+// refusedSHA tells whether a fetch by SHA failed because the server would
+// not send an unadvertised commit, as opposed to an outage.
+func refusedSHA(err error) bool {
+	return errors.Is(err, gogit.ErrExactSHA1NotSupported) || strings.Contains(err.Error(), "not our ref") || strings.Contains(err.Error(), "upload-pack: not our")
+}
+
+func removeRefs(st storer.ReferenceStorer, prefix string) {
+	iter, err := st.IterReferences()
+	if err != nil {
+		return
+	}
+	var names []plumbing.ReferenceName
+	iter.ForEach(func(r *plumbing.Reference) error {
+		if strings.HasPrefix(r.Name().String(), prefix) {
+			names = append(names, r.Name())
+		}
+		return nil
+	})
+	for _, n := range names {
+		st.RemoveReference(n)
+	}
+}
+
+// rollback is what a failed fetch must put back: the object files it
+// added (a spool, a temporary pack, the loose objects of a thin pack, an
+// index) and the shallow list, which go-git updates before the pack
+// arrives. Nothing else writes the store during a fetch.
+type rollback struct {
+	files   map[string]bool
+	shallow []plumbing.Hash
+	err     error
+}
+
+func (s *Source) rollbackPoint(st *store) rollback {
+	rb := rollback{files: map[string]bool{}}
+	for _, f := range s.objectPaths() {
+		rb.files[f] = true
+	}
+	rb.shallow, rb.err = st.st.Shallow()
+	return rb
+}
+
+func (s *Source) undo(st *store, rb rollback) {
+	for _, f := range s.objectPaths() {
+		if !rb.files[f] {
+			os.Remove(f)
+		}
+	}
+	if rb.err == nil {
+		st.st.SetShallow(rb.shallow)
+	}
+}

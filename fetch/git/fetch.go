@@ -1,0 +1,133 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+
+	"github.com/ferrysync/ferry/fetch"
+)
+
+// origin ties a revision to the commit it was taken from.
+type origin struct {
+	commit plumbing.Hash
+	rev    string
+}
+
+// OriginRevision returns the commit the last successful Fetch resolved:
+// for a //subdir source, the newest commit whose subdirectory is the
+// published revision. It is "" before the first. Safe to call while Fetch
+// runs.
+func (s *Source) OriginRevision() string {
+	if o := s.last.Load(); o != nil {
+		return o.commit.String()
+	}
+	return ""
+}
+
+// Fetch resolves the ref with ls-remote and, when it names a commit other
+// than the published one, fetches that commit into the object store (unless
+// it is already there) and writes its tree through w. The revision is the
+// commit SHA; for a //subdir source it is the subdirectory's tree SHA, so
+// a commit that leaves the subdirectory alone returns prev.
+func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
+	start := time.Now()
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	if !s.sha.IsZero() && s.unchanged(s.sha, prev) {
+		// A pinned commit never changes: no network at all.
+		return s.done(s.sha, prev), nil
+	}
+	auth, err := s.auth()
+	if err != nil {
+		return "", err
+	}
+	if s.opts.InsecureIgnoreHostKey {
+		s.log.Warn("SSH host key not verified (host key checking is off): a man-in-the-middle could serve any content", "url", s.display)
+	}
+	var want wantRef
+	if s.sha.IsZero() {
+		refs, err := s.lsRemote(ctx, auth)
+		if err != nil {
+			return "", err
+		}
+		if want, err = s.resolve(refs); err != nil {
+			return "", err
+		}
+		if want.commitKnown && s.unchanged(want.hash, prev) {
+			return s.done(want.hash, prev), nil
+		}
+	}
+
+	st, err := s.openStore()
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		st.close()
+		s.removeTempObjects()
+	}()
+	commit, fetched, err := s.commit(ctx, st, auth, want)
+	if err != nil {
+		if diskFull(err) {
+			// What a failed fetch wrote (objects of a thin pack are stored
+			// loose) keeps the space the next fetch needs: the store is a
+			// cache, so it goes, and a smaller commit can still land.
+			st.close()
+			s.discardStore(err)
+		}
+		return "", err
+	}
+	fetchedAt := time.Now()
+	tree, err := s.tree(st, commit)
+	if err != nil {
+		return "", s.exportError(st, commit, err)
+	}
+	rev := commit.Hash.String()
+	if s.subdir != "" {
+		rev = tree.Hash.String()
+	}
+	if rev == prev {
+		return s.done(commit.Hash, prev), nil
+	}
+	if err := s.export(ctx, st.st, tree, "", w); err != nil {
+		return "", s.exportError(st, commit, err)
+	}
+	s.log.Info("git commit exported", "commit", commit.Hash.String(), "revision", rev, "downloaded", fetched,
+		"fetch_duration", fetchedAt.Sub(start).Round(time.Millisecond), "export_duration", time.Since(fetchedAt).Round(time.Millisecond))
+	return s.done(commit.Hash, rev), nil
+}
+
+// unchanged tells, without the object store, whether commit c is known to
+// publish prev: always when the revision is the commit; for a //subdir,
+// when c is the commit the last Fetch resolved to prev.
+func (s *Source) unchanged(c plumbing.Hash, prev string) bool {
+	if s.subdir == "" {
+		return c.String() == prev
+	}
+	o := s.last.Load()
+	return o != nil && o.commit == c && o.rev == prev
+}
+
+// done remembers that commit c gave rev, and returns rev.
+func (s *Source) done(c plumbing.Hash, rev string) string {
+	s.last.Store(&origin{commit: c, rev: rev})
+	return rev
+}
+
+// exportError says which commit could not be exported. An unreadable
+// store is removed, so the next sync fetches again.
+func (s *Source) exportError(st *store, c *object.Commit, err error) error {
+	var se *storeError
+	if errors.As(err, &se) {
+		st.close()
+		s.discardStore(err)
+		return fmt.Errorf("git export %s commit %s: object store was unreadable and has been removed; the next sync fetches again: %w", s.display, c.Hash, err)
+	}
+	return fmt.Errorf("git export %s commit %s: %w", s.display, c.Hash, err)
+}

@@ -1,0 +1,121 @@
+package git
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	gogit "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/redact"
+)
+
+// wantRef is what ls-remote said the ref points at.
+type wantRef struct {
+	name        plumbing.ReferenceName // the remote ref to fetch
+	hash        plumbing.Hash          // commit when commitKnown, else a tag or commit
+	commitKnown bool
+}
+
+// lsRemote lists the remote's refs: one small request, the whole cost of
+// a poll that finds nothing new.
+func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*plumbing.Reference, error) {
+	ctx, _, done := s.startMeter(ctx)
+	defer done()
+	r := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
+	refs, err := r.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled, ProxyOptions: s.proxy(ctx)})
+	if err != nil {
+		return nil, s.wrap(ctx, "ls-remote", err)
+	}
+	return refs, nil
+}
+
+// resolve finds the ref in an ls-remote answer, the way git clone --branch
+// does: a branch first, then a tag; a name under refs/ as given; none, the
+// remote HEAD.
+func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
+	byName := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
+	for _, r := range refs {
+		byName[r.Name()] = r
+	}
+	candidates := []plumbing.ReferenceName{plumbing.NewBranchReferenceName(s.ref), plumbing.NewTagReferenceName(s.ref)}
+	switch {
+	case s.ref == "":
+		candidates = []plumbing.ReferenceName{plumbing.HEAD}
+	case strings.HasPrefix(s.ref, "refs/"):
+		candidates = []plumbing.ReferenceName{plumbing.ReferenceName(s.ref)}
+	}
+	for _, name := range candidates {
+		ref, ok := byName[name]
+		if !ok {
+			continue
+		}
+		// Follow a symbolic HEAD to its branch.
+		for i := 0; ref.Type() == plumbing.SymbolicReference && i < 5; i++ {
+			next, ok := byName[ref.Target()]
+			if !ok {
+				return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s points at %s, which does not exist (empty repository?)", s.display, name, ref.Target()))
+			}
+			name, ref = ref.Target(), next
+		}
+		if ref.Type() != plumbing.HashReference {
+			continue
+		}
+		if peeled, ok := byName[name+"^{}"]; ok {
+			return wantRef{name: name, hash: peeled.Hash(), commitKnown: true}, nil
+		}
+		// Branches point at commits; a tag without a peeled line may point
+		// at a tag object, which is peeled once it is in the store.
+		return wantRef{name: name, hash: ref.Hash(), commitKnown: !name.IsTag()}, nil
+	}
+	what := fmt.Sprintf("ref %q not found (no branch or tag of that name; a commit must be given as a full 40-character SHA)", redact.Value(s.ref))
+	if s.ref == "" {
+		what = "remote HEAD not found (give ?ref=BRANCH)"
+	}
+	return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s", s.display, what))
+}
+
+var errNotCommit = errors.New("does not point at a commit")
+
+// peel follows annotated tags down to the commit.
+func peel(st storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit, error) {
+	for range 10 {
+		obj, err := st.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return nil, err
+		}
+		switch obj.Type() {
+		case plumbing.CommitObject:
+			return object.DecodeCommit(st, obj)
+		case plumbing.TagObject:
+			tag, err := object.DecodeTag(st, obj)
+			if err != nil {
+				return nil, err
+			}
+			h = tag.Target
+		default:
+			return nil, fmt.Errorf("%w (it is a %s)", errNotCommit, obj.Type())
+		}
+	}
+	return nil, fmt.Errorf("%w (tags nested too deep)", errNotCommit)
+}
+
+// peelCommit peels h to its commit in the store.
+func (s *Source) peelCommit(st *store, h plumbing.Hash) (*object.Commit, error) {
+	c, err := peel(st.st, h)
+	switch {
+	case errors.Is(err, errNotCommit):
+		return nil, fetch.Permanent(fmt.Errorf("git %s: ref %q: %s: %w", s.display, s.ref, h, err))
+	case err != nil:
+		return nil, fmt.Errorf("git %s: object %s: %w", s.display, h, err)
+	}
+	return c, nil
+}
