@@ -154,7 +154,7 @@ func (s *Source) parseQuery(q url.Values) []error {
 			s.depth = d
 		case "submodules":
 			if b, err := strconv.ParseBool(v); err != nil || b {
-				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone does by default (add its repository as another source)", v))
+				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone does by default (add its repository as another source)", redact.Value(v)))
 			}
 		case "sshkey":
 			errs = append(errs, kit.Fieldf("git option sshkey would put a secret in the URL: use {SSHKeyFile}"))

@@ -859,6 +859,7 @@ func TestNewRejectsBadConfigurationBeforeAnyNetwork(t *testing.T) {
 		{"negative depth", "git::https://example.com/r.git?depth=-1", git.Options{}, "depth"},
 		{"bad ref", "git::https://example.com/r.git?ref=a..b", git.Options{}, "not a valid branch"},
 		{"submodules asked for", "git::https://example.com/r.git?submodules=true", git.Options{}, "submodules are not supported"},
+		{"submodules with a query typed into it", "git::https://example.com/r.git?submodules=1?token=hunter2", git.Options{}, "submodules=REDACTED"},
 		{"inline ssh key", "git::ssh://git@example.com/r.git?sshkey=AAAA", sshOK, "use SSHKeyFile"},
 		{"ssh without a key", "git::ssh://git@example.com/r.git", git.Options{KnownHostsFile: kh}, "give SSHKeyFile"},
 		{"ssh without known_hosts", "git@example.com:org/r.git", git.Options{SSHKeyFile: key}, "give KnownHostsFile (or, at your own risk, InsecureIgnoreHostKey)"},
