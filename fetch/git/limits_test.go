@@ -7,16 +7,14 @@ import (
 	"io/fs"
 	"maps"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	gosync "sync"
 	"testing"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 	ferrysync "github.com/ferrysync/ferry/sync"
 )
 
@@ -39,24 +37,15 @@ func bigRepo(t testing.TB, base, name string, blob io.Reader, size int64, level 
 			t.Fatalf("git %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		defer pw.Close()
-		w := bufio.NewWriterSize(pw, 1<<20)
-		defer w.Flush()
+	err := fastImport(env, dir, func(w *bufio.Writer) {
 		fmt.Fprintf(w, "blob\nmark :1\ndata %d\n", size)
 		io.CopyN(w, blob, size)
 		const app = "small: true\n"
 		fmt.Fprintf(w, "\ncommit refs/heads/main\ncommitter t <t@ferry.invalid> 1700000000 +0000\ndata 4\nbig\n")
 		fmt.Fprintf(w, "M 100644 :1 blob.bin\nM 100644 inline app.yaml\ndata %d\n%s\n", len(app), app)
-	}()
-	out, err := runGit(env, dir, pr, "-c", "fastimport.unpackLimit=0", "fast-import", "--quiet")
-	pr.Close()
+	}, "-c", "fastimport.unpackLimit=0")
 	if err != nil {
-		t.Fatalf("git fast-import: %v: %s", err, out)
+		t.Fatal(err)
 	}
 }
 
@@ -68,23 +57,17 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// dirSize is the bytes of the regular files under dir.
+// dirSize is the bytes of the files under dir.
 func dirSize(t testing.TB, dir string) int64 {
-	t.Helper()
 	var n int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
+	for _, size := range storeFiles(t, dir) {
+		n += size
+	}
 	return n
 }
 
 // TestHugeBlobIsRefusedWithFlatMemoryAndLeavesNothing fetches a commit
-// holding one 120 MB blob under --max-bytes 1M, in a child process whose
+// holding one 120 MB blob under a max-bytes limit of 1M, in a child process whose
 // peak RSS is read from its rusage: the fetch must stop on the limit, not
 // download and index the blob.
 func TestHugeBlobIsRefusedWithFlatMemoryAndLeavesNothing(t *testing.T) {
@@ -103,7 +86,6 @@ func TestHugeBlobIsRefusedWithFlatMemoryAndLeavesNothing(t *testing.T) {
 	bigRepo(t, base, "big.git", rand.NewChaCha8([32]byte{1}), blobSize, 0)
 	httpSrv := startHTTP(t, base)
 	sshSrv := startSSH(t, base)
-	daemon := startGitDaemon(t, base)
 
 	for _, c := range []struct {
 		name string
@@ -114,7 +96,7 @@ func TestHugeBlobIsRefusedWithFlatMemoryAndLeavesNothing(t *testing.T) {
 		{"smart HTTP", httpSrv.url("big.git"), git.Options{}},
 		{"SSH", sshSrv.url("big.git"), sshSrv.options()},
 		// Counted as the pack is written to the store.
-		{"git protocol", daemon.url("big.git"), git.Options{}},
+		{"git protocol", startGitDaemon(t, base, "big.git"), git.Options{}},
 		{"file", "git::file://" + filepath.Join(base, "big.git"), git.Options{}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -155,7 +137,7 @@ func TestCompressedBlobOverTheLimitIsRefusedBeforeItIsInflated(t *testing.T) {
 		Limits: fetch.Limits{MaxBytes: 1 << 20}})
 	t.Logf("%s, %d bytes downloaded, peak RSS %.1f MiB; error: %s", d, srv.packBytes.Load(), rss, res.Error)
 	if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, "object of 104857600 bytes, more than the max-bytes limit allows") {
-		t.Errorf("sync error %q (permanent %t), want a permanent error naming the object's size and --max-bytes", res.Error, res.Permanent)
+		t.Errorf("sync error %q (permanent %t), want a permanent error naming the object's size and the max-bytes limit", res.Error, res.Permanent)
 	}
 	if rss*(1<<20) > maxRSS {
 		t.Errorf("peak RSS %.1f MiB, want under %d MiB", rss, maxRSS>>20)
@@ -172,52 +154,51 @@ func TestCompressedBlobOverTheLimitIsRefusedBeforeItIsInflated(t *testing.T) {
 // over file:// the store does.
 func TestRefusedPackLeavesTheStoreAsItWas(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	r := newRepo(t, base, "r.git")
+	r, srv := serveRepo(t)
 	r.git("config", "core.compression", "0") // random bytes: quick, same size
 	r.git("config", "core.bigFileThreshold", "1m")
 	r.set(map[string]string{"app.yaml": "v1"})
-	srv := startHTTP(t, base)
 	limits := fetch.Limits{MaxBytes: 1 << 10}
 
 	type syncer struct {
-		name string
-		tg   *target
-		src  *git.Source
+		name  string
+		store *ferrysync.Store
+		state string
+		src   *git.Source
 	}
 	var syncers []syncer
 	for name, url := range map[string]string{"smart HTTP": srv.url("r.git"), "file": "git::file://" + r.dir} {
-		tg := newLimitedTarget(t, limits)
-		src, _ := newSourceEnv(t, url, git.Options{}, fetch.Env{StateDir: tg.stateDir(), Limits: limits})
-		tg.mustSync(src)
-		syncers = append(syncers, syncer{name, tg, src})
+		store, state := newStore(t, limits)
+		src, _ := newSourceEnv(t, url, git.Options{}, fetch.Env{StateDir: state, Limits: limits})
+		sourcetest.MustSync(t, store, "c", src)
+		syncers = append(syncers, syncer{name, store, state, src})
 	}
 	before := map[string]map[string]int64{}
 	for _, s := range syncers {
-		before[s.name] = storeFiles(t, s.tg.stateDir())
+		before[s.name] = storeFiles(t, s.state)
 	}
 
-	writeRandom(t, filepath.Join(r.dir, "blob.bin"), 20<<20)
+	r.write("blob.bin", randomText(t, 20<<20), 0o644)
 	r.commit("a blob over the limit")
 	for _, s := range syncers {
-		_, _, err := s.tg.sync(s.src)
+		err := sourcetest.Sync(t, s.store, "c", s.src).Err
 		if err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), "max-bytes limit") {
 			t.Fatalf("%s: err = %v, want a permanent error naming the max-bytes limit", s.name, err)
 		}
-		if after := storeFiles(t, s.tg.stateDir()); !maps.Equal(after, before[s.name]) {
+		if after := storeFiles(t, s.state); !maps.Equal(after, before[s.name]) {
 			t.Errorf("%s: the refused fetch changed the store:\nbefore %v\nafter  %v", s.name, before[s.name], after)
 		}
 	}
 
 	r.set(map[string]string{"app.yaml": "v2"})
 	for _, s := range syncers {
-		s.tg.mustSync(s.src)
-		s.tg.assertTree(map[string]string{"app.yaml": "v2"})
+		sourcetest.MustSync(t, s.store, "c", s.src)
+		assertPublished(t, s.store, map[string]string{"app.yaml": "v2"})
 	}
 }
 
 // storeFiles maps each file of a source's state directory to its size.
-func storeFiles(t *testing.T, dir string) map[string]int64 {
+func storeFiles(t testing.TB, dir string) map[string]int64 {
 	t.Helper()
 	files := map[string]int64{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -232,69 +213,4 @@ func storeFiles(t *testing.T, dir string) map[string]int64 {
 		t.Fatal(err)
 	}
 	return files
-}
-
-// writeRandom writes n bytes that do not compress to path.
-func writeRandom(t *testing.T, path string, n int64) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = io.CopyN(f, rand.NewChaCha8([32]byte{2}), n)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-var plain struct {
-	once gosync.Once
-	done chan struct{} // closed when the build is over
-	dir  string
-	bin  string
-	err  error
-}
-
-// buildRSSBinary starts building, once and in the background, the program
-// rssBinary returns under the race detector: a test calls it first, so the
-// build overlaps with making its repository.
-func buildRSSBinary() {
-	if !raceDetector {
-		return
-	}
-	plain.once.Do(func() {
-		plain.done = make(chan struct{})
-		plain.dir, plain.err = os.MkdirTemp("", "ferry-git-norace-")
-		go func() {
-			defer close(plain.done)
-			if plain.err != nil {
-				return
-			}
-			bin := filepath.Join(plain.dir, "git.test")
-			if out, err := exec.Command("go", "test", "-c", "-o", bin, ".").CombinedOutput(); err != nil {
-				plain.err = fmt.Errorf("go test -c: %v: %s", err, out)
-				return
-			}
-			plain.bin = bin
-		}()
-	})
-}
-
-// rssBinary is the program whose peak RSS a test reads: this test binary,
-// or, when it runs under the race detector (whose shadow memory is several
-// times the heap and no part of what ships), these tests built without it.
-func rssBinary(t testing.TB) string {
-	t.Helper()
-	if !raceDetector {
-		return os.Args[0]
-	}
-	buildRSSBinary()
-	<-plain.done
-	if plain.err != nil {
-		t.Fatal(plain.err)
-	}
-	return plain.bin
 }

@@ -1,14 +1,15 @@
 package git_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -23,6 +24,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/ferrysync/ferry/fetch/git"
 )
 
 // gitEnv is the environment of every git process the tests start: no
@@ -39,6 +42,36 @@ func gitEnv(home string) []string {
 	}
 }
 
+func runGit(env []string, dir string, stdin *os.File, args ...string) ([]byte, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Env, cmd.Dir = env, dir
+	if stdin != nil {
+		cmd.Stdin = stdin
+	}
+	return cmd.CombinedOutput()
+}
+
+// fastImport runs git fast-import in dir on the stream write writes:
+// large repositories go straight into a pack, without a work tree.
+func fastImport(env []string, dir string, write func(w *bufio.Writer), args ...string) error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	go func() {
+		w := bufio.NewWriterSize(pw, 1<<20)
+		write(w)
+		w.Flush()
+		pw.Close()
+	}()
+	out, err := runGit(env, dir, pr, append(args, "fast-import", "--quiet")...)
+	pr.Close()
+	if err != nil {
+		return fmt.Errorf("git fast-import: %v: %s", err, out)
+	}
+	return nil
+}
+
 // repo is a non-bare repository made with the git CLI, served by the
 // test servers under its name.
 type repo struct {
@@ -51,25 +84,24 @@ type repo struct {
 // newRepo creates base/name with branch main.
 func newRepo(t testing.TB, base, name string) *repo {
 	t.Helper()
-	home := filepath.Join(base, ".home")
-	os.MkdirAll(home, 0o755)
-	r := &repo{t: t, dir: filepath.Join(base, name), name: name, env: gitEnv(home)}
+	r := &repo{t: t, dir: filepath.Join(base, name), name: name, env: gitEnv(filepath.Join(base, ".home"))}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	r.git("init", "-q", "-b", "main")
-	r.git("config", "user.name", "ferry test")
-	r.git("config", "user.email", "test@ferry.invalid")
 	return r
+}
+
+// serveRepo is a new repository r.git behind smart HTTP.
+func serveRepo(t testing.TB) (*repo, *httpServer) {
+	base := t.TempDir()
+	return newRepo(t, base, "r.git"), startHTTP(t, base)
 }
 
 // git runs a git command in the repository and returns its trimmed output.
 func (r *repo) git(args ...string) string {
 	r.t.Helper()
-	cmd := exec.Command("git", args...)
-	cmd.Dir = r.dir
-	cmd.Env = r.env
-	out, err := cmd.CombinedOutput()
+	out, err := runGit(r.env, r.dir, nil, args...)
 	if err != nil {
 		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -99,9 +131,7 @@ func (r *repo) clear() {
 func (r *repo) write(p, content string, mode os.FileMode) {
 	r.t.Helper()
 	full := filepath.Join(r.dir, p)
-	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-		r.t.Fatal(err)
-	}
+	os.MkdirAll(filepath.Dir(full), 0o755)
 	if err := os.WriteFile(full, []byte(content), mode); err != nil {
 		r.t.Fatal(err)
 	}
@@ -128,16 +158,12 @@ func (r *repo) commit(msg string) string {
 // behind net/http/cgi, counting what it is asked.
 type httpServer struct {
 	*httptest.Server
-	base       string
-	user, pass string
 	infoRefs   atomic.Int64 // GET info/refs: ls-remote and the start of a fetch
 	uploadPOST atomic.Int64 // POST git-upload-pack: a fetch that downloads
 	packBytes  atomic.Int64 // response bytes of those POSTs
 }
 
-func startHTTP(t testing.TB, base string) *httpServer {
-	return startHTTPAuth(t, base, "", "")
-}
+func startHTTP(t testing.TB, base string) *httpServer { return startHTTPAuth(t, base, "", "") }
 
 // startHTTPAuth serves base with basic auth when user is set.
 func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
@@ -146,33 +172,23 @@ func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
 	if err != nil {
 		t.Fatalf("git binary needed by the test server: %v", err)
 	}
-	home := filepath.Join(base, ".home")
-	os.MkdirAll(home, 0o755)
-	s := &httpServer{base: base, user: user, pass: pass}
 	backend := &cgi.Handler{
-		Path: gitPath,
-		Args: []string{"http-backend"},
-		Dir:  base,
-		Env: []string{
-			"GIT_PROJECT_ROOT=" + base,
-			"GIT_HTTP_EXPORT_ALL=1",
-			"GIT_CONFIG_NOSYSTEM=1",
-			"HOME=" + home,
-		},
+		Path:       gitPath,
+		Args:       []string{"http-backend"},
+		Dir:        base,
+		Env:        []string{"GIT_PROJECT_ROOT=" + base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + filepath.Join(base, ".home")},
 		InheritEnv: []string{"PATH"},
 		Stderr:     io.Discard, // "not a git repository" is what some tests ask for
 		// "copy error: broken pipe": a client stopped reading, as the tests
 		// of the limits make it.
 		Logger: log.New(io.Discard, "", 0),
 	}
+	s := &httpServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.user != "" {
-			u, p, ok := r.BasicAuth()
-			if !ok || u != s.user || p != s.pass {
-				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
-				return
-			}
+		if u, p, _ := r.BasicAuth(); user != "" && (u != user || p != pass) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
 		}
 		if strings.HasSuffix(r.URL.Path, "/info/refs") {
 			s.infoRefs.Add(1)
@@ -201,6 +217,39 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// acceptLoop serves every connection ln accepts with handle until stop,
+// which the test's end calls too.
+func acceptLoop(t testing.TB, ln net.Listener, handle func(net.Conn)) (stop func()) {
+	var wg gosync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				handle(conn)
+			})
+		}
+	})
+	stop = func() {
+		ln.Close()
+		wg.Wait()
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
 // sshServer runs git-upload-pack for the repository a client asks for,
 // like a git host's SSH endpoint, with a generated host key.
 type sshServer struct {
@@ -210,29 +259,17 @@ type sshServer struct {
 	knownHostsFile string // trusts hostKey for addr
 	clientKeyFile  string // the only key the server accepts
 	env            []string
-	ln             net.Listener
-	wg             gosync.WaitGroup
+	Close          func()
 }
 
 func startSSH(t testing.TB, base string) *sshServer {
 	t.Helper()
 	dir := t.TempDir()
-	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
-	hostSigner, err := ssh.NewSignerFromKey(hostPriv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientPub, clientPriv, _ := ed25519.GenerateKey(rand.Reader)
-	block, err := ssh.MarshalPrivateKey(clientPriv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sshServer{base: base, hostKey: hostSigner, clientKeyFile: filepath.Join(dir, "id_ed25519"),
-		env: gitEnv(filepath.Join(base, ".home"))}
-	if err := os.WriteFile(s.clientKeyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	allowed, _ := ssh.NewPublicKey(clientPub)
+	hostKey, _ := ssh.NewSignerFromKey(newKey(t))
+	client := newKey(t)
+	s := &sshServer{base: base, hostKey: hostKey, clientKeyFile: writeKey(t, filepath.Join(dir, "id_ed25519"), client, ""),
+		knownHostsFile: filepath.Join(dir, "known_hosts"), env: gitEnv(filepath.Join(base, ".home"))}
+	allowed, _ := ssh.NewPublicKey(client.Public())
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			if bytes.Equal(key.Marshal(), allowed.Marshal()) {
@@ -241,31 +278,37 @@ func startSSH(t testing.TB, base string) *sshServer {
 			return nil, errors.New("key not authorized")
 		},
 	}
-	cfg.AddHostKey(hostSigner)
-	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
+	cfg.AddHostKey(hostKey)
+	ln := listen(t)
+	s.addr = ln.Addr().String()
+	s.writeKnownHosts(t, s.knownHostsFile, hostKey.PublicKey())
+	s.Close = acceptLoop(t, ln, func(conn net.Conn) { s.serve(conn, cfg) })
+	return s
+}
+
+func newKey(t testing.TB) ed25519.PrivateKey {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.addr = s.ln.Addr().String()
-	s.knownHostsFile = filepath.Join(dir, "known_hosts")
-	s.writeKnownHosts(t, s.knownHostsFile, hostSigner.PublicKey())
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			conn, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(conn, cfg)
-			}()
-		}
-	}()
-	t.Cleanup(s.Close)
-	return s
+	return key
+}
+
+// writeKey writes key to path as an OpenSSH private key, encrypted when
+// passphrase is set, and returns path.
+func writeKey(t testing.TB, path string, key ed25519.PrivateKey, passphrase string) string {
+	t.Helper()
+	block, err := ssh.MarshalPrivateKey(key, "")
+	if passphrase != "" {
+		block, err = ssh.MarshalPrivateKeyWithPassphrase(key, "", []byte(passphrase))
+	}
+	if err == nil {
+		err = os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // writeKnownHosts writes a known_hosts file trusting key for the server.
@@ -277,15 +320,13 @@ func (s *sshServer) writeKnownHosts(t testing.TB, file string, key ssh.PublicKey
 	}
 }
 
-func (s *sshServer) Close() {
-	s.ln.Close()
-	s.wg.Wait()
-}
-
 func (s *sshServer) url(name string) string { return "git::ssh://git@" + s.addr + "/" + name }
 
+func (s *sshServer) options() git.Options {
+	return git.Options{SSHKeyFile: s.clientKeyFile, KnownHostsFile: s.knownHostsFile}
+}
+
 func (s *sshServer) serve(conn net.Conn, cfg *ssh.ServerConfig) {
-	defer conn.Close()
 	_, chans, reqs, err := ssh.NewServerConn(conn, cfg)
 	if err != nil {
 		return
@@ -315,18 +356,13 @@ func (s *sshServer) session(ch ssh.Channel, requests <-chan *ssh.Request) {
 			continue
 		}
 		var payload struct{ Command string }
-		if err := ssh.Unmarshal(req.Payload, &payload); err != nil {
-			req.Reply(false, nil)
-			return
-		}
+		ssh.Unmarshal(req.Payload, &payload)
 		repoPath, ok := strings.CutPrefix(payload.Command, "git-upload-pack ")
+		req.Reply(ok, nil)
 		if !ok {
-			req.Reply(false, nil)
 			return
 		}
-		repoPath = strings.Trim(repoPath, "'")
-		req.Reply(true, nil)
-		cmd := exec.Command("git-upload-pack", filepath.Join(s.base, filepath.Clean("/"+repoPath)))
+		cmd := exec.Command("git-upload-pack", filepath.Join(s.base, filepath.Clean("/"+strings.Trim(repoPath, "'"))))
 		cmd.Env = s.env
 		cmd.Stdout = ch
 		cmd.Stderr = ch.Stderr()
@@ -343,78 +379,23 @@ func (s *sshServer) session(ch ssh.Channel, requests <-chan *ssh.Request) {
 	}
 }
 
-// logBuffer collects a source's log lines for assertions.
-type logBuffer struct {
-	mu gosync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	buf := &logBuffer{}
-	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
-}
-
-// gitDaemon serves git:// with git daemon in inetd mode: one process per
-// connection, on a socket the test accepts, so no port is ever raced for.
-type gitDaemon struct {
-	ln   net.Listener
-	base string
-	env  []string
-	wg   gosync.WaitGroup
-}
-
-func startGitDaemon(t testing.TB, base string) *gitDaemon {
+// startGitDaemon serves git:// with git daemon in inetd mode: one process
+// per connection, on a socket the test accepts, so no port is ever raced
+// for. It returns the URL of repository name.
+func startGitDaemon(t testing.TB, base, name string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &gitDaemon{ln: ln, base: base, env: gitEnv(filepath.Join(base, ".home"))}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			d.wg.Add(1)
-			go func() {
-				defer d.wg.Done()
-				d.serve(conn)
-			}()
+	ln := listen(t)
+	env := gitEnv(filepath.Join(base, ".home"))
+	acceptLoop(t, ln, func(conn net.Conn) {
+		f, err := conn.(*net.TCPConn).File() // the socket itself as stdin and stdout
+		if err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		d.wg.Wait()
+		defer f.Close()
+		cmd := exec.Command("git", "daemon", "--inetd", "--export-all", "--base-path="+base)
+		cmd.Env = env
+		cmd.Stdin, cmd.Stdout = f, f
+		cmd.Run()
 	})
-	return d
+	return "git::git://" + ln.Addr().String() + "/" + name
 }
-
-func (d *gitDaemon) serve(conn net.Conn) {
-	defer conn.Close()
-	f, err := conn.(*net.TCPConn).File() // the socket itself as stdin and stdout
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	cmd := exec.Command("git", "daemon", "--inetd", "--export-all", "--base-path="+d.base)
-	cmd.Env = d.env
-	cmd.Stdin, cmd.Stdout = f, f
-	cmd.Run()
-}
-
-func (d *gitDaemon) url(name string) string { return "git::git://" + d.ln.Addr().String() + "/" + name }

@@ -1,11 +1,39 @@
 package git_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 )
+
+func TestSubdirPublishesOnlyThatTree(t *testing.T) {
+	t.Parallel()
+	r, srv := serveRepo(t)
+	sha := r.set(map[string]string{"README": "top", "conf/prod/app.yaml": "prod", "conf/prod/x/y": "deep", "conf/dev/app.yaml": "dev"})
+	store, state := newStore(t, fetch.Limits{})
+	src, _ := newSource(t, "git::"+srv.URL+"/r.git//conf/prod?ref=main", git.Options{}, state)
+	rev := sourcetest.MustSync(t, store, "c", src).Rev
+	if want := r.git("rev-parse", sha+":conf/prod"); rev != want {
+		t.Fatalf("revision %s, want the tree of conf/prod %s", rev, want)
+	}
+	assertPublished(t, store, map[string]string{"app.yaml": "prod", "x/y": "deep"})
+
+	// Another subdir of the same commit is another revision: a restart
+	// with a changed //subdir must not keep the old tree.
+	other, _ := newSource(t, "git::"+srv.URL+"/r.git//conf/dev?ref=main", git.Options{}, state)
+	if rev2 := sourcetest.MustSync(t, store, "c", other).Rev; rev2 != r.git("rev-parse", sha+":conf/dev") {
+		t.Fatalf("revision %s for conf/dev of %s (conf/prod: %s)", rev2, sha, rev)
+	}
+	assertPublished(t, store, map[string]string{"app.yaml": "dev"})
+
+	missing, _ := newSource(t, "git::"+srv.URL+"/r.git//nope", git.Options{}, state)
+	if err := sourcetest.Sync(t, store, "c", missing).Err; err == nil || !strings.Contains(err.Error(), `"nope"`) || !fetch.IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent error naming the missing subdir", err)
+	}
+}
 
 // TestSubdirRevisionChangesOnlyWithTheSubdirectory: a commit that leaves
 // //subdir alone is no new revision (nothing written, so nothing published
@@ -13,29 +41,27 @@ import (
 // the ref unchanged downloads nothing.
 func TestSubdirRevisionChangesOnlyWithTheSubdirectory(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	r := newRepo(t, base, "r.git")
+	r, srv := serveRepo(t)
 	files := map[string]string{"README": "v1", "prod/app.yaml": "prod v1", "dev/app.yaml": "dev v1"}
 	c1 := r.set(files)
-	srv := startHTTP(t, base)
-	tg := newTarget(t)
+	store, state := newStore(t, fetch.Limits{})
 	url := "git::" + srv.URL + "/r.git//prod?ref=main"
-	src, _ := newSource(t, url, git.Options{}, tg.stateDir())
+	src, _ := newSource(t, url, git.Options{}, state)
 	assertOrigin(t, src, "")
-	rev1 := tg.mustSync(src)
+	rev1 := sourcetest.MustSync(t, store, "c", src).Rev
 	if want := r.git("rev-parse", c1+":prod"); rev1 != want {
 		t.Fatalf("revision %s, want the tree of prod, %s", rev1, want)
 	}
 	assertOrigin(t, src, c1)
 
 	// Commits outside the subdirectory: the new commit is fetched (to learn
-	// its tree), and the revision stays. tg.sync fails the test if
-	// anything was written.
+	// its tree), and the revision stays. Sync fails the test if anything
+	// was written.
 	files["README"], files["dev/app.yaml"] = "v2", "dev v2"
 	c2 := r.set(files)
 	posts := srv.uploadPOST.Load()
-	if rev, _, err := tg.sync(src); err != nil || rev != rev1 {
-		t.Fatalf("commit outside the subdir: revision %s, err %v; want %s unchanged", rev, err, rev1)
+	if rev := sourcetest.MustSync(t, store, "c", src).Rev; rev != rev1 {
+		t.Fatalf("commit outside the subdir: revision %s, want %s unchanged", rev, rev1)
 	}
 	if n := srv.uploadPOST.Load() - posts; n != 1 {
 		t.Fatalf("%d upload-pack POSTs for a new commit, want 1", n)
@@ -45,18 +71,18 @@ func TestSubdirRevisionChangesOnlyWithTheSubdirectory(t *testing.T) {
 	// A commit inside it is a new revision.
 	files["prod/app.yaml"] = "prod v2"
 	c3 := r.set(files)
-	rev3 := tg.mustSync(src)
+	rev3 := sourcetest.MustSync(t, store, "c", src).Rev
 	if want := r.git("rev-parse", c3+":prod"); rev3 != want {
 		t.Fatalf("revision %s after a change in prod, want %s", rev3, want)
 	}
-	tg.assertTree(map[string]string{"app.yaml": "prod v2"})
+	assertPublished(t, store, map[string]string{"app.yaml": "prod v2"})
 	assertOrigin(t, src, c3)
 
 	// A restart with the ref unchanged: the store knows the commit and its
 	// tree, so the poll is one ls-remote.
-	restarted, _ := newSource(t, url, git.Options{}, tg.stateDir())
+	restarted, _ := newSource(t, url, git.Options{}, state)
 	posts = srv.uploadPOST.Load()
-	if rev := tg.mustSync(restarted); rev != rev3 {
+	if rev := sourcetest.MustSync(t, store, "c", restarted).Rev; rev != rev3 {
 		t.Fatalf("after a restart: revision %s, want %s", rev, rev3)
 	}
 	if n := srv.uploadPOST.Load() - posts; n != 0 {
@@ -67,52 +93,42 @@ func TestSubdirRevisionChangesOnlyWithTheSubdirectory(t *testing.T) {
 	// Pinned to a commit: its subdirectory's tree, and after a restart no
 	// request at all.
 	pinned := "git::" + srv.URL + "/r.git//prod?ref=" + c2
-	src2, _ := newSource(t, pinned, git.Options{}, tg.stateDir())
-	if rev := tg.mustSync(src2); rev != rev1 {
-		t.Fatalf("pinned to %s: revision %s, want %s", c2, rev, rev1)
+	for i := range 2 {
+		pin, _ := newSource(t, pinned, git.Options{}, state)
+		requests := srv.infoRefs.Load() + srv.uploadPOST.Load()
+		if rev := sourcetest.MustSync(t, store, "c", pin).Rev; rev != rev1 {
+			t.Fatalf("pinned to %s: revision %s, want %s", c2, rev, rev1)
+		}
+		if n := srv.infoRefs.Load() + srv.uploadPOST.Load() - requests; i == 1 && n != 0 {
+			t.Fatalf("%d requests for a pinned commit after a restart, want 0", n)
+		}
+		assertOrigin(t, pin, c2)
 	}
-	assertOrigin(t, src2, c2)
-	requests := srv.infoRefs.Load() + srv.uploadPOST.Load()
-	src3, _ := newSource(t, pinned, git.Options{}, tg.stateDir())
-	if rev := tg.mustSync(src3); rev != rev1 {
-		t.Fatalf("pinned, restarted: revision %s, want %s", rev, rev1)
-	}
-	if n := srv.infoRefs.Load() + srv.uploadPOST.Load() - requests; n != 0 {
-		t.Fatalf("%d requests for a pinned commit after a restart, want 0", n)
-	}
-	assertOrigin(t, src3, c2)
 }
 
 // TestRevisionWithoutSubdirIsTheCommit: the commit SHA, which
 // OriginRevision repeats.
 func TestRevisionWithoutSubdirIsTheCommit(t *testing.T) {
 	t.Parallel()
-	base := t.TempDir()
-	r := newRepo(t, base, "r.git")
-	c1 := r.set(map[string]string{"a": "1"})
-	srv := startHTTP(t, base)
-	tg := newTarget(t)
-	src, _ := newSource(t, srv.url("r.git"), git.Options{}, tg.stateDir())
-	if rev := tg.mustSync(src); rev != c1 {
-		t.Fatalf("revision %s, want the commit %s", rev, c1)
+	r, srv := serveRepo(t)
+	src, _ := newSource(t, srv.url("r.git"), git.Options{}, t.TempDir())
+	prev := ""
+	for _, files := range []map[string]string{{"a": "1"}, {"a": "1", "b": "2"}} {
+		c := r.set(files)
+		rev, _, err := fetchMem(t, src, prev)
+		if err != nil || rev != c {
+			t.Fatalf("revision %s (%v), want the commit %s", rev, err, c)
+		}
+		assertOrigin(t, src, c)
+		prev = rev
 	}
-	assertOrigin(t, src, c1)
-	c2 := r.set(map[string]string{"a": "1", "b": "2"})
-	if rev := tg.mustSync(src); rev != c2 {
-		t.Fatalf("revision %s, want the commit %s", rev, c2)
-	}
-	assertOrigin(t, src, c2)
 }
 
 // assertOrigin checks that src reports commit as the origin's revision
 // ("" before the first fetch).
-func assertOrigin(t *testing.T, src fetch.Source, commit string) {
+func assertOrigin(t *testing.T, src fetch.OriginReporter, commit string) {
 	t.Helper()
-	or, ok := src.(fetch.OriginReporter)
-	if !ok {
-		t.Fatalf("%T is no fetch.OriginReporter", src)
-	}
-	if got := or.OriginRevision(); got != commit {
+	if got := src.OriginRevision(); got != commit {
 		t.Fatalf("OriginRevision = %q, want the commit %q", got, commit)
 	}
 }
