@@ -101,9 +101,9 @@ func checkPack(r io.Reader, b bounds) error {
 		}
 		var w io.Writer = io.Discard
 		if h.Type.IsDelta() {
-			w = &deltaHeader{max: b.objectSize, limit: b.objectSizeLimit}
+			w = &deltaHeader{bounds: b}
 		} else if h.Length > b.objectSize {
-			return objectTooLarge(uint64(h.Length), b.objectSize, b.objectSizeLimit)
+			return b.tooLarge(uint64(h.Length))
 		}
 		if _, _, err := sc.NextObject(w); err != nil {
 			var le *limitError
@@ -119,18 +119,17 @@ func checkPack(r io.Reader, b bounds) error {
 	return nil
 }
 
-func objectTooLarge(size uint64, bound int64, limit string) error {
-	return overLimit("pack holds an object of %d bytes, more than the %s limit allows (%d, with a margin for trees)", size, limit, bound)
+func (b bounds) tooLarge(size uint64) error {
+	return overLimit("pack holds an object of %d bytes, more than the %s limit allows (%d, with a margin for trees)", size, b.objectSizeLimit, b.objectSize)
 }
 
 // deltaHeader reads the size of a delta's result from its first bytes,
 // two varints (source size, then result size), and discards the rest. A
 // header that never completes is go-git's to refuse.
 type deltaHeader struct {
-	buf   []byte
-	done  bool
-	max   int64
-	limit string
+	bounds
+	buf  []byte
+	done bool
 }
 
 func (d *deltaHeader) Write(p []byte) (int, error) {
@@ -139,8 +138,8 @@ func (d *deltaHeader) Write(p []byte) (int, error) {
 		if _, n := varint(d.buf); n > 0 {
 			if size, m := varint(d.buf[n:]); m > 0 {
 				d.done = true
-				if size > uint64(d.max) {
-					return 0, objectTooLarge(size, d.max, d.limit)
+				if size > uint64(d.objectSize) {
+					return 0, d.tooLarge(size)
 				}
 			}
 		}
