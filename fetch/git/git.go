@@ -121,8 +121,6 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		r.User = nil
 	}
 	s.remote = r.String()
-	kit.WarnExposed(s.log, o.PasswordFile)
-	kit.WarnExposed(s.log, o.SSHKeyFile)
 	return s, nil
 }
 
