@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -12,17 +11,13 @@ import (
 	"io/fs"
 	nethttp "net/http"
 	"os"
-	"path/filepath"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
-// Files in the state directory. Spools start with a dot and a fixed prefix
-// so that leftovers of a killed process can be found and removed.
-const (
-	stateFile   = "http.json"
-	spoolPrefix = ".http-spool-"
-)
+// stateFile holds the validators, in the state directory.
+const stateFile = "http.json"
 
 // body is a downloaded response body, spooled in the state directory.
 type body struct {
@@ -43,7 +38,7 @@ func (s *Source) download(ctx context.Context, resp *nethttp.Response) (*body, e
 	if resp.ContentLength > s.maxBody {
 		return nil, fetch.Permanent(fmt.Errorf("body of %d bytes exceeds the limit of %d bytes (--http-max-body)", resp.ContentLength, s.maxBody))
 	}
-	f, err := os.CreateTemp(s.stateDir, spoolPrefix+"*")
+	f, err := os.CreateTemp(s.stateDir, kit.TempPrefix+"body-*")
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
@@ -112,53 +107,6 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// mkdirState creates the state directory, private to ferry (validators,
-// spooled bodies not yet published), and its missing parents. A parent is
-// ROOT/.ferry/NAME, which the published revisions live under: it is made
-// 0755, whatever the umask, so that an app running as another user can
-// reach ROOT/.ferry/NAME/REV.
-func mkdirState(dir string) error {
-	if err := mkdirShared(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return nil
-}
-
-// mkdirShared creates dir and its missing parents 0755. A directory that
-// exists is left as it is.
-func mkdirShared(dir string) error {
-	fi, err := os.Stat(dir)
-	switch {
-	case err == nil && fi.IsDir():
-		return nil
-	case err == nil:
-		return fmt.Errorf("%s is not a directory", dir)
-	case !errors.Is(err, fs.ErrNotExist):
-		return err
-	}
-	if err := mkdirShared(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil // made meanwhile, by the Writer
-		}
-		return err
-	}
-	return os.Chmod(dir, 0o755) // the umask may have narrowed it
-}
-
-// removeLeftovers deletes spools of a process killed mid-download.
-func (s *Source) removeLeftovers() {
-	leftovers, _ := filepath.Glob(filepath.Join(s.stateDir, spoolPrefix+"*"))
-	for _, p := range leftovers {
-		os.Remove(p)
-	}
-}
-
 // state is what the state file holds: the validators of one revision.
 type state struct {
 	Revision     string `json:"revision"`
@@ -171,43 +119,19 @@ type state struct {
 // or unreadable: that only costs an unconditional GET.
 func (s *Source) loadState() state {
 	var st state
-	data, err := os.ReadFile(filepath.Join(s.stateDir, stateFile))
-	if err != nil {
-		return state{}
-	}
-	if err := json.Unmarshal(data, &st); err != nil {
-		s.log.Warn("ignoring unreadable state file", "error", err)
+	if err := s.state.Load(&st); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("ignoring unreadable state file", "error", err)
+		}
 		return state{}
 	}
 	return st
 }
 
-// saveState replaces the state file atomically. A failure is logged, not
-// returned: validators only save bandwidth.
+// saveState replaces the state file. A failure is logged, not returned:
+// validators only save bandwidth.
 func (s *Source) saveState(st state) {
-	data, err := json.Marshal(st)
-	if err == nil {
-		err = writeAtomic(filepath.Join(s.stateDir, stateFile), data)
-	}
-	if err != nil {
+	if err := s.state.Save(st); err != nil {
 		s.log.Warn("cannot save validators; the next poll downloads the body again", "error", err)
 	}
-}
-
-func writeAtomic(p string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(p), spoolPrefix+"state-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), p)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
 }

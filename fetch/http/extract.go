@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
 // Limits the extractor keeps itself; file sizes, file count and total bytes
@@ -333,7 +334,7 @@ func (x *extractor) tarEntry(i int, hdr *tar.Header, name string, tr *tar.Reader
 // copyLinks writes the hard links to one target. The content is copied
 // once into tmpDir so any number of links can be written from it.
 func (x *extractor) copyLinks(target string, r io.Reader, ls []link) error {
-	tmp, err := os.CreateTemp(x.tmpDir, spoolPrefix+"link-*")
+	tmp, err := os.CreateTemp(x.tmpDir, kit.TempPrefix+"link-*")
 	if err != nil {
 		return fmt.Errorf("hard link %q: %w", target, err)
 	}

@@ -15,9 +15,11 @@ import (
 	nethttp "net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
 )
 
@@ -83,6 +85,7 @@ type Source struct {
 	opts     Options
 	maxBody  int64
 	stateDir string
+	state    kit.StateFile
 	log      *slog.Logger
 
 	// layout names what the tree looks like for a given body (format,
@@ -110,6 +113,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		opts:     o,
 		maxBody:  o.MaxBodyBytes,
 		stateDir: env.StateDir,
+		state:    kit.StateFile(filepath.Join(env.StateDir, stateFile)),
 		log:      env.Logger,
 	}
 	if s.log == nil {
@@ -305,10 +309,10 @@ func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err != nil {
 		return "", err
 	}
-	if err := mkdirState(s.stateDir); err != nil {
+	if err := kit.StateDir(s.stateDir); err != nil {
 		return "", fmt.Errorf("state directory: %w", err)
 	}
-	s.removeLeftovers()
+	kit.RemoveTemp(s.stateDir) // spools of a process killed mid-download
 
 	saved := s.loadState()
 	conditional := prev != "" && saved.Revision == prev && saved.Key == s.key &&

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 )
 
@@ -505,7 +506,7 @@ func TestLeftoverSpoolsAreRemoved(t *testing.T) {
 	if err := os.MkdirAll(h.stateDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	stale := writeFile(t, h.stateDir, ".http-spool-123", "half a body")
+	stale := writeFile(t, h.stateDir, kit.TempPrefix+"body-123", "half a body")
 	h.mustSync(t, s)
 	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("stale spool still there: %v", err)
