@@ -55,10 +55,10 @@ func TestBearerTokenIsSentAndNeverLogged(t *testing.T) {
 	o.set([]byte("conf 2\n"))
 	h.mustSync(t, s)
 	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.conf": "conf 2\n"})
-	// And a missing file is a clear error naming the flag.
+	// And a missing file is a clear error naming the file.
 	os.Remove(tokenFile)
 	r = h.sync(t, s)
-	if r.err == nil || !strings.Contains(r.err.Error(), "--http-bearer-token-file: open "+tokenFile) {
+	if r.err == nil || !strings.Contains(r.err.Error(), "bearer token file: open "+tokenFile) {
 		t.Fatalf("err = %v, want the missing token file named", r.err)
 	}
 	errs = append(errs, r.err.Error())
@@ -218,7 +218,7 @@ func TestUntrustedCertificateIsRefused(t *testing.T) {
 	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, o.url("/x.conf"), fhttp.Options{}))
 	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "TLS: server certificate not trusted") || !strings.Contains(r.err.Error(), "--http-ca-file") {
+	if !strings.Contains(r.err.Error(), "TLS: server certificate not trusted") || !strings.Contains(r.err.Error(), "CA file") {
 		t.Fatalf("err = %v, want an untrusted-certificate error", r.err)
 	}
 	if !fetch.IsPermanent(r.err) {

@@ -72,7 +72,7 @@ func BenchmarkPublishTarGz(b *testing.B) {
 
 // BenchmarkBombRefusedAtDefaultLimit measures the worst case of the
 // decompression bound: a 4 GiB gzip bomb outside the published sub-tree,
-// so no Writer limit applies and only --http-max-body (1 GiB) stops it.
+// so no Writer limit applies and only the max-body limit (1 GiB) stops it.
 func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
 	t := b
 	o := newOrigin(t, false)
@@ -85,7 +85,7 @@ func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
 	o.set(gzipBomb(t, "junk/zeros", 4<<30))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if r := h.sync(t, s); r.err == nil || !strings.Contains(r.err.Error(), "--http-max-body") {
+		if r := h.sync(t, s); r.err == nil || !strings.Contains(r.err.Error(), "max-body limit") {
 			b.Fatalf("err = %v", r.err)
 		}
 	}

@@ -1,8 +1,6 @@
 package http
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -16,136 +14,24 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
-// auth is what the secret files say, read for one Fetch.
-type auth struct {
-	bearer     string
-	user, pass string
-	headers    nethttp.Header
-}
-
-// any reports whether any credential or header is configured.
-func (a auth) any() bool { return a.bearer != "" || a.user != "" || len(a.headers) > 0 }
-
-// apply sets the request's headers. The header file comes first so that
-// User-Agent may be overridden there; Authorization conflicts were refused
-// when reading.
-func (a auth) apply(req *nethttp.Request) {
-	req.Header.Set("User-Agent", userAgent)
-	for k, vs := range a.headers {
-		req.Header[k] = append([]string(nil), vs...)
+// caFile reads CAFile: nil when none is given.
+func (o Options) caFile() ([]byte, error) {
+	if o.CAFile == "" {
+		return nil, nil
 	}
-	switch {
-	case a.bearer != "":
-		req.Header.Set("Authorization", "Bearer "+a.bearer)
-	case a.user != "":
-		req.SetBasicAuth(a.user, a.pass)
-	}
-}
-
-// loadAuth reads the secret files. Errors name the flag and the path,
-// never the content.
-func (s *Source) loadAuth() (auth, error) {
-	var a auth
-	if p := s.opts.BearerTokenFile; p != "" {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return a, fmt.Errorf("--http-bearer-token-file: %w", err)
-		}
-		a.bearer = strings.TrimSpace(string(data))
-		if a.bearer == "" {
-			return a, fmt.Errorf("--http-bearer-token-file %s is empty", p)
-		}
-		if !validHeaderValue(a.bearer) || strings.ContainsAny(a.bearer, " \t") {
-			return a, fmt.Errorf("--http-bearer-token-file %s: the token holds characters not allowed in a header", p)
-		}
-	}
-	if p := s.opts.PasswordFile; p != "" {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return a, fmt.Errorf("--http-password-file: %w", err)
-		}
-		// A file written with echo ends in a newline that is not part of
-		// the password; anything else (spaces included) is.
-		a.user = s.opts.Username
-		a.pass = strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
-		if a.pass == "" {
-			// As for the token: an empty file is a Secret not (yet) filled
-			// in, not a password to send.
-			return a, fmt.Errorf("--http-password-file %s is empty", p)
-		}
-	}
-	if p := s.opts.HeaderFile; p != "" {
-		h, err := readHeaderFile(p)
-		if err != nil {
-			return a, err
-		}
-		if h.Get("Authorization") != "" && (a.bearer != "" || a.user != "") {
-			return a, fmt.Errorf("--http-header-file %s sets Authorization, which --http-bearer-token-file or --http-username also set", p)
-		}
-		a.headers = h
-	}
-	return a, nil
-}
-
-// reservedHeaders are set by the source or by net/http itself; a header file
-// setting them would break change detection or framing.
-var reservedHeaders = map[string]bool{
-	"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true,
-	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
-	"If-Range": true, "Range": true, "Accept-Encoding": true, "Te": true, "Upgrade": true,
-}
-
-// readHeaderFile parses lines of "Name: value"; blank lines and lines
-// starting with # are skipped. Errors give the line number, never the line:
-// a value may be a secret.
-func readHeaderFile(p string) (nethttp.Header, error) {
-	data, err := os.ReadFile(p)
+	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("--http-header-file: %w", err)
+		return nil, &fileError{"CAFile", "CA file", err}
 	}
-	h := nethttp.Header{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, value, ok := strings.Cut(line, ":")
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !ok || !validHeaderName(name) {
-			return nil, fmt.Errorf("--http-header-file %s line %d: want `Name: value`", p, n)
-		}
-		if !validHeaderValue(value) {
-			return nil, fmt.Errorf("--http-header-file %s line %d: the value of %s holds characters not allowed in a header", p, n, name)
-		}
-		if reservedHeaders[nethttp.CanonicalHeaderKey(name)] {
-			return nil, fmt.Errorf("--http-header-file %s line %d: %s is set by ferry and may not be given", p, n, name)
-		}
-		h.Add(name, value)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("--http-header-file %s: %w", p, err)
-	}
-	return h, nil
+	return pem, nil
 }
 
-// httpClient returns the client, rebuilt when the CA file changed since the
-// last call (cert-manager rotates CA bundles in place).
-func (s *Source) httpClient() (*nethttp.Client, error) {
-	var pem []byte
-	if s.opts.CAFile != "" {
-		var err error
-		if pem, err = os.ReadFile(s.opts.CAFile); err != nil {
-			return nil, fmt.Errorf("--http-ca-file: %w", err)
-		}
-	}
-	sum := sha256.Sum256(pem)
-	if s.client != nil && sum == s.caSum {
-		return s.client, nil
-	}
+// client builds a client that trusts the system roots and the
+// certificates of pem, the CA file's content.
+func (o Options) client(pem []byte) (*nethttp.Client, error) {
 	var roots *x509.CertPool // nil: the system roots
 	if len(pem) > 0 {
 		pool, err := x509.SystemCertPool()
@@ -153,7 +39,7 @@ func (s *Source) httpClient() (*nethttp.Client, error) {
 			pool = x509.NewCertPool()
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--http-ca-file %s holds no PEM certificate", s.opts.CAFile)
+			return nil, &fileError{"CAFile", "CA file", fmt.Errorf("%s holds no PEM certificate", o.CAFile)}
 		}
 		roots = pool
 	}
@@ -161,17 +47,34 @@ func (s *Source) httpClient() (*nethttp.Client, error) {
 	tr.TLSClientConfig = &tls.Config{
 		RootCAs:            roots,
 		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: s.opts.InsecureSkipVerify, // #nosec G402 -- opt-in, warned on every sync
+		InsecureSkipVerify: o.InsecureSkipVerify, // #nosec G402 -- opt-in, warned on every sync
 	}
 	// The digest is of the bytes the server sends; transparent gzip would
 	// hide the wire length from the Content-Length check.
 	tr.DisableCompression = true
+	return &nethttp.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
+}
+
+// httpClient returns the client, rebuilt when the CA file changed since the
+// last call (cert-manager rotates CA bundles in place).
+func (s *Source) httpClient() (*nethttp.Client, error) {
+	pem, err := s.opts.caFile()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(pem)
+	if s.client != nil && sum == s.caSum {
+		return s.client, nil
+	}
+	c, err := s.opts.client(pem)
+	if err != nil {
+		return nil, err
+	}
 	if s.client != nil {
 		s.client.CloseIdleConnections()
 	}
-	s.client = &nethttp.Client{Transport: tr, CheckRedirect: checkRedirect}
-	s.caSum = sum
-	return s.client, nil
+	s.client, s.caSum = c, sum
+	return c, nil
 }
 
 // redirectError is a refused redirect.
@@ -260,42 +163,15 @@ func requestError(ctx context.Context, err error) error {
 	}
 	var cve *tls.CertificateVerificationError
 	if errors.As(err, &cve) {
-		return fetch.Permanent(fmt.Errorf("TLS: server certificate not trusted: %v (give its CA with --http-ca-file)", cve.Err))
+		return fetch.Permanent(kit.Errorf(err, "TLS: server certificate not trusted: %v (give its CA certificate in a CA file)", cve.Err))
 	}
 	var rhe tls.RecordHeaderError
 	if errors.As(err, &rhe) {
-		return fmt.Errorf("TLS handshake failed: the server does not speak TLS on this port")
+		return kit.Errorf(err, "TLS handshake failed: the server does not speak TLS on this port")
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return fmt.Errorf("timed out: %w", err)
 	}
 	return fmt.Errorf("request failed: %w", err)
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue refuses control characters (CR and LF above all) in a
-// value; tabs and bytes from 0x80 are allowed, as RFC 9110 allows them.
-func validHeaderValue(s string) bool {
-	for _, c := range []byte(s) {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -36,7 +36,7 @@ type body struct {
 // the caller's to remove, also on error.
 func (s *Source) download(ctx context.Context, resp *nethttp.Response) (*body, error) {
 	if resp.ContentLength > s.maxBody {
-		return nil, fetch.Permanent(fmt.Errorf("body of %d bytes exceeds the limit of %d bytes (--http-max-body)", resp.ContentLength, s.maxBody))
+		return nil, fetch.Permanent(fmt.Errorf("body of %d bytes is over the max-body limit of %d bytes", resp.ContentLength, s.maxBody))
 	}
 	f, err := os.CreateTemp(s.stateDir, kit.TempPrefix+"body-*")
 	if err != nil {
@@ -102,7 +102,7 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
 	l.n += int64(n)
 	if l.n > l.max {
-		return n, fetch.Permanent(fmt.Errorf("body exceeds the limit of %d bytes (--http-max-body)", l.max))
+		return n, fetch.Permanent(fmt.Errorf("body is over the max-body limit of %d bytes", l.max))
 	}
 	return n, err
 }

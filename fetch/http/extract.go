@@ -18,7 +18,7 @@ import (
 )
 
 // Limits the extractor keeps itself; file sizes, file count and total bytes
-// are the Writer's (--max-file-size, --max-files, --max-bytes).
+// are the Writer's (fetch.Limits).
 const (
 	// maxNameLen is Linux's PATH_MAX: a longer name cannot be created
 	// anyway, and a PAX header may carry a megabyte of path.
@@ -37,7 +37,7 @@ type extractor struct {
 	ctx      context.Context
 	w        fetch.Writer
 	subdir   string
-	maxBytes int64  // --http-max-body: bounds read and expanded
+	maxBytes int64  // Options.MaxBodyBytes: bounds read and expanded
 	tmpDir   string // where hard-link targets are copied; never /tmp
 
 	read     int64 // decompressed bytes of the tar stream read in this pass
@@ -125,7 +125,7 @@ func (x *extractor) done() error {
 // no stream to count: its entries are read from the spooled body, and only
 // their content is counted. name is the entry being read, if any.
 func (x *extractor) overLimit(name string) error {
-	msg := fmt.Sprintf("archive expands past the limit of %d bytes (--http-max-body)", x.maxBytes)
+	msg := fmt.Sprintf("archive expands past the max-body limit of %d bytes", x.maxBytes)
 	if name == "" {
 		return fetch.Permanent(errors.New(msg))
 	}
@@ -349,7 +349,7 @@ func (x *extractor) copyLinks(target string, r io.Reader, ls []link) error {
 		return err
 	}
 	if n > x.maxBytes {
-		return refuse(target, "hard-link target expands past the limit of %d bytes (--http-max-body)", x.maxBytes)
+		return refuse(target, "hard-link target expands past the max-body limit of %d bytes", x.maxBytes)
 	}
 	for _, l := range ls {
 		// Each copy counts: a thousand links to one file are a thousand

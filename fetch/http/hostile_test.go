@@ -305,19 +305,19 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name: "GzipBombOutsideSubdir", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 32 << 20},
 			body: func(t *testing.T) []byte { return gzipBomb(t, "junk/zeros", 4<<30) },
-			want: `archive expands past the limit of 33554432 bytes (--http-max-body)`,
+			want: `archive expands past the max-body limit of 33554432 bytes`,
 		},
 		{
 			name: "HeaderBomb", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
 			body: func(t *testing.T) []byte { return headerBomb(t, 20) },
-			want: `archive expands past the limit of 8388608 bytes (--http-max-body)`,
+			want: `archive expands past the max-body limit of 8388608 bytes`,
 		},
 		{
 			name: "SparseHardlinkBomb", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
 			body: func(t *testing.T) []byte { return sparseTar(t, 1<<40, "conf/hl") },
-			want: `"big": hard-link target expands past the limit of 8388608 bytes (--http-max-body)`,
+			want: `"big": hard-link target expands past the max-body limit of 8388608 bytes`,
 		},
 		{
 			name:   "SparseFileBomb",
@@ -327,23 +327,23 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		},
 		{
 			// archive/tar makes up the holes without reading the stream:
-			// 200 MiB of file from a 1 KB body, under every --max-* default.
+			// 200 MiB of file from a 1 KB body, under every default limit.
 			name: "SparseFileExpandsPastBodyLimit",
 			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
 			body: func(t *testing.T) []byte { return sparseTar(t, 200<<20, "") },
-			want: `"big": archive expands past the limit of 1048576 bytes (--http-max-body)`,
+			want: `"big": archive expands past the max-body limit of 1048576 bytes`,
 		},
 		{
 			name: "HardlinkFanOut",
 			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
 			body: func(t *testing.T) []byte { return hardlinkFanOut(t, 600<<10, 8) },
-			want: `"l0": archive expands past the limit of 1048576 bytes (--http-max-body)`,
+			want: `"l0": archive expands past the max-body limit of 1048576 bytes`,
 		},
 		{
 			name: "ZipOverlappingEntries", path: "/b.zip",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
 			body: func(t *testing.T) []byte { return zipOverlap(t, 6, 4<<20) },
-			want: `"f2": archive expands past the limit of 8388608 bytes (--http-max-body)`,
+			want: `"f2": archive expands past the max-body limit of 8388608 bytes`,
 		},
 		{
 			name: "ZipEntryLargerThanDeclared", path: "/b.zip",
@@ -360,7 +360,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name: "BodyOverLimit", path: "/big.conf",
 			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
 			body: func(t *testing.T) []byte { return bytes.Repeat([]byte("x"), 2<<20) },
-			want: `body of 2097152 bytes exceeds the limit of 1048576 bytes (--http-max-body)`,
+			want: `body of 2097152 bytes is over the max-body limit of 1048576 bytes`,
 		},
 	}
 	for _, tc := range cases {
@@ -490,7 +490,7 @@ func TestBodyOverLimitWithoutContentLengthFails(t *testing.T) {
 	h := newHarness(t, fetch.Limits{})
 	r := h.sync(t, h.source(t, srv.URL+"/big.conf", fhttp.Options{MaxBodyBytes: 1 << 20}))
 	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "body exceeds the limit of 1048576 bytes (--http-max-body)") || !fetch.IsPermanent(r.err) {
+	if !strings.Contains(r.err.Error(), "body is over the max-body limit of 1048576 bytes") || !fetch.IsPermanent(r.err) {
 		t.Fatalf("err = %v, want a permanent over-limit error", r.err)
 	}
 	assertStateDirClean(t, h)

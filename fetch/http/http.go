@@ -23,44 +23,8 @@ import (
 	"github.com/ferrysync/ferry/internal/redact"
 )
 
-// DefaultMaxBodyBytes bounds a download, and the bytes an archive expands
-// to, when Options.MaxBodyBytes is zero: far above a configuration bundle,
-// low enough that a hostile origin cannot fill the volume.
-const DefaultMaxBodyBytes int64 = 1 << 30
-
 // maxRedirects is how many redirects one GET follows.
 const maxRedirects = 5
-
-// userAgent is sent on every request.
-const userAgent = "ferry"
-
-// Options configure every HTTP(S) source. Secrets are file paths, read
-// again on every Fetch so that a rotated Kubernetes Secret is picked up.
-type Options struct {
-	// BearerTokenFile holds a token sent as "Authorization: Bearer TOKEN"
-	// (--http-bearer-token-file). Secret.
-	BearerTokenFile string
-	// HeaderFile holds extra request headers, one "Name: value" a line;
-	// blank lines and lines starting with # are ignored
-	// (--http-header-file). Treated as a secret: values are never logged.
-	HeaderFile string
-	// Username is the basic-auth user (--http-username); it needs
-	// PasswordFile.
-	Username string
-	// PasswordFile holds the basic-auth password (--http-password-file).
-	// Secret. One trailing newline is ignored.
-	PasswordFile string
-	// CAFile is a PEM bundle trusted in addition to the system roots
-	// (--http-ca-file). Re-read on every Fetch; a change rebuilds the
-	// client.
-	CAFile string
-	// InsecureSkipVerify turns off certificate verification
-	// (--http-insecure-skip-verify). Every Fetch logs a warning.
-	InsecureSkipVerify bool
-	// MaxBodyBytes bounds the downloaded body and the bytes an archive
-	// expands to (--http-max-body); zero means DefaultMaxBodyBytes.
-	MaxBodyBytes int64
-}
 
 // format is how the body is published.
 type format string
@@ -122,29 +86,25 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if s.maxBody == 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
+	var problems []error
+	bad := func(err error) { problems = append(problems, err) }
 	switch {
 	case u.URL.Scheme != "http" && u.URL.Scheme != "https":
-		bad("an HTTP(S) source needs an http:// or https:// URL, not %q", u.URL.Scheme)
+		bad(fmt.Errorf("an HTTP(S) source needs an http:// or https:// URL, not %q", u.URL.Scheme))
 	case u.URL.Host == "":
-		bad("URL has no host")
+		bad(errors.New("URL has no host"))
 	}
 	if u.URL.User != nil {
-		bad("credentials in the URL are not accepted: use --http-username with --http-password-file, or --http-bearer-token-file")
+		bad(kit.Fieldf("credentials in the URL are not accepted: use {Username} with {PasswordFile}, or {BearerTokenFile}"))
 	}
 	if env.StateDir == "" {
-		bad("no state directory (fetch.Env.StateDir) for saved validators and downloads")
-	}
-	if o.MaxBodyBytes < 0 {
-		bad("--http-max-body must not be negative, got %d", o.MaxBodyBytes)
+		bad(errors.New("no state directory (fetch.Env.StateDir) for saved validators and downloads"))
 	}
 
 	q := u.URL.Query()
 	f, err := archiveFormat(q.Get("archive"), q.Has("archive"), u.URL.Path)
 	if err != nil {
-		bad("%v", err)
+		bad(err)
 	}
 	s.format = f
 	s.req = withoutParams(u.URL, "archive", "checksum")
@@ -152,45 +112,27 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if f == formatFile {
 		name, err := fileName(u.URL)
 		if err != nil {
-			bad("%v", err)
+			bad(err)
 		}
 		s.name = name
 		if u.Subdir != "" {
-			bad("//%s selects a sub-tree of an archive, but this URL is published as a single file (give ?archive=tar.gz, tgz, tar or zip)", u.Subdir)
+			bad(fmt.Errorf("//%s selects a sub-tree of an archive, but this URL is published as a single file (give ?archive=tar.gz, tgz, tar or zip)", u.Subdir))
 		}
 	}
 	if q.Has("checksum") {
 		c, err := parseChecksum(q.Get("checksum"), u.URL)
 		if err != nil {
-			bad("%v", err)
+			bad(err)
 		}
 		s.checksum = c
 	}
-
-	if (o.Username == "") != (o.PasswordFile == "") {
-		bad("--http-username and --http-password-file go together")
-	}
-	if o.BearerTokenFile != "" && (o.Username != "" || o.PasswordFile != "") {
-		bad("give either --http-bearer-token-file or --http-username/--http-password-file, not both")
-	}
-	if strings.Contains(o.Username, ":") {
-		bad("--http-username must not contain ':'")
-	}
-	// Read every file once now: a wrong path is a configuration error,
-	// found before the first sync rather than on it.
-	if _, err := s.loadAuth(); err != nil {
-		bad("%v", err)
-	}
-	if _, err := s.httpClient(); err != nil {
-		bad("%v", err)
-	}
-	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
+	if err := oneLine(append(problems, o.problems()...)); err != nil {
+		return nil, err
 	}
 
-	fetch.WarnExposedSecret(s.log, "--http-bearer-token-file", o.BearerTokenFile)
-	fetch.WarnExposedSecret(s.log, "--http-password-file", o.PasswordFile)
-	fetch.WarnExposedSecret(s.log, "--http-header-file", o.HeaderFile)
+	for _, p := range []string{o.BearerTokenFile, o.PasswordFile, o.HeaderFile} {
+		kit.WarnExposed(s.log, p)
+	}
 	if u.URL.Scheme == "http" && (o.BearerTokenFile != "" || o.PasswordFile != "" || o.HeaderFile != "") {
 		s.log.Warn("credentials or headers will be sent over plain http", "url", s.redacted)
 	}
@@ -299,9 +241,9 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 
 func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
 	if s.opts.InsecureSkipVerify {
-		s.log.Warn("TLS certificate verification is disabled (--http-insecure-skip-verify)")
+		s.log.Warn("TLS certificate verification is disabled for this source")
 	}
-	a, err := s.loadAuth()
+	a, err := s.opts.auth()
 	if err != nil {
 		return "", err
 	}
@@ -417,7 +359,7 @@ func statusError(resp *nethttp.Response, hasCredentials bool) error {
 		return fmt.Errorf("not found (%s)", status)
 	case code == nethttp.StatusUnauthorized || code == nethttp.StatusForbidden:
 		if !hasCredentials {
-			return fetch.Permanent(fmt.Errorf("access refused (%s) and no credentials are configured (--http-bearer-token-file, --http-username/--http-password-file, --http-header-file)", status))
+			return fetch.Permanent(fmt.Errorf("access refused (%s) and no credentials are configured (a bearer token, basic auth or a header file)", status))
 		}
 		return fetch.Permanent(fmt.Errorf("credentials refused (%s)", status))
 	case code >= 500:

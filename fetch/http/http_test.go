@@ -445,30 +445,36 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 	reserved := writeFile(t, dir, "h2", "Range: bytes=0-1\n")
 	authHeader := writeFile(t, dir, "h3", "Authorization: Basic eA==\n")
 	notPEM := writeFile(t, dir, "ca", "not a certificate")
+	empty := writeFile(t, dir, "empty", "\n")
+	spaced := writeFile(t, dir, "spaced", "t0k t0k\n")
 	for _, tc := range []struct {
 		name, url string
 		o         fhttp.Options
 		want      string
+		fields    string // the Options fields the error names, for cmd to render
 	}{
-		{"PasswordInURL", "https://u:pw@h/a.yaml", fhttp.Options{}, "credentials in the URL"},
-		{"UnknownArchive", "https://h/a.bin?archive=rar", fhttp.Options{}, `archive="rar"`},
-		{"SubdirOfSingleFile", "https://h/a.yaml//x", fhttp.Options{}, "published as a single file"},
-		{"NoFileName", "https://h/", fhttp.Options{}, "names no file"},
-		{"NoFileNameDir", "https://h/conf/", fhttp.Options{}, "names no file"},
-		{"BadChecksumHex", "https://h/a?checksum=sha256:zz", fhttp.Options{}, "checksum=sha256:zz"},
-		{"BadChecksumType", "https://h/a?checksum=crc32:00", fhttp.Options{}, "checksum=crc32:00"},
-		{"EmptyChecksum", "https://h/a?checksum=", fhttp.Options{}, "checksum= is empty"},
-		{"RelativeChecksumFile", "https://h/a?checksum=file:SUMS", fhttp.Options{}, "checksum=file:SUMS"},
-		{"UserWithoutPassword", "https://h/a", fhttp.Options{Username: "u"}, "go together"},
-		{"TokenAndBasic", "https://h/a", fhttp.Options{BearerTokenFile: token, Username: "u", PasswordFile: token}, "not both"},
-		{"MissingTokenFile", "https://h/a", fhttp.Options{BearerTokenFile: filepath.Join(dir, "nope")}, "--http-bearer-token-file: open"},
-		{"MissingPasswordFile", "https://h/a", fhttp.Options{Username: "u", PasswordFile: filepath.Join(dir, "nope")}, "--http-password-file: open"},
-		{"BadHeaderLine", "https://h/a", fhttp.Options{HeaderFile: badHeaders}, "line 2: want `Name: value`"},
-		{"ReservedHeader", "https://h/a", fhttp.Options{HeaderFile: reserved}, "Range is set by ferry"},
-		{"AuthorizationTwice", "https://h/a", fhttp.Options{HeaderFile: authHeader, BearerTokenFile: token}, "sets Authorization"},
-		{"MissingCAFile", "https://h/a", fhttp.Options{CAFile: filepath.Join(dir, "nope")}, "--http-ca-file: open"},
-		{"CAFileWithoutCertificates", "https://h/a", fhttp.Options{CAFile: notPEM}, "holds no PEM certificate"},
-		{"NegativeLimit", "https://h/a", fhttp.Options{MaxBodyBytes: -1}, "must not be negative"},
+		{"PasswordInURL", "https://u:pw@h/a.yaml", fhttp.Options{}, "credentials in the URL", "Username,PasswordFile,BearerTokenFile"},
+		{"UnknownArchive", "https://h/a.bin?archive=rar", fhttp.Options{}, `archive="rar"`, ""},
+		{"SubdirOfSingleFile", "https://h/a.yaml//x", fhttp.Options{}, "published as a single file", ""},
+		{"NoFileName", "https://h/", fhttp.Options{}, "names no file", ""},
+		{"NoFileNameDir", "https://h/conf/", fhttp.Options{}, "names no file", ""},
+		{"BadChecksumHex", "https://h/a?checksum=sha256:zz", fhttp.Options{}, "checksum=sha256:zz", ""},
+		{"BadChecksumType", "https://h/a?checksum=crc32:00", fhttp.Options{}, "checksum=crc32:00", ""},
+		{"EmptyChecksum", "https://h/a?checksum=", fhttp.Options{}, "checksum= is empty", ""},
+		{"RelativeChecksumFile", "https://h/a?checksum=file:SUMS", fhttp.Options{}, "checksum=file:SUMS", ""},
+		{"UserWithoutPassword", "https://h/a", fhttp.Options{Username: "u"}, "go together", "Username,PasswordFile"},
+		{"TokenAndBasic", "https://h/a", fhttp.Options{BearerTokenFile: token, Username: "u", PasswordFile: token}, "not both", "BearerTokenFile,Username,PasswordFile"},
+		{"ColonInUser", "https://h/a", fhttp.Options{Username: "u:x", PasswordFile: token}, "must not contain ':'", "Username"},
+		{"MissingTokenFile", "https://h/a", fhttp.Options{BearerTokenFile: filepath.Join(dir, "nope")}, "BearerTokenFile: open " + dir, "BearerTokenFile"},
+		{"EmptyTokenFile", "https://h/a", fhttp.Options{BearerTokenFile: empty}, "BearerTokenFile: " + empty + " is empty", "BearerTokenFile"},
+		{"TokenWithSpace", "https://h/a", fhttp.Options{BearerTokenFile: spaced}, "not allowed in a header", "BearerTokenFile"},
+		{"MissingPasswordFile", "https://h/a", fhttp.Options{Username: "u", PasswordFile: filepath.Join(dir, "nope")}, "PasswordFile: open " + dir, "PasswordFile"},
+		{"BadHeaderLine", "https://h/a", fhttp.Options{HeaderFile: badHeaders}, "line 2: want `Name: value`", "HeaderFile"},
+		{"ReservedHeader", "https://h/a", fhttp.Options{HeaderFile: reserved}, "Range is set by ferry", "HeaderFile"},
+		{"AuthorizationTwice", "https://h/a", fhttp.Options{HeaderFile: authHeader, BearerTokenFile: token}, "sets Authorization", "HeaderFile"},
+		{"MissingCAFile", "https://h/a", fhttp.Options{CAFile: filepath.Join(dir, "nope")}, "CAFile: open " + dir, "CAFile"},
+		{"CAFileWithoutCertificates", "https://h/a", fhttp.Options{CAFile: notPEM}, "holds no PEM certificate", "CAFile"},
+		{"NegativeLimit", "https://h/a", fhttp.Options{MaxBodyBytes: -1}, "must not be negative", "MaxBodyBytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := fetch.Parse(tc.url)
@@ -482,6 +488,18 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "t0k") || strings.Contains(err.Error(), "eA==") || strings.Contains(err.Error(), ":pw@") {
 				t.Fatalf("error shows a secret: %v", err)
+			}
+			got := ""
+			var fe *kit.FieldError
+			if errors.As(err, &fe) {
+				got = strings.Join(fe.Fields(), ",")
+			}
+			if got != tc.fields {
+				t.Fatalf("err = %v names fields %q, want %q", err, got, tc.fields)
+			}
+			// The cases on a plain URL are problems of the options alone.
+			if verr := tc.o.Validate(); (verr != nil) != (tc.url == "https://h/a") {
+				t.Fatalf("Validate() = %v", verr)
 			}
 		})
 	}

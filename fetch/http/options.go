@@ -1,0 +1,106 @@
+package http
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ferrysync/ferry/fetch/kit"
+)
+
+// DefaultMaxBodyBytes bounds a download, and the bytes an archive expands
+// to, when Options.MaxBodyBytes is zero: far above a configuration bundle,
+// low enough that a hostile origin cannot fill the volume.
+const DefaultMaxBodyBytes int64 = 1 << 30
+
+// Options configure every HTTP(S) source. Secrets are file paths, read
+// again on every Fetch so that a rotated Kubernetes Secret is picked up.
+type Options struct {
+	// BearerTokenFile holds a token sent as "Authorization: Bearer TOKEN".
+	// Secret.
+	BearerTokenFile string
+	// HeaderFile holds extra request headers, one "Name: value" a line;
+	// blank lines and lines starting with # are ignored. Treated as a
+	// secret: values are never logged.
+	HeaderFile string
+	// Username is the basic-auth user; it needs PasswordFile.
+	Username string
+	// PasswordFile holds the basic-auth password. Secret.
+	PasswordFile string
+	// CAFile is a PEM bundle trusted in addition to the system roots.
+	// Re-read on every Fetch; a change rebuilds the client.
+	CAFile string
+	// InsecureSkipVerify turns off certificate verification. Every Fetch
+	// logs a warning.
+	InsecureSkipVerify bool
+	// MaxBodyBytes bounds the downloaded body and the bytes an archive
+	// expands to; zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// Validate checks the options and reads the files they name, without
+// network access: a wrong path is a configuration error, found before the
+// first sync rather than on it. Its errors name the fields (kit.FieldError),
+// all of them in one line.
+func (o Options) Validate() error { return oneLine(o.problems()) }
+
+func (o Options) problems() []error {
+	var errs []error
+	if (o.Username == "") != (o.PasswordFile == "") {
+		errs = append(errs, kit.Fieldf("{Username} and {PasswordFile} go together"))
+	}
+	if o.BearerTokenFile != "" && (o.Username != "" || o.PasswordFile != "") {
+		errs = append(errs, kit.Fieldf("give either {BearerTokenFile} or {Username}/{PasswordFile}, not both"))
+	}
+	if strings.Contains(o.Username, ":") {
+		errs = append(errs, kit.Fieldf("{Username} must not contain ':'"))
+	}
+	if o.MaxBodyBytes < 0 {
+		errs = append(errs, kit.Fieldf("{MaxBodyBytes} must not be negative, got %d", o.MaxBodyBytes))
+	}
+	if _, err := o.auth(); err != nil {
+		errs = append(errs, fieldError(err))
+	}
+	pem, err := o.caFile()
+	if err == nil {
+		_, err = o.client(pem)
+	}
+	if err != nil {
+		errs = append(errs, fieldError(err))
+	}
+	return errs
+}
+
+// fileError is a file an option names that cannot be used. Its message
+// says which file in plain words, for a sync that meets it (logs,
+// /status); fieldError names the option instead, for a configuration
+// error that the command line renders in its own vocabulary.
+type fileError struct {
+	field string // of Options
+	what  string // the file, in plain words
+	err   error  // names the path, never the content
+}
+
+func (e *fileError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *fileError) Unwrap() error { return e.err }
+
+func fieldError(err error) error {
+	var fe *fileError
+	if errors.As(err, &fe) {
+		return kit.Fieldf("{"+fe.field+"}: %v", fe.err)
+	}
+	return err
+}
+
+// oneLine joins errs with "; ", keeping each in the chain (errors.As finds
+// every FieldError) where errors.Join would break the line.
+func oneLine(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	args := make([]any, len(errs))
+	for i, err := range errs {
+		args[i] = err
+	}
+	return fmt.Errorf(strings.Repeat("; %w", len(errs))[2:], args...)
+}
