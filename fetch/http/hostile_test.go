@@ -232,10 +232,13 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 	}{
 		{name: "TarDotDot", body: func(t *testing.T) []byte {
 			return tarOf(t, true, file("ok", "1"), file("../../../../escaped", "x"))
-		}, want: `"../../../../escaped": path leaves the archive`},
+		}, want: `"../../../../escaped": path leaves the revision`},
 		{name: "TarDotDotInside", body: func(t *testing.T) []byte {
 			return tarOf(t, true, file("a/../../escaped", "x"))
-		}, want: `"a/../../escaped": path leaves the archive`},
+		}, want: `"a/../../escaped": path leaves the revision`},
+		{name: "TarDotGit", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file("ok", "1"), file("sub/.git/config", "x"))
+		}, want: `"sub/.git/config": a .git entry is never published`},
 		{name: "TarAbsolute", body: func(t *testing.T) []byte {
 			return tarOf(t, true, file(outside, "x"))
 		}, want: `absolute path`},
@@ -271,7 +274,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		}, want: `"a": duplicate entry`},
 		{name: "ZipSlip", path: "/b.zip", body: func(t *testing.T) []byte {
 			return zipOf(t, file("ok", "1"), file("../../../../escaped", "x"))
-		}, want: `"../../../../escaped": path leaves the archive`},
+		}, want: `"../../../../escaped": path leaves the revision`},
 		{name: "ZipAbsolute", path: "/b.zip", body: func(t *testing.T) []byte {
 			return zipOf(t, file(outside, "x"))
 		}, want: `absolute path`},
