@@ -1,8 +1,6 @@
 package http
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha1"
@@ -21,6 +19,7 @@ import (
 	getter "github.com/hashicorp/go-getter/v2"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // maxChecksumFile bounds a checksum file: a SHA256SUMS of a large release
@@ -29,7 +28,6 @@ const maxChecksumFile = 1 << 20
 
 // checksumSpec is the ?checksum= option.
 type checksumSpec struct {
-	raw  string // as written, for the validator key
 	typ  string // md5, sha1, sha256, sha512
 	want []byte
 	// fileURL is set for "file:URL": the expected sum is read from that
@@ -45,7 +43,7 @@ type checksumSpec struct {
 // HTTP getter into the system temp dir, so the URL is kept here and fetched
 // with this source's client.
 func parseChecksum(v string, src *url.URL) (*checksumSpec, error) {
-	c := &checksumSpec{raw: v}
+	c := &checksumSpec{}
 	escaped := src.EscapedPath()
 	c.fileName, _ = url.PathUnescape(escaped[strings.LastIndex(escaped, "/")+1:])
 	if v == "" {
@@ -92,21 +90,20 @@ func newHash(typ string) hash.Hash {
 // bytes again will not fix it.
 func (s *Source) verify(ctx context.Context, client *nethttp.Client, a auth, b *body) error {
 	typ, want := s.checksum.typ, s.checksum.want
-	if s.checksum.fileURL != nil {
-		var err error
-		if typ, want, err = s.checksumFromFile(ctx, client, a); err != nil {
-			return err
+	if u := s.checksum.fileURL; u != nil {
+		data, err := s.checksumFile(ctx, client, a)
+		if err == nil {
+			typ, want, err = parseChecksumFile(data, s.checksum.fileName)
+			err = fetch.Permanent(err)
+		}
+		if err != nil {
+			return fmt.Errorf("checksum file %s: %w", redact.URL(u, nil), err)
 		}
 	}
-	var got string
-	switch {
-	case typ == "sha256":
-		got = b.sum
-	case typ == b.extraType && b.extra != "":
-		got = b.extra
-	default:
-		// The type came from a checksum file, after the download: hash the
-		// spool with go-getter's own verifier.
+	got := b.sum
+	if typ != "sha256" {
+		// The spool is hashed again, by go-getter's own verifier: only
+		// sha256, the common case, is worth hashing on the way in.
 		fc := &getter.FileChecksum{Type: typ, Hash: newHash(typ), Value: want}
 		err := fc.Checksum(b.path)
 		var ce *getter.ChecksumError
@@ -116,7 +113,7 @@ func (s *Source) verify(ctx context.Context, client *nethttp.Client, a auth, b *
 		case errors.As(err, &ce):
 			got = hex.EncodeToString(ce.Actual)
 		default:
-			return fmt.Errorf("checksum: %v", err)
+			return fmt.Errorf("checksum: %w", err)
 		}
 	}
 	if exp := hex.EncodeToString(want); got != exp {
@@ -125,41 +122,31 @@ func (s *Source) verify(ctx context.Context, client *nethttp.Client, a auth, b *
 	return nil
 }
 
-// checksumFromFile downloads the checksum file and finds the body's line.
-// Credentials go only to the source's own host.
-func (s *Source) checksumFromFile(ctx context.Context, client *nethttp.Client, a auth) (string, []byte, error) {
-	u := s.checksum.fileURL
-	where := redactURL(u)
-	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, u.String(), nil)
+// checksumFile downloads the checksum file. Credentials go only to the
+// source's own host.
+func (s *Source) checksumFile(ctx context.Context, client *nethttp.Client, a auth) ([]byte, error) {
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, s.checksum.fileURL.String(), nil)
 	if err != nil {
-		return "", nil, fmt.Errorf("checksum file %s: %w", where, err)
+		return nil, err
 	}
-	if sameHost(s.req, u) {
+	if sameHost(s.req, req.URL) {
 		a.apply(req)
 	} else {
-		req.Header.Set("User-Agent", userAgent)
+		auth{}.apply(req) // User-Agent alone
 	}
-	resp, err := client.Do(req)
+	resp, err := get(ctx, client, req, a.any(), false)
 	if err != nil {
-		return "", nil, fmt.Errorf("checksum file %s: %w", where, requestError(ctx, err))
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != nethttp.StatusOK {
-		drain(resp.Body)
-		return "", nil, fmt.Errorf("checksum file %s: %w", where, statusError(resp, a.any()))
-	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxChecksumFile+1))
-	if err != nil {
-		return "", nil, fmt.Errorf("checksum file %s: %w", where, bodyError(ctx, err, int64(len(data)), resp.ContentLength))
+	switch {
+	case err != nil:
+		return nil, bodyError(ctx, err, int64(len(data)), resp.ContentLength)
+	case len(data) > maxChecksumFile:
+		return nil, fetch.Permanent(fmt.Errorf("larger than %d bytes", maxChecksumFile))
 	}
-	if len(data) > maxChecksumFile {
-		return "", nil, fetch.Permanent(fmt.Errorf("checksum file %s is larger than %d bytes", where, maxChecksumFile))
-	}
-	typ, want, err := parseChecksumFile(data, s.checksum.fileName)
-	if err != nil {
-		return "", nil, fetch.Permanent(fmt.Errorf("checksum file %s: %w", where, err))
-	}
-	return typ, want, nil
+	return data, nil
 }
 
 // parseChecksumFile finds the checksum of name in a checksum file, in the
@@ -169,13 +156,11 @@ func (s *Source) checksumFromFile(ctx context.Context, client *nethttp.Client, a
 //	BSD:  SHA256 (name) = HEX
 //	HEX                                      (a file holding one sum)
 func parseChecksumFile(data []byte, name string) (string, []byte, error) {
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), maxChecksumFile)
 	// An entry named exactly like the file wins over "dir/name", which is
 	// taken only when nothing closer is listed.
 	var fallback string
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -226,25 +211,13 @@ func checksumLine(line, name string) (string, []byte, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("the line for %q holds no hex checksum", name)
 	}
-	if typ == "" {
-		typ = typeFromLength(len(want))
+	for _, t := range []string{"md5", "sha1", "sha256", "sha512"} {
+		if typ == "" && newHash(t).Size() == len(want) {
+			typ = t
+		}
 	}
 	if h := newHash(typ); h == nil || h.Size() != len(want) {
 		return "", nil, fmt.Errorf("the line for %q holds no md5, sha1, sha256 or sha512 checksum", name)
 	}
 	return typ, want, nil
-}
-
-func typeFromLength(n int) string {
-	switch n {
-	case md5.Size:
-		return "md5"
-	case sha1.Size:
-		return "sha1"
-	case sha256.Size:
-		return "sha256"
-	case sha512.Size:
-		return "sha512"
-	}
-	return ""
 }

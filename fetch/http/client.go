@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	nethttp "net/http"
 	"net/url"
@@ -15,7 +16,11 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/redact"
 )
+
+// maxRedirects is how many redirects one GET follows.
+const maxRedirects = 5
 
 // caFile reads CAFile: nil when none is given.
 func (o Options) caFile() ([]byte, error) {
@@ -88,12 +93,12 @@ func (e *redirectError) Error() string { return e.msg }
 func checkRedirect(req *nethttp.Request, via []*nethttp.Request) error {
 	from := via[len(via)-1].URL
 	if len(via) > maxRedirects {
-		return &redirectError{fmt.Sprintf("more than %d redirects (last to %s)", maxRedirects, redactURL(req.URL))}
+		return &redirectError{fmt.Sprintf("more than %d redirects (last to %s)", maxRedirects, redact.URL(req.URL, nil))}
 	}
 	if req.URL.Scheme != "https" {
 		for _, v := range via {
 			if v.URL.Scheme == "https" {
-				return fetch.Permanent(&redirectError{fmt.Sprintf("redirect from %s to %s leaves HTTPS: refused", redactURL(from), redactURL(req.URL))})
+				return fetch.Permanent(&redirectError{fmt.Sprintf("redirect from %s to %s leaves HTTPS: refused", redact.URL(from, nil), redact.URL(req.URL, nil))})
 			}
 		}
 	}
@@ -131,29 +136,15 @@ func port(u *url.URL) string {
 	return "80"
 }
 
-// redactURL shows a URL without userinfo and query values: a redirect target
-// is often a pre-signed URL whose query is a credential.
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	if c.RawQuery != "" {
-		c.RawQuery = "REDACTED"
-	}
-	return c.String()
-}
-
 // requestError turns a failed round trip into one line that says what to do.
 func requestError(ctx context.Context, err error) error {
-	var re *redirectError
-	if errors.As(err, &re) {
-		if fetch.IsPermanent(err) {
-			return fetch.Permanent(re)
-		}
-		return re
-	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err // its message repeats the URL, query included
+	}
+	var re *redirectError
+	if errors.As(err, &re) {
+		return err
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		if errors.Is(ctxErr, context.DeadlineExceeded) {
@@ -174,4 +165,44 @@ func requestError(ctx context.Context, err error) error {
 		return fmt.Errorf("timed out: %w", err)
 	}
 	return fmt.Errorf("request failed: %w", err)
+}
+
+// get sends req and returns the response when its status is 200, or 304
+// to a conditional request; the caller closes its body. Any other status
+// is an error that says what it means.
+func get(ctx context.Context, client *nethttp.Client, req *nethttp.Request, hasCredentials, conditional bool) (*nethttp.Response, error) {
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, requestError(ctx, err)
+	}
+	if resp.StatusCode == nethttp.StatusOK || resp.StatusCode == nethttp.StatusNotModified && conditional {
+		return resp, nil
+	}
+	drain(resp.Body)
+	resp.Body.Close()
+	return nil, statusError(resp, hasCredentials)
+}
+
+// drain reads a little of an unwanted body so the connection can be reused.
+func drain(r io.Reader) { io.Copy(io.Discard, io.LimitReader(r, 4<<10)) }
+
+// statusError explains a status other than 200 (or an expected 304).
+// Refused credentials are permanent; everything else may pass.
+func statusError(resp *nethttp.Response, hasCredentials bool) error {
+	status := fmt.Sprintf("HTTP %d %s", resp.StatusCode, nethttp.StatusText(resp.StatusCode))
+	switch code := resp.StatusCode; {
+	case code == nethttp.StatusNotFound:
+		return fmt.Errorf("not found (%s)", status)
+	case code == nethttp.StatusUnauthorized || code == nethttp.StatusForbidden:
+		if !hasCredentials {
+			return fetch.Permanent(fmt.Errorf("access refused (%s) and no credentials are configured (a bearer token, basic auth or a header file)", status))
+		}
+		return fetch.Permanent(fmt.Errorf("credentials refused (%s)", status))
+	case code >= 500:
+		return fmt.Errorf("server error (%s)", status)
+	case code == nethttp.StatusNotModified:
+		return fmt.Errorf("unexpected %s to an unconditional request", status)
+	default:
+		return fmt.Errorf("unexpected status (%s)", status)
+	}
 }

@@ -16,15 +16,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
 )
-
-// maxRedirects is how many redirects one GET follows.
-const maxRedirects = 5
 
 // format is how the body is published.
 type format string
@@ -39,7 +37,6 @@ const (
 // Source publishes one HTTP(S) URL. Fetch is never called concurrently for
 // one Source, so its client cache needs no lock.
 type Source struct {
-	src      *fetch.URL
 	redacted string   // the URL for messages
 	req      *url.URL // what is requested: the URL without our options
 	format   format
@@ -71,7 +68,6 @@ var _ fetch.Source = (*Source)(nil)
 // without network access; every problem is reported in one error.
 func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	s := &Source{
-		src:      u,
 		redacted: u.String(),
 		subdir:   u.Subdir,
 		opts:     o,
@@ -87,7 +83,11 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		s.maxBody = DefaultMaxBodyBytes
 	}
 	var problems []error
-	bad := func(err error) { problems = append(problems, err) }
+	bad := func(err error) {
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
 	switch {
 	case u.URL.Scheme != "http" && u.URL.Scheme != "https":
 		bad(fmt.Errorf("an HTTP(S) source needs an http:// or https:// URL, not %q", u.URL.Scheme))
@@ -102,29 +102,21 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	}
 
 	q := u.URL.Query()
-	f, err := archiveFormat(q.Get("archive"), q.Has("archive"), u.URL.Path)
-	if err != nil {
-		bad(err)
-	}
-	s.format = f
+	var err error
+	s.format, err = archiveFormat(q.Get("archive"), q.Has("archive"), u.URL.Path)
+	bad(err)
 	s.req = withoutParams(u.URL, "archive", "checksum")
 
-	if f == formatFile {
-		name, err := fileName(u.URL)
-		if err != nil {
-			bad(err)
-		}
-		s.name = name
+	if s.format == formatFile {
+		s.name, err = fileName(u.URL)
+		bad(err)
 		if u.Subdir != "" {
 			bad(fmt.Errorf("//%s selects a sub-tree of an archive, but this URL is published as a single file (give ?archive=tar.gz, tgz, tar or zip)", u.Subdir))
 		}
 	}
 	if q.Has("checksum") {
-		c, err := parseChecksum(q.Get("checksum"), u.URL)
-		if err != nil {
-			bad(err)
-		}
-		s.checksum = c
+		s.checksum, err = parseChecksum(q.Get("checksum"), u.URL)
+		bad(err)
 	}
 	if err := oneLine(append(problems, o.problems()...)); err != nil {
 		return nil, err
@@ -136,39 +128,28 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if u.URL.Scheme == "http" && (o.BearerTokenFile != "" || o.PasswordFile != "" || o.HeaderFile != "") {
 		s.log.Warn("credentials or headers will be sent over plain http", "url", s.redacted)
 	}
-	checksum := ""
-	if s.checksum != nil {
-		checksum = s.checksum.raw
-	}
 	s.layout = fmt.Sprintf("%s\x00%s\x00%s", s.format, s.subdir, s.name)
-	s.key = digestHex(s.req.String() + "\x00" + checksum + "\x00" + s.layout)
+	s.key = digestHex(s.req.String() + "\x00" + q.Get("checksum") + "\x00" + s.layout)
 	return s, nil
 }
+
+// archives maps the values of ?archive= to formats; all but "false" are
+// also the extensions that give the format when ?archive= is absent.
+var archives = map[string]format{"tar.gz": formatTgz, "tgz": formatTgz, "tar": formatTar, "zip": formatZip, "false": formatFile}
 
 // archiveFormat picks the format from ?archive= or, when absent, from the
 // extension of the URL path.
 func archiveFormat(v string, given bool, urlPath string) (format, error) {
 	if given {
-		switch strings.ToLower(v) {
-		case "tar.gz", "tgz":
-			return formatTgz, nil
-		case "tar":
-			return formatTar, nil
-		case "zip":
-			return formatZip, nil
-		case "false":
-			return formatFile, nil
+		if f, ok := archives[strings.ToLower(v)]; ok {
+			return f, nil
 		}
 		return formatFile, fmt.Errorf("archive=%q: want tar.gz, tgz, tar, zip or false", redact.Value(v))
 	}
-	p := strings.ToLower(urlPath)
-	switch {
-	case strings.HasSuffix(p, ".tar.gz"), strings.HasSuffix(p, ".tgz"):
-		return formatTgz, nil
-	case strings.HasSuffix(p, ".tar"):
-		return formatTar, nil
-	case strings.HasSuffix(p, ".zip"):
-		return formatZip, nil
+	for _, ext := range []string{".tar.gz", ".tgz", ".tar", ".zip"} {
+		if strings.HasSuffix(strings.ToLower(urlPath), ext) {
+			return archives[ext[1:]], nil
+		}
 	}
 	return formatFile, nil
 }
@@ -197,7 +178,7 @@ func withoutParams(u *url.URL, names ...string) *url.URL {
 	var kept []string
 	for _, part := range strings.Split(u.RawQuery, "&") {
 		k, _, _ := strings.Cut(part, "=")
-		if key, err := url.QueryUnescape(k); err == nil && contains(names, key) {
+		if key, err := url.QueryUnescape(k); err == nil && slices.Contains(names, key) {
 			continue
 		}
 		kept = append(kept, part)
@@ -205,15 +186,6 @@ func withoutParams(u *url.URL, names ...string) *url.URL {
 	out.RawQuery = strings.Join(kept, "&")
 	out.ForceQuery = false
 	return &out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func digestHex(s string) string {
@@ -273,20 +245,14 @@ func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string
 			req.Header.Set("If-Modified-Since", saved.LastModified)
 		}
 	}
-	resp, err := client.Do(req)
+	resp, err := get(ctx, client, req, a.any(), conditional)
 	if err != nil {
-		return "", requestError(ctx, err)
+		return "", err
 	}
 	defer resp.Body.Close()
-
-	if resp.StatusCode == nethttp.StatusNotModified && conditional {
-		drain(resp.Body)
+	if resp.StatusCode == nethttp.StatusNotModified {
 		s.log.Debug("not modified", "revision", prev)
 		return prev, nil
-	}
-	if resp.StatusCode != nethttp.StatusOK {
-		drain(resp.Body)
-		return "", statusError(resp, a.any())
 	}
 
 	b, err := s.download(ctx, resp)
@@ -344,29 +310,5 @@ func (s *Source) write(ctx context.Context, b *body, w fetch.Writer) error {
 		return x.tar(f, true)
 	default:
 		return x.tar(f, false)
-	}
-}
-
-// drain reads a little of an unwanted body so the connection can be reused.
-func drain(r io.Reader) { io.Copy(io.Discard, io.LimitReader(r, 4<<10)) }
-
-// statusError explains a status other than 200 (or an expected 304).
-// Refused credentials are permanent; everything else may pass.
-func statusError(resp *nethttp.Response, hasCredentials bool) error {
-	status := fmt.Sprintf("HTTP %d %s", resp.StatusCode, nethttp.StatusText(resp.StatusCode))
-	switch code := resp.StatusCode; {
-	case code == nethttp.StatusNotFound:
-		return fmt.Errorf("not found (%s)", status)
-	case code == nethttp.StatusUnauthorized || code == nethttp.StatusForbidden:
-		if !hasCredentials {
-			return fetch.Permanent(fmt.Errorf("access refused (%s) and no credentials are configured (a bearer token, basic auth or a header file)", status))
-		}
-		return fetch.Permanent(fmt.Errorf("credentials refused (%s)", status))
-	case code >= 500:
-		return fmt.Errorf("server error (%s)", status)
-	case code == nethttp.StatusNotModified:
-		return fmt.Errorf("unexpected %s to an unconditional request", status)
-	default:
-		return fmt.Errorf("unexpected status (%s)", status)
 	}
 }

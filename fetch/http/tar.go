@@ -107,16 +107,12 @@ type regular struct {
 	mode  fs.FileMode
 }
 
-func isRegular(t byte) bool {
-	return t == tar.TypeReg || t == tar.TypeGNUSparse
-}
-
 // tarEntry handles entry number i of the first pass.
 func (x *extractor) tarEntry(i int, hdr *tar.Header, tr *tar.Reader, p *tarState) error {
 	// Perm drops setuid, setgid and sticky; the Writer normalises the rest.
 	mode := fs.FileMode(hdr.Mode).Perm()
 	switch t := hdr.Typeflag; {
-	case isRegular(t):
+	case t == tar.TypeReg || t == tar.TypeGNUSparse:
 		p.regular[path.Clean(hdr.Name)] = regular{index: i, mode: mode}
 		if rel, ok := x.scope(hdr.Name, false); ok {
 			open := func() (io.ReadCloser, error) { return entryReader{x: x, name: hdr.Name, r: tr}, nil }
