@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 )
@@ -37,33 +36,28 @@ func TestBearerTokenIsSentAndNeverLogged(t *testing.T) {
 		}
 		inner.ServeHTTP(w, r)
 	})
-	h := newHarness(t, fetch.Limits{})
+	f := newFixture(t)
 	tokenFile := writeFile(t, t.TempDir(), "token", "tok-ONE-s3cr3t\n")
-	s := h.source(t, o.url("/app.conf"), fhttp.Options{BearerTokenFile: tokenFile, CAFile: o.caFile(t)})
-	var errs []string
-	h.mustSync(t, s)
-	h.mustSync(t, s) // 304
+	s := f.source(t, o.url("/app.conf"), fhttp.Options{BearerTokenFile: tokenFile, CAFile: o.caFile(t)})
+	first := mustFetch(t, s, "")
+	mustFetch(t, s, first.rev) // 304
 	// The server rotates first: refused, permanent, and the token unsaid.
 	want.Store("tok-TWO-s3cr3t")
-	r := h.sync(t, s)
-	if r.err == nil || !strings.Contains(r.err.Error(), "credentials refused (HTTP 401") || !fetch.IsPermanent(r.err) {
-		t.Fatalf("err = %v, want permanent refused credentials", r.err)
-	}
-	errs = append(errs, r.err.Error())
+	r := fetchFrom(t, s, first.rev)
+	assertError(t, r.err, "credentials refused (HTTP 401", true)
+	errs := []string{r.err.Error()}
 	// Then the Secret is rotated on disk: picked up without a restart.
 	writeFile(t, filepath.Dir(tokenFile), "token", "tok-TWO-s3cr3t\n")
 	o.set([]byte("conf 2\n"))
-	h.mustSync(t, s)
-	sourcetest.AssertTree(t, h.tree(t), map[string]string{"app.conf": "conf 2\n"})
+	r = mustFetch(t, s, first.rev)
+	sourcetest.AssertTree(t, r.w.Tree(), map[string]string{"app.conf": "conf 2\n"})
 	// And a missing file is a clear error naming the file.
 	os.Remove(tokenFile)
-	r = h.sync(t, s)
-	if r.err == nil || !strings.Contains(r.err.Error(), "bearer token file: open "+tokenFile) {
-		t.Fatalf("err = %v, want the missing token file named", r.err)
-	}
+	r = fetchFrom(t, s, first.rev)
+	assertError(t, r.err, "bearer token file: open "+tokenFile, false)
 	errs = append(errs, r.err.Error())
 
-	logs := h.logs.String()
+	logs := f.logs.String()
 	if !strings.Contains(logs, "downloaded new revision") {
 		t.Fatalf("logger captured nothing useful: %q", logs)
 	}
@@ -80,9 +74,9 @@ func TestBasicAuthAndHeaderFileAreSentAndReRead(t *testing.T) {
 	dir := t.TempDir()
 	pw := writeFile(t, dir, "pw", "p@ss word\n")
 	headers := writeFile(t, dir, "headers", "# API access\n\nX-Api-Key: key-1\nX-Team:  blue \n")
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, o.url("/x.conf"), fhttp.Options{Username: "deploy", PasswordFile: pw, HeaderFile: headers})
-	h.mustSync(t, s)
+	f := newFixture(t)
+	s := f.source(t, o.url("/x.conf"), fhttp.Options{Username: "deploy", PasswordFile: pw, HeaderFile: headers})
+	mustFetch(t, s, "")
 	hdr := o.lastHeader()
 	req := &nethttp.Request{Header: hdr}
 	user, pass, ok := req.BasicAuth()
@@ -93,11 +87,11 @@ func TestBasicAuthAndHeaderFileAreSentAndReRead(t *testing.T) {
 		t.Fatalf("headers %v", hdr)
 	}
 	writeFile(t, dir, "headers", "X-Api-Key: key-2\n")
-	h.mustSync(t, s)
+	mustFetch(t, s, "")
 	if got := o.lastHeader().Get("X-Api-Key"); got != "key-2" {
 		t.Fatalf("X-Api-Key %q after the file changed, want key-2", got)
 	}
-	if strings.Contains(h.logs.String(), "key-") || strings.Contains(h.logs.String(), "p@ss") {
+	if strings.Contains(f.logs.String(), "key-") || strings.Contains(f.logs.String(), "p@ss") {
 		t.Fatal("a secret reached the log")
 	}
 }
@@ -120,16 +114,13 @@ func redirector(t *testing.T, requests *atomic.Int64) *httptest.Server {
 func TestRedirectsAreFollowedUpToFive(t *testing.T) {
 	var n atomic.Int64
 	srv := redirector(t, &n)
-	h := newHarness(t, fetch.Limits{})
-	h.mustSync(t, h.source(t, srv.URL+"/r/5?archive=false", fhttp.Options{}))
-	sourcetest.AssertTree(t, h.tree(t), map[string]string{"5": "landed\n"})
+	f := newFixture(t)
+	r := mustFetch(t, f.source(t, srv.URL+"/r/5?archive=false", fhttp.Options{}), "")
+	sourcetest.AssertTree(t, r.w.Tree(), map[string]string{"5": "landed\n"})
 
 	n.Store(0)
-	r := h.sync(t, h.source(t, srv.URL+"/r/6?archive=false", fhttp.Options{}))
-	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "more than 5 redirects") {
-		t.Fatalf("err = %v, want too many redirects", r.err)
-	}
+	r = fetchFrom(t, f.source(t, srv.URL+"/r/6?archive=false", fhttp.Options{}), "")
+	assertError(t, r.err, "more than 5 redirects", false)
 	if got := n.Load(); got != 6 {
 		t.Fatalf("%d requests, want 6 (the first and 5 redirects)", got)
 	}
@@ -148,18 +139,10 @@ func TestRedirectFromHTTPSToHTTPIsRefused(t *testing.T) {
 	}))
 	defer secure.Close()
 	o := &origin{srv: secure}
-	h := newHarness(t, fetch.Limits{})
-	r := h.sync(t, h.source(t, secure.URL+"/app.conf", fhttp.Options{CAFile: o.caFile(t)}))
-	assertOneLine(t, r.err)
-	msg := r.err.Error()
-	if !strings.Contains(msg, "redirect from "+secure.URL+"/app.conf to "+plain.URL+"/app.conf?X-Amz-Signature=REDACTED leaves HTTPS: refused") {
-		t.Fatalf("err = %v, want the refusal naming both URLs", r.err)
-	}
-	if strings.Contains(msg, "s3cr3t") {
-		t.Fatalf("error shows the signed query: %v", msg)
-	}
-	if !fetch.IsPermanent(r.err) {
-		t.Fatal("a downgrade refusal should be permanent")
+	r := fetchFrom(t, newFixture(t).source(t, secure.URL+"/app.conf", fhttp.Options{CAFile: o.caFile(t)}), "")
+	assertError(t, r.err, "redirect from "+secure.URL+"/app.conf to "+plain.URL+"/app.conf?X-Amz-Signature=REDACTED leaves HTTPS: refused", true)
+	if strings.Contains(r.err.Error(), "s3cr3t") {
+		t.Fatalf("error shows the signed query: %v", r.err)
 	}
 	if plainHits.Load() != 0 {
 		t.Fatal("the http URL was requested")
@@ -183,13 +166,12 @@ func TestCredentialsStayWithTheOriginalHost(t *testing.T) {
 	}))
 	defer first.Close()
 	dir := t.TempDir()
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, first.URL+"/hop?archive=false", fhttp.Options{
+	s := newFixture(t).source(t, first.URL+"/hop?archive=false", fhttp.Options{
 		BearerTokenFile: writeFile(t, dir, "token", "tok"),
 		HeaderFile:      writeFile(t, dir, "headers", "X-Api-Key: key\n"),
 	})
-	h.mustSync(t, s)
-	sourcetest.AssertTree(t, h.tree(t), map[string]string{"hop": "from the CDN\n"})
+	r := mustFetch(t, s, "")
+	sourcetest.AssertTree(t, r.w.Tree(), map[string]string{"hop": "from the CDN\n"})
 	if got := sameHostAuth.Load(); got != "Bearer tok" {
 		t.Fatalf("same-host redirect carried Authorization %q, want the token", got)
 	}
@@ -204,7 +186,7 @@ func TestCredentialsStayWithTheOriginalHost(t *testing.T) {
 	}
 	// The validators do follow the redirect: the CDN answers 304.
 	sent := cdn.bodyBytes.Load()
-	if r := h.mustSync(t, s); r.wrote {
+	if r := mustFetch(t, s, r.rev); !r.w.Empty() {
 		t.Fatal("unchanged content written again")
 	}
 	if cdn.lastHeader().Get("If-None-Match") == "" || cdn.bodyBytes.Load() != sent {
@@ -215,36 +197,26 @@ func TestCredentialsStayWithTheOriginalHost(t *testing.T) {
 func TestUntrustedCertificateIsRefused(t *testing.T) {
 	o := newOrigin(t, true)
 	o.set([]byte("x"))
-	h := newHarness(t, fetch.Limits{})
-	r := h.sync(t, h.source(t, o.url("/x.conf"), fhttp.Options{}))
-	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "TLS: server certificate not trusted") || !strings.Contains(r.err.Error(), "CA file") {
-		t.Fatalf("err = %v, want an untrusted-certificate error", r.err)
-	}
-	if !fetch.IsPermanent(r.err) {
-		t.Fatal("certificate failures are permanent")
-	}
+	r := fetchFrom(t, newFixture(t).source(t, o.url("/x.conf"), fhttp.Options{}), "")
+	assertError(t, r.err, "TLS: server certificate not trusted", true)
+	assertError(t, r.err, "(give its CA certificate in a CA file)", true)
 }
 
 func TestHTTPSToAPlainHTTPServerIsAClearError(t *testing.T) {
 	plain := newOrigin(t, false)
-	h := newHarness(t, fetch.Limits{})
-	r := h.sync(t, h.source(t, strings.Replace(plain.url("/x.conf"), "http://", "https://", 1), fhttp.Options{}))
-	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "server gave HTTP response to HTTPS client") {
-		t.Fatalf("err = %v, want a TLS handshake error", r.err)
-	}
+	r := fetchFrom(t, newFixture(t).source(t, strings.Replace(plain.url("/x.conf"), "http://", "https://", 1), fhttp.Options{}), "")
+	assertError(t, r.err, "server gave HTTP response to HTTPS client", false)
 }
 
 func TestInsecureSkipVerifyWarnsOnEverySync(t *testing.T) {
 	o := newOrigin(t, true)
 	o.set([]byte("x"))
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, o.url("/x.conf"), fhttp.Options{InsecureSkipVerify: true})
-	h.mustSync(t, s)
-	h.mustSync(t, s)
-	if n := strings.Count(h.logs.String(), "TLS certificate verification is disabled"); n != 2 {
-		t.Fatalf("%d warnings for 2 syncs:\n%s", n, h.logs.String())
+	f := newFixture(t)
+	s := f.source(t, o.url("/x.conf"), fhttp.Options{InsecureSkipVerify: true})
+	first := mustFetch(t, s, "")
+	mustFetch(t, s, first.rev)
+	if n := strings.Count(f.logs.String(), "TLS certificate verification is disabled"); n != 2 {
+		t.Fatalf("%d warnings for 2 syncs:\n%s", n, f.logs.String())
 	}
 }
 
@@ -255,16 +227,15 @@ func TestCAFileRotationIsPickedUp(t *testing.T) {
 	if err := os.WriteFile(ca, otherCA(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, o.url("/x.conf"), fhttp.Options{CAFile: ca})
-	if r := h.sync(t, s); r.err == nil {
+	s := newFixture(t).source(t, o.url("/x.conf"), fhttp.Options{CAFile: ca})
+	if r := fetchFrom(t, s, ""); r.err == nil {
 		t.Fatal("trusted a server whose CA is not in the bundle")
 	}
 	data, _ := os.ReadFile(o.caFile(t))
 	if err := os.WriteFile(ca, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.mustSync(t, s)
+	mustFetch(t, s, "")
 }
 
 // otherCA is a PEM certificate unrelated to httptest's.

@@ -8,25 +8,23 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 )
 
 // BenchmarkNotModifiedPoll is the steady state: one conditional GET
 // answered 304 per poll.
 func BenchmarkNotModifiedPoll(b *testing.B) {
-	t := b
-	o := newOrigin(t, false)
+	o := newOrigin(b, false)
 	o.set(tarOf(b, true, file("a", strings.Repeat("x", 64<<10))))
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
-	if r := h.sync(t, s); r.err != nil {
-		b.Fatal(r.err)
-	}
+	v := newVolume(b, fetch.Limits{})
+	s := v.source(b, o.url("/b.tgz"), fhttp.Options{})
+	sourcetest.MustSync(b, v.store, "c", s)
 	reqs, sent := o.requests.Load(), o.bodyBytes.Load()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if r := h.sync(t, s); r.err != nil || r.wrote {
-			b.Fatalf("poll: %v wrote=%v", r.err, r.wrote)
+		if r := sourcetest.MustSync(b, v.store, "c", s); r.Rev != r.Prev {
+			b.Fatalf("poll published %s", r.Rev)
 		}
 	}
 	b.ReportMetric(float64(o.requests.Load()-reqs)/float64(b.N), "requests/op")
@@ -37,7 +35,6 @@ func BenchmarkNotModifiedPoll(b *testing.B) {
 // BenchmarkPublishTarGz downloads, extracts and publishes a changed
 // 1,000-file (4 MiB) tar.gz on every op.
 func BenchmarkPublishTarGz(b *testing.B) {
-	t := b
 	bodies := make([][]byte, 2)
 	var expanded int64
 	for v := range bodies {
@@ -50,17 +47,15 @@ func BenchmarkPublishTarGz(b *testing.B) {
 		}
 		bodies[v] = tarOf(b, true, es...)
 	}
-	o := newOrigin(t, false)
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, o.url("/b.tgz"), fhttp.Options{})
+	o := newOrigin(b, false)
+	v := newVolume(b, fetch.Limits{})
+	s := v.source(b, o.url("/b.tgz"), fhttp.Options{})
 	b.SetBytes(expanded)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		o.set(bodies[i%2])
-		if r := h.sync(t, s); r.err != nil {
-			b.Fatal(r.err)
-		}
-		if err := h.store.GC("c", 2); err != nil {
+		sourcetest.MustSync(b, v.store, "c", s)
+		if err := v.store.GC("c", 2); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -74,19 +69,16 @@ func BenchmarkPublishTarGz(b *testing.B) {
 // decompression bound: a 4 GiB gzip bomb outside the published sub-tree,
 // so no Writer limit applies and only the max-body limit (1 GiB) stops it.
 func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
-	t := b
-	o := newOrigin(t, false)
+	o := newOrigin(b, false)
 	o.set(tarOf(b, true, file("conf/a", "1")))
-	h := newHarness(t, fetch.Limits{})
-	s := h.source(t, o.url("/b.tgz//conf"), fhttp.Options{})
-	if r := h.sync(t, s); r.err != nil {
-		b.Fatal(r.err)
-	}
-	o.set(gzipBomb(t, "junk/zeros", 4<<30))
+	v := newVolume(b, fetch.Limits{})
+	s := v.source(b, o.url("/b.tgz//conf"), fhttp.Options{})
+	sourcetest.MustSync(b, v.store, "c", s)
+	o.set(gzipBomb(b, "junk/zeros", 4<<30))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if r := h.sync(t, s); r.err == nil || !strings.Contains(r.err.Error(), "max-body limit") {
-			b.Fatalf("err = %v", r.err)
+		if r := sourcetest.Sync(b, v.store, "c", s); r.Err == nil || !strings.Contains(r.Err.Error(), "max-body limit") {
+			b.Fatalf("err = %v", r.Err)
 		}
 	}
 	b.StopTimer()

@@ -6,20 +6,18 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/md5"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/pem"
 	"io"
 	"io/fs"
 	"log"
-	"log/slog"
+	"maps"
 	nethttp "net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -27,8 +25,10 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/fetchtest"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/internal/sourcetest"
+	"github.com/ferrysync/ferry/internal/testkit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -80,8 +80,7 @@ func (o *origin) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	if etag {
-		sum := sha256.Sum256(body)
-		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
+		w.Header().Set("ETag", `"`+sha256Hex(body)[:16]+`"`)
 	}
 	if !lastMod {
 		mod = time.Time{}
@@ -134,12 +133,7 @@ func (o *origin) url(p string) string { return o.srv.URL + p }
 // caFile writes the TLS server's certificate as a PEM bundle.
 func (o *origin) caFile(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "ca.pem")
-	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw})
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return writeFile(t, t.TempDir(), "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw})))
 }
 
 type countingWriter struct {
@@ -153,35 +147,19 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// harness is a real store with one source "c" in it.
-type harness struct {
-	base     string // holds root and nothing else: escapes land here
-	root     string
-	store    *sync.Store
+// fixture is what the daemon gives a source, for a test: a state
+// directory, which the sources a test builds share, and a log.
+type fixture struct {
 	stateDir string
-	logs     *syncBuffer
-	logger   *slog.Logger
+	logs     testkit.LogBuffer
 }
 
-func newHarness(t testing.TB, limits fetch.Limits) *harness {
-	t.Helper()
-	base := t.TempDir()
-	root := filepath.Join(base, "root")
-	store, err := sync.OpenStore(root, limits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	return &harness{
-		base: base, root: root, store: store,
-		stateDir: sync.StateDir(root, "c"),
-		logs:     logs,
-		logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+func newFixture(t testing.TB) *fixture {
+	return &fixture{stateDir: filepath.Join(t.TempDir(), "state")}
 }
 
-// source builds an HTTP source for raw in the harness.
-func (h *harness) source(t testing.TB, raw string, o fhttp.Options) *fhttp.Source {
+// source builds an HTTP source for raw.
+func (f *fixture) source(t testing.TB, raw string, o fhttp.Options) *fhttp.Source {
 	t.Helper()
 	u, err := fetch.Parse(raw)
 	if err != nil {
@@ -190,89 +168,90 @@ func (h *harness) source(t testing.TB, raw string, o fhttp.Options) *fhttp.Sourc
 	if u.Kind != "http" {
 		t.Fatalf("%s parsed as kind %q", raw, u.Kind)
 	}
-	s, err := fhttp.New(u, o, fetch.Env{StateDir: h.stateDir, Logger: h.logger})
+	s, err := fhttp.New(u, o, fetch.Env{StateDir: f.stateDir, Logger: f.logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-// result is one sync: what the loop would see.
-type result struct {
-	prev, rev string
-	wrote     bool // the source wrote to staging
-	stats     sync.Stats
-	err       error
+// fetched is what one Fetch returned and wrote.
+type fetched struct {
+	rev string
+	w   *fetchtest.Writer
+	err error
 }
 
-// sync runs one fetch and publish, as the loop does.
-func (h *harness) sync(t testing.TB, s fetch.Source) result {
+// fetchFrom runs one Fetch against prev, the revision the loop would hold
+// published, into an in-memory Writer.
+func fetchFrom(t testing.TB, s fetch.Source, prev string) fetched {
 	t.Helper()
-	return h.syncTimeout(t, s, 30*time.Second)
+	return fetchWithin(t, s, prev, 30*time.Second)
 }
 
-func (h *harness) syncTimeout(t testing.TB, s fetch.Source, d time.Duration) result {
+func fetchWithin(t testing.TB, s fetch.Source, prev string, d time.Duration) fetched {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	prev, err := h.store.Current("c")
+	w := fetchtest.NewWriter(fetch.Limits{})
+	rev, err := s.Fetch(ctx, prev, w)
+	return fetched{rev: rev, w: w, err: err}
+}
+
+// mustFetch is fetchFrom that fails the test on an error.
+func mustFetch(t testing.TB, s fetch.Source, prev string) fetched {
+	t.Helper()
+	r := fetchFrom(t, s, prev)
+	if r.err != nil {
+		t.Fatalf("fetch: %v", r.err)
+	}
+	return r
+}
+
+// volume is a real store with one source "c", for what only a publish
+// shows: the tree on disk, and nothing of it outside the root.
+type volume struct {
+	*fixture
+	base  string // holds root and nothing else: escapes land here
+	root  string
+	store *sync.Store
+}
+
+func newVolume(t testing.TB, limits fetch.Limits) *volume {
+	t.Helper()
+	base := t.TempDir()
+	root := filepath.Join(base, "root")
+	store, err := sync.OpenStore(root, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := h.store.Begin("c", prev)
-	defer st.Discard()
-	rev, err := s.Fetch(ctx, prev, st)
-	r := result{prev: prev, rev: rev, err: err, wrote: st.Dir() != "", stats: st.Stats()}
-	if err != nil || rev == prev {
-		return r
-	}
-	if err := st.Publish(rev); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
-	return r
+	return &volume{fixture: &fixture{stateDir: sync.StateDir(root, "c")}, base: base, root: root, store: store}
 }
 
-// mustSync syncs and fails the test on error.
-func (h *harness) mustSync(t testing.TB, s fetch.Source) result {
+// sync fetches and publishes, as the loop does.
+func (v *volume) sync(t testing.TB, s fetch.Source) sourcetest.Result {
 	t.Helper()
-	r := h.sync(t, s)
-	if r.err != nil {
-		t.Fatalf("sync: %v", r.err)
-	}
-	return r
+	return sourcetest.Sync(t, v.store, "c", s)
 }
 
-// tree reads the published tree: path -> content, symlinks as "-> target".
-func (h *harness) tree(t *testing.T) map[string]string {
+// tree reads the published tree.
+func (v *volume) tree(t testing.TB) map[string]string {
 	t.Helper()
-	return sourcetest.ReadTree(t, h.store.LinkPath("c"))
+	return sourcetest.ReadTree(t, v.store.LinkPath("c"))
 }
 
-func keys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// assertStateDirClean checks that only the state file is left behind.
+func assertStateDirClean(t *testing.T, stateDir string) {
+	t.Helper()
+	ents, err := os.ReadDir(stateDir)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
 	}
-	sort.Strings(out)
-	return out
-}
-
-// syncBuffer is a log sink safe for the handler's concurrent writes.
-type syncBuffer struct {
-	mu  gosync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	for _, e := range ents {
+		if e.Name() != "http.json" {
+			t.Errorf("left in the state directory: %s", e.Name())
+		}
+	}
 }
 
 // entry is one archive member for the builders below.
@@ -290,7 +269,7 @@ func file(name, body string) entry { return entry{name: name, body: body, mode: 
 // filesOf turns path -> content into sorted regular entries.
 func filesOf(files map[string]string) []entry {
 	var es []entry
-	for _, p := range keys(files) {
+	for _, p := range slices.Sorted(maps.Keys(files)) {
 		es = append(es, file(p, files[p]))
 	}
 	return es
@@ -300,13 +279,7 @@ func filesOf(files map[string]string) []entry {
 func tarOf(t testing.TB, gz bool, entries ...entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	var w io.Writer = &buf
-	var zw *gzip.Writer
-	if gz {
-		zw = gzip.NewWriter(&buf)
-		w = zw
-	}
-	tw := tar.NewWriter(w)
+	tw := tar.NewWriter(&buf)
 	for _, e := range entries {
 		hdr := &tar.Header{Name: e.name, Mode: e.mode, Typeflag: e.typeflag, Linkname: e.link,
 			ModTime: time.Unix(1700000000, 0), PAXRecords: e.pax}
@@ -325,21 +298,26 @@ func tarOf(t testing.TB, gz bool, entries ...entry) []byte {
 		if err := tw.WriteHeader(hdr); err != nil {
 			t.Fatal(err)
 		}
-		if hdr.Typeflag == tar.TypeReg {
-			if _, err := io.WriteString(tw, e.body); err != nil {
-				t.Fatal(err)
-			}
+		if _, err := io.WriteString(tw, e.body); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if zw != nil {
-		if err := zw.Close(); err != nil {
-			t.Fatal(err)
-		}
+	if gz {
+		return gzipped(buf.Bytes(), gzip.DefaultCompression)
 	}
 	return buf.Bytes()
+}
+
+// gzipped compresses b.
+func gzipped(b []byte, level int) []byte {
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, level)
+	zw.Write(b)
+	zw.Close()
+	return out.Bytes()
 }
 
 // zipOf builds a zip archive; mode may carry fs.ModeSymlink (the body is
@@ -374,17 +352,7 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func md5Hex(b []byte) string {
-	sum := md5.Sum(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func sha512Hex(b []byte) string {
-	sum := sha512.Sum512(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func writeFile(t *testing.T, dir, name, content string) string {
+func writeFile(t testing.TB, dir, name, content string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
@@ -393,13 +361,18 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// assertOneLine fails when err is nil or spans lines.
-func assertOneLine(t *testing.T, err error) {
+// assertError fails unless err is one line holding want, and permanent
+// (or not) as retrying could (or could not) help.
+func assertError(t *testing.T, err error, want string, permanent bool) {
 	t.Helper()
-	if err == nil {
-		t.Fatal("no error")
-	}
-	if strings.Contains(err.Error(), "\n") {
+	switch {
+	case err == nil:
+		t.Fatalf("no error, want %q", want)
+	case strings.ContainsAny(err.Error(), "\r\n"):
 		t.Fatalf("error spans lines: %q", err)
+	case !strings.Contains(err.Error(), want):
+		t.Fatalf("err = %v\nwant it to contain %s", err, want)
+	case fetch.IsPermanent(err) != permanent:
+		t.Fatalf("err = %v: permanent = %v, want %v", err, !permanent, permanent)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"compress/flate"
 	"compress/gzip"
 	"encoding/binary"
@@ -27,13 +28,7 @@ import (
 
 // zeroMember is one gzip member of 16 MiB of zeros (about 16 KiB). Gzip
 // members concatenate, so repeating it makes a bomb of any size cheaply.
-var zeroMember = gosync.OnceValue(func() []byte {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(make([]byte, 16<<20))
-	zw.Close()
-	return buf.Bytes()
-})
+var zeroMember = gosync.OnceValue(func() []byte { return gzipped(make([]byte, 16<<20), gzip.BestCompression) })
 
 // gzipBomb is a tar.gz whose entry name claims size bytes of zeros: tiny on
 // the wire, gigabytes expanded. The stream ends without the rest of the
@@ -46,14 +41,11 @@ func gzipBomb(t testing.TB, name string, size int64) []byte {
 		t.Fatal(err)
 	}
 	tw.Flush()
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	zw.Write(hdr.Bytes())
-	zw.Close()
+	out := gzipped(hdr.Bytes(), gzip.DefaultCompression)
 	for n := int64(0); n < size; n += 16 << 20 {
-		out.Write(zeroMember())
+		out = append(out, zeroMember()...)
 	}
-	return out.Bytes()
+	return out
 }
 
 // headerBomb is a tar.gz of many empty files, each with a large PAX
@@ -94,12 +86,7 @@ func sparseTar(t testing.TB, size int64, link string) []byte {
 	tw.Flush()
 	b := buf.Bytes()
 	b[156] = tar.TypeXHeader
-	copy(b[148:156], "        ")
-	sum := 0
-	for _, c := range b[:512] {
-		sum += int(c)
-	}
-	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	setChecksum(b[:512])
 	sparseMap := make([]byte, 512)
 	copy(sparseMap, "1\n0\n0\n") // one data region of length 0: all hole
 	if err := tw.WriteHeader(&tar.Header{Name: "GNUSparseFile.0/big", Typeflag: tar.TypeReg, Size: 512, Mode: 0o644, Format: tar.FormatUSTAR}); err != nil {
@@ -112,11 +99,17 @@ func sparseTar(t testing.TB, size int64, link string) []byte {
 		}
 	}
 	tw.Close()
-	var out bytes.Buffer
-	zw := gzip.NewWriter(&out)
-	zw.Write(buf.Bytes())
-	zw.Close()
-	return out.Bytes()
+	return gzipped(buf.Bytes(), gzip.DefaultCompression)
+}
+
+// setChecksum writes the checksum of a tar header block patched by hand.
+func setChecksum(b []byte) {
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
 }
 
 // hardlinkFanOut is a tar.gz of one file of size bytes and n hard links
@@ -206,12 +199,7 @@ func manyFiles(t testing.TB, n int) []byte {
 	for i := 0; i < n; i++ {
 		b := append([]byte(nil), block...)
 		copy(b, fmt.Sprintf("d%02d/f%06d", i%100, i))
-		copy(b[148:156], "        ")
-		sum := 0
-		for _, c := range b {
-			sum += int(c)
-		}
-		copy(b[148:156], fmt.Sprintf("%06o\x00 ", sum))
+		setChecksum(b)
 		zw.Write(b)
 	}
 	zw.Write(make([]byte, 1024)) // end of archive
@@ -368,28 +356,24 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := tc.path
-			if p == "" {
-				p = "/b.tar.gz"
-			}
-			subdir := ""
-			if i := strings.Index(p, "//"); i >= 0 {
-				subdir = p[i+2:]
-			}
+			p := cmp.Or(tc.path, "/b.tar.gz")
+			_, subdir, _ := strings.Cut(p, "//")
 			o := newOrigin(t, false)
-			ext := strings.TrimPrefix(strings.SplitN(p, "//", 2)[0], "/b")
 			switch {
-			case ext == ".zip":
+			case strings.HasPrefix(p, "/b.zip"):
 				o.set(zipOf(t, filesOf(prefixed(subdir, good))...))
-			case strings.HasSuffix(ext, ".conf"):
+			case strings.HasSuffix(p, ".conf"):
 				o.set([]byte(good["app.yaml"]))
 			default:
 				o.set(tarOf(t, true, filesOf(prefixed(subdir, good))...))
 			}
-			h := newHarness(t, tc.limits)
-			s := h.source(t, o.url(p), tc.opts)
-			first := h.mustSync(t, s)
-			before := sourcetest.ReadTree(t, h.store.LinkPath("c"))
+			v := newVolume(t, tc.limits)
+			s := v.source(t, o.url(p), tc.opts)
+			first := v.sync(t, s)
+			if first.Err != nil {
+				t.Fatal(first.Err)
+			}
+			before := v.tree(t)
 
 			bomb := tc.body(t)
 			if tc.name == "GzipBombSingleEntry" && len(bomb) > 8<<20 {
@@ -397,24 +381,18 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			}
 			o.set(bomb)
 			start := time.Now()
-			r := h.sync(t, s)
-			assertOneLine(t, r.err)
-			t.Logf("refused: %v", r.err)
-			if !strings.Contains(r.err.Error(), tc.want) {
-				t.Fatalf("err = %v\nwant it to contain %s", r.err, tc.want)
-			}
-			if !fetch.IsPermanent(r.err) {
-				t.Fatalf("err = %v is not permanent", r.err)
-			}
+			r := v.sync(t, s)
+			t.Logf("refused: %v", r.Err)
+			assertError(t, r.Err, tc.want, true)
 			if d := time.Since(start); d > 20*time.Second {
 				t.Fatalf("refusal took %v", d)
 			}
-			if cur, _ := h.store.Current("c"); cur != first.rev {
-				t.Fatalf("current revision %q, want the previous %q", cur, first.rev)
+			if cur, _ := v.store.Current("c"); cur != first.Rev {
+				t.Fatalf("current revision %q, want the previous %q", cur, first.Rev)
 			}
-			sourcetest.AssertTree(t, sourcetest.ReadTree(t, h.store.LinkPath("c")), before)
-			assertNothingOutside(t, h, first.rev, outside)
-			assertStateDirClean(t, h)
+			sourcetest.AssertTree(t, v.tree(t), before)
+			assertNothingOutside(t, v, first.Rev, outside)
+			assertStateDirClean(t, v.stateDir)
 		})
 	}
 }
@@ -434,7 +412,7 @@ func prefixed(dir string, files map[string]string) map[string]string {
 // assertNothingOutside checks that the test's base directory holds only
 // the store's own files: the link, the published revision, its manifest
 // and the state file. No staging is left either.
-func assertNothingOutside(t *testing.T, h *harness, rev, outside string) {
+func assertNothingOutside(t *testing.T, h *volume, rev, outside string) {
 	t.Helper()
 	if _, err := os.Lstat(outside); err == nil {
 		t.Fatalf("%s was created", outside)
@@ -475,10 +453,10 @@ func TestHardlinkToEarlierEntryIsWrittenAsCopy(t *testing.T) {
 		entry{name: "conf/b.conf", typeflag: tar.TypeLink, link: "./shared/base.conf"},
 		file("conf/own.conf", "own\n"),
 	))
-	h := newHarness(t, fetch.Limits{})
-	h.mustSync(t, h.source(t, o.url("/b.tgz//conf"), fhttp.Options{}))
-	sourcetest.AssertTree(t, h.tree(t), map[string]string{"a.conf": "v2\n", "b.conf": "v2\n", "own.conf": "own\n"})
-	assertStateDirClean(t, h)
+	f := newFixture(t)
+	r := mustFetch(t, f.source(t, o.url("/b.tgz//conf"), fhttp.Options{}), "")
+	sourcetest.AssertTree(t, r.w.Tree(), map[string]string{"a.conf": "v2\n", "b.conf": "v2\n", "own.conf": "own\n"})
+	assertStateDirClean(t, f.stateDir)
 }
 
 func TestBodyOverLimitWithoutContentLengthFails(t *testing.T) {
@@ -490,16 +468,13 @@ func TestBodyOverLimitWithoutContentLengthFails(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	h := newHarness(t, fetch.Limits{})
-	r := h.sync(t, h.source(t, srv.URL+"/big.conf", fhttp.Options{MaxBodyBytes: 1 << 20}))
-	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "body is over the max-body limit of 1048576 bytes") || !fetch.IsPermanent(r.err) {
-		t.Fatalf("err = %v, want a permanent over-limit error", r.err)
-	}
-	assertStateDirClean(t, h)
+	f := newFixture(t)
+	r := fetchFrom(t, f.source(t, srv.URL+"/big.conf", fhttp.Options{MaxBodyBytes: 1 << 20}), "")
+	assertError(t, r.err, "body is over the max-body limit of 1048576 bytes", true)
+	assertStateDirClean(t, f.stateDir)
 }
 
-func TestStalledServerTimesOutAndKeepsRevision(t *testing.T) {
+func TestStalledServerTimesOut(t *testing.T) {
 	var stall gosync.Map // path -> true once stalling
 	release := make(chan struct{})
 	defer close(release)
@@ -526,27 +501,18 @@ func TestStalledServerTimesOutAndKeepsRevision(t *testing.T) {
 	defer srv.Close()
 	for _, where := range []string{"body", "headers"} {
 		t.Run(where, func(t *testing.T) {
-			h := newHarness(t, fetch.Limits{})
+			f := newFixture(t)
 			p := "/" + where + "/app.conf"
-			s := h.source(t, srv.URL+p+"?where="+where, fhttp.Options{})
-			first := h.mustSync(t, s)
+			s := f.source(t, srv.URL+p+"?where="+where, fhttp.Options{})
+			first := mustFetch(t, s, "")
 			stall.Store(p, true)
 			start := time.Now()
-			r := h.syncTimeout(t, s, 500*time.Millisecond)
-			assertOneLine(t, r.err)
-			if !strings.Contains(r.err.Error(), "timed out") {
-				t.Fatalf("err = %v, want a timeout", r.err)
-			}
-			if fetch.IsPermanent(r.err) {
-				t.Fatal("a timeout is not permanent")
-			}
+			r := fetchWithin(t, s, first.rev, 500*time.Millisecond)
+			assertError(t, r.err, "timed out", false)
 			if d := time.Since(start); d > 10*time.Second {
 				t.Fatalf("timeout took %v", d)
 			}
-			if cur, _ := h.store.Current("c"); cur != first.rev {
-				t.Fatalf("revision %q, want %q kept", cur, first.rev)
-			}
-			assertStateDirClean(t, h)
+			assertStateDirClean(t, f.stateDir)
 		})
 	}
 }
@@ -563,14 +529,11 @@ func TestTruncatedBodyIsAnError(t *testing.T) {
 		buf.Flush()
 	}))
 	defer srv.Close()
-	h := newHarness(t, fetch.Limits{})
-	r := h.sync(t, h.source(t, srv.URL+"/app.conf", fhttp.Options{}))
-	assertOneLine(t, r.err)
-	if !strings.Contains(r.err.Error(), "truncated body: got 50 of 100 bytes") {
-		t.Fatalf("err = %v, want a truncated-body error", r.err)
-	}
-	if r.wrote {
+	f := newFixture(t)
+	r := fetchFrom(t, f.source(t, srv.URL+"/app.conf", fhttp.Options{}), "")
+	assertError(t, r.err, "truncated body: got 50 of 100 bytes", false)
+	if !r.w.Empty() {
 		t.Fatal("a truncated body was written")
 	}
-	assertStateDirClean(t, h)
+	assertStateDirClean(t, f.stateDir)
 }

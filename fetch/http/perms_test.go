@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/internal/sourcetest"
 )
 
 // nobody is the UID (and GID) an app of another user runs as in the test.
@@ -28,12 +29,12 @@ func TestPublishedFilesAreReadableByAnotherUserWhateverTheUmask(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			o := newOrigin(t, false)
 			o.set(tc.body(t))
-			h := newHarness(t, fetch.Limits{}) // a fresh root: ROOT/.ferry/c does not exist
+			h := newVolume(t, fetch.Limits{}) // a fresh root: ROOT/.ferry/c does not exist
 			// The strictest umask a sidecar may run with; ROOT itself is
 			// the operator's and was made before.
 			old := syscall.Umask(0o077)
 			defer syscall.Umask(old)
-			h.mustSync(t, h.source(t, o.url(tc.path), fhttp.Options{}))
+			sourcetest.MustSync(t, h.store, "c", h.source(t, o.url(tc.path), fhttp.Options{}))
 
 			// Every directory from ROOT down to the file lets others
 			// through, and the file lets them read.
