@@ -127,10 +127,5 @@ func validHeaderName(s string) bool {
 // validHeaderValue refuses control characters (CR and LF above all) in a
 // value; tabs and bytes from 0x80 are allowed, as RFC 9110 allows them.
 func validHeaderValue(s string) bool {
-	for _, c := range []byte(s) {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
+	return !strings.ContainsFunc(s, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f })
 }

@@ -158,55 +158,40 @@ func (s *Source) checksumFile(ctx context.Context, client *nethttp.Client, a aut
 func parseChecksumFile(data []byte, name string) (string, []byte, error) {
 	// An entry named exactly like the file wins over "dir/name", which is
 	// taken only when nothing closer is listed.
-	var fallback string
+	var fallback []string
 	for _, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		file := checksumLineFile(line)
+		typ, sum, file := checksumEntry(line)
 		switch {
 		case file == "" || file == name || file == "./"+name:
-			return checksumLine(line, name)
-		case fallback == "" && path.Base(file) == name:
-			fallback = line
+			return checksumOf(typ, sum, name)
+		case fallback == nil && path.Base(file) == name:
+			fallback = []string{typ, sum}
 		}
 	}
-	if fallback != "" {
-		return checksumLine(fallback, name)
+	if fallback != nil {
+		return checksumOf(fallback[0], fallback[1], name)
 	}
 	return "", nil, fmt.Errorf("no checksum for %q", name)
 }
 
-// checksumLineFile returns the file a line is for ("" for a bare sum).
-func checksumLineFile(line string) string {
-	if _, _, file, ok := bsdLine(line); ok {
-		return file
+// checksumEntry splits a line: "SHA256 (file) = HEX" gives its type; a
+// bare sum, no file.
+func checksumEntry(line string) (typ, sum, file string) {
+	f := strings.Fields(line)
+	if len(f) == 4 && f[2] == "=" && len(f[1]) > 2 && strings.HasPrefix(f[1], "(") && strings.HasSuffix(f[1], ")") {
+		return strings.ToLower(f[0]), f[3], f[1][1 : len(f[1])-1]
 	}
-	fields := strings.Fields(line)
-	if len(fields) < 2 {
-		return ""
-	}
-	file := strings.TrimSpace(line[len(fields[0]):])
-	return strings.TrimPrefix(strings.TrimPrefix(file, "*"), "?")
+	file = strings.TrimSpace(line[len(f[0]):])
+	return "", f[0], strings.TrimPrefix(strings.TrimPrefix(file, "*"), "?")
 }
 
-// bsdLine splits "SHA256 (name) = HEX".
-func bsdLine(line string) (typ, sum, file string, ok bool) {
-	fields := strings.Fields(line)
-	if len(fields) == 4 && fields[2] == "=" && len(fields[1]) > 2 &&
-		strings.HasPrefix(fields[1], "(") && strings.HasSuffix(fields[1], ")") {
-		return strings.ToLower(fields[0]), fields[3], fields[1][1 : len(fields[1])-1], true
-	}
-	return "", "", "", false
-}
-
-// checksumLine reads the type and sum of one line.
-func checksumLine(line, name string) (string, []byte, error) {
-	typ, sum, _, ok := bsdLine(line)
-	if !ok {
-		sum = strings.Fields(line)[0]
-	}
+// checksumOf reads a sum of the given type, or of the type its length
+// gives.
+func checksumOf(typ, sum, name string) (string, []byte, error) {
 	want, err := hex.DecodeString(sum)
 	if err != nil {
 		return "", nil, fmt.Errorf("the line for %q holds no hex checksum", name)

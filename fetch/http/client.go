@@ -178,13 +178,10 @@ func get(ctx context.Context, client *nethttp.Client, req *nethttp.Request, hasC
 	if resp.StatusCode == nethttp.StatusOK || resp.StatusCode == nethttp.StatusNotModified && conditional {
 		return resp, nil
 	}
-	drain(resp.Body)
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10)) // so the connection can be reused
 	resp.Body.Close()
 	return nil, statusError(resp, hasCredentials)
 }
-
-// drain reads a little of an unwanted body so the connection can be reused.
-func drain(r io.Reader) { io.Copy(io.Discard, io.LimitReader(r, 4<<10)) }
 
 // statusError explains a status other than 200 (or an expected 304).
 // Refused credentials are permanent; everything else may pass.

@@ -330,6 +330,7 @@ func TestChecksumFile(t *testing.T) {
 		"NotListed":    sha256Hex(body) + "  other.tgz\n",
 		"MD5Mismatch":  md5Of([]byte("x")) + "  bundle.tgz\n",
 		"SingleSumBSD": "MD5 (bundle.tgz) = " + md5Of(body) + "\n",
+		"BareSum":      sha256Hex(body) + "\n",
 	}
 	wantErr := map[string]string{
 		"Mismatch":    "checksum mismatch: expected sha256:",

@@ -92,8 +92,9 @@ func fieldError(err error) error {
 	return err
 }
 
-// oneLine joins errs with "; ", keeping each in the chain (errors.As finds
-// every FieldError) where errors.Join would break the line.
+// oneLine joins errs with "; ", keeping each in the chain (for
+// kit.RenderFields to find every FieldError) where errors.Join would break
+// the line.
 func oneLine(errs []error) error {
 	if len(errs) == 0 {
 		return nil
