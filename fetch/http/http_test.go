@@ -278,8 +278,7 @@ func TestStatusErrorsSayWhatHappened(t *testing.T) {
 			first := mustFetch(t, s, "")
 			o.setStatus(tc.code)
 			r := fetchFrom(t, s, first.rev)
-			assertError(t, r.err, tc.want, tc.permanent)
-			assertError(t, r.err, o.url("/app.conf"), tc.permanent)
+			assertError(t, r.err, "http get "+o.url("/app.conf")+": "+tc.want, tc.permanent)
 		})
 	}
 }
