@@ -73,7 +73,7 @@ type HTTPOptions struct {
 	// Logger receives one line per delivered and per failed notification;
 	// nil discards.
 	Logger *slog.Logger
-	// Registerer receives the ferry_notify_* metrics; nil records none.
+	// Registerer receives the ferry_notify_* metrics; nil keeps them unexported.
 	Registerer prometheus.Registerer
 }
 

@@ -38,7 +38,7 @@ type ProcessOptions struct {
 	Name string
 	// Logger receives one line per notification; nil discards.
 	Logger *slog.Logger
-	// Registerer receives the ferry_notify_total metric; nil records none.
+	// Registerer receives the ferry_notify_total metric; nil keeps it unexported.
 	Registerer prometheus.Registerer
 	// ProcDir is where processes are listed, DefaultProcDir when empty.
 	ProcDir string

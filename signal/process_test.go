@@ -321,3 +321,14 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+func TestMetricsWithoutRegistererStillCount(t *testing.T) {
+	p, err := NewProcess(ProcessOptions{Name: uniqueName("ferry-none-")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Notify(Change{Source: "app", Revision: "r1"})
+	if got := testutil.ToFloat64(p.metrics.total.WithLabelValues(p.target, resultFailed)); got != 1 {
+		t.Errorf("failed = %v, want 1", got)
+	}
+}
