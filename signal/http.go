@@ -24,7 +24,8 @@ import (
 	"github.com/ferrysync/ferry/internal/redact"
 )
 
-// Defaults for HTTPOptions, used when a field is left zero.
+// Defaults for HTTPOptions, used when a field is left zero; the command
+// line starts from DefaultMaxElapsed, where zero means never give up.
 const (
 	DefaultMethod          = http.MethodPost
 	DefaultNotifyTimeout   = 10 * time.Second
@@ -63,8 +64,8 @@ type HTTPOptions struct {
 	// Timeout bounds each request, DefaultNotifyTimeout when zero.
 	Timeout time.Duration
 	// MaxElapsed is how long one change is retried before ferry gives up on
-	// it, DefaultMaxElapsed when zero; negative retries until a newer change
-	// or shutdown.
+	// it; zero retries until a newer change or shutdown, as the backoff
+	// library spells it (DefaultMaxElapsed is what the command line sets).
 	MaxElapsed time.Duration
 	// InitialInterval and MaxInterval shape the exponential backoff between
 	// attempts (with jitter); DefaultInitialInterval and DefaultMaxInterval
@@ -114,7 +115,7 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	h := &HTTP{
 		method:     strings.ToUpper(strings.TrimSpace(o.Method)),
 		timeout:    orDefault(o.Timeout, DefaultNotifyTimeout),
-		maxElapsed: orDefault(o.MaxElapsed, DefaultMaxElapsed),
+		maxElapsed: o.MaxElapsed,
 		initial:    orDefault(o.InitialInterval, DefaultInitialInterval),
 		maxIvl:     orDefault(o.MaxInterval, DefaultMaxInterval),
 		log:        o.Logger,
@@ -125,13 +126,13 @@ func NewHTTP(o HTTPOptions) (*HTTP, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	if h.maxElapsed < 0 {
-		h.maxElapsed = 0 // backoff's "never stop"
-	}
 
 	var errs []error
 	if !validMethod(h.method) {
 		errs = append(errs, fmt.Errorf("notify method %q is not a valid HTTP method", o.Method))
+	}
+	if h.maxElapsed < 0 {
+		errs = append(errs, fmt.Errorf("notify max elapsed %v is negative (0 retries until a newer change)", h.maxElapsed))
 	}
 	if h.timeout < 0 {
 		errs = append(errs, fmt.Errorf("notify timeout %v is negative", h.timeout))
@@ -392,7 +393,8 @@ func (h *HTTP) newJob(c Change, seq uint64) *job {
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(h.initial),
 		backoff.WithMaxInterval(h.maxIvl),
-		// Set explicitly: the library's default gives up after 15 minutes.
+		// Set explicitly: the library's default gives up after 15 minutes;
+		// its 0 is ours, never.
 		backoff.WithMaxElapsedTime(h.maxElapsed),
 	)
 	return &job{c: c, seq: seq, bo: bo, due: time.Now()}

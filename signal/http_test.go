@@ -292,8 +292,7 @@ func TestRunReturnsPromptlyWhileWaitingToRetry(t *testing.T) {
 	r := newReceiver(t, func(int, Change) (int, http.Header) { return http.StatusServiceUnavailable, nil })
 	reg := prometheus.NewRegistry()
 	o := fastOptions(r.srv.URL)
-	o.InitialInterval, o.MaxInterval = time.Hour, time.Hour
-	o.MaxElapsed = -1 // else the first 1h wait would already pass the 5m bound
+	o.InitialInterval, o.MaxInterval = time.Hour, time.Hour // MaxElapsed 0: no bound to pass
 	o.Registerer = reg
 	h, err := NewHTTP(o)
 	if err != nil {
@@ -319,8 +318,7 @@ func TestNewerChangeCutsRetryWaitShort(t *testing.T) {
 	})
 	reg := prometheus.NewRegistry()
 	o := fastOptions(r.srv.URL)
-	o.InitialInterval, o.MaxInterval = time.Hour, time.Hour
-	o.MaxElapsed = -1 // else the first 1h wait would already pass the 5m bound
+	o.InitialInterval, o.MaxInterval = time.Hour, time.Hour // MaxElapsed 0: no bound to pass
 	o.Registerer = reg
 	h, err := NewHTTP(o)
 	if err != nil {

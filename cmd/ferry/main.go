@@ -195,7 +195,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 		if len(o.notifyURLs) > 0 {
 			h, err := signal.NewHTTP(signal.HTTPOptions{
 				URLs: o.notifyURLs, Method: o.notifyMethod, Timeout: o.notifyTimeout,
-				MaxElapsed: notifyMaxElapsed(o.notifyGiveUp),
+				MaxElapsed: o.notifyGiveUp,
 				Logger:     log, Registerer: reg,
 			})
 			if err != nil {
@@ -243,15 +243,6 @@ func (d *daemon) open() error {
 	}
 	d.store = store
 	return nil
-}
-
-// notifyMaxElapsed maps --notify-max-elapsed to signal's convention, where
-// zero means the default and a negative value means never give up.
-func notifyMaxElapsed(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 func (d *daemon) once(ctx context.Context) int {
