@@ -1,17 +1,20 @@
 package signal
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrysync/ferry/internal/localproc"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // request is what a receiver saw.
@@ -25,23 +28,32 @@ type request struct {
 }
 
 // receiver is a real HTTP reload endpoint that records every request and
-// answers with whatever reply says.
+// answers 503 while down, else what reply says.
 type receiver struct {
-	srv *httptest.Server
+	srv   *httptest.Server
+	url   string
+	down  atomic.Bool
+	reply func(n int) (status int, header http.Header)
 
-	mu    sync.Mutex
-	reqs  []request
-	reply func(n int, c Change) (status int, header http.Header)
+	mu   sync.Mutex
+	reqs []request
 }
 
-// newReceiver starts a receiver; reply gets the 1-based request number and
-// the decoded change. A nil reply answers 200.
-func newReceiver(t *testing.T, reply func(n int, c Change) (int, http.Header)) *receiver {
+// newReceiver starts a receiver; reply gets the 1-based request number. A
+// nil reply answers 200.
+func newReceiver(t *testing.T, reply func(n int) (int, http.Header)) *receiver {
 	t.Helper()
 	r := &receiver{reply: reply}
 	r.srv = httptest.NewServer(r)
+	r.url = r.srv.URL
 	t.Cleanup(r.srv.Close)
 	return r
+}
+
+// answer is a reply that gives the n-th request the n-th status, and the
+// last status from then on.
+func answer(codes ...int) func(int) (int, http.Header) {
+	return func(n int) (int, http.Header) { return codes[min(n, len(codes))-1], nil }
 }
 
 func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -51,8 +63,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	n := len(r.reqs) + 1
 	status, header := http.StatusOK, http.Header(nil)
-	if r.reply != nil {
-		status, header = r.reply(n, c)
+	switch {
+	case r.down.Load():
+		status = http.StatusServiceUnavailable
+	case r.reply != nil:
+		status, header = r.reply(n)
 	}
 	r.reqs = append(r.reqs, request{method: req.Method, header: req.Header.Clone(), body: body,
 		change: c, status: status, at: time.Now()})
@@ -70,101 +85,134 @@ func (r *receiver) requests() []request {
 	return append([]request(nil), r.reqs...)
 }
 
-// delivered returns the requests answered with a 2xx.
-func (r *receiver) delivered() []request {
-	var out []request
+// delivered returns the revisions of the requests answered with a 2xx.
+func (r *receiver) delivered() []string {
+	var out []string
 	for _, q := range r.requests() {
 		if q.status/100 == 2 {
-			out = append(out, q)
+			out = append(out, q.change.Revision)
 		}
 	}
 	return out
 }
 
-// syncBuffer is a log sink that tests may read while workers write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// saw reports whether the receiver got a request for every revision.
+func (r *receiver) saw(revisions ...string) bool {
+	seen := map[string]bool{}
+	for _, q := range r.requests() {
+		seen[q.change.Revision] = true
+	}
+	for _, rev := range revisions {
+		if !seen[rev] {
+			return false
+		}
+	}
+	return true
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// fastOptions are HTTPOptions with intervals short enough for tests.
-func fastOptions(urls ...string) HTTPOptions {
-	return HTTPOptions{
+// fastOptions are Options for urls with intervals short enough for tests.
+func fastOptions(urls ...string) Options {
+	return Options{
 		URLs:            urls,
+		Method:          DefaultMethod,
 		Timeout:         5 * time.Second,
 		InitialInterval: 10 * time.Millisecond,
 		MaxInterval:     50 * time.Millisecond,
 	}
 }
 
-// start runs h until the test ends and checks that Run then returns nil.
+// notifiers is Notifiers under test, with a registry and logs of its own.
+type notifiers struct {
+	*Notifiers
+	reg  *prometheus.Registry
+	logs *testkit.LogBuffer
+}
+
+// newNotifiers returns New(o) with o's Registerer and Logger replaced.
+func newNotifiers(t *testing.T, o Options) *notifiers {
+	t.Helper()
+	n := &notifiers{reg: prometheus.NewRegistry(), logs: &testkit.LogBuffer{}}
+	o.Registerer, o.Logger = n.reg, n.logs.Logger()
+	var err error
+	if n.Notifiers, err = New(o); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// start runs n until the test ends and checks that Run then returns nil.
 // The returned stop cancels Run early and reports how long it took to return.
-func start(t *testing.T, h *HTTP) (stop func() time.Duration) {
+func (n *notifiers) start(t *testing.T) (stop func() time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	var once sync.Once
-	var took time.Duration
-	stop = func() time.Duration {
-		once.Do(func() {
-			begin := time.Now()
-			cancel()
-			select {
-			case err := <-done:
-				took = time.Since(begin)
-				if err != nil {
-					t.Errorf("Run returned %v, want nil", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Run did not return within 10s of cancel")
+	go func() { done <- n.Run(ctx) }()
+	stop = sync.OnceValue(func() time.Duration {
+		begin := time.Now()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v, want nil", err)
 			}
-		})
-		return took
-	}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return within 10s of cancel")
+		}
+		return time.Since(begin)
+	})
 	t.Cleanup(func() { stop() })
 	return stop
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+// total reads ferry_notify_total{target,result} as the registry exports
+// it, or -1 when that series does not exist.
+func (n *notifiers) total(t *testing.T, target, result string) float64 {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ferry_notify_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["target"] == target && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// waitTotal waits until ferry_notify_total{target,result} is want.
+func (n *notifiers) waitTotal(t *testing.T, target, result string, want float64) {
+	t.Helper()
+	testkit.Eventually(t, 5*time.Second, "ferry_notify_total "+result+" of "+target, func() bool {
+		return n.total(t, target, result) == want
+	})
 }
 
 // quiet asserts that cond keeps holding for d: used to show that nothing
 // more happens, e.g. no further request after a final answer.
 func quiet(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if !cond() {
 			t.Fatalf("%s", what)
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
-func newTextLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, nil))
+// freeAddr returns a loopback address where nothing listens.
+func freeAddr(t *testing.T) string {
+	addr, err := localproc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

@@ -12,89 +12,42 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
-// Defaults for ProcessOptions, used when a field is left zero.
-const (
-	DefaultSignal  = syscall.SIGHUP
-	DefaultProcDir = "/proc"
-)
+// procDir is where processes are listed.
+const procDir = "/proc"
 
 // maxSignal is the highest signal number accepted (Linux real-time signals
 // end at 64).
 const maxSignal = 64
 
-// ErrNoProcess is wrapped by the error Process.Signal returns when no
-// process has the configured name.
-var ErrNoProcess = errors.New("no process")
+// errNoProcess is wrapped by the error of kill when no process has the
+// configured name.
+var errNoProcess = errors.New("no process")
 
-// ProcessOptions configures signalling a process found by name, for pods
-// with shareProcessNamespace: true or processes on the same host.
-type ProcessOptions struct {
-	// Signal is sent to the application, DefaultSignal when zero.
-	Signal syscall.Signal
-	// Name is matched against /proc/PID/comm and the base name of argv[0].
-	Name string
-	// Logger receives one line per notification; nil discards.
-	Logger *slog.Logger
-	// Registerer receives the ferry_notify_total metric; nil keeps it unexported.
-	Registerer prometheus.Registerer
-	// ProcDir is where processes are listed, DefaultProcDir when empty.
-	ProcDir string
-}
-
-// Process signals the processes with a given name: the top one of each
+// process signals the processes with a given name: the top one of each
 // family (a master, not its workers).
-type Process struct {
+type process struct {
 	sig     syscall.Signal
 	name    string
-	procDir string
 	target  string // metric label
 	log     *slog.Logger
 	metrics *metrics
 }
 
-// NewProcess validates o and returns a notifier. It does not look for the
-// process yet: the application may start after ferry.
-func NewProcess(o ProcessOptions) (*Process, error) {
-	p := &Process{sig: o.Signal, name: o.Name, procDir: o.ProcDir, log: o.Logger}
-	if p.sig == 0 {
-		p.sig = DefaultSignal
-	}
-	if p.procDir == "" {
-		p.procDir = DefaultProcDir
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
-	}
-	var errs []error
-	if p.sig < 0 || p.sig > maxSignal {
-		errs = append(errs, fmt.Errorf("signal %d is out of range 1-%d", int(p.sig), maxSignal))
-	}
-	switch {
-	case p.name == "":
-		errs = append(errs, errors.New("no process name given"))
-	case strings.ContainsAny(p.name, "/\x00"):
-		errs = append(errs, fmt.Errorf("process name %q must be a base name, not a path", p.name))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	p.target = "process:" + p.name
-	m, err := newMetrics(o.Registerer)
-	if err != nil {
-		return nil, fmt.Errorf("register notify metrics: %w", err)
-	}
-	p.metrics = m
+// newProcess returns the notifier of o's Name, which o.Validate accepted.
+func newProcess(o Options, m *metrics) *process {
+	sig, _ := parseSignal(o.Signal)
+	p := &process{sig: sig, name: o.Name, target: "process:" + o.Name, log: o.Logger, metrics: m}
 	m.initTarget(p.target, resultOK, resultFailed)
-	return p, nil
+	return p
 }
 
 // Notify sends the signal now and logs the outcome; c only labels the log.
 // It reads /proc once and never waits on the application.
-func (p *Process) Notify(c Change) {
-	n, err := p.Signal()
+func (p *process) Notify(c Change) {
+	n, err := p.kill()
 	if err != nil {
 		p.log.Error("signal application failed", "process", p.name, "signal", signalName(p.sig),
 			"source", c.Source, "revision", c.Revision, "signalled", n, "err", err)
@@ -106,11 +59,12 @@ func (p *Process) Notify(c Change) {
 	p.metrics.inc(p.target, resultOK)
 }
 
-// Signal sends the signal to every process whose /proc/PID/comm, or the
+// kill sends the signal to every process whose /proc/PID/comm, or the
 // base name of whose argv[0], equals the name and whose parent does not,
-// except ferry itself and zombies. It returns how many processes were signalled. Finding none is an
-// error wrapping ErrNoProcess; a refusal wraps syscall.EPERM.
-func (p *Process) Signal() (int, error) {
+// except ferry itself and zombies. It returns how many processes were
+// signalled. Finding none is an error wrapping errNoProcess; a refusal
+// wraps syscall.EPERM.
+func (p *process) kill() (int, error) {
 	pids, err := p.find()
 	if err != nil {
 		return 0, err
@@ -135,7 +89,7 @@ func (p *Process) Signal() (int, error) {
 		return n, errors.Join(errs...)
 	}
 	if n == 0 {
-		return 0, fmt.Errorf("%w named %s (is shareProcessNamespace: true set?)", ErrNoProcess, p.name)
+		return 0, fmt.Errorf("%w named %s (is shareProcessNamespace: true set?)", errNoProcess, p.name)
 	}
 	return n, nil
 }
@@ -145,7 +99,7 @@ func (p *Process) Signal() (int, error) {
 // haproxy), and a worker with the same name that does not handle it would
 // die of it. Processes come and go while /proc is read, so an unreadable
 // entry is skipped, not an error.
-func (p *Process) find() ([]int, error) {
+func (p *process) find() ([]int, error) {
 	parents, err := p.all()
 	if err != nil {
 		return nil, err
@@ -161,10 +115,10 @@ func (p *Process) find() ([]int, error) {
 }
 
 // all maps every live matching process, but ferry, to its parent.
-func (p *Process) all() (map[int]int, error) {
-	entries, err := os.ReadDir(p.procDir)
+func (p *process) all() (map[int]int, error) {
+	entries, err := os.ReadDir(procDir)
 	if err != nil {
-		return nil, fmt.Errorf("list processes in %s: %w", p.procDir, err)
+		return nil, fmt.Errorf("list processes in %s: %w", procDir, err)
 	}
 	self := os.Getpid()
 	parents := map[int]int{}
@@ -173,7 +127,7 @@ func (p *Process) all() (map[int]int, error) {
 		if err != nil || pid <= 0 || pid == self {
 			continue
 		}
-		dir := filepath.Join(p.procDir, e.Name())
+		dir := filepath.Join(procDir, e.Name())
 		if !p.matches(dir) {
 			continue
 		}
@@ -184,7 +138,7 @@ func (p *Process) all() (map[int]int, error) {
 	return parents, nil
 }
 
-func (p *Process) matches(dir string) bool {
+func (p *process) matches(dir string) bool {
 	if comm, err := os.ReadFile(filepath.Join(dir, "comm")); err == nil &&
 		strings.TrimSuffix(string(comm), "\n") == p.name {
 		return true
@@ -218,7 +172,7 @@ func readStat(dir string) (state byte, ppid int, ok bool) {
 	return fields[0][0], ppid, err == nil
 }
 
-// signals maps the names ParseSignal accepts (without "SIG") to signals.
+// signals maps the names parseSignal accepts (without "SIG") to signals.
 var signals = map[string]syscall.Signal{
 	"HUP":   syscall.SIGHUP,
 	"INT":   syscall.SIGINT,
@@ -241,20 +195,20 @@ var signals = map[string]syscall.Signal{
 	"IO":    syscall.SIGIO,
 }
 
-// ParseSignal reads a signal given by name, with or without "SIG" and in
-// any case ("HUP", "SIGHUP", "hup"), or by number ("1").
-func ParseSignal(s string) (syscall.Signal, error) {
+// parseSignal reads Options.Signal: a name, with or without "SIG" and in
+// any case ("HUP", "SIGHUP", "hup"), or a number ("1").
+func parseSignal(s string) (syscall.Signal, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
 	if n, err := strconv.Atoi(t); err == nil {
 		if n < 1 || n > maxSignal {
-			return 0, fmt.Errorf("signal %q: number out of range 1-%d", s, maxSignal)
+			return 0, kit.Fieldf("{Signal} %q: number out of range 1-%d", s, maxSignal)
 		}
 		return syscall.Signal(n), nil
 	}
 	if sig, ok := signals[strings.TrimPrefix(t, "SIG")]; ok {
 		return sig, nil
 	}
-	return 0, fmt.Errorf("unknown signal %q: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
+	return 0, kit.Fieldf("{Signal} %q: unknown signal: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
 }
 
 // signalName gives "SIGHUP" rather than syscall's "hangup", to match what

@@ -8,13 +8,15 @@ import (
 	"os/exec"
 	ossignal "os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // uniqueName is prefix plus 6 random lower-case letters, so that no other
@@ -56,78 +58,59 @@ func startSleeper(t *testing.T, name string) (*exec.Cmd, <-chan *os.ProcessState
 		_ = cmd.Process.Kill()
 		<-reaped
 	})
-	comm := filepath.Join("/proc", itoa(cmd.Process.Pid), "cmdline")
-	waitFor(t, 5*time.Second, "the child to exec", func() bool {
+	comm := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "cmdline")
+	testkit.Eventually(t, wait, "the child to exec", func() bool {
 		b, err := os.ReadFile(comm)
 		return err == nil && strings.HasPrefix(string(b), path+"\x00")
 	})
 	return cmd, done
 }
 
-func TestProcessSignalsProcessByName(t *testing.T) {
-	name := uniqueName("ferrytst") // 14 characters: comm is cut at 15
-	_, done := startSleeper(t, name)
-
-	reg := prometheus.NewRegistry()
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGTERM, Name: name, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := p.Signal()
-	if err != nil || n != 1 {
-		t.Fatalf("Signal() = %d, %v; want 1, nil", n, err)
-	}
-	assertKilledBy(t, done, syscall.SIGTERM)
+// processFor returns the notifier of a process name, built by New.
+func processFor(t *testing.T, sig, name string) *process {
+	return newNotifiers(t, Options{Signal: sig, Name: name}).ways[0].(*process)
 }
 
-func TestProcessMatchesLongNameByArgv0(t *testing.T) {
-	name := uniqueName("ferrytst-longname-") // longer than comm's 15 bytes
-	_, done := startSleeper(t, name)
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGTERM, Name: name})
-	if err != nil {
-		t.Fatal(err)
+func TestProcessSignalsProcessByName(t *testing.T) {
+	for what, prefix := range map[string]string{
+		"comm":  "ferrytst",           // 14 characters: comm is cut at 15
+		"argv0": "ferrytst-longname-", // longer than comm's 15 bytes
+	} {
+		t.Run(what, func(t *testing.T) {
+			name := uniqueName(prefix)
+			_, done := startSleeper(t, name)
+			if n, err := processFor(t, "TERM", name).kill(); err != nil || n != 1 {
+				t.Fatalf("kill() = %d, %v; want 1, nil", n, err)
+			}
+			assertKilledBy(t, done, syscall.SIGTERM)
+		})
 	}
-	if n, err := p.Signal(); err != nil || n != 1 {
-		t.Fatalf("Signal() = %d, %v; want 1, nil", n, err)
-	}
-	assertKilledBy(t, done, syscall.SIGTERM)
 }
 
 func TestProcessNotifyCountsOutcome(t *testing.T) {
 	name := uniqueName("ferrytst")
 	_, done := startSleeper(t, name)
-	reg := prometheus.NewRegistry()
-	var logs syncBuffer
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGUSR1, Name: name, Registerer: reg,
-		Logger: newTextLogger(&logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Notify(Change{Source: "app", Revision: "r1", Path: "/config/app"})
+	n := newNotifiers(t, Options{Signal: "USR1", Name: name})
+	n.Notify(Change{Source: "app", Revision: "r1", Path: "/config/app"})
 	assertKilledBy(t, done, syscall.SIGUSR1) // sleep does not catch USR1
-	p.Notify(Change{Source: "app", Revision: "r2", Path: "/config/app"})
+	n.Notify(Change{Source: "app", Revision: "r2", Path: "/config/app"})
 
 	target := "process:" + name
-	if got := testutil.ToFloat64(p.metrics.total.WithLabelValues(target, "ok")); got != 1 {
-		t.Errorf("ok = %v, want 1", got)
+	for result, want := range map[string]float64{resultOK: 1, resultFailed: 1} {
+		if got := n.total(t, target, result); got != want {
+			t.Errorf("%s = %v, want %v", result, got, want)
+		}
 	}
-	if got := testutil.ToFloat64(p.metrics.total.WithLabelValues(target, "failed")); got != 1 {
-		t.Errorf("failed = %v, want 1", got)
-	}
-	if s := logs.String(); !strings.Contains(s, "signalled application") || !strings.Contains(s, "level=ERROR") {
+	if s := n.logs.String(); !strings.Contains(s, "signalled application") || !strings.Contains(s, "level=ERROR") {
 		t.Errorf("want an info line and an error line, got:\n%s", s)
 	}
 }
 
 func TestProcessWithoutMatchSaysSo(t *testing.T) {
 	name := uniqueName("ferry-none-")
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGHUP, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := p.Signal()
-	if n != 0 || !errors.Is(err, ErrNoProcess) {
-		t.Fatalf("Signal() = %d, %v; want 0 and ErrNoProcess", n, err)
+	n, err := processFor(t, "HUP", name).kill()
+	if n != 0 || !errors.Is(err, errNoProcess) {
+		t.Fatalf("kill() = %d, %v; want 0 and errNoProcess", n, err)
 	}
 	for _, want := range []string{"no process named " + name, "shareProcessNamespace: true"} {
 		if !strings.Contains(err.Error(), want) {
@@ -146,11 +129,7 @@ func TestProcessNeverSignalsItself(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGWINCH, Name: strings.TrimSpace(string(self))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = p.Signal() // another process may share the name; only ours matters
+	_, _ = processFor(t, "WINCH", strings.TrimSpace(string(self))).kill() // another process may share the name; only ours matters
 	select {
 	case <-got:
 		t.Errorf("the current process signalled itself")
@@ -174,11 +153,8 @@ func TestProcessSignalsOnlyTheTopOfAFamily(t *testing.T) {
 		master.Wait()
 		exec.Command("pkill", "-KILL", "-f", sh).Run()
 	})
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGTERM, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 5*time.Second, "master and worker", func() bool {
+	p := processFor(t, "TERM", name)
+	testkit.Eventually(t, wait, "master and worker", func() bool {
 		all, _ := p.all()
 		return len(all) == 2
 	})
@@ -201,91 +177,35 @@ func TestProcessSkipsZombies(t *testing.T) {
 		var ws syscall.WaitStatus
 		_, _ = syscall.Wait4(pid, &ws, 0, nil)
 	})
-	waitFor(t, 5*time.Second, "the child to become a zombie", func() bool {
-		state, _, ok := readStat(filepath.Join("/proc", itoa(pid)))
+	testkit.Eventually(t, wait, "the child to become a zombie", func() bool {
+		state, _, ok := readStat(filepath.Join("/proc", strconv.Itoa(pid)))
 		return ok && state == 'Z'
 	})
-	p, err := NewProcess(ProcessOptions{Signal: syscall.SIGTERM, Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n, err := p.Signal(); n != 0 || !errors.Is(err, ErrNoProcess) {
-		t.Errorf("Signal() = %d, %v; want 0 and ErrNoProcess for a zombie", n, err)
-	}
-}
-
-func TestNewProcessRejectsBadOptions(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		o    ProcessOptions
-		want string
-	}{
-		{"no name", ProcessOptions{}, "no process name"},
-		{"path", ProcessOptions{Name: "/usr/sbin/nginx"}, "base name"},
-		{"signal", ProcessOptions{Name: "nginx", Signal: 99}, "out of range"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := NewProcess(tc.o)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("NewProcess error %v, want one mentioning %q", err, tc.want)
-			}
-		})
-	}
-	p, err := NewProcess(ProcessOptions{Name: "nginx"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.sig != syscall.SIGHUP || p.procDir != "/proc" {
-		t.Errorf("defaults: signal %v, proc dir %q; want SIGHUP and /proc", p.sig, p.procDir)
-	}
-}
-
-func TestHTTPAndProcessShareARegistry(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	if _, err := NewHTTP(HTTPOptions{URLs: []string{"http://127.0.0.1:1/"}, Registerer: reg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := NewProcess(ProcessOptions{Name: "nginx", Registerer: reg}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := NewHTTP(HTTPOptions{URLs: []string{"http://127.0.0.2:1/"}, Registerer: reg}); err != nil {
-		t.Fatal(err)
-	}
-	// Two HTTP targets with 4 results each, one process with ok and failed.
-	if n := testutil.CollectAndCount(reg, "ferry_notify_total"); n != 10 {
-		t.Errorf("ferry_notify_total has %d series, want 10", n)
+	if n, err := processFor(t, "TERM", name).kill(); n != 0 || !errors.Is(err, errNoProcess) {
+		t.Errorf("kill() = %d, %v; want 0 and errNoProcess for a zombie", n, err)
 	}
 }
 
 func TestParseSignal(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want syscall.Signal
-	}{
-		{"HUP", syscall.SIGHUP},
-		{"SIGHUP", syscall.SIGHUP},
-		{"hup", syscall.SIGHUP},
-		{"sighup", syscall.SIGHUP},
-		{" HUP\n", syscall.SIGHUP},
-		{"1", syscall.SIGHUP},
-		{"USR1", syscall.SIGUSR1},
-		{"SIGUSR2", syscall.SIGUSR2},
-		{"term", syscall.SIGTERM},
-		{"15", syscall.SIGTERM},
-		{"WINCH", syscall.SIGWINCH},
-		{"QUIT", syscall.SIGQUIT},
-		{"64", syscall.Signal(64)},
+	for want, ins := range map[syscall.Signal][]string{
+		syscall.SIGHUP:     {"HUP", "SIGHUP", "hup", "sighup", " HUP\n", "1"},
+		syscall.SIGUSR1:    {"USR1"},
+		syscall.SIGUSR2:    {"SIGUSR2"},
+		syscall.SIGTERM:    {"term", "15"},
+		syscall.SIGWINCH:   {"WINCH"},
+		syscall.SIGQUIT:    {"QUIT"},
+		syscall.Signal(64): {"64"},
 	} {
-		got, err := ParseSignal(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("ParseSignal(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		for _, in := range ins {
+			if got, err := parseSignal(in); err != nil || got != want {
+				t.Errorf("parseSignal(%q) = %v, %v; want %v", in, got, err, want)
+			}
 		}
 	}
 	for _, in := range []string{"", "SIG", "FOO", "SIGFOO", "SIGSIGHUP", "0", "65", "-1", "1.5", "HUP1"} {
-		if got, err := ParseSignal(in); err == nil {
-			t.Errorf("ParseSignal(%q) = %v, want an error", in, got)
-		} else if !strings.Contains(err.Error(), "signal") {
-			t.Errorf("ParseSignal(%q) error %q does not say what was wrong", in, err)
+		var fe *kit.FieldError
+		if got, err := parseSignal(in); !errors.As(err, &fe) || !slices.Equal(fe.Fields(), []string{"Signal"}) {
+			t.Errorf("parseSignal(%q) = %v, %v; want an error naming the field Signal", in, got, err)
 		}
 	}
 }
@@ -319,16 +239,5 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestMetricsWithoutRegistererStillCount(t *testing.T) {
-	p, err := NewProcess(ProcessOptions{Name: uniqueName("ferry-none-")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Notify(Change{Source: "app", Revision: "r1"})
-	if got := testutil.ToFloat64(p.metrics.total.WithLabelValues(p.target, resultFailed)); got != 1 {
-		t.Errorf("failed = %v, want 1", got)
 	}
 }

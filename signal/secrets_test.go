@@ -5,16 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // notifySecret is a token in a notify URL's query; notifySecretEscaped is
@@ -44,7 +43,7 @@ func TestNotifyNeverShowsItsQuery(t *testing.T) {
 		url  func(t *testing.T) string
 		want string // in the failure's log line
 	}{
-		{"connection refused", func(t *testing.T) string { return "http://" + closedAddr(t) + "/-/reload" }, "connection refused"},
+		{"connection refused", func(t *testing.T) string { return "http://" + freeAddr(t) + "/-/reload" }, "connection refused"},
 		{"timeout", func(t *testing.T) string {
 			return serve(t, func(_ http.ResponseWriter, r *http.Request) {
 				io.Copy(io.Discard, r.Body) // then the server sees the client hang up
@@ -61,15 +60,13 @@ func TestNotifyNeverShowsItsQuery(t *testing.T) {
 		{"500 echoing the request", func(t *testing.T) string { return serve(t, echo(500)) + "/-/reload" }, "500"},
 		{"404 echoing the request", func(t *testing.T) string { return serve(t, echo(404)) + "/-/reload" }, "404"},
 		{"redirect to a signed URL", func(t *testing.T) string {
-			target := "http://" + closedAddr(t) + "/signed?X-Amz-Signature=" + redirectSecret
+			target := "http://" + freeAddr(t) + "/signed?X-Amz-Signature=" + redirectSecret
 			return serve(t, func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, target, http.StatusTemporaryRedirect)
 			}) + "/-/reload"
 		}, "/signed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
-			reg := prometheus.NewRegistry()
 			o := fastOptions(tc.url(t) + query)
 			if tc.name == "timeout" {
 				// Only here: a TLS handshake under -race on a busy machine
@@ -77,29 +74,26 @@ func TestNotifyNeverShowsItsQuery(t *testing.T) {
 				o.Timeout = 200 * time.Millisecond
 			}
 			o.MaxElapsed = 300 * time.Millisecond
-			o.Registerer = reg
-			o.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			h, err := NewHTTP(o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			start(t, h)
-			h.Notify(Change{Source: "app", Revision: "r1"})
-			waitFor(t, 10*time.Second, "the notify to fail for good", func() bool {
-				return total(h, h.targets[0].name, resultFailed) == 1
+			n := newNotifiers(t, o)
+			n.start(t)
+			n.Notify(Change{Source: "app", Revision: "r1"})
+			target := n.ways[0].(*httpNotifier).targets[0].name
+			testkit.Eventually(t, 10*time.Second, "the notify to fail for good", func() bool {
+				return n.total(t, target, resultFailed) == 1
 			})
-			if !strings.Contains(logs.String(), tc.want) {
-				t.Errorf("the failure is not described (want %q):\n%s", tc.want, logs.String())
+			logs := n.logs.String()
+			if !strings.Contains(logs, tc.want) {
+				t.Errorf("the failure is not described (want %q):\n%s", tc.want, logs)
 			}
 			var metrics bytes.Buffer
-			mfs, err := reg.Gather()
+			mfs, err := n.reg.Gather()
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, mf := range mfs {
 				expfmt.MetricFamilyToText(&metrics, mf)
 			}
-			for what, out := range map[string]string{"logs": logs.String(), "metrics": metrics.String()} {
+			for what, out := range map[string]string{"logs": logs, "metrics": metrics.String()} {
 				for _, secret := range []string{notifySecret, notifySecretEscaped, "notify%2Fother", "notify+other", redirectSecret} {
 					if strings.Contains(out, secret) {
 						t.Errorf("%s show %q:\n%s", what, secret, out)
@@ -115,15 +109,4 @@ func serve(t *testing.T, h http.HandlerFunc) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
-}
-
-// closedAddr returns a loopback address where nothing listens.
-func closedAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }

@@ -140,16 +140,15 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 
 // daemon is a configured ferry, ready to run.
 type daemon struct {
-	opts      *options
-	log       *slog.Logger
-	registry  *prometheus.Registry
-	root      string
-	limits    fetch.Limits
-	sources   []sync.Source
-	notifiers []sync.Notifier
-	store     *sync.Store
-	syncer    *sync.Syncer
-	notify    *signal.HTTP
+	opts     *options
+	log      *slog.Logger
+	registry *prometheus.Registry
+	root     string
+	limits   fetch.Limits
+	sources  []sync.Source
+	notify   *signal.Notifiers
+	store    *sync.Store
+	syncer   *sync.Syncer
 }
 
 // build turns options into a daemon. Every source URL and option is checked
@@ -189,37 +188,21 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 		inUse[u.Kind] = true
 	}
 
-	var notifiers []sync.Notifier
+	// In 'once' mode the app has not started: there is no one to tell.
+	var tell signal.Options
 	if cmd == "run" {
-		// In 'once' mode the app has not started: there is no one to tell.
-		if len(o.notifyURLs) > 0 {
-			h, err := signal.NewHTTP(signal.HTTPOptions{
-				URLs: o.notifyURLs, Method: o.notifyMethod, Timeout: o.notifyTimeout,
-				MaxElapsed: o.notifyGiveUp,
-				Logger:     log, Registerer: reg,
-			})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("--notify-url: %s", describe(o, "signal", err)))
-			} else {
-				d.notify = h
-				notifiers = append(notifiers, h)
-			}
-		}
-		if o.notifyProcess != "" {
-			sig, _ := signal.ParseSignal(o.notifySignal) // validated with the flags
-			p, err := signal.NewProcess(signal.ProcessOptions{Signal: sig, Name: o.notifyProcess, Logger: log, Registerer: reg})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("--notify-process: %s", describe(o, "signal", err)))
-			} else {
-				notifiers = append(notifiers, p)
-			}
-		}
+		tell = o.notify()
+	}
+	tell.Logger, tell.Registerer = log, reg
+	notify, err := signal.New(tell)
+	if err != nil {
+		errs = append(errs, errors.New(describe(o, "signal", err)))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	warnExposedSecrets(o, inUse, log)
-	d.limits, d.sources, d.notifiers = limits, srcs, notifiers
+	d.limits, d.sources, d.notify = limits, srcs, notify
 	return d, nil
 }
 
@@ -235,7 +218,7 @@ func (d *daemon) open() error {
 		Period: o.period, Keep: o.keep, Timeout: o.timeout,
 		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
 		VerifyPeriod: o.verifyPeriod,
-		Notifiers:    d.notifiers, Logger: d.log, Registerer: d.registry,
+		Notifiers:    []sync.Notifier{d.notify}, Logger: d.log, Registerer: d.registry,
 	})
 	if err != nil {
 		store.Close()
@@ -260,8 +243,8 @@ func (d *daemon) run(ctx context.Context) int {
 	// before waiting for the goroutines it stops.
 	var wg gosync.WaitGroup
 	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 
 	if d.opts.httpAddr != "" {
 		ln, err := net.Listen("tcp", d.opts.httpAddr)
@@ -280,16 +263,20 @@ func (d *daemon) run(ctx context.Context) int {
 			}
 		}()
 	}
-	if d.notify != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			d.notify.Run(ctx)
-		}()
-	}
+	wg.Go(func() {
+		// After an error from Run the app is told nothing more: the daemon
+		// must not go on as if it were.
+		if err := d.notify.Run(ctx); err != nil {
+			cancel(fmt.Errorf("notify: %w", err))
+		}
+	})
 
 	d.log.Info("ferry started", "version", version, "root", d.opts.root, "sources", len(d.opts.sources), "period", d.opts.period)
-	if err := d.syncer.Run(ctx); err != nil {
+	err := d.syncer.Run(ctx)
+	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause // the notifiers stopped the loop
+	}
+	if err != nil {
 		d.log.Error("giving up", "error", err)
 		return exitFailed
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/s3"
-	"github.com/ferrysync/ferry/internal/redact"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -144,20 +142,14 @@ func (o *options) validate() []error {
 			errs = append(errs, fmt.Errorf("--http-addr %q: want HOST:PORT or :PORT", o.httpAddr))
 		}
 	}
-	if !validMethod(o.notifyMethod) {
-		errs = append(errs, fmt.Errorf("--notify-method %q: want an HTTP method such as POST or PUT", o.notifyMethod))
-	}
 	if o.period <= 0 {
 		errs = append(errs, errors.New("--period must be positive"))
 	}
 	if o.keep < 1 {
 		errs = append(errs, errors.New("--keep must be at least 1"))
 	}
-	if o.timeout <= 0 || o.onceTimeout <= 0 || o.notifyTimeout <= 0 {
-		errs = append(errs, errors.New("--timeout, --once-timeout and --notify-timeout must be positive"))
-	}
-	if o.notifyGiveUp < 0 {
-		errs = append(errs, errors.New("--notify-max-elapsed must not be negative (0 retries until a newer revision)"))
+	if o.timeout <= 0 || o.onceTimeout <= 0 {
+		errs = append(errs, errors.New("--timeout and --once-timeout must be positive"))
 	}
 	if o.verifyPeriod < 0 {
 		errs = append(errs, errors.New("--verify-period must not be negative (0 turns the deep check off)"))
@@ -165,18 +157,9 @@ func (o *options) validate() []error {
 	if o.maxFailures < 0 || o.maxStaleness < 0 || o.limits.MaxFiles < 1 || o.limits.MaxBytes < 1 || o.limits.MaxFileSize < 1 || o.http.MaxBodyBytes < 1 {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
 	}
-	if (o.notifySignal == "") != (o.notifyProcess == "") {
-		errs = append(errs, errors.New("--notify-signal and --notify-process go together"))
-	}
-	if o.notifySignal != "" {
-		if _, err := signal.ParseSignal(o.notifySignal); err != nil {
-			errs = append(errs, fmt.Errorf("--notify-signal: %w", err))
-		}
-	}
-	for _, u := range o.notifyURLs {
-		if err := checkNotifyURL(u); err != nil {
-			errs = append(errs, err)
-		}
+	// 'once' tells no one, but its flags are checked all the same.
+	if err := o.notify().Validate(); err != nil {
+		errs = append(errs, errors.New(describe(o, "signal", err)))
 	}
 	switch o.logFormat {
 	case "json", "text":
@@ -189,38 +172,11 @@ func (o *options) validate() []error {
 	return errs
 }
 
-// validMethod accepts an HTTP method token, as signal.NewHTTP will; checked
-// here too so that 'once', which builds no notifier, fails the same way.
-func validMethod(m string) bool {
-	if m == "" {
-		return false
-	}
-	for _, r := range m {
-		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z') {
-			return false
-		}
-	}
-	return true
-}
-
-// checkNotifyURL refuses a --notify-url that is not an http(s) URL or that
-// holds credentials. The error shows what was given, redacted as logs
-// show URLs: no userinfo, no query value (ferry defines no notify option).
-func checkNotifyURL(raw string) error {
-	shown := redact.String(raw, nil)
-	p, err := url.Parse(raw)
-	switch {
-	case err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != "":
-		if p.User != nil {
-			return fmt.Errorf("--notify-url %q: credentials in the URL are not accepted (they would travel into logs)", shown)
-		}
-		return nil
-	case !strings.Contains(raw, "://"):
-		// "127.0.0.1:9091/-/reload" does not parse, "localhost:9091/x" has
-		// the scheme "localhost": both mean http.
-		return fmt.Errorf("--notify-url %q: need an http:// or https:// URL: put http:// in front of it", shown)
-	default:
-		return fmt.Errorf("--notify-url %q: need an http:// or https:// URL", shown)
+// notify is what the flags say about telling the application.
+func (o *options) notify() signal.Options {
+	return signal.Options{
+		URLs: o.notifyURLs, Method: o.notifyMethod, Timeout: o.notifyTimeout, MaxElapsed: o.notifyGiveUp,
+		Signal: o.notifySignal, Name: o.notifyProcess,
 	}
 }
 
