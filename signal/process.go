@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferrysync/ferry/fetch/kit"
 )
 
@@ -172,52 +174,27 @@ func readStat(dir string) (state byte, ppid int, ok bool) {
 	return fields[0][0], ppid, err == nil
 }
 
-// signals maps the names parseSignal accepts (without "SIG") to signals.
-var signals = map[string]syscall.Signal{
-	"HUP":   syscall.SIGHUP,
-	"INT":   syscall.SIGINT,
-	"QUIT":  syscall.SIGQUIT,
-	"ABRT":  syscall.SIGABRT,
-	"KILL":  syscall.SIGKILL,
-	"USR1":  syscall.SIGUSR1,
-	"USR2":  syscall.SIGUSR2,
-	"PIPE":  syscall.SIGPIPE,
-	"ALRM":  syscall.SIGALRM,
-	"TERM":  syscall.SIGTERM,
-	"CHLD":  syscall.SIGCHLD,
-	"CONT":  syscall.SIGCONT,
-	"STOP":  syscall.SIGSTOP,
-	"TSTP":  syscall.SIGTSTP,
-	"TTIN":  syscall.SIGTTIN,
-	"TTOU":  syscall.SIGTTOU,
-	"URG":   syscall.SIGURG,
-	"WINCH": syscall.SIGWINCH,
-	"IO":    syscall.SIGIO,
-}
-
 // parseSignal reads Options.Signal: a name, with or without "SIG" and in
 // any case ("HUP", "SIGHUP", "hup"), or a number ("1").
 func parseSignal(s string) (syscall.Signal, error) {
 	t := strings.ToUpper(strings.TrimSpace(s))
-	if n, err := strconv.Atoi(t); err == nil {
-		if n < 1 || n > maxSignal {
-			return 0, kit.Fieldf("{Signal} %q: number out of range 1-%d", s, maxSignal)
+	n, err := strconv.Atoi(t)
+	if err != nil {
+		if n = int(unix.SignalNum("SIG" + strings.TrimPrefix(t, "SIG"))); n == 0 {
+			return 0, kit.Fieldf("{Signal} %q: unknown signal: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
 		}
-		return syscall.Signal(n), nil
 	}
-	if sig, ok := signals[strings.TrimPrefix(t, "SIG")]; ok {
-		return sig, nil
+	if n < 1 || n > maxSignal {
+		return 0, kit.Fieldf("{Signal} %q: number out of range 1-%d", s, maxSignal)
 	}
-	return 0, kit.Fieldf("{Signal} %q: unknown signal: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
+	return syscall.Signal(n), nil
 }
 
 // signalName gives "SIGHUP" rather than syscall's "hangup", to match what
 // the user configured.
 func signalName(sig syscall.Signal) string {
-	for name, s := range signals {
-		if s == sig {
-			return "SIG" + name
-		}
+	if name := unix.SignalName(sig); name != "" {
+		return name
 	}
 	return "signal " + strconv.Itoa(int(sig))
 }
