@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -67,11 +67,11 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 		// Read on every request, so a fix needs no restart; but say now
 		// that remote triggers will be refused, not at the first one.
 		if data, err := os.ReadFile(o.TokenFile); err != nil {
-			o.Logger.Warn("--sync-token-file unreadable: POST /sync from other addresses is refused until it is", "error", err)
+			o.Logger.Warn("sync token file unreadable: POST /sync from other addresses is refused until it can be read", "error", err)
 		} else if strings.TrimSpace(string(data)) == "" {
-			o.Logger.Warn("--sync-token-file is empty: POST /sync from other addresses is refused until it holds a token", "path", o.TokenFile)
+			o.Logger.Warn("sync token file is empty: POST /sync from other addresses is refused until it holds a token", "path", o.TokenFile)
 		}
-		fetch.WarnExposedSecret(o.Logger, "--sync-token-file", o.TokenFile)
+		kit.WarnExposed(o.Logger, o.TokenFile)
 	}
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()

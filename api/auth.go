@@ -24,7 +24,7 @@ func authorize(r *http.Request, tokenFile string, cop *http.CrossOriginProtectio
 		}
 	}
 	if tokenFile == "" {
-		return errors.New("POST /sync from another address or a web page needs --sync-token-file")
+		return errors.New("POST /sync from another address or a web page needs a bearer token, and none is configured")
 	}
 	data, err := os.ReadFile(tokenFile)
 	if err != nil {

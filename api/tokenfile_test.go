@@ -12,7 +12,7 @@ import (
 	"github.com/ferrysync/ferry/sync"
 )
 
-// TestTokenFileProblemsAreWarnedAtStart: a --sync-token-file that is
+// TestTokenFileProblemsAreWarnedAtStart: a sync token file that is
 // missing, empty or readable by every user is said at start, naming the
 // path and never the token; a good one is not mentioned.
 func TestTokenFileProblemsAreWarnedAtStart(t *testing.T) {
