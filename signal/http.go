@@ -14,6 +14,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
+// Run finds the HTTP worker through this interface: check it at compile time.
+var _ runner = (*httpNotifier)(nil)
+
 // httpNotifier sends each change to the application's reload endpoints.
 // Notify queues; run delivers. For each URL and source only the newest
 // change is delivered.
@@ -23,7 +26,6 @@ type httpNotifier struct {
 	initial    time.Duration
 	maxIvl     time.Duration
 	client     *http.Client
-	transport  *http.Transport
 	log        *slog.Logger
 	metrics    *metrics
 	targets    []*target
@@ -45,16 +47,14 @@ type target struct {
 
 // newHTTP returns the notifier of o's URLs, which o.Validate accepted.
 func newHTTP(o Options, m *metrics) *httpNotifier {
-	// An own transport, so that run can close its idle connections (and
-	// their goroutines) without touching anyone else's.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
 	h := &httpNotifier{
 		method:     strings.ToUpper(o.Method),
 		maxElapsed: o.MaxElapsed,
-		client:     &http.Client{Timeout: o.Timeout, Transport: transport},
-		transport:  transport,
-		log:        o.Logger,
-		metrics:    m,
+		// An own transport, so that run can close its idle connections
+		// (and their goroutines) without touching anyone else's.
+		client:  &http.Client{Timeout: o.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		log:     o.Logger,
+		metrics: m,
 	}
 	h.initial, h.maxIvl = o.intervals()
 	for _, raw := range o.URLs {
@@ -109,7 +109,7 @@ func (h *httpNotifier) dropped(t *target, old, c Change) {
 
 // run delivers queued changes, one worker per URL, until ctx is done.
 func (h *httpNotifier) run(ctx context.Context) {
-	defer h.transport.CloseIdleConnections()
+	defer h.client.CloseIdleConnections()
 	var wg sync.WaitGroup
 	for _, t := range h.targets {
 		wg.Go(func() { h.work(ctx, t) })

@@ -158,9 +158,9 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Notifiers tells the application of each change in every way o
-// configured, and is held as one thing: Notify hands a change to each way,
-// Run delivers what waits (HTTP requests and their retries).
+// Notifiers tell the application of each change in every way their
+// Options configure, and are held as one thing: Notify hands a change to
+// each way, Run delivers what waits (HTTP requests and their retries).
 type Notifiers struct {
 	ways    []notifier
 	running atomic.Bool
