@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -71,7 +70,6 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 		} else if strings.TrimSpace(string(data)) == "" {
 			o.Logger.Warn("sync token file is empty: POST /sync from other addresses is refused until it holds a token", "path", o.TokenFile)
 		}
-		kit.WarnExposed(o.Logger, o.TokenFile)
 	}
 	cop := http.NewCrossOriginProtection()
 	mux := http.NewServeMux()

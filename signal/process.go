@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // procDir is where processes are listed.
@@ -181,11 +181,11 @@ func parseSignal(s string) (syscall.Signal, error) {
 	n, err := strconv.Atoi(t)
 	if err != nil {
 		if n = int(unix.SignalNum("SIG" + strings.TrimPrefix(t, "SIG"))); n == 0 {
-			return 0, kit.Fieldf("{Signal} %q: unknown signal: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
+			return 0, report.Fieldf("{Signal} %q: unknown signal: want a name such as HUP, USR1 or TERM, or a number 1-%d", s, maxSignal)
 		}
 	}
 	if n < 1 || n > maxSignal {
-		return 0, kit.Fieldf("{Signal} %q: number out of range 1-%d", s, maxSignal)
+		return 0, report.Fieldf("{Signal} %q: number out of range 1-%d", s, maxSignal)
 	}
 	return syscall.Signal(n), nil
 }

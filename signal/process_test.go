@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
 
@@ -203,7 +203,7 @@ func TestParseSignal(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"", "SIG", "FOO", "SIGFOO", "SIGSIGHUP", "0", "65", "-1", "1.5", "HUP1"} {
-		var fe *kit.FieldError
+		var fe *report.FieldError
 		if got, err := parseSignal(in); !errors.As(err, &fe) || !slices.Equal(fe.Fields(), []string{"Signal"}) {
 			t.Errorf("parseSignal(%q) = %v, %v; want an error naming the field Signal", in, got, err)
 		}

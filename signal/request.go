@@ -17,8 +17,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 const (
@@ -168,5 +168,5 @@ func (t *target) hide(err error) error {
 		}
 		msg = fmt.Sprintf("%s %s: %v", ue.Op, where, ue.Err)
 	}
-	return kit.Errorf(err, "%s", t.scrub(msg))
+	return report.Errorf(err, "%s", t.scrub(msg))
 }

@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // Defaults: the command line starts from them; Options takes the two
@@ -74,13 +74,13 @@ type Options struct {
 }
 
 // Validate reports every problem of o together, naming fields with
-// {Field} (kit.FieldError). A field that is set must be valid even when
+// {Field} (report.FieldError). A field that is set must be valid even when
 // nothing uses it, so that a command line is checked whole; what a way of
 // telling needs must be set when that way is configured. It makes no
 // network call.
 func (o Options) Validate() error {
 	var errs []error
-	add := func(format string, args ...any) { errs = append(errs, kit.Fieldf(format, args...)) }
+	add := func(format string, args ...any) { errs = append(errs, report.Fieldf(format, args...)) }
 	seen := make(map[string]bool)
 	for _, raw := range o.URLs {
 		if err := checkURL(raw); err != nil {
@@ -125,15 +125,15 @@ func checkURL(raw string) error {
 	switch {
 	case err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "":
 		if u.User != nil {
-			return kit.Fieldf("{URLs} %q: credentials in the URL are not accepted (they would travel into logs)", shown)
+			return report.Fieldf("{URLs} %q: credentials in the URL are not accepted (they would travel into logs)", shown)
 		}
 		return nil
 	case !strings.Contains(raw, "://"):
 		// "127.0.0.1:9091/-/reload" does not parse, "localhost:9091/x" has
 		// the scheme "localhost": both mean http.
-		return kit.Fieldf("{URLs} %q: need an http:// or https:// URL: put http:// in front of it", shown)
+		return report.Fieldf("{URLs} %q: need an http:// or https:// URL: put http:// in front of it", shown)
 	default:
-		return kit.Fieldf("{URLs} %q: need an http:// or https:// URL", shown)
+		return report.Fieldf("{URLs} %q: need an http:// or https:// URL", shown)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
 
@@ -49,7 +49,7 @@ func TestValidateNamesTheFieldOfEveryProblem(t *testing.T) {
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("the error shows a secret: %v", err)
 			}
-			var fe *kit.FieldError
+			var fe *report.FieldError
 			if !errors.As(err, &fe) || !strings.HasPrefix(tc.want, fe.Fields()[0]) {
 				t.Errorf("Validate() = %v: not a FieldError naming the field", err)
 			}

@@ -191,7 +191,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	// In 'once' mode the app has not started: there is no one to tell.
 	var tell signal.Options
 	if cmd == "run" {
-		tell = o.notify()
+		tell = o.notify
 	}
 	tell.Logger, tell.Registerer = log, reg
 	notify, err := signal.New(tell)

@@ -42,12 +42,7 @@ type options struct {
 	httpAddr      string
 	syncTokenFile string
 
-	notifyURLs    listFlag
-	notifyMethod  string
-	notifyTimeout time.Duration
-	notifyGiveUp  time.Duration
-	notifySignal  string
-	notifyProcess string
+	notify signal.Options
 
 	logFormat string
 	logLevel  string
@@ -158,7 +153,7 @@ func (o *options) validate() []error {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
 	}
 	// 'once' tells no one, but its flags are checked all the same.
-	if err := o.notify().Validate(); err != nil {
+	if err := o.notify.Validate(); err != nil {
 		errs = append(errs, errors.New(describe(o, "signal", err)))
 	}
 	switch o.logFormat {
@@ -170,14 +165,6 @@ func (o *options) validate() []error {
 		errs = append(errs, err)
 	}
 	return errs
-}
-
-// notify is what the flags say about telling the application.
-func (o *options) notify() signal.Options {
-	return signal.Options{
-		URLs: o.notifyURLs, Method: o.notifyMethod, Timeout: o.notifyTimeout, MaxElapsed: o.notifyGiveUp,
-		Signal: o.notifySignal, Name: o.notifyProcess,
-	}
 }
 
 // namedSource is one --source, split into its link name and URL.

@@ -11,6 +11,7 @@ import (
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/fetch/s3"
+	"github.com/ferrysync/ferry/internal/report"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -46,12 +47,12 @@ func settings(o *options) []setting {
 		row("max-file-size", "", size(&o.limits.MaxFileSize, fetch.DefaultMaxFileSize, "limit on the `size` of one file")),
 		row("http-addr", "", str(&o.httpAddr, api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")),
 		secret("sync-token-file", "api.TokenFile", str(&o.syncTokenFile, "", "`file` holding the bearer token that POST /sync needs from a non-loopback address or a web page of another origin"), &o.syncTokenFile),
-		row("notify-url", "signal.URLs", list(&o.notifyURLs, "app reload `URL` told about each new revision; repeat for several")),
-		row("notify-method", "signal.Method", str(&o.notifyMethod, "POST", "HTTP method for --notify-url")),
-		row("notify-timeout", "signal.Timeout", dur(&o.notifyTimeout, signal.DefaultNotifyTimeout, "timeout of one notify request")),
-		row("notify-max-elapsed", "signal.MaxElapsed", dur(&o.notifyGiveUp, signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")),
-		row("notify-signal", "signal.Signal", str(&o.notifySignal, "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")),
-		row("notify-process", "signal.Name", str(&o.notifyProcess, "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")),
+		row("notify-url", "signal.URLs", list((*listFlag)(&o.notify.URLs), "app reload `URL` told about each new revision; repeat for several")),
+		row("notify-method", "signal.Method", str(&o.notify.Method, signal.DefaultMethod, "HTTP method for --notify-url")),
+		row("notify-timeout", "signal.Timeout", dur(&o.notify.Timeout, signal.DefaultNotifyTimeout, "timeout of one notify request")),
+		row("notify-max-elapsed", "signal.MaxElapsed", dur(&o.notify.MaxElapsed, signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")),
+		row("notify-signal", "signal.Signal", str(&o.notify.Signal, "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")),
+		row("notify-process", "signal.Name", str(&o.notify.Name, "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")),
 		row("log-format", "", str(&o.logFormat, "json", "log format: json or text")),
 		row("log-level", "", str(&o.logLevel, "info", "log level: debug, info, warn or error")),
 
@@ -149,7 +150,7 @@ func flagOf(o *options, field string) string {
 // scope's Options (scope "git", "http", "s3", "signal", "api") that err
 // names become their flags.
 func describe(o *options, scope string, err error) string {
-	return kit.RenderFields(err, func(field string) string {
+	return report.RenderFields(err, func(field string) string {
 		if strings.Contains(field, ".") {
 			return flagOf(o, field)
 		}

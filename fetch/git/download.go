@@ -17,7 +17,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 const (
@@ -131,7 +131,7 @@ func (s *Source) fetchSHA(ctx context.Context, st *store, auth transport.AuthMet
 		return err
 	}
 	s.log.Info("git server refused to send a commit by SHA (it needs uploadpack.allowReachableSHA1InWant); fetching the full history of its branches and tags instead",
-		"commit", s.sha.String(), "reason", kit.FirstLine(err.Error()))
+		"commit", s.sha.String(), "reason", report.FirstLine(err.Error()))
 	// A whole history is best received as one pack, into an empty store.
 	if err := s.resetStore(st); err != nil {
 		return err

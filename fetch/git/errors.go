@@ -13,7 +13,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // storeError marks a failure to read the local object store, as opposed
@@ -39,7 +39,7 @@ func (s *Source) wrap(ctx context.Context, op string, err error) error {
 		// nothing useful.
 		err, ctx = cause, context.WithoutCancel(ctx)
 	}
-	fail := func(msg string) error { return kit.Errorf(err, "git %s %s: %s", op, s.display, msg) }
+	fail := func(msg string) error { return report.Errorf(err, "git %s %s: %s", op, s.display, msg) }
 	var keyErr *knownhosts.KeyError
 	var netErr net.Error
 	var limitErr *limitError

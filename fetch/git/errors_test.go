@@ -18,7 +18,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/fetchtest"
 	"github.com/ferrysync/ferry/fetch/git"
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 )
 
@@ -249,7 +249,7 @@ func TestValidateNamesTheFieldsOfEveryBrokenFile(t *testing.T) {
 	err := git.Options{PasswordFile: filepath.Join(dir, "nope"), SSHKeyFile: notAKey, KnownHostsFile: dir + "/nope"}.Validate()
 	var fields []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-		var fe *kit.FieldError
+		var fe *report.FieldError
 		if !errors.As(e, &fe) {
 			t.Fatalf("%v is no FieldError", e)
 		}

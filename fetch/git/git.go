@@ -18,8 +18,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // DefaultDepth is how many commits a fetch asks for: the tree of the tip is
@@ -90,7 +90,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	}
 	if u.URL.User != nil {
 		if _, hasPass := u.URL.User.Password(); hasPass {
-			errs = append(errs, kit.Fieldf("git URL %s carries a password: put it in a file and give {PasswordFile}", s.display))
+			errs = append(errs, report.Fieldf("git URL %s carries a password: put it in a file and give {PasswordFile}", s.display))
 		}
 		s.urlUser = u.URL.User.Username()
 	}
@@ -98,10 +98,10 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	if s.scheme == "ssh" {
 		s.hostPort = u.URL.Hostname() + ":" + cmp.Or(u.URL.Port(), "22")
 		if o.SSHKeyFile == "" {
-			errs = append(errs, kit.Fieldf("git URL %s is SSH: give {SSHKeyFile}", s.display))
+			errs = append(errs, report.Fieldf("git URL %s is SSH: give {SSHKeyFile}", s.display))
 		}
 		if o.KnownHostsFile == "" && !o.InsecureIgnoreHostKey {
-			errs = append(errs, kit.Fieldf("git URL %s is SSH: give {KnownHostsFile} (or, at your own risk, {InsecureIgnoreHostKey})", s.display))
+			errs = append(errs, report.Fieldf("git URL %s is SSH: give {KnownHostsFile} (or, at your own risk, {InsecureIgnoreHostKey})", s.display))
 		}
 	}
 	errs = append(errs, s.opts.Validate())
@@ -155,7 +155,7 @@ func (s *Source) parseQuery(q url.Values) []error {
 				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone does by default (add its repository as another source)", redact.Value(v)))
 			}
 		case "sshkey":
-			errs = append(errs, kit.Fieldf("git option sshkey would put a secret in the URL: use {SSHKeyFile}"))
+			errs = append(errs, report.Fieldf("git option sshkey would put a secret in the URL: use {SSHKeyFile}"))
 		default:
 			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules)", key))
 		}

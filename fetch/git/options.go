@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // Options are the settings shared by every git source. Secrets are file
@@ -32,17 +33,17 @@ func (o Options) Validate() error {
 	var errs []error
 	if o.PasswordFile != "" {
 		if _, err := kit.ReadSecret(o.PasswordFile); err != nil {
-			errs = append(errs, kit.Fieldf("{PasswordFile}: %v", err))
+			errs = append(errs, report.Fieldf("{PasswordFile}: %v", err))
 		}
 	}
 	if o.SSHKeyFile != "" {
 		if _, err := readSigner(o.SSHKeyFile); err != nil {
-			errs = append(errs, kit.Fieldf("{SSHKeyFile}: %v", err))
+			errs = append(errs, report.Fieldf("{SSHKeyFile}: %v", err))
 		}
 	}
 	if o.KnownHostsFile != "" {
 		if _, err := hostKeyDB(o.KnownHostsFile); err != nil {
-			errs = append(errs, kit.Fieldf("{KnownHostsFile}: %v", err))
+			errs = append(errs, report.Fieldf("{KnownHostsFile}: %v", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -16,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 const (
@@ -185,7 +186,7 @@ func (s *Source) resetStore(st *store) error {
 
 // discardStore removes an unusable store, saying why once.
 func (s *Source) discardStore(why error) {
-	s.log.Warn("git object store unusable; removing it, the next fetch downloads the commit again", "dir", s.storeDir, "reason", kit.FirstLine(why.Error()))
+	s.log.Warn("git object store unusable; removing it, the next fetch downloads the commit again", "dir", s.storeDir, "reason", report.FirstLine(why.Error()))
 	if err := os.RemoveAll(s.storeDir); err != nil {
 		s.log.Error("git object store could not be removed", "dir", s.storeDir, "error", err)
 	}

@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // maxRedirects is how many redirects one GET follows.
@@ -154,11 +154,11 @@ func requestError(ctx context.Context, err error) error {
 	}
 	var cve *tls.CertificateVerificationError
 	if errors.As(err, &cve) {
-		return fetch.Permanent(kit.Errorf(err, "TLS: server certificate not trusted: %v (give its CA certificate in a CA file)", cve.Err))
+		return fetch.Permanent(report.Errorf(err, "TLS: server certificate not trusted: %v (give its CA certificate in a CA file)", cve.Err))
 	}
 	var rhe tls.RecordHeaderError
 	if errors.As(err, &rhe) {
-		return kit.Errorf(err, "TLS handshake failed: the server does not speak TLS on this port")
+		return report.Errorf(err, "TLS handshake failed: the server does not speak TLS on this port")
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {

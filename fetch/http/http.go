@@ -22,6 +22,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // format is how the body is published.
@@ -95,7 +96,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		bad(errors.New("URL has no host"))
 	}
 	if u.URL.User != nil {
-		bad(kit.Fieldf("credentials in the URL are not accepted: use {Username} with {PasswordFile}, or {BearerTokenFile}"))
+		bad(report.Fieldf("credentials in the URL are not accepted: use {Username} with {PasswordFile}, or {BearerTokenFile}"))
 	}
 	if env.StateDir == "" {
 		bad(errors.New("no state directory (fetch.Env.StateDir) for saved validators and downloads"))
@@ -122,9 +123,6 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		return nil, err
 	}
 
-	for _, p := range []string{o.BearerTokenFile, o.PasswordFile, o.HeaderFile} {
-		kit.WarnExposed(s.log, p)
-	}
 	if u.URL.Scheme == "http" && (o.BearerTokenFile != "" || o.PasswordFile != "" || o.HeaderFile != "") {
 		s.log.Warn("credentials or headers will be sent over plain http", "url", s.redacted)
 	}

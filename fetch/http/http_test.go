@@ -18,6 +18,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 )
 
@@ -414,7 +415,7 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 				t.Fatalf("error shows a secret: %v", err)
 			}
 			got := ""
-			var fe *kit.FieldError
+			var fe *report.FieldError
 			if errors.As(err, &fe) {
 				got = strings.Join(fe.Fields(), ",")
 			}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // DefaultMaxBodyBytes bounds a download, and the bytes an archive expands
@@ -40,23 +40,23 @@ type Options struct {
 
 // Validate checks the options and reads the files they name, without
 // network access: a wrong path is a configuration error, found before the
-// first sync rather than on it. Its errors name the fields (kit.FieldError),
+// first sync rather than on it. Its errors name the fields (report.FieldError),
 // all of them in one line.
 func (o Options) Validate() error { return oneLine(o.problems()) }
 
 func (o Options) problems() []error {
 	var errs []error
 	if (o.Username == "") != (o.PasswordFile == "") {
-		errs = append(errs, kit.Fieldf("{Username} and {PasswordFile} go together"))
+		errs = append(errs, report.Fieldf("{Username} and {PasswordFile} go together"))
 	}
 	if o.BearerTokenFile != "" && (o.Username != "" || o.PasswordFile != "") {
-		errs = append(errs, kit.Fieldf("give either {BearerTokenFile} or {Username}/{PasswordFile}, not both"))
+		errs = append(errs, report.Fieldf("give either {BearerTokenFile} or {Username}/{PasswordFile}, not both"))
 	}
 	if strings.Contains(o.Username, ":") {
-		errs = append(errs, kit.Fieldf("{Username} must not contain ':'"))
+		errs = append(errs, report.Fieldf("{Username} must not contain ':'"))
 	}
 	if o.MaxBodyBytes < 0 {
-		errs = append(errs, kit.Fieldf("{MaxBodyBytes} must not be negative, got %d", o.MaxBodyBytes))
+		errs = append(errs, report.Fieldf("{MaxBodyBytes} must not be negative, got %d", o.MaxBodyBytes))
 	}
 	if _, err := o.auth(); err != nil {
 		errs = append(errs, fieldError(err))
@@ -87,13 +87,13 @@ func (e *fileError) Unwrap() error { return e.err }
 func fieldError(err error) error {
 	var fe *fileError
 	if errors.As(err, &fe) {
-		return kit.Fieldf("{"+fe.field+"}: %v", fe.err)
+		return report.Fieldf("{"+fe.field+"}: %v", fe.err)
 	}
 	return err
 }
 
 // oneLine joins errs with "; ", keeping each in the chain (for
-// kit.RenderFields to find every FieldError) where errors.Join would break
+// report.RenderFields to find every FieldError) where errors.Join would break
 // the line.
 func oneLine(errs []error) error {
 	if len(errs) == 0 {

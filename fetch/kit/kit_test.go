@@ -2,7 +2,6 @@ package kit_test
 
 import (
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,32 +68,5 @@ func TestStateFileRoundTripsAndCreatesPrivateDirectory(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(root, "src", ".state", kit.TempPrefix+"*")); len(m) != 0 {
 		t.Errorf("temporary files left: %v", m)
-	}
-}
-
-func TestErrorIsOneLineAndKeepsItsCause(t *testing.T) {
-	cause := os.ErrDeadlineExceeded
-	err := kit.Errorf(cause, "fetch %s: %s", "x", "server said\n<html>...")
-	if err.Error() != "fetch x: server said" || !errors.Is(err, cause) {
-		t.Fatalf("%q, Is = %v", err, errors.Is(err, cause))
-	}
-}
-
-func TestFieldErrorsAreRenderedInTheCallersVocabulary(t *testing.T) {
-	err := kit.Fieldf("{Username} and {PasswordFile} go together (got %q for %s)", "u{Evil}", "{x}")
-	if got := err.Error(); got != `Username and PasswordFile go together (got "u{Evil}" for {x})` {
-		t.Fatalf("Error() = %q", got)
-	}
-	wrapped := fmt.Errorf("source cfg: %w", errors.Join(err, errors.New("other")))
-	flags := func(f string) string { return "--http-" + strings.ToLower(f) }
-	if got := kit.RenderFields(wrapped, flags); got != "source cfg: --http-username and --http-passwordfile go together (got \"u{Evil}\" for {x})\nother" {
-		t.Fatalf("RenderFields = %q", got)
-	}
-	var fe *kit.FieldError
-	if !errors.As(wrapped, &fe) || strings.Join(fe.Fields(), ",") != "Username,PasswordFile" {
-		t.Fatalf("fields = %v", fe)
-	}
-	if got := kit.Fieldf("{not a field} {Port}: %d%%", 5).Error(); got != "{not a field} Port: 5%" {
-		t.Fatalf("%q", got)
 	}
 }

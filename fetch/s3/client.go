@@ -19,7 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/logging"
 
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // newClient builds the S3 client from the SDK's default configuration
@@ -71,7 +71,7 @@ func newClient(l location, o Options, log *slog.Logger) (*s3.Client, aws.Config,
 		return nil, cfg, fmt.Errorf("AWS configuration: %w", err)
 	}
 	if chainIsIMDS(cfg, o) && imdsOff(o) {
-		return nil, cfg, kit.Fieldf("no AWS credentials: the environment and the shared config name none, and the EC2 instance metadata service is disabled " +
+		return nil, cfg, report.Fieldf("no AWS credentials: the environment and the shared config name none, and the EC2 instance metadata service is disabled " +
 			"({NoIMDS} or AWS_EC2_METADATA_DISABLED); use {AccessKeyFile} and {SecretKeyFile}, or {Anonymous} for a public bucket")
 	}
 	client := s3.NewFromConfig(cfg, func(so *s3.Options) {

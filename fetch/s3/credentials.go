@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // credentials returns the credentials one Fetch uses. Key files are read
@@ -49,10 +50,10 @@ func (s *Source) credentials(ctx context.Context) (aws.CredentialsProvider, erro
 			return nil, ctx.Err()
 		}
 		if s.imdsOnly {
-			return nil, kit.Errorf(err, "no AWS credentials: none configured, and the EC2 instance metadata service gave none (%s); "+
+			return nil, report.Errorf(err, "no AWS credentials: none configured, and the EC2 instance metadata service gave none (%s); "+
 				"outside EC2 give key files or ask for anonymous access, and turn the instance metadata service off", innermost(err))
 		}
-		return nil, kit.Errorf(err, "AWS credentials: %s", innermost(err))
+		return nil, report.Errorf(err, "AWS credentials: %s", innermost(err))
 	}
 	return s.cfg.Credentials, nil
 }

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
 	s3src "github.com/ferrysync/ferry/fetch/s3"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // imdsProbe listens where the SDK looks for the EC2 instance metadata
@@ -130,7 +130,7 @@ func TestNewReportsEveryConfigurationProblemAtOnceNamingFields(t *testing.T) {
 	_, err := s3src.New(parse(t, "s3://bucket/conf/?version=3"), s3src.Options{
 		AccessKeyFile: missing, Concurrency: -1, SessionTokenFile: missing, Endpoint: "minio:9000",
 	}, fetch.Env{})
-	var fe *kit.FieldError
+	var fe *report.FieldError
 	if err == nil || !errors.As(err, &fe) {
 		t.Fatalf("New accepted a broken configuration, or named no field: %v", err)
 	}

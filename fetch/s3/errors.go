@@ -13,7 +13,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // scrub removes the credentials of the failed Fetch from err's message. A
@@ -39,7 +39,7 @@ func scrub(ctx context.Context, err error, creds aws.CredentialsProvider) error 
 	if clean == msg {
 		return err
 	}
-	return kit.Errorf(err, "%s", clean)
+	return report.Errorf(err, "%s", clean)
 }
 
 // httpStatus returns the HTTP status of the response that failed an
@@ -63,7 +63,7 @@ func httpStatus(err error) int {
 func describe(what string, err error) error {
 	for _, c := range []error{context.DeadlineExceeded, context.Canceled} {
 		if errors.Is(err, c) {
-			return kit.Errorf(err, "%s: %v", what, c)
+			return report.Errorf(err, "%s: %v", what, c)
 		}
 	}
 	status := httpStatus(err)
@@ -73,7 +73,7 @@ func describe(what string, err error) error {
 		code, message = api.ErrorCode(), api.ErrorMessage()
 	}
 	line := func(format string, args ...any) error {
-		return kit.Errorf(err, "%s: %s", what, fmt.Sprintf(format, args...))
+		return report.Errorf(err, "%s: %s", what, fmt.Sprintf(format, args...))
 	}
 	permanent := func(format string, args ...any) error {
 		return fetch.Permanent(line(format, args...))
@@ -146,13 +146,13 @@ const maxServerMessage = 200
 func codeSuffix(code, message string) string {
 	switch {
 	case code != "" && message != "":
-		m := kit.FirstLine(message)
+		m := report.FirstLine(message)
 		if len(m) > maxServerMessage {
 			m = strings.ToValidUTF8(m[:maxServerMessage], "") + "..."
 		}
-		return ", " + kit.FirstLine(code) + ": " + m
+		return ", " + report.FirstLine(code) + ": " + m
 	case code != "":
-		return ", " + kit.FirstLine(code)
+		return ", " + report.FirstLine(code)
 	}
 	return ""
 }
@@ -185,5 +185,5 @@ func innermost(err error) string {
 	for errors.Unwrap(err) != nil {
 		err = errors.Unwrap(err)
 	}
-	return kit.FirstLine(err.Error())
+	return report.FirstLine(err.Error())
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // location is where a source's content lives, resolved from the URL and
@@ -52,13 +52,13 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 		switch k {
 		case "region", "version":
 		case "aws_access_key_id", "aws_access_key_secret", "aws_access_token":
-			return l, kit.Fieldf("credentials in the URL (%s) are not accepted: use {AccessKeyFile} and {SecretKeyFile}", k)
+			return l, report.Fieldf("credentials in the URL (%s) are not accepted: use {AccessKeyFile} and {SecretKeyFile}", k)
 		default:
 			return l, fmt.Errorf("unknown S3 URL option %q (known: region, version)", k)
 		}
 	}
 	if u.URL.User != nil {
-		return l, kit.Fieldf("credentials in the URL are not accepted: use {AccessKeyFile} and {SecretKeyFile}")
+		return l, report.Fieldf("credentials in the URL are not accepted: use {AccessKeyFile} and {SecretKeyFile}")
 	}
 	if u.URL.Fragment != "" {
 		return l, fmt.Errorf("S3 URL has a fragment %q", u.URL.Fragment)
@@ -92,7 +92,7 @@ func parseLocation(u *fetch.URL, o Options) (location, error) {
 			l.bucket, key, _ = strings.Cut(strings.TrimPrefix(u.URL.Path, "/"), "/")
 		}
 		if o.Endpoint != "" {
-			return l, kit.Fieldf("S3 URL %s names its endpoint: {Endpoint} applies only to s3://BUCKET URLs", fetch.Redact(u.URL))
+			return l, report.Fieldf("S3 URL %s names its endpoint: {Endpoint} applies only to s3://BUCKET URLs", fetch.Redact(u.URL))
 		}
 	default:
 		return l, fmt.Errorf("S3 URL %s: scheme must be s3, https or http", fetch.Redact(u.URL))
@@ -156,13 +156,13 @@ func parseEndpoint(raw string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", kit.Fieldf("{Endpoint} %q: want http(s)://HOST[:PORT]", fetch.RedactString(raw))
+		return "", report.Fieldf("{Endpoint} %q: want http(s)://HOST[:PORT]", fetch.RedactString(raw))
 	}
 	if u.User != nil {
-		return "", kit.Fieldf("{Endpoint}: credentials in the URL are not accepted")
+		return "", report.Fieldf("{Endpoint}: credentials in the URL are not accepted")
 	}
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-		return "", kit.Fieldf("{Endpoint} %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", fetch.RedactString(raw))
+		return "", report.Fieldf("{Endpoint} %q: want http(s)://HOST[:PORT] without a path (the bucket goes in the source URL)", fetch.RedactString(raw))
 	}
 	return u.Scheme + "://" + u.Host, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/internal/report"
 )
 
 // DefaultConcurrency is how many objects are downloaded at once.
@@ -70,23 +71,23 @@ func (o Options) secretFiles() []secretFile {
 func (o Options) Validate() error {
 	var problems []error
 	if o.Concurrency < 0 {
-		problems = append(problems, kit.Fieldf("{Concurrency} %d: must be positive", o.Concurrency))
+		problems = append(problems, report.Fieldf("{Concurrency} %d: must be positive", o.Concurrency))
 	}
 	if (o.AccessKeyFile == "") != (o.SecretKeyFile == "") {
-		problems = append(problems, kit.Fieldf("{AccessKeyFile} and {SecretKeyFile} go together"))
+		problems = append(problems, report.Fieldf("{AccessKeyFile} and {SecretKeyFile} go together"))
 	}
 	if o.SessionTokenFile != "" && o.AccessKeyFile == "" {
-		problems = append(problems, kit.Fieldf("{SessionTokenFile} needs {AccessKeyFile} and {SecretKeyFile}"))
+		problems = append(problems, report.Fieldf("{SessionTokenFile} needs {AccessKeyFile} and {SecretKeyFile}"))
 	}
 	if o.Anonymous && o.AccessKeyFile != "" {
-		problems = append(problems, kit.Fieldf("{Anonymous} contradicts {AccessKeyFile}"))
+		problems = append(problems, report.Fieldf("{Anonymous} contradicts {AccessKeyFile}"))
 	}
 	for _, f := range o.secretFiles() {
 		if f.path == "" {
 			continue
 		}
 		if _, err := kit.ReadSecret(f.path); err != nil {
-			problems = append(problems, kit.Fieldf("{"+f.field+"}: %v", err))
+			problems = append(problems, report.Fieldf("{"+f.field+"}: %v", err))
 		}
 	}
 	if _, err := parseEndpoint(o.Endpoint); err != nil {

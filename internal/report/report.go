@@ -1,4 +1,8 @@
-package kit
+// Package report is how ferry's packages word their errors: in one line
+// that keeps its cause (Errorf), and, for configuration, naming the fields
+// of their Options (Fieldf) so that the command line can show them in its
+// own vocabulary, flags or file keys (RenderFields).
+package report
 
 import (
 	"fmt"
