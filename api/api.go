@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -65,10 +64,8 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 	if o.TokenFile != "" {
 		// Read on every request, so a fix needs no restart; but say now
 		// that remote triggers will be refused, not at the first one.
-		if data, err := os.ReadFile(o.TokenFile); err != nil {
-			o.Logger.Warn("sync token file unreadable: POST /sync from other addresses is refused until it can be read", "error", err)
-		} else if strings.TrimSpace(string(data)) == "" {
-			o.Logger.Warn("sync token file is empty: POST /sync from other addresses is refused until it holds a token", "path", o.TokenFile)
+		if _, err := kit.ReadSecret(o.TokenFile); err != nil {
+			o.Logger.Warn("sync token file unusable: POST /sync from other addresses is refused until it holds a token", "path", o.TokenFile, "error", err)
 		}
 	}
 	cop := http.NewCrossOriginProtection()

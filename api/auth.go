@@ -5,8 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"os"
 	"strings"
+
+	"github.com/ferrysync/ferry/fetch/kit"
 )
 
 // authorize lets a process on this machine trigger freely (the app in the
@@ -26,13 +27,12 @@ func authorize(r *http.Request, tokenFile string, cop *http.CrossOriginProtectio
 	if tokenFile == "" {
 		return errors.New("POST /sync from another address or a web page needs a bearer token, and none is configured")
 	}
-	data, err := os.ReadFile(tokenFile)
+	want, err := kit.ReadSecret(tokenFile)
 	if err != nil {
-		return errors.New("sync token file unreadable")
+		return errors.New("sync token file unusable")
 	}
-	want := strings.TrimSpace(string(data))
 	got, ok := bearerToken(r.Header.Get("Authorization"))
-	if want == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		return errors.New("missing or wrong bearer token")
 	}
 	return nil

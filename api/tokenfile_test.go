@@ -27,7 +27,7 @@ func TestTokenFileProblemsAreWarnedAtStart(t *testing.T) {
 	for _, tc := range []struct {
 		name, path, want string
 	}{
-		{"missing", filepath.Join(dir, "missing"), "unreadable"},
+		{"missing", filepath.Join(dir, "missing"), "no such file"},
 		{"empty", write("empty", " \n", 0o600), "is empty"},
 		{"good", write("good", "s3cr3t-token\n", 0o600), ""},
 	} {
