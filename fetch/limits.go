@@ -18,16 +18,19 @@ type Limits struct {
 	MaxFileSize int64
 }
 
-// WithDefaults returns l with every zero limit set to its default.
+// WithDefaults returns l with every zero (or negative) limit set to its
+// default.
 func (l Limits) WithDefaults() Limits {
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = DefaultMaxBytes
-	}
-	if l.MaxFiles <= 0 {
-		l.MaxFiles = DefaultMaxFiles
-	}
-	if l.MaxFileSize <= 0 {
-		l.MaxFileSize = DefaultMaxFileSize
-	}
+	l.MaxBytes = positiveOr(l.MaxBytes, DefaultMaxBytes)
+	l.MaxFiles = positiveOr(l.MaxFiles, DefaultMaxFiles)
+	l.MaxFileSize = positiveOr(l.MaxFileSize, DefaultMaxFileSize)
 	return l
+}
+
+// positiveOr returns v when it is positive, else def.
+func positiveOr[T int | int64](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }

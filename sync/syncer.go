@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,18 +124,14 @@ func New(cfg Config) (*Syncer, error) {
 	if len(cfg.Sources) == 0 {
 		return nil, errors.New("sync: no sources")
 	}
-	if cfg.Period <= 0 {
-		cfg.Period = DefaultPeriod
+	if cfg.Period < 0 || cfg.Keep < 0 || cfg.Timeout < 0 || cfg.OnceTimeout < 0 || cfg.VerifyPeriod < 0 {
+		return nil, errors.New("sync: negative period, keep or timeout")
 	}
-	if cfg.Keep <= 0 {
-		cfg.Keep = DefaultKeep
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.OnceTimeout <= 0 {
-		cfg.OnceTimeout = DefaultOnceTimeout
-	}
+	// Zero means the default.
+	cfg.Period = cmp.Or(cfg.Period, DefaultPeriod)
+	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
+	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
+	cfg.OnceTimeout = cmp.Or(cfg.OnceTimeout, DefaultOnceTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -8,7 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"sort"
+	"maps"
+	"slices"
 	gosync "sync"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -125,11 +126,7 @@ func (w *Writer) addDirs(dirs []string) {
 func (w *Writer) Files() map[string]File {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make(map[string]File, len(w.files))
-	for k, v := range w.files {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(w.files)
 }
 
 // Tree returns the files as name -> content, the form tests compare.
@@ -145,23 +142,14 @@ func (w *Writer) Tree() map[string]string {
 func (w *Writer) Links() map[string]string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make(map[string]string, len(w.links))
-	for k, v := range w.links {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(w.links)
 }
 
 // Dirs returns every directory, sorted.
 func (w *Writer) Dirs() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := make([]string, 0, len(w.dirs))
-	for d := range w.dirs {
-		out = append(out, d)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(w.dirs))
 }
 
 // Opened returns how many files were read through their Opener, the ones
