@@ -32,15 +32,15 @@ tidy:
 
 vet:
 	$(GO) vet ./...
-	$(GO) vet -tags soak ./cmd/ferry/
+	$(GO) vet -tags soak ./cmd/ferry/e2e/
 
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags soak ./cmd/ferry/
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags soak ./cmd/ferry/e2e/
 
 ## soak: ferry run for minutes against three changing origins (not in make test)
 soak:
-	FERRY_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 30m -v ./cmd/ferry/
+	FERRY_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -run '^TestSoak$$' -count=1 -timeout 30m -v ./cmd/ferry/e2e/
 
 ## demo: ferry's main job on the bundled example, with a demo app (< 30 s)
 demo:
@@ -49,7 +49,7 @@ demo:
 ## bench: publish and idle-memory benchmarks (figures go in closing notes)
 bench: $(VERSITYGW)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./sync/
-	$(GO) test -run '^$$' -bench IdleRSS -benchtime 1x ./cmd/ferry/
+	$(GO) test -run '^$$' -bench IdleRSS -benchtime 1x ./cmd/ferry/e2e/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./fetch/http/
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./fetch/git/
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/

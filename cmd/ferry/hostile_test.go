@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +16,8 @@ import (
 	"unicode"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/localproc"
+	"github.com/ferrysync/ferry/internal/testkit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -311,18 +314,52 @@ func TestWorldReadableSecretFilesAreWarnedAbout(t *testing.T) {
 		t.Errorf("warned about a 0600 file:\n%s", stderr)
 	}
 
-	// The sync token is read by the endpoints, which 'run' serves.
-	root := t.TempDir()
-	p := startFerry(t, procOptions{root: root, args: []string{"--source", "web=" + srv.URL + "/a.yaml",
-		"--http-bearer-token-file", private, "--sync-token-file", syncTok}})
-	p.term()
-	if !warnedWorldReadable(p.stderr.String(), "", syncTok) { // api names no flag: the path tells
-		t.Errorf("no warning about world-readable --sync-token-file:\n%s", p.stderr.String())
+	// The sync token is read by the endpoints, which 'run' serves: run
+	// until they answer, then stop as on SIGTERM.
+	runLog := runUntilServing(t, "--root", t.TempDir(), "--source", "web="+srv.URL+"/a.yaml",
+		"--http-bearer-token-file", private, "--sync-token-file", syncTok)
+	if !warnedWorldReadable(runLog, "", syncTok) { // api names no flag: the path tells
+		t.Errorf("no warning about world-readable --sync-token-file:\n%s", runLog)
 	}
-	if warnedWorldReadable(p.stderr.String(), "--http-bearer-token-file", private) {
-		t.Errorf("warned about a 0600 file:\n%s", p.stderr.String())
+	if warnedWorldReadable(runLog, "--http-bearer-token-file", private) {
+		t.Errorf("warned about a 0600 file:\n%s", runLog)
 	}
-	checkHostileOutput(t, p.stderr.String())
+	checkHostileOutput(t, runLog)
+}
+
+// runUntilServing runs 'ferry run' in-process with args until its
+// endpoints answer, then cancels it as SIGTERM would, and returns what it
+// logged.
+func runUntilServing(t *testing.T, args ...string) string {
+	t.Helper()
+	addr, err := localproc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testkit.LogBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx, append([]string{"run", "--http-addr", addr}, args...), func(string) (string, bool) { return "", false }, io.Discard, &logs)
+	}()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(stop)
+	testkit.Eventually(t, 20*time.Second, "the endpoints", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("ferry run ended at start:\n%s", logs.String())
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	stop()
+	return logs.String()
 }
 
 func warnedWorldReadable(logs, flag, path string) bool {

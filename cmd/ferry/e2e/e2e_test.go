@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"encoding/json"
@@ -17,18 +17,8 @@ import (
 	"github.com/ferrysync/ferry/internal/localproc"
 )
 
-// buildBinaries builds ferry and the demo app once per test binary run.
-func buildBinaries(t *testing.T) (ferry, app string) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, pkg := range []string{".", "../../examples/demo-app"} {
-		out, err := exec.Command("go", "build", "-o", dir+"/", pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return filepath.Join(dir, "ferry"), filepath.Join(dir, "demo-app")
-}
+// buildBinaries returns ferry and the demo app, built once per test binary.
+func buildBinaries(t *testing.T) (ferry, app string) { return binaries(t) }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

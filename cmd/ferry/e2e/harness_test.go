@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The harness of the process-level hardening tests: the ferry binary built
 // once per test binary, a handle on a running ferry (its logs, /status,
@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func binaries(t testing.TB) (ferry, app string) {
 		if built.err != nil {
 			return
 		}
-		for _, pkg := range []string{".", "../../examples/demo-app"} {
+		for _, pkg := range []string{"github.com/ferrysync/ferry/cmd/ferry", "github.com/ferrysync/ferry/examples/demo-app"} {
 			out, err := exec.Command("go", "build", "-o", built.dir+"/", pkg).CombinedOutput()
 			if err != nil {
 				built.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
@@ -216,6 +217,37 @@ func startFerry(t testing.TB, o procOptions) *ferryProc {
 		}
 	}
 	return p
+}
+
+// runToEnd runs the ferry binary with args until it exits and returns its
+// exit code and output. It is bounded by 20s: a configuration accepted by
+// mistake must fail the test, not hang it.
+func runToEnd(t testing.TB, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	bin, _ := binaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errs strings.Builder
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errs
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("still running after 20s: the input was accepted\n%s", clipOutput(errs.String()))
+	}
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, out.String(), errs.String()
+}
+
+func clipOutput(s string) string {
+	if len(s) > 2000 {
+		return fmt.Sprintf("%s... (%d more bytes)", s[:2000], len(s)-2000)
+	}
+	return s
 }
 
 // loopbackAddr returns a free 127.0.0.1 address.

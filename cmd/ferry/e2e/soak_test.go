@@ -1,6 +1,6 @@
 //go:build soak
 
-package main
+package e2e
 
 import (
 	"fmt"

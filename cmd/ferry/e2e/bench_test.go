@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 func BenchmarkIdleRSS(b *testing.B) {
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "ferry")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/ferrysync/ferry/cmd/ferry").CombinedOutput(); err != nil {
 		b.Fatalf("go build: %v\n%s", err, out)
 	}
 	source := filepath.Join(dir, "source")

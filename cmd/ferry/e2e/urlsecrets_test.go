@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/rand"
@@ -96,9 +96,9 @@ func TestURLSecretsInvalidConfigurationNeverShow(t *testing.T) {
 			case "--notify-url":
 				args = append(args, "--source", "cfg="+t.TempDir())
 			}
-			code, stdout, stderr := runFerryBounded(t, nil, args...)
-			if code != exitUsage || !strings.Contains(stderr, tc.want) {
-				t.Fatalf("exit %d, want %d and an error with %q:\n%s", code, exitUsage, tc.want, clipOutput(stderr))
+			code, stdout, stderr := runToEnd(t, args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, want 2 and an error with %q:\n%s", code, tc.want, clipOutput(stderr))
 			}
 			noURLSecret(t, "the error", stdout+stderr, true)
 		})
