@@ -208,15 +208,18 @@ func status(url string) int {
 	return resp.StatusCode
 }
 
+// bins builds ferry and the demo app once for the package's tests.
+var bins testkit.Binaries
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	bins.Close()
+	os.Exit(code)
+}
+
+// build returns ferry and the demo app, as the pod's images would hold them.
 func build(t *testing.T) (ferry, app string) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, pkg := range []string{"../cmd/ferry", "../examples/demo-app"} {
-		if out, err := exec.Command("go", "build", "-o", dir+"/", pkg).CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return filepath.Join(dir, "ferry"), filepath.Join(dir, "demo-app")
+	return bins.Path(t, "github.com/ferrysync/ferry/cmd/ferry"), bins.Path(t, "github.com/ferrysync/ferry/examples/demo-app")
 }
 
 // sigterm stops cmd as the kubelet does and returns its exit code and how

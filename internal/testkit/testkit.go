@@ -1,5 +1,7 @@
 // Package testkit holds the helpers every package's tests share: waiting
-// for a condition and capturing logs. Test code only.
+// for a condition, capturing logs, and building the binaries that
+// process-level tests run. Test code only; it imports nothing of ferry's,
+// so any package's tests may use it.
 package testkit
 
 import (

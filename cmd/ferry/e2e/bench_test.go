@@ -17,10 +17,7 @@ import (
 // local-dir source, idle after its first publish. Target: under 15 MiB.
 func BenchmarkIdleRSS(b *testing.B) {
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "ferry")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/ferrysync/ferry/cmd/ferry").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := bins.Path(b, ferryPkg)
 	source := filepath.Join(dir, "source")
 	os.MkdirAll(source, 0o755)
 	for i := range 50 {

@@ -17,9 +17,6 @@ import (
 	"github.com/ferrysync/ferry/internal/localproc"
 )
 
-// buildBinaries returns ferry and the demo app, built once per test binary.
-func buildBinaries(t *testing.T) (ferry, app string) { return binaries(t) }
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	addr, err := localproc.FreeAddr()
@@ -104,7 +101,7 @@ func writeRevision(t *testing.T, dir string, i int) {
 // gates the app on /readyz like a startupProbe, then changes the source
 // several times while the app reads the volume continuously.
 func TestEndToEndPlayingTheKubelet(t *testing.T) {
-	ferryBin, appBin := buildBinaries(t)
+	ferryBin, appBin := bins.Path(t, ferryPkg), bins.Path(t, appPkg)
 	source, root := t.TempDir(), t.TempDir()
 	writeRevision(t, source, 1)
 	ferryAddr, appAddr := freeAddr(t), freeAddr(t)
@@ -174,7 +171,7 @@ func TestEndToEndPlayingTheKubelet(t *testing.T) {
 // TestOnceAsInitContainer: exit 0 with the revision on disk, or 1 when the
 // source is missing, before the app would start.
 func TestOnceAsInitContainer(t *testing.T) {
-	ferryBin, _ := buildBinaries(t)
+	ferryBin := bins.Path(t, ferryPkg)
 	source, root := t.TempDir(), t.TempDir()
 	writeRevision(t, source, 1)
 	out, err := exec.Command(ferryBin, "once", "--source", source, "--root", root).CombinedOutput()

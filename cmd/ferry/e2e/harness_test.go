@@ -35,6 +35,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/ferrysync/ferry/internal/localproc"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // fsizeEnv makes the test binary a launcher: it sets RLIMIT_FSIZE to the
@@ -48,9 +49,7 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
-	if built.dir != "" {
-		os.RemoveAll(built.dir)
-	}
+	bins.Close()
 	os.Exit(code)
 }
 
@@ -79,43 +78,20 @@ func execWithFileSizeLimit(limit string, args []string) {
 	os.Exit(120)
 }
 
-// built holds the binaries built once for the whole test binary.
-var built struct {
-	once       gosync.Once
-	dir        string
-	ferry, app string
-	err        error
-}
+// bins builds ferry and the demo app once for the whole test binary.
+var bins testkit.Binaries
 
-// binaries builds ferry and the demo app once; later calls reuse them.
-func binaries(t testing.TB) (ferry, app string) {
-	t.Helper()
-	built.once.Do(func() {
-		built.dir, built.err = os.MkdirTemp("", "ferry-hardening-bin-")
-		if built.err != nil {
-			return
-		}
-		for _, pkg := range []string{"github.com/ferrysync/ferry/cmd/ferry", "github.com/ferrysync/ferry/examples/demo-app"} {
-			out, err := exec.Command("go", "build", "-o", built.dir+"/", pkg).CombinedOutput()
-			if err != nil {
-				built.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-				return
-			}
-		}
-		built.ferry = filepath.Join(built.dir, "ferry")
-		built.app = filepath.Join(built.dir, "demo-app")
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	return built.ferry, built.app
-}
+// The packages of the binaries the tests run.
+const (
+	ferryPkg = "github.com/ferrysync/ferry/cmd/ferry"
+	appPkg   = "github.com/ferrysync/ferry/examples/demo-app"
+)
 
 // requireGit builds the binaries and fails a git row on a machine without
 // the git binary, which the test origin needs.
 func requireGit(t testing.TB) {
 	t.Helper()
-	binaries(t)
+	bins.Path(t, ferryPkg)
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Fatal("the git test origin needs the git binary (.ci/run installs it)")
 	}
@@ -167,7 +143,7 @@ type procOptions struct {
 // endpoints, once /healthz answers.
 func startFerry(t testing.TB, o procOptions) *ferryProc {
 	t.Helper()
-	bin, _ := binaries(t)
+	bin := bins.Path(t, ferryPkg)
 	cmdName := "run"
 	if o.once {
 		cmdName = "once"
@@ -224,7 +200,7 @@ func startFerry(t testing.TB, o procOptions) *ferryProc {
 // mistake must fail the test, not hang it.
 func runToEnd(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	bin, _ := binaries(t)
+	bin := bins.Path(t, ferryPkg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out, errs strings.Builder

@@ -59,7 +59,7 @@ func TestSoak(t *testing.T) {
 		}
 		duration = d
 	}
-	_, appBin := binaries(t)
+	appBin := bins.Path(t, appPkg)
 	origins := map[string]origin{"file": newFileOrigin(t), "web": newTarOrigin(t), "bucket": newS3Origin(t)}
 	gens := map[string]int{}
 	var args []string
