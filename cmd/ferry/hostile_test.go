@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,7 +15,6 @@ import (
 	"unicode"
 
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/ferrysync/ferry/internal/testkit"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -167,11 +165,11 @@ func TestHostileInputIsRefusedBeforeAnythingHappens(t *testing.T) {
 			}
 			code, stdout, stderr := runFerryBounded(t, tc.env, args...)
 			if code != tc.code {
-				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, clipOutput(stderr))
+				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, testkit.Clip(stderr, 2000))
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(stderr, w) {
-					t.Errorf("stderr lacks %q:\n%s", w, clipOutput(stderr))
+					t.Errorf("stderr lacks %q:\n%s", w, testkit.Clip(stderr, 2000))
 				}
 			}
 			checkHostileOutput(t, stdout+stderr)
@@ -187,7 +185,7 @@ func TestHostileInputIsRefusedBeforeAnythingHappens(t *testing.T) {
 func checkHostileOutput(t *testing.T, out string) {
 	t.Helper()
 	if strings.Contains(out, hostileSecret) {
-		t.Errorf("a secret was echoed:\n%s", clipOutput(out))
+		t.Errorf("a secret was echoed:\n%s", testkit.Clip(out, 2000))
 	}
 	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
 		if strings.HasPrefix(line, "ferry: all good") {
@@ -195,7 +193,7 @@ func checkHostileOutput(t *testing.T, out string) {
 		}
 		for _, r := range line {
 			if unicode.IsControl(r) && r != '\t' {
-				t.Errorf("control character %q echoed in %q", r, clipOutput(line))
+				t.Errorf("control character %q echoed in %q", r, testkit.Clip(line, 2000))
 				break
 			}
 		}
@@ -211,13 +209,6 @@ func hasFlag(args []string, flag string) bool {
 	return false
 }
 
-func clipOutput(s string) string {
-	if len(s) > 2000 {
-		return fmt.Sprintf("%s... (%d more bytes)", s[:2000], len(s)-2000)
-	}
-	return s
-}
-
 // runFerryBounded runs the program in-process like runFerry, but cancels
 // it after 20s: a configuration that is accepted by mistake must fail the
 // test, not hang it.
@@ -228,7 +219,7 @@ func runFerryBounded(t *testing.T, env map[string]string, args ...string) (int, 
 	var stdout, stderr strings.Builder
 	code := run(ctx, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &stdout, &stderr)
 	if ctx.Err() != nil {
-		t.Fatalf("still running after 20s: the input was accepted\n%s", clipOutput(stderr.String()))
+		t.Fatalf("still running after 20s: the input was accepted\n%s", testkit.Clip(stderr.String(), 2000))
 	}
 	return code, stdout.String(), stderr.String()
 }
@@ -332,10 +323,7 @@ func TestWorldReadableSecretFilesAreWarnedAbout(t *testing.T) {
 // logged.
 func runUntilServing(t *testing.T, args ...string) string {
 	t.Helper()
-	addr, err := localproc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := testkit.FreeAddr(t)
 	var logs testkit.LogBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -351,12 +339,7 @@ func runUntilServing(t *testing.T, args ...string) string {
 			t.Fatalf("ferry run ended at start:\n%s", logs.String())
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
+		return testkit.HTTPStatus("http://"+addr+"/healthz") != 0
 	})
 	stop()
 	return logs.String()

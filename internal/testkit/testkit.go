@@ -1,15 +1,20 @@
 // Package testkit holds the helpers every package's tests share: waiting
 // for a condition, capturing logs, and building the binaries that
-// process-level tests run. Test code only; it imports nothing of ferry's,
-// so any package's tests may use it.
+// process-level tests run. Test code only; it imports nothing of ferry's
+// but localproc, so any package's tests may use it.
 package testkit
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	gosync "sync"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/localproc"
 )
 
 // Eventually polls cond every 10 ms until it holds, and fails the test
@@ -53,4 +58,35 @@ func (b *LogBuffer) Logger() *slog.Logger {
 // JSONLogger returns a debug-level JSON logger writing to b.
 func (b *LogBuffer) JSONLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// FreeAddr returns a 127.0.0.1 address that nothing listens on right now.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	addr, err := localproc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// HTTPStatus GETs url and returns the status code, or 0 when nothing
+// answered: the probe a kubelet makes.
+func HTTPStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Clip returns s cut to n bytes, saying how much was cut, for a failure
+// message that quotes a long output.
+func Clip(s string, n int) string {
+	if len(s) > n {
+		return fmt.Sprintf("%s... (%d more bytes)", s[:n], len(s)-n)
+	}
+	return s
 }

@@ -10,6 +10,8 @@ import (
 	gosync "sync"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // TestAppDownThenBackGetsExactlyOneNotifyOfTheNewest publishes three
@@ -25,15 +27,15 @@ func TestAppDownThenBackGetsExactlyOneNotifyOfTheNewest(t *testing.T) {
 	o.set(t, 1, nil)
 	root := t.TempDir()
 	link := filepath.Join(root, "cfg")
-	appAddr := loopbackAddr(t) // nothing listens there yet: connection refused
+	appAddr := testkit.FreeAddr(t) // nothing listens there yet: connection refused
 	p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"),
 		"--period", "100ms", "--notify-url", "http://"+appAddr+"/-/reload", "--notify-timeout", "1s")})
-	waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+	testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
 
 	down := time.Now()
 	for gen := 2; gen <= 4; gen++ {
 		o.set(t, gen, nil)
-		waitFor(t, 10*time.Second, "the next generation", func() bool { g, err := checkGeneration(link); return err == nil && g == gen })
+		testkit.Eventually(t, 10*time.Second, "the next generation", func() bool { g, err := checkGeneration(link); return err == nil && g == gen })
 		time.Sleep(300 * time.Millisecond) // a few refused attempts each
 	}
 	newest := p.status()["cfg"].Revision
@@ -62,7 +64,7 @@ func TestAppDownThenBackGetsExactlyOneNotifyOfTheNewest(t *testing.T) {
 	defer app.Close()
 	back := time.Now()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
-	waitFor(t, 30*time.Second, "a notification once the app is back", func() bool { return count() > 0 })
+	testkit.Eventually(t, 30*time.Second, "a notification once the app is back", func() bool { return count() > 0 })
 	// Any second delivery would come within the next backoff steps.
 	time.Sleep(3 * time.Second)
 
@@ -94,14 +96,14 @@ func TestNotifyGivesUpAfterNotifyMaxElapsed(t *testing.T) {
 	o.set(t, 1, nil)
 	root := t.TempDir()
 	link := filepath.Join(root, "cfg")
-	appAddr := loopbackAddr(t)
+	appAddr := testkit.FreeAddr(t)
 	p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"),
 		"--period", "100ms", "--notify-url", "http://"+appAddr+"/-/reload", "--notify-max-elapsed", "1s")})
-	waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+	testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
 	o.set(t, 2, nil)
-	waitFor(t, 10*time.Second, "gen 2", func() bool { g, err := checkGeneration(link); return err == nil && g == 2 })
+	testkit.Eventually(t, 10*time.Second, "gen 2", func() bool { g, err := checkGeneration(link); return err == nil && g == 2 })
 	target := "http://" + appAddr + "/-/reload"
-	waitFor(t, 10*time.Second, "the change given up", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the change given up", func() bool {
 		return p.metric("ferry_notify_total", "target", target, "result", "failed") >= 1
 	})
 

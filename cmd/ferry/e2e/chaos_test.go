@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // chaosKills is how many times each source's ferry is killed.
@@ -68,7 +70,7 @@ func chaos(t *testing.T, o origin) {
 		if i == 0 {
 			// Strike only once something is published, however slow the
 			// machine: every later kill then has a revision to check.
-			waitFor(t, 30*time.Second, "the first publish", func() bool {
+			testkit.Eventually(t, 30*time.Second, "the first publish", func() bool {
 				_, err := os.Readlink(link)
 				return err == nil
 			})

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // TestFullVolumeFailsTheSyncCleanlyAndSpaceBackRecovers fills the volume
@@ -59,7 +61,7 @@ func fullVolume(t *testing.T, how string, newOrigin func(testing.TB) origin, big
 	args := append(o.source("cfg"), "--period", "1h", "--timeout", "30s", "--keep", "2")
 	o.set(t, 1, nil)
 	p := startFerry(t, procOptions{root: root, args: args, fsize: fsize})
-	waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+	testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
 
 	// The source grows past what the volume takes.
 	o.set(t, 2, map[string]string{"big.bin": string(big)})
@@ -129,7 +131,7 @@ func fullVolume(t *testing.T, how string, newOrigin func(testing.TB) origin, big
 		}
 		httpPost("http://" + p.addr + "/sync")
 	}
-	waitFor(t, 20*time.Second, "gen 4 once space is back", func() bool {
+	testkit.Eventually(t, 20*time.Second, "gen 4 once space is back", func() bool {
 		if g, err := checkGeneration(link); err == nil && g == 4 {
 			return true
 		}
@@ -181,7 +183,7 @@ func namesDiskCause(msg string) bool {
 func syncUntilFailure(t *testing.T, p *ferryProc, n int) sourceStatus {
 	t.Helper()
 	var st sourceStatus
-	waitFor(t, 30*time.Second, "a failed sync", func() bool {
+	testkit.Eventually(t, 30*time.Second, "a failed sync", func() bool {
 		st = p.status()["cfg"]
 		if st.ConsecutiveFailures >= n {
 			return true

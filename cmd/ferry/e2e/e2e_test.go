@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,37 +14,8 @@ import (
 
 	"github.com/ferrysync/ferry/internal/demoapp"
 	"github.com/ferrysync/ferry/internal/localproc"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := localproc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
-func httpStatus(url string) int {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // terminate sends SIGTERM and returns the exit code and how long it took.
 func terminate(t *testing.T, cmd *exec.Cmd) (int, time.Duration) {
@@ -104,7 +74,7 @@ func TestEndToEndPlayingTheKubelet(t *testing.T) {
 	ferryBin, appBin := bins.Path(t, ferryPkg), bins.Path(t, appPkg)
 	source, root := t.TempDir(), t.TempDir()
 	writeRevision(t, source, 1)
-	ferryAddr, appAddr := freeAddr(t), freeAddr(t)
+	ferryAddr, appAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 
 	var ferryLog strings.Builder
 	ferry := exec.Command(ferryBin, "run", "--source", "config="+source, "--root", root,
@@ -114,7 +84,7 @@ func TestEndToEndPlayingTheKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ferry.Process.Kill()
-	waitUntil(t, 10*time.Second, "/readyz 200", func() bool { return httpStatus("http://"+ferryAddr+"/readyz") == 200 })
+	testkit.Eventually(t, 10*time.Second, "/readyz 200", func() bool { return testkit.HTTPStatus("http://"+ferryAddr+"/readyz") == 200 })
 
 	first := publishedRevision(t, ferryAddr)
 
@@ -125,13 +95,13 @@ func TestEndToEndPlayingTheKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer app.Process.Kill()
-	waitUntil(t, 10*time.Second, "the app", func() bool { _, err := demoapp.Get(appAddr); return err == nil })
+	testkit.Eventually(t, 10*time.Second, "the app", func() bool { _, err := demoapp.Get(appAddr); return err == nil })
 
 	const changes = 5
 	for i := 2; i <= changes+1; i++ {
 		writeRevision(t, source, i)
 		want := fmt.Sprintf("revision %d", i)
-		waitUntil(t, 10*time.Second, "the app to read "+want, func() bool {
+		testkit.Eventually(t, 10*time.Second, "the app to read "+want, func() bool {
 			st, err := demoapp.Get(appAddr)
 			return err == nil && st.Greeting == want
 		})
@@ -150,7 +120,7 @@ func TestEndToEndPlayingTheKubelet(t *testing.T) {
 	if st.ReadErrs != 0 {
 		t.Fatalf("app saw %d read errors in %d reads; first: %s", st.ReadErrs, st.Reads, st.FirstErr)
 	}
-	if httpStatus("http://"+ferryAddr+"/healthz") != 200 {
+	if testkit.HTTPStatus("http://"+ferryAddr+"/healthz") != 200 {
 		t.Fatal("/healthz not 200 while syncing")
 	}
 

@@ -12,6 +12,8 @@ import (
 	gosync "sync"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // faultMode is what the injector does to the requests it sees.
@@ -277,9 +279,9 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 			link := filepath.Join(root, "cfg")
 			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"),
 				"--period", period.String(), "--timeout", timeout.String())})
-			waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+			testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
 			// The link moves a moment before /status records the publish.
-			waitFor(t, 5*time.Second, "gen 1 in /status", func() bool { return p.status()["cfg"].Revision != "" })
+			testkit.Eventually(t, 5*time.Second, "gen 1 in /status", func() bool { return p.status()["cfg"].Revision != "" })
 			good := p.status()["cfg"].Revision
 
 			// The origin changes, and everything in front of it breaks.
@@ -331,12 +333,12 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 			// step (at most 1.5 periods) plus a fetch.
 			f.setMode(healthy)
 			healed := time.Now()
-			waitFor(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, "gen 2 after the outage", func() bool {
+			testkit.Eventually(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, "gen 2 after the outage", func() bool {
 				g, err := checkGeneration(link)
 				return err == nil && g == 2
 			})
 			recovered := time.Since(healed)
-			waitFor(t, 5*time.Second, "/status to clear the failures", func() bool {
+			testkit.Eventually(t, 5*time.Second, "/status to clear the failures", func() bool {
 				st := p.status()["cfg"]
 				return st.ConsecutiveFailures == 0 && st.LastError == ""
 			})
@@ -348,14 +350,14 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 			// the origin, and the last good revision stays.
 			o.set(t, 3, nil)
 			f.setMode(stalled)
-			waitFor(t, 3*period+5*time.Second, "a sync to time out", func() bool {
+			testkit.Eventually(t, 3*period+5*time.Second, "a sync to time out", func() bool {
 				st := p.status()["cfg"]
 				return strings.Contains(st.LastError, "timed out") || strings.Contains(st.LastError, "deadline exceeded")
 			})
 			if g, err := checkGeneration(link); err != nil || g != 2 {
 				t.Fatalf("after a stalled transfer ROOT/cfg is gen %d, %v; want gen 2", g, err)
 			}
-			waitFor(t, 2*timeout, "the stalled request to be released", func() bool { return f.stalledNow() == 0 })
+			testkit.Eventually(t, 2*timeout, "the stalled request to be released", func() bool { return f.stalledNow() == 0 })
 			held := f.heldTimes()
 			for _, h := range held {
 				if h > timeout+time.Second {
@@ -363,7 +365,7 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 				}
 			}
 			f.setMode(healthy)
-			waitFor(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, "gen 3 after the stall", func() bool {
+			testkit.Eventually(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, "gen 3 after the stall", func() bool {
 				g, err := checkGeneration(link)
 				return err == nil && g == 3
 			})
@@ -440,7 +442,7 @@ func TestSIGTERMDuringASyncExitsAtOnceAndLeavesNothing(t *testing.T) {
 			root := t.TempDir()
 			link := filepath.Join(root, "cfg")
 			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"), "--period", "1h", "--timeout", "1m")})
-			waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+			testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
 			before, _ := os.Readlink(link)
 
 			o.set(t, 2, nil)
@@ -448,10 +450,10 @@ func TestSIGTERMDuringASyncExitsAtOnceAndLeavesNothing(t *testing.T) {
 			if code := httpPost("http://" + p.addr + "/sync"); code != http.StatusAccepted {
 				t.Fatalf("POST /sync: %d", code)
 			}
-			waitFor(t, 10*time.Second, "a transfer stalled mid-body", func() bool { return f.stalledNow() > 0 })
+			testkit.Eventually(t, 10*time.Second, "a transfer stalled mid-body", func() bool { return f.stalledNow() > 0 })
 			if fo.kind == "s3" {
 				// Objects stream straight into the staging tree.
-				waitFor(t, 5*time.Second, "a staging tree", func() bool { return len(leftovers(root)) > 0 })
+				testkit.Eventually(t, 5*time.Second, "a staging tree", func() bool { return len(leftovers(root)) > 0 })
 			}
 			inFlight := leftovers(root)
 

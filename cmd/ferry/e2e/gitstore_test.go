@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // TestGitStoreWithATruncatedRefRecovers is the deterministic form of what
@@ -19,7 +21,7 @@ func TestGitStoreWithATruncatedRefRecovers(t *testing.T) {
 	link := filepath.Join(root, "cfg")
 	args := append(o.source("cfg"), "--period", "100ms")
 	p := startFerry(t, procOptions{root: root, args: args})
-	waitFor(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+	testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
 	p.kill()
 
 	refs, _ := filepath.Glob(filepath.Join(root, ".ferry", "cfg", ".state", "*", "refs", "ferry", "fetched"))

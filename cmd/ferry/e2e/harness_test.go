@@ -34,7 +34,6 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
 
@@ -97,32 +96,14 @@ func requireGit(t testing.TB) {
 	}
 }
 
-// syncBuffer is an io.Writer safe for a process's output and a test's reads.
-type syncBuffer struct {
-	mu gosync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // ferryProc is one running 'ferry run' (or 'once') process.
 type ferryProc struct {
 	t      testing.TB
 	cmd    *exec.Cmd
 	addr   string // --http-addr, "" when off
 	root   string
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testkit.LogBuffer
+	stderr *testkit.LogBuffer
 	done   chan struct{}
 	err    error // set when done is closed
 }
@@ -149,9 +130,9 @@ func startFerry(t testing.TB, o procOptions) *ferryProc {
 		cmdName = "once"
 	}
 	args := append([]string{cmdName, "--root", o.root, "--log-format", "json"}, o.args...)
-	p := &ferryProc{t: t, root: o.root, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &ferryProc{t: t, root: o.root, stdout: &testkit.LogBuffer{}, stderr: &testkit.LogBuffer{}, done: make(chan struct{})}
 	if !o.noAddr && !o.once {
-		p.addr = loopbackAddr(t)
+		p.addr = testkit.FreeAddr(t)
 		args = append(args, "--http-addr", p.addr)
 	}
 	if o.fsize > 0 {
@@ -180,7 +161,7 @@ func startFerry(t testing.TB, o procOptions) *ferryProc {
 	})
 	if p.addr != "" {
 		deadline := time.Now().Add(20 * time.Second)
-		for httpStatus("http://"+p.addr+"/healthz") == 0 {
+		for testkit.HTTPStatus("http://"+p.addr+"/healthz") == 0 {
 			select {
 			case <-p.done:
 				t.Fatalf("ferry exited at start: %v\n%s", p.err, p.stderr.String())
@@ -208,7 +189,7 @@ func runToEnd(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("still running after 20s: the input was accepted\n%s", clipOutput(errs.String()))
+		t.Fatalf("still running after 20s: the input was accepted\n%s", testkit.Clip(errs.String(), 2000))
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
@@ -217,23 +198,6 @@ func runToEnd(t testing.TB, args ...string) (code int, stdout, stderr string) {
 		t.Fatal(err)
 	}
 	return code, out.String(), errs.String()
-}
-
-func clipOutput(s string) string {
-	if len(s) > 2000 {
-		return fmt.Sprintf("%s... (%d more bytes)", s[:2000], len(s)-2000)
-	}
-	return s
-}
-
-// loopbackAddr returns a free 127.0.0.1 address.
-func loopbackAddr(t testing.TB) string {
-	t.Helper()
-	addr, err := localproc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // exited reports whether the process has ended.
@@ -394,18 +358,6 @@ func (p *ferryProc) logs() []logRecord {
 
 func (r logRecord) str(k string) string { s, _ := r[k].(string); return s }
 
-// waitFor polls cond every 20ms until it holds or limit passes.
-func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // tail returns the last n lines of s.
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
@@ -499,17 +451,10 @@ func checkGeneration(link string) (int, error) {
 			return 0, fmt.Errorf("incomplete revision %s: %w", filepath.Base(dir), err)
 		}
 		if string(data) != c {
-			return 0, fmt.Errorf("revision %s: %s holds %q, want %q", filepath.Base(dir), p, clip(string(data)), clip(c))
+			return 0, fmt.Errorf("revision %s: %s holds %q, want %q", filepath.Base(dir), p, testkit.Clip(string(data), 40), testkit.Clip(c, 40))
 		}
 	}
 	return gen, nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }
 
 // --- origins ---

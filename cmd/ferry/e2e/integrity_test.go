@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // nobody is the UID and GID the app runs as in these tests: not ferry's.
@@ -91,7 +93,7 @@ func TestASecondFerryOnTheSameRootExitsOne(t *testing.T) {
 	o.set(t, 1, nil)
 	root := t.TempDir()
 	first := startFerry(t, procOptions{root: root, args: append(o.source("cfg"), "--period", "1h")})
-	waitFor(t, 20*time.Second, "the first ferry to publish", func() bool { return httpStatus("http://"+first.addr+"/readyz") == 200 })
+	testkit.Eventually(t, 20*time.Second, "the first ferry to publish", func() bool { return testkit.HTTPStatus("http://"+first.addr+"/readyz") == 200 })
 	second := startFerry(t, procOptions{root: root, once: true, args: o.source("cfg")})
 	if code := second.wait(20 * time.Second); code != 1 {
 		t.Fatalf("second ferry exited %d, want 1:\n%s", code, second.stderr.String())
@@ -105,7 +107,7 @@ func TestASecondFerryOnTheSameRootExitsOne(t *testing.T) {
 	if first.exited() {
 		t.Fatal("the first ferry died")
 	}
-	if httpStatus("http://"+first.addr+"/readyz") != 200 {
+	if testkit.HTTPStatus("http://"+first.addr+"/readyz") != 200 {
 		t.Fatal("the first ferry lost its revision")
 	}
 }
@@ -121,7 +123,7 @@ func TestDamageIsRepairedWithinAPeriod(t *testing.T) {
 			root := t.TempDir()
 			period := 400 * time.Millisecond
 			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"), "--period", period.String())})
-			waitFor(t, 30*time.Second, "the first publish", func() bool { return httpStatus("http://"+p.addr+"/readyz") == 200 })
+			testkit.Eventually(t, 30*time.Second, "the first publish", func() bool { return testkit.HTTPStatus("http://"+p.addr+"/readyz") == 200 })
 			link := filepath.Join(root, "cfg")
 			rev := p.status()["cfg"].Revision
 			for i, damage := range []func(){
@@ -130,7 +132,7 @@ func TestDamageIsRepairedWithinAPeriod(t *testing.T) {
 			} {
 				damage()
 				start := time.Now()
-				waitFor(t, 10*time.Second, "the repair", func() bool {
+				testkit.Eventually(t, 10*time.Second, "the repair", func() bool {
 					_, err := checkGeneration(link)
 					return err == nil
 				})
@@ -142,7 +144,7 @@ func TestDamageIsRepairedWithinAPeriod(t *testing.T) {
 					t.Fatalf("after repair: generation %d, %v", gen, err)
 				}
 				want := float64(i + 1)
-				waitFor(t, 5*time.Second, "the repair counted", func() bool { return p.metric("ferry_repairs_total", "source", "cfg") == want })
+				testkit.Eventually(t, 5*time.Second, "the repair counted", func() bool { return p.metric("ferry_repairs_total", "source", "cfg") == want })
 			}
 			warnings := 0
 			for _, r := range p.logs() {
@@ -285,7 +287,7 @@ func TestSubdirIgnoresCommitsElsewhere(t *testing.T) {
 	p := startFerry(t, procOptions{root: root, args: []string{"--source", "cfg=git::" + o.srv.URL + "/config.git//prod?ref=main",
 		"--period", "100ms", "--notify-url", app.URL + "/-/reload"}})
 	link := filepath.Join(root, "cfg")
-	waitFor(t, 20*time.Second, "the first publish", func() bool { _, err := os.Stat(filepath.Join(link, "app.yaml")); return err == nil })
+	testkit.Eventually(t, 20*time.Second, "the first publish", func() bool { _, err := os.Stat(filepath.Join(link, "app.yaml")); return err == nil })
 	first, _ := os.Readlink(link)
 	head := func() string {
 		out, err := exec.Command("git", "-C", o.dir, "rev-parse", "HEAD").Output()
@@ -297,7 +299,7 @@ func TestSubdirIgnoresCommitsElsewhere(t *testing.T) {
 
 	o.set(t, 2, map[string]string{"prod/app.yaml": "v: 1\n", "staging/app.yaml": "v: 2\n"})
 	elsewhere := head()
-	waitFor(t, 10*time.Second, "the commit elsewhere to be seen", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the commit elsewhere to be seen", func() bool {
 		var st struct {
 			Sources []struct {
 				OriginRevision string `json:"origin_revision"`
@@ -316,7 +318,7 @@ func TestSubdirIgnoresCommitsElsewhere(t *testing.T) {
 
 	o.set(t, 3, map[string]string{"prod/app.yaml": "v: 3\n", "staging/app.yaml": "v: 2\n"})
 	inside := head()
-	waitFor(t, 10*time.Second, "one notify", func() bool { return len(notified()) == 1 })
+	testkit.Eventually(t, 10*time.Second, "one notify", func() bool { return len(notified()) == 1 })
 	time.Sleep(300 * time.Millisecond)
 	n := notified()
 	if len(n) != 1 || n[0]["origin_revision"] != inside || n[0]["revision"] == "" || n[0]["revision"] == inside {

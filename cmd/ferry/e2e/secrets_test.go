@@ -17,6 +17,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // secretMarker starts every secret of TestSecretsNeverShow: finding it
@@ -85,7 +87,7 @@ func failEachWay(t *testing.T, p *ferryProc, broken *gosync.Map, names []string,
 			broken.Store(name, reflector(code))
 		}
 		before := p.status()
-		waitFor(t, 20*time.Second, fmt.Sprintf("%v to fail on HTTP %d", names, code), func() bool {
+		testkit.Eventually(t, 20*time.Second, fmt.Sprintf("%v to fail on HTTP %d", names, code), func() bool {
 			now := p.status()
 			for _, name := range names {
 				if now[name].ConsecutiveFailures <= before[name].ConsecutiveFailures {
@@ -174,7 +176,7 @@ func TestSecretsNeverShow(t *testing.T) {
 		}
 		repo.handler.ServeHTTP(w, r)
 	}))
-	deadSSH := loopbackAddr(t)
+	deadSSH := testkit.FreeAddr(t)
 
 	root := t.TempDir()
 	args := []string{"--log-level", "debug", "--period", "200ms", "--timeout", "5s",
@@ -188,7 +190,7 @@ func TestSecretsNeverShow(t *testing.T) {
 		"--sync-token-file", files["--sync-token-file"],
 	}
 	p := startFerry(t, procOptions{root: root, args: args})
-	waitFor(t, 30*time.Second, "web, bucket and repo published", func() bool {
+	testkit.Eventually(t, 30*time.Second, "web, bucket and repo published", func() bool {
 		st := p.status()
 		return st["web"].Revision != "" && st["bucket"].Revision != "" && st["repo"].Revision != "" && st["sshrepo"].ConsecutiveFailures > 0
 	})
@@ -270,17 +272,17 @@ func TestBasicAuthPasswordNeverShows(t *testing.T) {
 	root := t.TempDir()
 	p := startFerry(t, procOptions{root: root, args: []string{"--log-level", "debug", "--period", "100ms",
 		"--source", "web=" + web.url(), "--http-username", "deploy", "--http-password-file", pw}})
-	waitFor(t, 20*time.Second, "published", func() bool { return p.status()["web"].Revision != "" })
+	testkit.Eventually(t, 20*time.Second, "published", func() bool { return p.status()["web"].Revision != "" })
 	if !<-got {
 		t.Fatal("the origin did not receive the password")
 	}
 	var seen []string
 	for _, code := range []int{500, 401} {
 		broken.Store("x", reflector(code))
-		waitFor(t, 20*time.Second, "a failure", func() bool { return p.status()["web"].ConsecutiveFailures > 0 })
+		testkit.Eventually(t, 20*time.Second, "a failure", func() bool { return p.status()["web"].ConsecutiveFailures > 0 })
 		seen = append(seen, p.get("/status"), p.get("/metrics"))
 		broken.Delete("x")
-		waitFor(t, 20*time.Second, "recovery", func() bool { return p.status()["web"].ConsecutiveFailures == 0 })
+		testkit.Eventually(t, 20*time.Second, "recovery", func() bool { return p.status()["web"].ConsecutiveFailures == 0 })
 	}
 	p.term()
 	seen = append(seen, p.stdout.String(), p.stderr.String())

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/demoapp"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // soakDurationEnv sets how long TestSoak runs (default 3m): make soak.
@@ -70,12 +71,12 @@ func TestSoak(t *testing.T) {
 	}
 	appAddrs := map[string]string{}
 	for name := range origins {
-		appAddrs[name] = loopbackAddr(t)
+		appAddrs[name] = testkit.FreeAddr(t)
 		args = append(args, "--notify-url", "http://"+appAddrs[name]+"/-/reload")
 	}
 	root := t.TempDir()
 	p := startFerry(t, procOptions{root: root, args: append(args, "--period", "1s")})
-	waitFor(t, 30*time.Second, "/readyz", func() bool { return httpStatus("http://"+p.addr+"/readyz") == 200 })
+	testkit.Eventually(t, 30*time.Second, "/readyz", func() bool { return testkit.HTTPStatus("http://"+p.addr+"/readyz") == 200 })
 
 	// Only now does the kubelet start the apps.
 	for name, addr := range appAddrs {
@@ -85,7 +86,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-		waitFor(t, 10*time.Second, "app "+name, func() bool { _, err := demoapp.Get(addr); return err == nil })
+		testkit.Eventually(t, 10*time.Second, "app "+name, func() bool { _, err := demoapp.Get(addr); return err == nil })
 	}
 	time.Sleep(2 * time.Second) // let start-up allocations settle
 	start := sampleProcess(t, p)
@@ -127,7 +128,7 @@ func TestSoak(t *testing.T) {
 	}
 	// The origins settle: every link reaches its origin's newest content.
 	for name := range origins {
-		waitFor(t, 30*time.Second, name+" to converge", func() bool {
+		testkit.Eventually(t, 30*time.Second, name+" to converge", func() bool {
 			g, err := checkGeneration(filepath.Join(root, name))
 			return err == nil && g == gens[name]
 		})

@@ -11,6 +11,8 @@ import (
 	gosync "sync"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 // urlSecretMarker starts every secret that TestURLSecretsNeverShow puts
@@ -54,7 +56,7 @@ func noURLSecret(t *testing.T, what, out string, wantRedacted bool) {
 		t.Errorf("%s shows a URL secret:\n%s", what, around(out, urlSecretMarker))
 	}
 	if wantRedacted && !strings.Contains(out, "REDACTED") {
-		t.Errorf("%s shows no redacted URL, so it proves nothing:\n%s", what, clipOutput(out))
+		t.Errorf("%s shows no redacted URL, so it proves nothing:\n%s", what, testkit.Clip(out, 2000))
 	}
 }
 
@@ -98,7 +100,7 @@ func TestURLSecretsInvalidConfigurationNeverShow(t *testing.T) {
 			}
 			code, stdout, stderr := runToEnd(t, args...)
 			if code != 2 || !strings.Contains(stderr, tc.want) {
-				t.Fatalf("exit %d, want 2 and an error with %q:\n%s", code, tc.want, clipOutput(stderr))
+				t.Fatalf("exit %d, want 2 and an error with %q:\n%s", code, tc.want, testkit.Clip(stderr, 2000))
 			}
 			noURLSecret(t, "the error", stdout+stderr, true)
 		})
@@ -153,16 +155,16 @@ func TestURLSecretsNeverShow(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(hang.Close)
-	notifyTargets := []string{echo500.URL + "/-/reload", hang.URL + "/-/reload", "http://" + loopbackAddr(t) + "/-/reload"}
+	notifyTargets := []string{echo500.URL + "/-/reload", hang.URL + "/-/reload", "http://" + testkit.FreeAddr(t) + "/-/reload"}
 	gitURL := func(addr string) string {
 		return "git::http://" + gitToken + "@" + addr + "/config.git?ref=main"
 	}
 
 	args := []string{"--log-level", "debug", "--period", "200ms", "--timeout", "5s",
 		"--source", "web=" + web.url() + "?" + query,
-		"--source", "deadweb=http://" + loopbackAddr(t) + "/app.yaml?" + query,
+		"--source", "deadweb=http://" + testkit.FreeAddr(t) + "/app.yaml?" + query,
 		"--source", "repo=" + gitURL(strings.TrimPrefix(repo.srv.URL, "http://")),
-		"--source", "deadrepo=" + gitURL(loopbackAddr(t)),
+		"--source", "deadrepo=" + gitURL(testkit.FreeAddr(t)),
 		"--notify-timeout", "300ms", "--notify-max-elapsed", "1s",
 	}
 	for _, n := range notifyTargets {
@@ -173,7 +175,7 @@ func TestURLSecretsNeverShow(t *testing.T) {
 	var seen []string
 	collect := func() { seen = append(seen, p.get("/status"), p.get("/metrics")) }
 
-	waitFor(t, 30*time.Second, "web and repo published, deadweb and deadrepo failing", func() bool {
+	testkit.Eventually(t, 30*time.Second, "web and repo published, deadweb and deadrepo failing", func() bool {
 		st := p.status()
 		return st["web"].Revision != "" && st["repo"].Revision != "" &&
 			st["deadweb"].ConsecutiveFailures > 0 && st["deadrepo"].ConsecutiveFailures > 0
@@ -185,7 +187,7 @@ func TestURLSecretsNeverShow(t *testing.T) {
 
 	// A new revision, told to every notify URL, each failing its way.
 	web.set(t, 2, nil)
-	waitFor(t, 30*time.Second, "every notify to fail for good", func() bool {
+	testkit.Eventually(t, 30*time.Second, "every notify to fail for good", func() bool {
 		for _, n := range notifyTargets {
 			if p.metric("ferry_notify_total", "target", n, "result", "failed") < 1 {
 				return false
