@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
+	"github.com/ferrysync/ferry/internal/gittest"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 	ferrysync "github.com/ferrysync/ferry/sync"
 )
@@ -48,7 +49,7 @@ func benchRepoBase(b *testing.B) string {
 }
 
 func buildBenchRepo(dir string) error {
-	env := gitEnv(filepath.Dir(dir))
+	env := gittest.Env(filepath.Dir(dir))
 	if out, err := runGit(env, "", nil, "init", "-q", "--bare", "-b", "main", dir); err != nil {
 		return fmt.Errorf("git init: %v: %s", err, out)
 	}
@@ -104,7 +105,7 @@ func BenchmarkFirstSync(b *testing.B) {
 	}
 	clone := func(args ...string) (time.Duration, float64) {
 		cmd := exec.Command("git", append([]string{"clone", "-q", "--depth", "1"}, args...)...)
-		cmd.Env = gitEnv(filepath.Dir(args[len(args)-1]))
+		cmd.Env = gittest.Env(filepath.Dir(args[len(args)-1]))
 		d, rss, _ := run(b, cmd)
 		return d, rss
 	}
@@ -155,7 +156,7 @@ func BenchmarkFirstSync(b *testing.B) {
 func BenchmarkOneFileChange(b *testing.B) {
 	base := benchRepoBase(b)
 	work := b.TempDir()
-	env := gitEnv(work)
+	env := gittest.Env(work)
 	if out, err := runGit(env, "", nil, "clone", "-q", "--bare", filepath.Join(base, "big.git"), filepath.Join(work, "change.git")); err != nil {
 		b.Fatalf("git clone: %v: %s", err, out)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
+	"github.com/ferrysync/ferry/internal/gittest"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 	ferrysync "github.com/ferrysync/ferry/sync"
 )
@@ -27,7 +28,7 @@ import (
 func bigRepo(t testing.TB, base, name string, blob io.Reader, size int64, level int) {
 	t.Helper()
 	dir := filepath.Join(base, name)
-	env := gitEnv(base)
+	env := gittest.Env(base)
 	for _, args := range [][]string{
 		{"init", "-q", "--bare", "-b", "main", dir},
 		{"-C", dir, "config", "core.compression", strconv.Itoa(level)},

@@ -9,10 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -26,21 +24,8 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/ferrysync/ferry/fetch/git"
+	"github.com/ferrysync/ferry/internal/gittest"
 )
-
-// gitEnv is the environment of every git process the tests start: no
-// system or user configuration, a fixed identity, never a prompt.
-func gitEnv(home string) []string {
-	return []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home,
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_TERMINAL_PROMPT=0",
-		"GIT_AUTHOR_NAME=ferry test", "GIT_AUTHOR_EMAIL=test@ferry.invalid",
-		"GIT_COMMITTER_NAME=ferry test", "GIT_COMMITTER_EMAIL=test@ferry.invalid",
-		"LC_ALL=C",
-	}
-}
 
 func runGit(env []string, dir string, stdin *os.File, args ...string) ([]byte, error) {
 	cmd := exec.Command("git", args...)
@@ -84,7 +69,7 @@ type repo struct {
 // newRepo creates base/name with branch main.
 func newRepo(t testing.TB, base, name string) *repo {
 	t.Helper()
-	r := &repo{t: t, dir: filepath.Join(base, name), name: name, env: gitEnv(filepath.Join(base, ".home"))}
+	r := &repo{t: t, dir: filepath.Join(base, name), name: name, env: gittest.Env(filepath.Join(base, ".home"))}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -168,28 +153,9 @@ func startHTTP(t testing.TB, base string) *httpServer { return startHTTPAuth(t, 
 // startHTTPAuth serves base with basic auth when user is set.
 func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
 	t.Helper()
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatalf("git binary needed by the test server: %v", err)
-	}
-	backend := &cgi.Handler{
-		Path:       gitPath,
-		Args:       []string{"http-backend"},
-		Dir:        base,
-		Env:        []string{"GIT_PROJECT_ROOT=" + base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + filepath.Join(base, ".home")},
-		InheritEnv: []string{"PATH"},
-		Stderr:     io.Discard, // "not a git repository" is what some tests ask for
-		// "copy error: broken pipe": a client stopped reading, as the tests
-		// of the limits make it.
-		Logger: log.New(io.Discard, "", 0),
-	}
+	backend := gittest.HTTPBackend(t, base)
 	s := &httpServer{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if u, p, _ := r.BasicAuth(); user != "" && (u != user || p != pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
+	s.Server = httptest.NewServer(gittest.BasicAuth(user, pass, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/info/refs") {
 			s.infoRefs.Add(1)
 		}
@@ -198,7 +164,7 @@ func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
 			w = &countingWriter{ResponseWriter: w, n: &s.packBytes}
 		}
 		backend.ServeHTTP(w, r)
-	}))
+	})))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -268,7 +234,7 @@ func startSSH(t testing.TB, base string) *sshServer {
 	hostKey, _ := ssh.NewSignerFromKey(newKey(t))
 	client := newKey(t)
 	s := &sshServer{base: base, hostKey: hostKey, clientKeyFile: writeKey(t, filepath.Join(dir, "id_ed25519"), client, ""),
-		knownHostsFile: filepath.Join(dir, "known_hosts"), env: gitEnv(filepath.Join(base, ".home"))}
+		knownHostsFile: filepath.Join(dir, "known_hosts"), env: gittest.Env(filepath.Join(base, ".home"))}
 	allowed, _ := ssh.NewPublicKey(client.Public())
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -385,7 +351,7 @@ func (s *sshServer) session(ch ssh.Channel, requests <-chan *ssh.Request) {
 func startGitDaemon(t testing.TB, base, name string) string {
 	t.Helper()
 	ln := listen(t)
-	env := gitEnv(filepath.Join(base, ".home"))
+	env := gittest.Env(filepath.Join(base, ".home"))
 	acceptLoop(t, ln, func(conn net.Conn) {
 		f, err := conn.(*net.TCPConn).File() // the socket itself as stdin and stdout
 		if err != nil {

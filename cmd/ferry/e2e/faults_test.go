@@ -202,7 +202,6 @@ var faultyOrigins = []faultyOrigin{
 		return o, f
 	}, 2, false},
 	{"git", func(t testing.TB) (origin, *faultInjector) {
-		requireGit(t)
 		o := newGitOrigin(t)
 		f := newFaultInjector(t, o.handler, seedFor(t), isGitRefs, isGitPack)
 		o.setFront(f)

@@ -2,25 +2,24 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferrysync/ferry/internal/gittest"
 )
 
 // gitOrigin is a repository served over git's smart HTTP protocol by the
 // real git http-backend; each generation is one commit on main, which git
 // makes atomic. With user set, it asks for basic auth.
 type gitOrigin struct {
-	srv        *httptest.Server
-	dir        string
-	env        []string
-	user, pass string
+	srv *httptest.Server
+	dir string
+	env []string
 	// handler is git http-backend behind the auth check; a fault injector
 	// in front calls it for what it lets through.
 	handler http.Handler
@@ -33,37 +32,11 @@ func newGitOrigin(t testing.TB) *gitOrigin {
 
 func newGitOriginAuth(t testing.TB, user, pass string) *gitOrigin {
 	t.Helper()
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		t.Fatal("the git test origin needs the git binary (.ci/run installs it)")
-	}
 	base := t.TempDir()
-	home := filepath.Join(base, ".home")
-	os.MkdirAll(home, 0o755)
-	o := &gitOrigin{dir: filepath.Join(base, "config.git"), user: user, pass: pass, env: []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0",
-		"GIT_AUTHOR_NAME=ferry test", "GIT_AUTHOR_EMAIL=test@ferry.invalid",
-		"GIT_COMMITTER_NAME=ferry test", "GIT_COMMITTER_EMAIL=test@ferry.invalid", "LC_ALL=C",
-	}}
+	o := &gitOrigin{dir: filepath.Join(base, "config.git"), env: gittest.Env(filepath.Join(base, ".home"))}
+	o.handler = gittest.BasicAuth(user, pass, gittest.HTTPBackend(t, base))
 	os.MkdirAll(o.dir, 0o755)
 	o.git(t, "init", "-q", "-b", "main")
-	backend := &cgi.Handler{
-		Path: gitPath, Args: []string{"http-backend"}, Dir: base,
-		Env:        []string{"GIT_PROJECT_ROOT=" + base, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + home},
-		InheritEnv: []string{"PATH"},
-		Stderr:     io.Discard,
-	}
-	o.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o.user != "" {
-			u, p, ok := r.BasicAuth()
-			if !ok || u != o.user || p != o.pass {
-				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
-				return
-			}
-		}
-		backend.ServeHTTP(w, r)
-	})
 	o.srv = quietServer(o.frontOr(o.handler))
 	t.Cleanup(o.srv.Close)
 	return o

@@ -14,7 +14,6 @@ import (
 // mid-ref-write must not wedge the git source.
 func TestGitStoreWithATruncatedRefRecovers(t *testing.T) {
 	t.Parallel()
-	requireGit(t)
 	o := newGitOrigin(t)
 	o.set(t, 1, nil)
 	root := t.TempDir()

@@ -86,16 +86,6 @@ const (
 	appPkg   = "github.com/ferrysync/ferry/examples/demo-app"
 )
 
-// requireGit builds the binaries and fails a git row on a machine without
-// the git binary, which the test origin needs.
-func requireGit(t testing.TB) {
-	t.Helper()
-	bins.Path(t, ferryPkg)
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Fatal("the git test origin needs the git binary (.ci/run installs it)")
-	}
-}
-
 // ferryProc is one running 'ferry run' (or 'once') process.
 type ferryProc struct {
 	t      testing.TB
@@ -470,8 +460,8 @@ type origin interface {
 }
 
 // originKinds are the sources every hardening test runs against: a new
-// source kind is one more row (and an origin type). The git row skips
-// where the binary does not know git or there is no git for the origin.
+// source kind is one more row (and an origin type). The git row fails on
+// a machine without the git binary, which its origin runs.
 var originKinds = []struct {
 	kind string
 	new  func(t testing.TB) origin
@@ -479,7 +469,7 @@ var originKinds = []struct {
 	{"file", func(t testing.TB) origin { return newFileOrigin(t) }},
 	{"http", func(t testing.TB) origin { return newTarOrigin(t) }},
 	{"s3", func(t testing.TB) origin { return newS3Origin(t) }},
-	{"git", func(t testing.TB) origin { requireGit(t); return newGitOrigin(t) }},
+	{"git", func(t testing.TB) origin { return newGitOrigin(t) }},
 }
 
 // fileOrigin is a local directory changed the way Kubernetes changes a

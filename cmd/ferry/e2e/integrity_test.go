@@ -162,7 +162,6 @@ func TestDamageIsRepairedWithinAPeriod(t *testing.T) {
 // TestAGitTreeHoldingDotGitIsRefused: git refuses to check out such a
 // tree; ferry publishes nothing of it, with an error naming the entry.
 func TestAGitTreeHoldingDotGitIsRefused(t *testing.T) {
-	requireGit(t)
 	o := newGitOrigin(t)
 	o.set(t, 1, nil)
 	// git add refuses a .git path: build the commit by hand, as a hostile
@@ -263,7 +262,6 @@ func TestEndlessListingStopsAtMaxFiles(t *testing.T) {
 // the link or reload the app, and one inside it must, once, naming the
 // commit.
 func TestSubdirIgnoresCommitsElsewhere(t *testing.T) {
-	requireGit(t)
 	o := newGitOrigin(t)
 	o.set(t, 1, map[string]string{"prod/app.yaml": "v: 1\n", "staging/app.yaml": "v: 1\n"})
 	var (

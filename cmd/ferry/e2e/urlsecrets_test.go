@@ -119,7 +119,6 @@ func TestURLSecretsInvalidConfigurationNeverShow(t *testing.T) {
 // TestURLSecretsInvalidConfigurationNeverShow.)
 func TestURLSecretsNeverShow(t *testing.T) {
 	t.Parallel()
-	requireGit(t)
 	query := secretQuery(urlSecretParams(t))
 	gitToken := urlSecretMarker + "-git-user"
 
