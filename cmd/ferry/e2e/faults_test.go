@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -45,10 +44,15 @@ type faultInjector struct {
 	stop    chan struct{}
 }
 
-func newFaultInjector(t testing.TB, next http.Handler, seed uint64, attempt, stallIf func(*http.Request) bool) *faultInjector {
+// injectFaults puts a fault injector in front of an origin's server,
+// passing what it lets through to next, the server itself.
+func injectFaults(t testing.TB, front *frontable, next http.Handler, attempt, stallIf func(*http.Request) bool) *faultInjector {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("fault seed %d", seed)
 	f := &faultInjector{next: next, attempt: attempt, stallIf: stallIf, rng: rand.New(rand.NewPCG(seed, 0xfa17)),
 		faults: map[string]int{}, stop: make(chan struct{})}
 	t.Cleanup(func() { close(f.stop) })
+	front.setFront(f)
 	return f
 }
 
@@ -191,21 +195,15 @@ func anyRequest(*http.Request) bool { return true }
 var faultyOrigins = []faultyOrigin{
 	{"http", func(t testing.TB) (origin, *faultInjector) {
 		o := newTarOrigin(t)
-		f := newFaultInjector(t, http.HandlerFunc(o.serve), seedFor(t), anyRequest, anyRequest)
-		o.setFront(f)
-		return o, f
+		return o, injectFaults(t, &o.frontable, http.HandlerFunc(o.serve), anyRequest, anyRequest)
 	}, 2, true},
 	{"s3", func(t testing.TB) (origin, *faultInjector) {
 		o := newS3Origin(t)
-		f := newFaultInjector(t, o.direct, seedFor(t), isS3List, isS3Get)
-		o.setFront(f)
-		return o, f
+		return o, injectFaults(t, &o.frontable, o.direct, isS3List, isS3Get)
 	}, 2, false},
 	{"git", func(t testing.TB) (origin, *faultInjector) {
 		o := newGitOrigin(t)
-		f := newFaultInjector(t, o.handler, seedFor(t), isGitRefs, isGitPack)
-		o.setFront(f)
-		return o, f
+		return o, injectFaults(t, &o.frontable, o.handler, isGitRefs, isGitPack)
 	}, 2, true},
 }
 
@@ -219,13 +217,6 @@ func groupAttempts(starts []time.Time, within time.Duration) []time.Time {
 		out = append(out, s)
 	}
 	return out
-}
-
-// seedFor picks and logs the seed of a test's randomness.
-func seedFor(t testing.TB) uint64 {
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("fault seed %d", seed)
-	return seed
 }
 
 // Backoff as the sync loop sets it up (sync.retryInitial, the cenkalti
@@ -273,12 +264,7 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 		t.Run(fo.kind, func(t *testing.T) {
 			t.Parallel()
 			o, f := fo.new(t)
-			o.set(t, 1, nil)
-			root := t.TempDir()
-			link := filepath.Join(root, "cfg")
-			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"),
-				"--period", period.String(), "--timeout", timeout.String())})
-			testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+			p, link := startAtGen1(t, o, "--period", period.String(), "--timeout", timeout.String())
 			// The link moves a moment before /status records the publish.
 			testkit.Eventually(t, 5*time.Second, "gen 1 in /status", func() bool { return p.status()["cfg"].Revision != "" })
 			good := p.status()["cfg"].Revision
@@ -332,10 +318,7 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 			// step (at most 1.5 periods) plus a fetch.
 			f.setMode(healthy)
 			healed := time.Now()
-			testkit.Eventually(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, "gen 2 after the outage", func() bool {
-				g, err := checkGeneration(link)
-				return err == nil && g == 2
-			})
+			waitForGen(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, link, 2)
 			recovered := time.Since(healed)
 			testkit.Eventually(t, 5*time.Second, "/status to clear the failures", func() bool {
 				st := p.status()["cfg"]
@@ -364,14 +347,11 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 				}
 			}
 			f.setMode(healthy)
-			testkit.Eventually(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, "gen 3 after the stall", func() bool {
-				g, err := checkGeneration(link)
-				return err == nil && g == 3
-			})
+			waitForGen(t, time.Duration(1.5*float64(period))+timeout+5*time.Second, link, 3)
 			if code, _ := p.term(); code != 0 {
 				t.Fatalf("exit %d", code)
 			}
-			if l := volumeLeftovers(t, root); len(l) > 0 {
+			if l := leftovers(p.root); len(l) > 0 {
 				t.Errorf("leftovers after the faults: %v", l)
 			}
 			t.Logf("faults %v; %d attempt requests in %s of outage (limit %d); %.0f failed syncs; recovered %s after the origin healed; stalls held %v",
@@ -437,11 +417,7 @@ func TestSIGTERMDuringASyncExitsAtOnceAndLeavesNothing(t *testing.T) {
 		t.Run(fo.kind, func(t *testing.T) {
 			t.Parallel()
 			o, f := fo.new(t)
-			o.set(t, 1, nil)
-			root := t.TempDir()
-			link := filepath.Join(root, "cfg")
-			p := startFerry(t, procOptions{root: root, args: append(o.source("cfg"), "--period", "1h", "--timeout", "1m")})
-			testkit.Eventually(t, 20*time.Second, "gen 1", func() bool { g, err := checkGeneration(link); return err == nil && g == 1 })
+			p, link := startAtGen1(t, o, "--period", "1h", "--timeout", "1m")
 			before, _ := os.Readlink(link)
 
 			o.set(t, 2, nil)
@@ -452,15 +428,15 @@ func TestSIGTERMDuringASyncExitsAtOnceAndLeavesNothing(t *testing.T) {
 			testkit.Eventually(t, 10*time.Second, "a transfer stalled mid-body", func() bool { return f.stalledNow() > 0 })
 			if fo.kind == "s3" {
 				// Objects stream straight into the staging tree.
-				testkit.Eventually(t, 5*time.Second, "a staging tree", func() bool { return len(leftovers(root)) > 0 })
+				testkit.Eventually(t, 5*time.Second, "a staging tree", func() bool { return len(leftovers(p.root)) > 0 })
 			}
-			inFlight := leftovers(root)
+			inFlight := leftovers(p.root)
 
 			code, took := p.term()
 			if code != 0 || took > 2*time.Second {
 				t.Fatalf("SIGTERM mid-sync: exit %d after %s, want 0 within 2s\n%s", code, took, tail(p.stderr.String(), 20))
 			}
-			if l := volumeLeftovers(t, root); len(l) > 0 {
+			if l := leftovers(p.root); len(l) > 0 {
 				t.Fatalf("left after SIGTERM: %v", l)
 			}
 			after, _ := os.Readlink(link)
@@ -470,14 +446,4 @@ func TestSIGTERMDuringASyncExitsAtOnceAndLeavesNothing(t *testing.T) {
 			t.Logf("exit 0 after %s; in flight at SIGTERM: %d leftovers, all removed", took.Round(time.Millisecond), len(inFlight))
 		})
 	}
-}
-
-// httpPost posts nothing to url from loopback and returns the status.
-func httpPost(url string) int {
-	resp, err := http.Post(url, "text/plain", nil)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
 }

@@ -38,22 +38,6 @@ func sharedDir(t *testing.T) string {
 	return dir
 }
 
-// fileOverHTTP is an origin serving one file, published under its name.
-type fileOverHTTP struct{ srv *httptest.Server }
-
-func newFileOverHTTP(t testing.TB) *fileOverHTTP {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, "greeting: hello\n")
-	}))
-	t.Cleanup(srv.Close)
-	return &fileOverHTTP{srv}
-}
-
-func (o *fileOverHTTP) source(name string) []string {
-	return []string{"--source", name + "=" + o.srv.URL + "/app.yaml"}
-}
-func (o *fileOverHTTP) set(testing.TB, int, map[string]string) {}
-
 // TestEverySourceKindIsReadableByAnotherUser: the app may run as another
 // UID (the systemd unit's, a pod's runAsUser): every directory from ROOT
 // down and every published file must be readable by it, whatever the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,7 +59,6 @@ func TestSoak(t *testing.T) {
 		}
 		duration = d
 	}
-	appBin := bins.Path(t, appPkg)
 	origins := map[string]origin{"file": newFileOrigin(t), "web": newTarOrigin(t), "bucket": newS3Origin(t)}
 	gens := map[string]int{}
 	var args []string
@@ -80,13 +78,7 @@ func TestSoak(t *testing.T) {
 
 	// Only now does the kubelet start the apps.
 	for name, addr := range appAddrs {
-		app := exec.Command(appBin, "--addr", addr, "--dir", filepath.Join(root, name), "--read-interval", "10ms")
-		app.Stderr = os.Stderr
-		if err := app.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { app.Process.Kill(); app.Wait() })
-		testkit.Eventually(t, 10*time.Second, "app "+name, func() bool { _, err := demoapp.Get(addr); return err == nil })
+		startApp(t, addr, filepath.Join(root, name), 10*time.Millisecond)
 	}
 	time.Sleep(2 * time.Second) // let start-up allocations settle
 	start := sampleProcess(t, p)
