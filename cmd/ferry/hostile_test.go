@@ -163,7 +163,7 @@ func TestHostileInputIsRefusedBeforeAnythingHappens(t *testing.T) {
 			if !hasFlag(tc.args, "--source") && (tc.env == nil || tc.env["FERRY_SOURCE"] == "") {
 				args = append(args, "--source", "cfg="+src)
 			}
-			code, stdout, stderr := runFerryBounded(t, tc.env, args...)
+			code, stdout, stderr := runFerry(t, tc.env, args...)
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, testkit.Clip(stderr, 2000))
 			}
@@ -207,21 +207,6 @@ func hasFlag(args []string, flag string) bool {
 		}
 	}
 	return false
-}
-
-// runFerryBounded runs the program in-process like runFerry, but cancels
-// it after 20s: a configuration that is accepted by mistake must fail the
-// test, not hang it.
-func runFerryBounded(t *testing.T, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var stdout, stderr strings.Builder
-	code := run(ctx, args, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, &stdout, &stderr)
-	if ctx.Err() != nil {
-		t.Fatalf("still running after 20s: the input was accepted\n%s", testkit.Clip(stderr.String(), 2000))
-	}
-	return code, stdout.String(), stderr.String()
 }
 
 // TestTheVolumeItselfMayBeHostile: what is already under --root when

@@ -10,14 +10,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
-// runFerry runs the whole program in-process.
+// runFerry runs the whole program in-process, with env as its environment,
+// and returns its exit code and output. It cancels the program after 20s
+// and fails: a configuration accepted by mistake, or a run that should
+// have ended, must fail the test, not hang it.
 func runFerry(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	var stdout, stderr strings.Builder
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	code := run(context.Background(), args, lookup, &stdout, &stderr)
+	code := run(ctx, args, lookup, &stdout, &stderr)
+	if ctx.Err() != nil {
+		t.Fatalf("still running after 20s\n%s", testkit.Clip(stderr.String(), 2000))
+	}
 	return code, stdout.String(), stderr.String()
 }
 
@@ -170,20 +180,11 @@ func TestOnceFromAnHTTPSourceSendsTheTokenFile(t *testing.T) {
 // With --max-failures reached, run must exit 1 even while a notifier is
 // running (it waited for the notifier, which waited for a cancel).
 func TestRunExitsAfterMaxFailuresWithANotifier(t *testing.T) {
-	done := make(chan int, 1)
-	go func() {
-		code, _, _ := runFerry(t, map[string]string{"FERRY_HTTP_ADDR": ""}, "run",
-			"--source", filepath.Join(t.TempDir(), "missing"), "--root", t.TempDir(),
-			"--max-failures", "2", "--period", "50ms", "--notify-url", "http://127.0.0.1:1/reload")
-		done <- code
-	}()
-	select {
-	case code := <-done:
-		if code != exitFailed {
-			t.Fatalf("exit %d, want 1", code)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not exit after --max-failures")
+	code, _, stderr := runFerry(t, map[string]string{"FERRY_HTTP_ADDR": ""}, "run",
+		"--source", filepath.Join(t.TempDir(), "missing"), "--root", t.TempDir(),
+		"--max-failures", "2", "--period", "50ms", "--notify-url", "http://127.0.0.1:1/reload")
+	if code != exitFailed {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr)
 	}
 }
 
