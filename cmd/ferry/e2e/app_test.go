@@ -1,5 +1,8 @@
 package e2e
 
+// ferry beside its app: the kubelet's view of a native sidecar and of an
+// init container, and notifications while the app is down.
+
 import (
 	"encoding/json"
 	"fmt"

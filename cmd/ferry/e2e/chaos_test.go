@@ -1,5 +1,8 @@
 package e2e
 
+// What a kill or a full volume leaves behind: always a whole revision,
+// and a restart, or space coming back, converges.
+
 import (
 	"bytes"
 	"encoding/json"

@@ -1,5 +1,8 @@
 package e2e
 
+// A fault-injecting proxy in front of each network origin: backoff,
+// timeouts, recovery and SIGTERM mid-transfer.
+
 import (
 	"fmt"
 	"math"

@@ -1,5 +1,8 @@
 package e2e
 
+// The published tree as others see it, and what neither a volume nor an
+// origin may make ferry publish or lose.
+
 import (
 	"encoding/json"
 	"fmt"

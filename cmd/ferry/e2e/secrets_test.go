@@ -1,5 +1,8 @@
 package e2e
 
+// Secrets, from files or in URLs, never show in what ferry prints, serves
+// or stores, whatever its origins answer.
+
 import (
 	"crypto/ed25519"
 	"crypto/rand"
