@@ -14,16 +14,23 @@ func open(s string) fetch.Opener {
 }
 
 func TestWriterAppliesTheEnginesRulesAndReuses(t *testing.T) {
-	w := fetchtest.NewWriter(fetch.Limits{MaxFiles: 3, MaxFileSize: 4})
+	w := fetchtest.NewWriter(fetch.Limits{MaxFiles: 10, MaxFileSize: 4})
 	if err := w.WriteFile("a/b", 0o644, "k1", open("ab")); err != nil {
 		t.Fatal(err)
 	}
 	w.Symlink("l", "a/b")
-	for name, why := range map[string]string{"../x": "leaves", "a/.git/config": ".git", "a/b": "duplicate", "a/b/c": "is a file", "big": "max-file-size"} {
-		err := w.WriteFile(name, 0o644, "", open("12345"))
-		if !fetch.IsPermanent(err) || !strings.Contains(err.Error(), why) {
-			t.Errorf("%s: err = %v, want a permanent refusal (%s)", name, err, why)
+	for _, tc := range []struct{ name, why string }{
+		{"../x", "leaves"}, {"a/.git/config", ".git"}, {"a/b", "duplicate"}, {"a/b/c", "is a file"}, {"big", "max-file-size"},
+	} {
+		err := w.WriteFile(tc.name, 0o644, "", open("12345"))
+		if !fetch.IsPermanent(err) || !strings.Contains(err.Error(), tc.why) {
+			t.Errorf("%s: err = %v, want a permanent refusal (%s)", tc.name, err, tc.why)
 		}
+	}
+	small := fetchtest.NewWriter(fetch.Limits{MaxFiles: 1})
+	small.WriteFile("one", 0o644, "", open("1"))
+	if err := small.WriteFile("two", 0o644, "", open("2")); !fetch.IsPermanent(err) || !strings.Contains(err.Error(), "max-files") {
+		t.Errorf("second file under max-files 1: %v", err)
 	}
 	if err := w.Symlink("out", "../../etc"); !fetch.IsPermanent(err) {
 		t.Errorf("escaping symlink: %v", err)
