@@ -18,6 +18,7 @@ import (
 	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/file"
+	"github.com/ferrysync/ferry/internal/testkit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -66,17 +67,6 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestReadyzGatesOnFirstRevision(t *testing.T) {
 	d := startDaemon(t, "")
 	code, body := get(t, d.srv.URL+"/readyz")
@@ -85,7 +75,7 @@ func TestReadyzGatesOnFirstRevision(t *testing.T) {
 	}
 	os.MkdirAll(d.origin, 0o755)
 	os.WriteFile(filepath.Join(d.origin, "app.yaml"), []byte("x"), 0o644)
-	eventually(t, "/readyz 200", func() bool { code, _ := get(t, d.srv.URL+"/readyz"); return code == 200 })
+	testkit.Eventually(t, 10*time.Second, "/readyz 200", func() bool { code, _ := get(t, d.srv.URL+"/readyz"); return code == 200 })
 	if code, _ := get(t, d.srv.URL+"/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
@@ -95,7 +85,7 @@ func TestStatusAndMetricsDescribeSources(t *testing.T) {
 	d := startDaemon(t, "")
 	os.MkdirAll(d.origin, 0o755)
 	os.WriteFile(filepath.Join(d.origin, "app.yaml"), []byte("x"), 0o644)
-	eventually(t, "ready", func() bool { ok, _ := d.syncer.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := d.syncer.Ready(); return ok })
 
 	_, body := get(t, d.srv.URL+"/status")
 	var st struct{ Sources []sync.SourceStatus }

@@ -14,6 +14,7 @@ import (
 	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/fetch"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/internal/testkit"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -68,8 +69,8 @@ func TestSyncTriggerStormCoalescesAndLeaksNothing(t *testing.T) {
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	srv := httptest.NewServer(api.Handler(s, api.Options{}))
-	waitTrue(t, "the first sync", func() bool { ok, _ := s.Ready(); return ok })
-	waitTrue(t, "the first sync to settle", func() bool { return s.Status()[0].LastSuccess != nil })
+	testkit.Eventually(t, 10*time.Second, "the first sync", func() bool { ok, _ := s.Ready(); return ok })
+	testkit.Eventually(t, 10*time.Second, "the first sync to settle", func() bool { return s.Status()[0].LastSuccess != nil })
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: storm}}
 	post := func() int {
 		resp, err := client.Post(srv.URL+"/sync", "text/plain", nil)
@@ -83,7 +84,7 @@ func TestSyncTriggerStormCoalescesAndLeaksNothing(t *testing.T) {
 	if code := post(); code != http.StatusAccepted { // warm the client, and one sync
 		t.Fatalf("POST /sync: %d", code)
 	}
-	waitTrue(t, "the warm-up sync", func() bool { return requests.Load() == 2 })
+	testkit.Eventually(t, 10*time.Second, "the warm-up sync", func() bool { return requests.Load() == 2 })
 	client.CloseIdleConnections()
 	settle(t, "before the storm", func() int { return runtime.NumGoroutine() }, -1)
 	before := runtime.NumGoroutine()
@@ -123,7 +124,7 @@ func TestSyncTriggerStormCoalescesAndLeaksNothing(t *testing.T) {
 	}
 	// Let the held sync and the one queued behind it finish, and check that
 	// nothing more comes.
-	waitTrue(t, "the storm's syncs", func() bool { return requests.Load()-start >= 1 })
+	testkit.Eventually(t, 10*time.Second, "the storm's syncs", func() bool { return requests.Load()-start >= 1 })
 	time.Sleep(500 * time.Millisecond)
 	syncs := requests.Load() - start
 	if syncs > 2 {
@@ -172,15 +173,4 @@ func settle(t *testing.T, what string, n func() int, want int) int {
 		}
 	}
 	return last
-}
-
-func waitTrue(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

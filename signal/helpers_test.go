@@ -1,7 +1,6 @@
 package signal
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -144,24 +143,7 @@ func newNotifiers(t *testing.T, o Options) *notifiers {
 // The returned stop cancels Run early and reports how long it took to return.
 func (n *notifiers) start(t *testing.T) (stop func() time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	stop = sync.OnceValue(func() time.Duration {
-		begin := time.Now()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return within 10s of cancel")
-		}
-		return time.Since(begin)
-	})
-	t.Cleanup(func() { stop() })
-	return stop
+	return testkit.Background(t, n.Run)
 }
 
 // total reads ferry_notify_total{target,result} as the registry exports

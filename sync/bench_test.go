@@ -42,6 +42,23 @@ func (bt *benchTree) stage(b *testing.B, st *Stage, keys func(i int) string) {
 	}
 }
 
+// published is a store where the tree is published and sealed as "base",
+// each file keyed "k<i>"; the store closes when the benchmark ends.
+func (bt *benchTree) published(b *testing.B) *Store {
+	s, err := OpenStore(b.TempDir(), fetch.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	st := s.Begin("c", "")
+	bt.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
+	if err := st.Publish("base"); err != nil {
+		b.Fatal(err)
+	}
+	s.Seal("c", "base")
+	return s
+}
+
 func bytesReader(b []byte) io.Reader { return &sliceReader{b: b} }
 
 type sliceReader struct{ b []byte }
@@ -76,14 +93,7 @@ func BenchmarkPublish(b *testing.B) {
 		b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
 	})
 	b.Run("one-file-changed", func(b *testing.B) {
-		s, _ := OpenStore(b.TempDir(), fetch.Limits{})
-		defer s.Close()
-		st := s.Begin("c", "")
-		tree.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
-		if err := st.Publish("base"); err != nil {
-			b.Fatal(err)
-		}
-		s.Seal("c", "base")
+		s := tree.published(b)
 		var written int64
 		prev := "base"
 		for i := 0; b.Loop(); i++ {
@@ -118,14 +128,7 @@ var _ fetch.Writer = (*Stage)(nil)
 // hash every file of the published 50 MB tree and compare it with the
 // manifest.
 func BenchmarkVerify(b *testing.B) {
-	tree := newBenchTree()
-	s, _ := OpenStore(b.TempDir(), fetch.Limits{})
-	defer s.Close()
-	st := s.Begin("c", "")
-	tree.stage(b, st, func(i int) string { return fmt.Sprint("k", i) })
-	if err := st.Publish("base"); err != nil {
-		b.Fatal(err)
-	}
+	s := newBenchTree().published(b)
 	b.SetBytes(50_000_000)
 	for b.Loop() {
 		if err := s.Verify("c", "base"); err != nil {

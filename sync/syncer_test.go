@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -92,13 +93,11 @@ type harness struct {
 	syncer *Syncer
 	store  *Store
 	reg    *prometheus.Registry
-	cancel context.CancelFunc
-	done   chan error
 }
 
 func startSyncer(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	h := &harness{reg: prometheus.NewRegistry(), done: make(chan error, 1)}
+	h := &harness{reg: prometheus.NewRegistry()}
 	if cfg.Store == nil {
 		cfg.Store = newStore(t, fetch.Limits{})
 	}
@@ -109,17 +108,7 @@ func startSyncer(t *testing.T, cfg Config) *harness {
 		t.Fatal(err)
 	}
 	h.syncer = s
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-h.done:
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
+	testkit.Background(t, s.Run)
 	return h
 }
 
@@ -282,18 +271,13 @@ func TestRunStopsPromptlyOnCancelAndRemovesStaging(t *testing.T) {
 	o.set("r1", map[string]string{"f": "1"})
 	store := newStore(t, fetch.Limits{})
 	s, _ := New(Config{Store: store, Sources: []Source{{Name: "c", Backend: o}}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- s.Run(ctx) }()
+	stop := testkit.Background(t, s.Run)
 	testkit.Eventually(t, 10*time.Second, "fetch under way", func() bool { return o.fetches.Load() == 1 })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel = %v, want nil", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Run did not stop within 2s of cancel")
+	if took := stop(); took > 2*time.Second {
+		t.Fatalf("Run took %s to stop after cancel", took)
+	}
+	if m, _ := filepath.Glob(filepath.Join(store.Root(), ".ferry/c/.stage-*")); len(m) > 0 {
+		t.Fatalf("staging left after cancel: %v", m)
 	}
 }
 

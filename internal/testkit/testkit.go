@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,4 +90,29 @@ func Clip(s string, n int) string {
 		return fmt.Sprintf("%s... (%d more bytes)", s[:n], len(s)-n)
 	}
 	return s
+}
+
+// Background runs run(ctx) in a goroutine until the test ends. stop
+// cancels it early; either way run must return nil within 10 s of the
+// cancel, and stop reports how long that took.
+func Background(t testing.TB, run func(context.Context) error) (stop func() time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	stop = gosync.OnceValue(func() time.Duration {
+		begin := time.Now()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run returned %v after cancel, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("run did not return within 10s of cancel")
+		}
+		return time.Since(begin)
+	})
+	t.Cleanup(func() { stop() })
+	return stop
 }
