@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -76,6 +77,9 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 // where one file changed and the other 4,999 are reused by hard link.
 func BenchmarkPublish(b *testing.B) {
 	tree := newBenchTree()
+	if os.Getenv("FERRY_BENCH_FSYNC_EACH") != "" {
+		flushEach = true
+	}
 	b.Run("full", func(b *testing.B) {
 		s, _ := OpenStore(b.TempDir(), fetch.Limits{})
 		defer s.Close()

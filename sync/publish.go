@@ -31,6 +31,9 @@ func (st *Stage) Publish(rev string) error {
 	if !validRev.MatchString(rev) {
 		return fmt.Errorf("source returned an invalid revision %q", rev)
 	}
+	if err := st.async.wait(); err != nil {
+		return err
+	}
 	st.mu.Lock()
 	err := st.ensureDirLocked()
 	st.mu.Unlock()
@@ -129,8 +132,26 @@ func (st *Stage) checkSymlinks() error {
 	return nil
 }
 
-// flush fsyncs every written file, then every directory, deepest first.
+// flushEach makes flush fsync each file and directory instead of one
+// syncfs: benchmarks compare the two (FERRY_BENCH_FSYNC_EACH).
+var flushEach = false
+
+// flush makes the staged tree durable before it is renamed into place: one
+// syncfs(2) of its filesystem where the kernel has it, else an fsync of
+// each file and directory.
 func (st *Stage) flush() error {
+	if !flushEach {
+		err := syncFS(st.dir)
+		if !errors.Is(err, unix.ENOSYS) {
+			return err
+		}
+	}
+	return st.flushEach()
+}
+
+// flushEach fsyncs every written file, then every directory, deepest
+// first.
+func (st *Stage) flushEach() error {
 	work := make(chan string)
 	errs := make(chan error, fsyncWorkers)
 	var wg gosync.WaitGroup

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -37,6 +38,7 @@ type Stage struct {
 	prevDir string // the previous revision's tree, files are reused from
 	limits  fetch.Limits
 	log     *slog.Logger
+	async   *async // small files written in the background
 
 	mu       gosync.Mutex
 	dir      string // created on the first write
@@ -145,6 +147,9 @@ func (st *Stage) Mkdir(name string) error {
 // when key and mode match and the copy on disk is still, byte for byte,
 // what was published.
 func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch.Opener) error {
+	if err := st.async.failed(); err != nil {
+		return err
+	}
 	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.File(name) })
 	if err != nil {
 		return err
@@ -165,13 +170,7 @@ func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch
 				"path", rel, "revision", st.prev, "reason", err)
 		}
 	}
-	e, err := st.copyIn(rel, dst, mode, open)
-	if err != nil {
-		return err
-	}
-	e.Key = key
-	st.record(rel, e, true)
-	return nil
+	return st.copyIn(rel, dst, mode, key, open)
 }
 
 func (st *Stage) record(rel string, e entry, written bool) {
@@ -275,25 +274,39 @@ func openNoFollow(p string) (*os.File, error) {
 	return os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }
 
-func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, open fetch.Opener) (entry, error) {
+// copyIn takes the file from the source: a small one is written in the
+// background (async.go), a larger one here, as it is read.
+func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, key string, open fetch.Opener) error {
 	r, err := open()
 	if err != nil {
-		return entry{}, fmt.Errorf("open %s: %w", rel, err)
+		return fmt.Errorf("open %s: %w", rel, err)
 	}
 	defer r.Close()
-	e, err := st.copyTo(rel, dst, mode, r)
+	buf, n, small, err := st.readSmall(rel, r)
 	if err != nil {
-		return entry{}, err
+		return err
+	}
+	if small {
+		st.writeAsync(rel, dst, mode, key, buf, n)
+		return nil
+	}
+	head := (*buf)[:n]
+	e, err := st.copyTo(rel, dst, mode, io.MultiReader(bytes.NewReader(head), r))
+	smallBuffers.Put(buf)
+	if err != nil {
+		return err
 	}
 	st.bytesWritten.Add(e.Size)
-	return e, nil
+	e.Key = key
+	st.record(rel, e, true)
+	return nil
 }
 
 // copyTo writes r into a new file at dst, failing (never truncating) once
 // the file passes the single-file limit or the tree passes the total, and
 // returns the file's manifest entry (without a key).
 func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, error) {
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	f, err := createFile(dst, mode)
 	if err != nil {
 		return entry{}, fmt.Errorf("stage %s: %w", rel, fsError(err))
 	}
@@ -305,14 +318,9 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 	copyBuffers.Put(buf)
 	var fi fs.FileInfo
 	if err == nil {
-		// The umask may have narrowed the mode given to open; fchmod on
-		// the open file spares a path lookup per file.
-		err = f.Chmod(mode)
-	}
-	if err == nil {
 		// The last change to the inode is done: its stamp proves, next
 		// time, that nobody wrote it since.
-		fi, err = f.Stat()
+		fi, err = settle(f, mode)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -323,7 +331,7 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 		}
 		return entry{}, err
 	}
-	return entry{Mode: mode, Size: n, Sum: hex.EncodeToString(h.Sum(nil)), stamp: stampOf(fi)}, nil
+	return entry{Mode: fi.Mode().Perm(), Size: n, Sum: hex.EncodeToString(h.Sum(nil)), stamp: stampOf(fi)}, nil
 }
 
 // copyBuffers spares io.Copy's 32 KiB allocation per file: a first publish
@@ -369,6 +377,7 @@ func (st *Stage) previous(rel string) (entry, bool) {
 
 // Stats returns what was staged so far.
 func (st *Stage) Stats() Stats {
+	st.async.pending.Wait()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return Stats{
@@ -383,6 +392,7 @@ func (st *Stage) Stats() Stats {
 
 // Discard removes the staging directory. It is safe to call after Publish.
 func (st *Stage) Discard() {
+	st.async.pending.Wait()
 	st.mu.Lock()
 	dir := st.dir
 	st.dir = ""

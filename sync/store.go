@@ -219,7 +219,7 @@ func (s *Store) begin(name, prev string, log *slog.Logger) *Stage {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Stage{store: s, name: name, prev: prev, prevDir: s.revDir(name, prev), limits: s.limits, log: log}
+	return &Stage{store: s, name: name, prev: prev, prevDir: s.revDir(name, prev), limits: s.limits, log: log, async: newAsync()}
 }
 
 // swap points ROOT/NAME at rev: a new link under a random name, renamed over
