@@ -451,6 +451,17 @@ func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 			os.Remove(filepath.Join(r, "c/f"))
 			os.Symlink("/etc/hostname", filepath.Join(r, "c/f"))
 		}},
+		{"tree replaced by a symlink", func(r string) {
+			victim := filepath.Join(r, "victim")
+			os.MkdirAll(victim, 0o755)
+			os.WriteFile(filepath.Join(victim, "f"), []byte("victim"), 0o644)
+			os.RemoveAll(filepath.Join(r, ".ferry/c/r1"))
+			os.Symlink(victim, filepath.Join(r, ".ferry/c/r1"))
+		}},
+		{"tree replaced by a file", func(r string) {
+			os.RemoveAll(filepath.Join(r, ".ferry/c/r1"))
+			os.WriteFile(filepath.Join(r, ".ferry/c/r1"), []byte("x"), 0o644)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := &origin{}

@@ -82,9 +82,11 @@ func (s *Store) place(name, stage, rev string) error {
 	}
 	defer dir.Close()
 	err = renameAt(dir, stage, rev)
-	if err == nil || !(errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY)) {
+	if err == nil || !occupied(err) {
 		return err
 	}
+	// Something is under rev's name: an old tree, or what took its place
+	// (a symlink, a file). Exchange works whatever its type.
 	if err := exchangeAt(dir, stage, rev); err == nil {
 		return removeAllAt(dir, stage)
 	}
@@ -93,9 +95,18 @@ func (s *Store) place(name, stage, rev string) error {
 		return err
 	}
 	if err := renameAt(dir, stage, rev); err != nil {
+		renameAt(dir, doomed, rev) // put back what was there
 		return err
 	}
 	return removeAllAt(dir, doomed)
+}
+
+// occupied tells whether a rename failed because its target exists:
+// a directory (EEXIST, ENOTEMPTY), or a file or symlink where a directory
+// goes (ENOTDIR, EISDIR).
+func occupied(err error) bool {
+	return errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) ||
+		errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EISDIR)
 }
 
 // checkSymlinks resolves every staged symlink on disk: a chain of links can
