@@ -67,7 +67,12 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	if err := s.cfg.Store.GC(src.Name, s.cfg.Keep); err != nil {
 		src.log.Warn("removing old revisions failed", "error", err)
 	}
-	if err := s.cfg.Store.Seal(src.Name, rev); err != nil {
+	if err := s.cfg.Store.Seal(src.Name, rev); errors.Is(err, ErrDamaged) {
+		// Changed between its publish and now: the next poll checks the
+		// whole tree and publishes it again.
+		src.log.Warn("published revision damaged on disk", "revision", rev, "reason", err)
+		src.setVerified(time.Time{})
+	} else if err != nil {
 		src.log.Warn("recording the published files failed; the next publish reads them again", "error", err)
 	}
 	return nil

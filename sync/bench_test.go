@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/fetch"
 )
@@ -99,8 +100,10 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("one-file-changed", func(b *testing.B) {
 		s := tree.published(b)
 		var written int64
+		var publishing, housekeeping time.Duration
 		prev := "base"
 		for i := 0; b.Loop(); i++ {
+			start := time.Now()
 			st := s.Begin("c", prev)
 			tree.stage(b, st, func(j int) string {
 				if j == 0 {
@@ -109,20 +112,28 @@ func BenchmarkPublish(b *testing.B) {
 				return fmt.Sprint("k", j)
 			})
 			stats := st.Stats()
-			if stats.Reused != 4999 {
-				b.Fatalf("reused %d files, want 4999", stats.Reused)
+			if stats.Reused != 4999 || stats.Reread != 0 {
+				b.Fatalf("reused %d files, %d of them read first; want 4999 on their inode alone", stats.Reused, stats.Reread)
 			}
 			written += stats.BytesWritten
 			prev = fmt.Sprintf("r%d", i)
 			if err := st.Publish(prev); err != nil {
 				b.Fatal(err)
 			}
+			swapped := time.Now()
+			// What follows the swap (and the notify) in the daemon.
 			s.GC("c", 2)
-			s.Seal("c", prev)
+			if err := s.Seal("c", prev); err != nil {
+				b.Fatal(err)
+			}
+			publishing += swapped.Sub(start)
+			housekeeping += time.Since(swapped)
 		}
 		perOp := float64(written) / float64(b.N)
 		b.ReportMetric(perOp, "bytes-written/op")
 		b.ReportMetric(100*perOp/50_000_000, "%-of-tree-written")
+		b.ReportMetric(float64(publishing.Milliseconds())/float64(b.N), "ms-to-swap/op")
+		b.ReportMetric(float64(housekeeping.Milliseconds())/float64(b.N), "ms-after-swap/op")
 	})
 }
 

@@ -496,3 +496,41 @@ func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 		})
 	}
 }
+
+// TestSealTakesWhatGCDidAndNothingElse: after a publish and its GC, the
+// stamps follow the ctime the GC moved, once the content is checked (so
+// the next publish reads nothing), but an edit that kept the size and put
+// the mtime back, made before the seal, is found by the seal, and the next
+// publish takes the file from the source.
+func TestSealTakesWhatGCDidAndNothingElse(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	files := map[string]string{"a": "aaaa", "b": "bbbb"}
+	for i, rev := range []string{"r1", "r2", "r3"} {
+		prev := []string{"", "r1", "r2"}[i]
+		publishKeyed(t, s, rev, prev, files)
+		if err := s.GC("c", 2); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Seal("c", rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stats := publishKeyed(t, s, "r4", "r3", files); stats.Reread != 0 || stats.Reused != 2 {
+		t.Fatalf("after GC and seal: %+v, want both reused by inode", stats)
+	}
+	s.GC("c", 2)
+	p := filepath.Join(s.Root(), ".ferry/c/r4/b")
+	fi, _ := os.Stat(p)
+	os.WriteFile(p, []byte("EVIL"), 0o444)
+	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	if err := s.Seal("c", "r4"); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "b: content changed") {
+		t.Fatalf("Seal = %v, want the damage named", err)
+	}
+	stats := publishKeyed(t, s, "r5", "r4", files)
+	if stats.Damaged != 1 || stats.Reused != 1 {
+		t.Fatalf("after a masked edit: %+v, want b found damaged", stats)
+	}
+	if data, _ := os.ReadFile(filepath.Join(s.Root(), "c/b")); string(data) != "bbbb" {
+		t.Fatalf("r5 holds b = %q", data)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +54,7 @@ type stamp struct {
 	Ino   uint64 `json:"i,omitempty"`
 	Ctime int64  `json:"c,omitempty"` // unix nanoseconds
 	Mtime int64  `json:"t,omitempty"`
+	Nlink uint64 `json:"n,omitempty"`
 }
 
 // stampOf reads the stamp of fi, the zero stamp where the platform has none.
@@ -61,7 +63,7 @@ func stampOf(fi fs.FileInfo) stamp {
 	if !ok {
 		return stamp{}
 	}
-	return stamp{Ino: st.Ino, Ctime: st.Ctim.Nano(), Mtime: fi.ModTime().UnixNano()}
+	return stamp{Ino: st.Ino, Ctime: st.Ctim.Nano(), Mtime: fi.ModTime().UnixNano(), Nlink: uint64(st.Nlink)}
 }
 
 // unchangedSince reports whether fi is, by its inode, the file e recorded:
@@ -295,44 +297,97 @@ func checkOpen(f *os.File, e entry) string {
 	return ""
 }
 
-// Seal brings the stamps of rev's manifest up to date once its publish
-// and the garbage collection after it are done. Removing an old revision
-// unlinks names of inodes the new one shares, which moves their ctime; a
-// file whose inode, type, mode, size and mtime are still the ones recorded
-// gets its new ctime, anything else loses its stamp, so that the next
-// publish reads and hashes it before reusing it. It costs one lstat a file.
+// ErrDamaged is what Seal returns when a published file is no longer what
+// was published.
+var ErrDamaged = errors.New("a published file changed on disk")
+
+// Seal brings the stamps of rev's manifest up to date once its publish and
+// the garbage collection after it are done, so that the next publish can
+// reuse each file on one lstat. Removing an old revision unlinks names of
+// inodes the new one shares, which moves their ctime: a file whose stamp
+// no longer matches is read and hashed (in parallel, off the path from a
+// change to the app), and stamped anew only when its content is the
+// published one and it did not change while it was read. A file that
+// fails is left unstamped, and Seal returns ErrDamaged naming it, so that
+// the caller repairs the revision.
 func (s *Store) Seal(name, rev string) error {
 	m, err := s.readManifest(name, rev)
 	if err != nil {
 		return err
 	}
 	dir := s.revDir(name, rev)
-	changed := false
-	files := make(map[string]entry, len(m.Files))
-	for rel, e := range m.Files {
-		files[rel] = e
-		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel)))
-		now := stamp{}
-		if err == nil {
-			now = stampOf(fi)
-		}
-		keep := err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == e.Mode && fi.Size() == e.Size &&
-			now.Ino == e.Ino && now.Mtime == e.Mtime
-		switch {
-		case keep && now.Ctime != e.Ctime:
-			e.Ctime = now.Ctime
-		case !keep && e.stamp != (stamp{}):
-			e.stamp = stamp{}
-		default:
-			continue
-		}
-		files[rel] = e
-		changed = true
+	type result struct {
+		rel    string
+		e      entry
+		reason string
 	}
-	if !changed {
+	var moved []string
+	for rel, e := range m.Files {
+		if fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(rel))); err != nil || !e.unchangedSince(fi) {
+			moved = append(moved, rel)
+		}
+	}
+	if len(moved) == 0 {
 		return nil
 	}
-	return s.writeManifest(name, rev, &manifest{Files: files, Links: m.Links, Dirs: m.Dirs})
+	results := make([]result, len(moved))
+	var wg gosync.WaitGroup
+	work := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), 4) {
+		wg.Go(func() {
+			for i := range work {
+				rel := moved[i]
+				e := m.Files[rel]
+				e.stamp, results[i].reason = restamp(filepath.Join(dir, filepath.FromSlash(rel)), e)
+				results[i].rel, results[i].e = rel, e
+			}
+		})
+	}
+	for i := range moved {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	files := maps.Clone(m.Files)
+	var damaged []string
+	for _, r := range results {
+		files[r.rel] = r.e
+		if r.reason != "" {
+			damaged = append(damaged, r.rel+": "+r.reason)
+		}
+	}
+	if err := s.writeManifest(name, rev, &manifest{Files: files, Links: m.Links, Dirs: m.Dirs}); err != nil {
+		return err
+	}
+	if len(damaged) > 0 {
+		sort.Strings(damaged)
+		return fmt.Errorf("%w: %s", ErrDamaged, strings.Join(damaged[:min(len(damaged), maxReported)], "; "))
+	}
+	return nil
+}
+
+// restamp checks the file at p against e by its content and returns its
+// stamp, or the zero stamp and why it does not match. The stamp is taken
+// from the descriptor the content was read from, before and after: a file
+// written while it was read does not get one.
+func restamp(p string, e entry) (stamp, string) {
+	f, err := openNoFollow(p)
+	if err != nil {
+		return stamp{}, "unreadable: " + err.Error()
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return stamp{}, "unreadable: " + err.Error()
+	}
+	if reason := checkOpen(f, e); reason != "" {
+		return stamp{}, reason
+	}
+	after, err := f.Stat()
+	if err != nil || stampOf(after) != stampOf(before) {
+		return stamp{}, ""
+	}
+	return stampOf(after), ""
 }
 
 // sortedDirs returns the directory set as the manifest stores it.
