@@ -12,8 +12,8 @@ import (
 
 // syncOnce fetches one source, publishes what changed, and tells the
 // notifiers when a revision was replaced. What is on disk is checked
-// first: a published revision that was damaged is fetched and published
-// again, whether or not the origin moved.
+// first, and repaired: a link deleted or moved is linked again, a tree
+// damaged is fetched and published again, whether or not the origin moved.
 func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	start := time.Now()
 	src.mu.Lock()
@@ -21,11 +21,11 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	prev := src.revision
 	src.mu.Unlock()
 
-	base := prev
-	if damage := s.damage(src, prev, start); damage != nil {
-		src.log.Warn("published revision damaged on disk; publishing it again", "revision", prev, "reason", damage)
-		s.metrics.repair(src.Name)
-		base = "" // nothing on disk is trusted: fetch and publish it whole
+	base, repairing, err := s.repair(ctx, src, prev, start)
+	if err != nil {
+		s.metrics.sync(src.Name, "error", time.Since(start))
+		src.finish(prev, src.originNow(), err)
+		return err
 	}
 	rev, stats, err := s.fetch(ctx, src, base)
 	result := "unchanged"
@@ -49,6 +49,10 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	} else {
 		src.setVerified(time.Now())
 	}
+	if repairing {
+		s.metrics.repair(src.Name)
+		src.repaired()
+	}
 	attrs := []any{"revision", rev, "previous", prev,
 		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "reread", stats.Reread, "damaged", stats.Damaged,
 		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond)}
@@ -56,7 +60,10 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 		attrs = append(attrs, "origin_revision", origin)
 	}
 	src.log.Info(result, attrs...)
-	if prev != "" {
+	// The app is told of a new revision, and of a tree put back after it
+	// was damaged (what it read may have been wrong); not of a revision
+	// published again only to record its manifest.
+	if prev != "" && (result == "published" || repairing) {
 		c := signal.Change{Source: src.Name, Revision: rev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
 		for _, n := range s.cfg.Notifiers {
 			n.Notify(c)
@@ -78,24 +85,46 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	return nil
 }
 
-// damage tells what is wrong on disk with the published revision rev, if
-// anything: the cheap check every poll, the deep one every VerifyPeriod.
-func (s *Syncer) damage(src *source, rev string, now time.Time) error {
+// repair checks what is published for src at rev and mends what it can
+// here. It returns the revision the fetch may reuse files from ("" when
+// nothing on disk is to be trusted), whether that fetch repairs a damaged
+// tree, and an error when the damage is not ferry's to mend.
+func (s *Syncer) repair(ctx context.Context, src *source, rev string, now time.Time) (string, bool, error) {
 	if rev == "" {
-		return nil
+		return "", false, nil
 	}
-	if err := s.cfg.Store.Check(src.Name, rev); err != nil {
-		return err
+	damage := s.cfg.Store.Check(src.Name, rev)
+	if damage == nil {
+		src.mu.Lock()
+		due := s.cfg.VerifyPeriod > 0 && now.Sub(src.verified) >= s.cfg.VerifyPeriod
+		src.mu.Unlock()
+		if !due {
+			return rev, false, nil
+		}
+		damage = s.cfg.Store.Verify(ctx, src.Name, rev)
+		src.setVerified(now)
+		if damage == nil || ctx.Err() != nil {
+			return rev, false, nil
+		}
 	}
-	src.mu.Lock()
-	due := s.cfg.VerifyPeriod > 0 && now.Sub(src.verified) >= s.cfg.VerifyPeriod
-	src.mu.Unlock()
-	if !due {
-		return nil
+	switch {
+	case errors.Is(damage, ErrLinkTaken):
+		return "", false, damage
+	case errors.Is(damage, ErrLinkGone):
+		if err := s.cfg.Store.Relink(src.Name, rev); err != nil {
+			return "", false, err
+		}
+		src.log.Warn("the link of the published revision was missing or moved; linked again", "revision", rev, "reason", damage)
+		s.metrics.repair(src.Name)
+		return rev, false, nil
+	case errors.Is(damage, ErrUnverifiable):
+		src.log.Info("publishing the revision again to record what it holds", "revision", rev, "reason", damage)
+		return "", false, nil
 	}
-	err := s.cfg.Store.Verify(src.Name, rev)
-	src.setVerified(now)
-	return err
+	if src.noteDamage() {
+		src.log.Warn("published revision damaged on disk; publishing it again", "revision", rev, "reason", damage)
+	}
+	return "", true, nil
 }
 
 // origin asks the source what the origin calls the revision it returned.
@@ -166,4 +195,29 @@ func (src *source) setVerified(t time.Time) {
 	src.mu.Lock()
 	src.verified = t
 	src.mu.Unlock()
+}
+
+// noteDamage marks the source's tree as damaged; it reports whether this
+// is news, so a damage that takes several attempts to repair is warned
+// about once.
+func (src *source) noteDamage() bool {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	news := !src.damaged
+	src.damaged = true
+	return news
+}
+
+// repaired ends a damage episode.
+func (src *source) repaired() {
+	src.mu.Lock()
+	src.damaged = false
+	src.mu.Unlock()
+}
+
+// originNow returns the origin revision recorded last.
+func (src *source) originNow() string {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.origin
 }

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -146,7 +147,7 @@ func BenchmarkVerify(b *testing.B) {
 	s := newBenchTree().published(b)
 	b.SetBytes(50_000_000)
 	for b.Loop() {
-		if err := s.Verify("c", "base"); err != nil {
+		if err := s.Verify(context.Background(), "c", "base"); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -173,7 +173,7 @@ func TestPublishReplacesADamagedTreeOfTheSameRevision(t *testing.T) {
 	if got := readTree(t, filepath.Join(s.Root(), "c")); got["a"] != "1" {
 		t.Fatalf("repaired r1 = %v", got)
 	}
-	if err := s.Verify("c", "r1"); err != nil {
+	if err := s.Verify(context.Background(), "c", "r1"); err != nil {
 		t.Fatalf("repaired tree does not verify: %v", err)
 	}
 }
@@ -212,7 +212,7 @@ func TestCheckAndVerifyFindDamage(t *testing.T) {
 			if err := s.Check("c", "r1"); err != nil {
 				t.Fatalf("intact tree fails the cheap check: %v", err)
 			}
-			if err := s.Verify("c", "r1"); err != nil {
+			if err := s.Verify(context.Background(), "c", "r1"); err != nil {
 				t.Fatalf("intact tree fails the deep check: %v", err)
 			}
 			tc.tamper(s.Root())
@@ -221,7 +221,7 @@ func TestCheckAndVerifyFindDamage(t *testing.T) {
 				t.Fatalf("Check = %v, want an error: %t", err, tc.cheap)
 			}
 			if err == nil {
-				if err := s.Verify("c", "r1"); err == nil {
+				if err := s.Verify(context.Background(), "c", "r1"); err == nil {
 					t.Fatal("Verify found nothing")
 				} else {
 					t.Log(err)
@@ -438,30 +438,33 @@ func TestOnceNeverSucceedsWithoutARevision(t *testing.T) {
 
 // TestRunRepairsDamageWithinAPeriod: under Run, a deleted link, a deleted
 // tree and (with the deep check) a file edited in place are published
-// again within a period, counted, and the app is told.
+// again within a period, and counted; the app is told when the tree was
+// put back (what it read may have been wrong), not when only the link was.
 func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		tamper func(root string)
+		name     string
+		tamper   func(root string)
+		linkOnly bool
 	}{
-		{"link deleted", func(r string) { os.Remove(filepath.Join(r, "c")) }},
-		{"tree deleted", func(r string) { os.RemoveAll(filepath.Join(r, ".ferry/c/r1")) }},
-		{"file edited", func(r string) { os.WriteFile(filepath.Join(r, "c/f"), []byte("tampered"), 0o444) }},
+		{"link deleted", func(r string) { os.Remove(filepath.Join(r, "c")) }, true},
+		{"link moved", func(r string) { os.Remove(filepath.Join(r, "c")); os.Symlink("/etc", filepath.Join(r, "c")) }, true},
+		{"tree deleted", func(r string) { os.RemoveAll(filepath.Join(r, ".ferry/c/r1")) }, false},
+		{"file edited", func(r string) { os.WriteFile(filepath.Join(r, "c/f"), []byte("tampered"), 0o444) }, false},
 		{"file replaced by a symlink", func(r string) {
 			os.Remove(filepath.Join(r, "c/f"))
 			os.Symlink("/etc/hostname", filepath.Join(r, "c/f"))
-		}},
+		}, false},
 		{"tree replaced by a symlink", func(r string) {
 			victim := filepath.Join(r, "victim")
 			os.MkdirAll(victim, 0o755)
 			os.WriteFile(filepath.Join(victim, "f"), []byte("victim"), 0o644)
 			os.RemoveAll(filepath.Join(r, ".ferry/c/r1"))
 			os.Symlink(victim, filepath.Join(r, ".ferry/c/r1"))
-		}},
+		}, false},
 		{"tree replaced by a file", func(r string) {
 			os.RemoveAll(filepath.Join(r, ".ferry/c/r1"))
 			os.WriteFile(filepath.Join(r, ".ferry/c/r1"), []byte("x"), 0o644)
-		}},
+		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := &origin{}
@@ -473,6 +476,7 @@ func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 			testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
 			time.Sleep(period) // let the first deep check pass on the intact tree
 			root := h.store.Root()
+			tree, _ := os.Stat(filepath.Join(root, ".ferry/c/r1"))
 			tc.tamper(root)
 			start := time.Now()
 			testkit.Eventually(t, 10*time.Second, "repair", func() bool {
@@ -486,11 +490,21 @@ func TestRunRepairsDamageWithinAPeriod(t *testing.T) {
 			testkit.Eventually(t, 10*time.Second, "the repair counted", func() bool {
 				return testutil.ToFloat64(h.syncer.metrics.repairs.WithLabelValues("c")) >= 1
 			})
-			testkit.Eventually(t, 10*time.Second, "the app told", func() bool { return len(rec.got()) == 1 })
-			if c := rec.got()[0]; c.Revision != "r1" {
-				t.Errorf("notified %+v, want r1", c)
+			if tc.linkOnly {
+				time.Sleep(2 * period)
+				if n := rec.got(); len(n) != 0 {
+					t.Errorf("a link put back told the app: %v", n)
+				}
+				if after, _ := os.Stat(filepath.Join(root, ".ferry/c/r1")); !os.SameFile(tree, after) {
+					t.Error("the intact tree was replaced: linking again should not fetch it")
+				}
+			} else {
+				testkit.Eventually(t, 10*time.Second, "the app told", func() bool { return len(rec.got()) == 1 })
+				if c := rec.got()[0]; c.Revision != "r1" {
+					t.Errorf("notified %+v, want r1", c)
+				}
 			}
-			if err := h.store.Verify("c", "r1"); err != nil {
+			if err := h.store.Verify(context.Background(), "c", "r1"); err != nil {
 				t.Errorf("repaired tree does not verify: %v", err)
 			}
 		})

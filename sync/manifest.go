@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -161,7 +162,7 @@ const maxReported = 3
 // modes, sizes and contents, the same symlinks, the same directories, and
 // nothing else. It returns nil, or an error naming the first differences.
 // Files are hashed in parallel; the walk never follows a symlink.
-func verifyTree(dir string, m *manifest) error {
+func verifyTree(ctx context.Context, dir string, m *manifest) error {
 	var diffs []string
 	differ := func(format string, args ...any) {
 		diffs = append(diffs, fmt.Sprintf(format, args...))
@@ -182,6 +183,9 @@ func verifyTree(dir string, m *manifest) error {
 	seenDirs := 0
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
@@ -236,6 +240,9 @@ func verifyTree(dir string, m *manifest) error {
 		go func() {
 			defer wg.Done()
 			for f := range work {
+				if ctx.Err() != nil {
+					continue
+				}
 				if reason := checkFile(filepath.Join(dir, filepath.FromSlash(f.rel)), f.e); reason != "" {
 					mu.Lock()
 					differ("%s: %s", f.rel, reason)

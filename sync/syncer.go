@@ -109,6 +109,7 @@ type source struct {
 	origin      string // the origin's name for revision (a git commit)
 	published   time.Time
 	verified    time.Time // last deep check
+	damaged     bool      // a damaged tree is being repaired
 	lastAttempt time.Time
 	lastSuccess time.Time
 	lastError   string

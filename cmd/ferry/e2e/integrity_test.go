@@ -135,7 +135,7 @@ func TestDamageIsRepairedWithinAPeriod(t *testing.T) {
 			}
 			warnings := 0
 			for _, r := range p.logs() {
-				if r.str("level") == "WARN" && strings.Contains(r.str("msg"), "damaged") {
+				if r.str("level") == "WARN" && (strings.Contains(r.str("msg"), "damaged") || strings.Contains(r.str("msg"), "linked again")) {
 					warnings++
 				}
 			}
