@@ -124,7 +124,7 @@ func Parse(raw string) (*URL, error) {
 	addr, subdir := getter.SourceDirSubdir(rest)
 	u, err := url.Parse(addr)
 	if err != nil {
-		return nil, fmt.Errorf("source URL: %w", redactURLError(err))
+		return nil, fmt.Errorf("source URL %q: %s", RedactString(raw), parseReason(err))
 	}
 	if u.Scheme == "" {
 		return nil, fmt.Errorf("source URL %q: no scheme", RedactString(raw))
@@ -202,13 +202,22 @@ func detect(src string) (string, error) {
 	return "", fmt.Errorf("source URL %q: not a URL (give a scheme such as https://, s3://, git:: or an absolute path)", RedactString(src))
 }
 
-// redactURLError drops the URL from a *url.Error, which may carry a password.
-func redactURLError(err error) error {
+// parseReason says why url.Parse refused a URL without quoting it: its
+// messages quote the part that failed (`invalid port ":pa55" after host`),
+// which may be a password typed without its user.
+func parseReason(err error) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return ue.Err
+		err = ue.Err
 	}
-	return err
+	msg := err.Error()
+	for _, reason := range []string{"invalid port", "invalid character", "invalid control character",
+		"invalid URL escape", "missing protocol scheme", "invalid IPv6 host", "first path segment in URL cannot contain colon"} {
+		if strings.HasPrefix(msg, reason) {
+			return reason
+		}
+	}
+	return "does not parse as a URL"
 }
 
 // Factory builds a Source for a parsed URL. It validates options and must

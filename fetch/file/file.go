@@ -19,6 +19,7 @@ import (
 	"syscall"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/redact"
 )
 
 // Source publishes a local directory. Its revision is a digest of the tree:
@@ -52,7 +53,7 @@ func New(u *fetch.URL, env fetch.Env) (*Source, error) {
 		return nil, fmt.Errorf("file URL must name a local path, not host %q", u.URL.Host)
 	}
 	if u.URL.RawQuery != "" {
-		return nil, fmt.Errorf("file URL takes no options, got %q", u.URL.RawQuery)
+		return nil, fmt.Errorf("file URL takes no options, got %q", redact.Query(u.URL.RawQuery, nil))
 	}
 	if !filepath.IsAbs(u.URL.Path) {
 		return nil, fmt.Errorf("file URL needs an absolute path, got %q", u.URL.Path)

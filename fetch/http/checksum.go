@@ -52,7 +52,7 @@ func parseChecksum(v string, src *url.URL) (*checksumSpec, error) {
 	if kind, rest, ok := strings.Cut(v, ":"); ok && strings.EqualFold(kind, "file") {
 		u, err := url.Parse(rest)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, fmt.Errorf("checksum=file:%s: want file:https://HOST/PATH of a GNU or BSD style checksum file", rest)
+			return nil, fmt.Errorf("checksum=file:%s: want file:https://HOST/PATH of a GNU or BSD style checksum file", redact.String(rest, nil))
 		}
 		if u.User != nil {
 			return nil, errors.New("checksum=file:URL: credentials in the URL are not accepted")
@@ -62,7 +62,9 @@ func parseChecksum(v string, src *url.URL) (*checksumSpec, error) {
 	}
 	fc, err := new(getter.Client).GetChecksum(context.Background(), &getter.Request{Src: src.String()})
 	if err != nil {
-		return nil, fmt.Errorf("checksum=%s: %v", v, err)
+		// go-getter's message may quote the URL, query and all.
+		msg := strings.ReplaceAll(err.Error(), src.String(), redact.URL(src, nil))
+		return nil, fmt.Errorf("checksum=%s: %s", redact.Value(v), msg)
 	}
 	if fc == nil || newHash(fc.Type) == nil {
 		return nil, fmt.Errorf("checksum=%s: want TYPE:HEX (md5, sha1, sha256, sha512), HEX or file:URL", v)

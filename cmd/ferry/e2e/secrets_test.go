@@ -398,6 +398,13 @@ func TestURLSecretsInvalidConfigurationNeverShow(t *testing.T) {
 		{"git ref with a query typed into it", "once", "--source", "cfg=git::https://127.0.0.1:1/r.git?ref=main?private_token=" + urlSecretMarker, "git option ref"},
 		{"git depth with a query typed into it", "once", "--source", "cfg=git::https://127.0.0.1:1/r.git?depth=1?private_token=" + urlSecretMarker, "git option depth"},
 		{"http archive with a query typed into it", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?archive=tgz?private_token=" + urlSecretMarker, "archive="},
+		// url.Parse quotes what it cannot read: a password typed without
+		// its user reads as a port.
+		{"password with a slash in it", "once", "--source", "cfg=git::https://user:pa/" + urlSecretMarker + "@127.0.0.1/r.git", "source URL"},
+		{"password with a hash in it", "once", "--source", "cfg=https://tok:" + urlSecretMarker + "#x@127.0.0.1/r.git", "source URL"},
+		{"password with a colon-led digit in it", "once", "--source", "cfg=https://user:" + urlSecretMarker + "/x@127.0.0.1/r.git", "invalid port"},
+		{"file URL with a query", "once", "--source", "cfg=file:///etc/conf?token=" + urlSecretMarker, "takes no options"},
+		{"checksum file URL that does not parse", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?checksum=file:https%3A%2F%2F127.0.0.1%2FS%01UMS%3Fsig%3D" + urlSecretMarker, "checksum=file:"},
 		{"git over SSH without a key", "once", "--source", "cfg=git::ssh://git@127.0.0.1:1/r.git?" + q, "git-ssh-key-file"},
 		{"http archive invalid", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?archive=rar&" + q, `archive="rar"`},
 		{"http checksum invalid", "once", "--source", "cfg=https://127.0.0.1:1/b.tgz?checksum=sha256:zz&" + q, "checksum"},
