@@ -63,10 +63,15 @@ func (t *throttle) tick() {
 }
 
 // flush logs what is held back now, for a server that stops.
+// flush logs what is held back and stops the interval: the last call.
 func (t *throttle) flush() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.flushLocked()
+	if t.running != nil {
+		t.running.Stop()
+		t.running = nil
+	}
 }
 
 func (t *throttle) flushLocked() {

@@ -226,13 +226,13 @@ func (h *httpNotifier) attempt(ctx context.Context, t *target, j *job) (finished
 	}
 	j.due = time.Now().Add(wait)
 	h.log.Debug("notify failed, will retry", "url", t.name, "source", j.c.Source,
-		"revision", j.c.Revision, "attempts", j.attempts, "wait", wait, "err", err)
+		"revision", j.c.Revision, "attempts", j.attempts, "wait", wait, "error", err)
 	h.metrics.inc(t.name, resultRetry)
 	return false
 }
 
 func (h *httpNotifier) failed(t *target, j *job, err error, msg string) {
 	h.log.Error(msg, "url", t.name, "source", j.c.Source, "revision", j.c.Revision,
-		"attempts", j.attempts, "err", err)
+		"attempts", j.attempts, "error", err)
 	h.metrics.inc(t.name, resultFailed)
 }

@@ -52,7 +52,7 @@ func (p *process) Notify(c Change) {
 	n, err := p.kill()
 	if err != nil {
 		p.log.Error("signal application failed", "process", p.name, "signal", signalName(p.sig),
-			"source", c.Source, "revision", c.Revision, "signalled", n, "err", err)
+			"source", c.Source, "revision", c.Revision, "signalled", n, "error", err)
 		p.metrics.inc(p.target, resultFailed)
 		return
 	}

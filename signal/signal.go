@@ -1,6 +1,7 @@
 package signal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -148,14 +149,7 @@ func validMethod(m string) bool {
 }
 
 func (o Options) intervals() (initial, most time.Duration) {
-	return orDefault(o.InitialInterval, DefaultInitialInterval), orDefault(o.MaxInterval, DefaultMaxInterval)
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
+	return cmp.Or(o.InitialInterval, DefaultInitialInterval), cmp.Or(o.MaxInterval, DefaultMaxInterval)
 }
 
 // Notifiers tell the application of each change in every way their

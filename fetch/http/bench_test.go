@@ -67,7 +67,7 @@ func BenchmarkPublishTarGz(b *testing.B) {
 
 // BenchmarkBombRefusedAtDefaultLimit measures the worst case of the
 // decompression bound: a 4 GiB gzip bomb outside the published sub-tree,
-// so no Writer limit applies and only the max-body limit (1 GiB) stops it.
+// so no Writer limit applies and only the http-max-body limit (1 GiB) stops it.
 func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
 	o := newOrigin(b, false)
 	o.set(tarOf(b, true, file("conf/a", "1")))
@@ -77,7 +77,7 @@ func BenchmarkBombRefusedAtDefaultLimit(b *testing.B) {
 	o.set(gzipBomb(b, "junk/zeros", 4<<30))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if r := sourcetest.Sync(b, v.store, "c", s); r.Err == nil || !strings.Contains(r.Err.Error(), "max-body limit") {
+		if r := sourcetest.Sync(b, v.store, "c", s); r.Err == nil || !strings.Contains(r.Err.Error(), "http-max-body limit") {
 			b.Fatalf("err = %v", r.Err)
 		}
 	}

@@ -33,7 +33,7 @@ type body struct {
 // body's file is the caller's to remove, also on error.
 func (s *Source) download(ctx context.Context, resp *nethttp.Response) (*body, error) {
 	if resp.ContentLength > s.maxBody {
-		return nil, fetch.Permanent(fmt.Errorf("body of %d bytes is over the max-body limit of %d bytes", resp.ContentLength, s.maxBody))
+		return nil, fetch.Permanent(fmt.Errorf("body of %d bytes is over the http-max-body limit of %d bytes", resp.ContentLength, s.maxBody))
 	}
 	f, err := os.CreateTemp(s.stateDir, kit.TempPrefix+"body-*")
 	if err != nil {
@@ -49,7 +49,7 @@ func (s *Source) download(ctx context.Context, resp *nethttp.Response) (*body, e
 	case err != nil:
 		return b, bodyError(ctx, err, b.size, resp.ContentLength)
 	case b.size > s.maxBody:
-		return b, fetch.Permanent(fmt.Errorf("body is over the max-body limit of %d bytes", s.maxBody))
+		return b, fetch.Permanent(fmt.Errorf("body is over the http-max-body limit of %d bytes", s.maxBody))
 	case resp.ContentLength >= 0 && b.size != resp.ContentLength:
 		return b, fmt.Errorf("truncated body: got %d of %d bytes", b.size, resp.ContentLength)
 	}

@@ -85,7 +85,7 @@ func (x *extractor) done() error {
 // no stream to count: its entries are read from the spooled body, and only
 // their content is counted. name is the entry being read, if any.
 func (x *extractor) overLimit(name string) error {
-	msg := fmt.Sprintf("archive expands past the max-body limit of %d bytes", x.maxBytes)
+	msg := fmt.Sprintf("archive expands past the http-max-body limit of %d bytes", x.maxBytes)
 	if name == "" {
 		return fetch.Permanent(errors.New(msg))
 	}

@@ -300,19 +300,19 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name: "GzipBombOutsideSubdir", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 32 << 20},
 			body: func(t *testing.T) []byte { return gzipBomb(t, "junk/zeros", 4<<30) },
-			want: `archive expands past the max-body limit of 33554432 bytes`,
+			want: `archive expands past the http-max-body limit of 33554432 bytes`,
 		},
 		{
 			name: "HeaderBomb", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
 			body: func(t *testing.T) []byte { return headerBomb(t, 20) },
-			want: `archive expands past the max-body limit of 8388608 bytes`,
+			want: `archive expands past the http-max-body limit of 8388608 bytes`,
 		},
 		{
 			name: "SparseHardlinkBomb", path: "/b.tar.gz//conf",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
 			body: func(t *testing.T) []byte { return sparseTar(t, 1<<40, "conf/hl") },
-			want: `"big": hard-link target expands past the max-body limit of 8388608 bytes`,
+			want: `"big": hard-link target expands past the http-max-body limit of 8388608 bytes`,
 		},
 		{
 			name:   "SparseFileBomb",
@@ -326,19 +326,19 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name: "SparseFileExpandsPastBodyLimit",
 			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
 			body: func(t *testing.T) []byte { return sparseTar(t, 200<<20, "") },
-			want: `"big": archive expands past the max-body limit of 1048576 bytes`,
+			want: `"big": archive expands past the http-max-body limit of 1048576 bytes`,
 		},
 		{
 			name: "HardlinkFanOut",
 			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
 			body: func(t *testing.T) []byte { return hardlinkFanOut(t, 600<<10, 8) },
-			want: `"l0": archive expands past the max-body limit of 1048576 bytes`,
+			want: `"l0": archive expands past the http-max-body limit of 1048576 bytes`,
 		},
 		{
 			name: "ZipOverlappingEntries", path: "/b.zip",
 			opts: fhttp.Options{MaxBodyBytes: 8 << 20},
 			body: func(t *testing.T) []byte { return zipOverlap(t, 6, 4<<20) },
-			want: `"f2": archive expands past the max-body limit of 8388608 bytes`,
+			want: `"f2": archive expands past the http-max-body limit of 8388608 bytes`,
 		},
 		{
 			name: "ZipEntryLargerThanDeclared", path: "/b.zip",
@@ -355,7 +355,7 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 			name: "BodyOverLimit", path: "/big.conf",
 			opts: fhttp.Options{MaxBodyBytes: 1 << 20},
 			body: func(t *testing.T) []byte { return bytes.Repeat([]byte("x"), 2<<20) },
-			want: `body of 2097152 bytes is over the max-body limit of 1048576 bytes`,
+			want: `body of 2097152 bytes is over the http-max-body limit of 1048576 bytes`,
 		},
 	}
 	for _, tc := range cases {
@@ -474,7 +474,7 @@ func TestBodyOverLimitWithoutContentLengthFails(t *testing.T) {
 	defer srv.Close()
 	f := newFixture(t)
 	r := fetchFrom(t, f.source(t, srv.URL+"/big.conf", fhttp.Options{MaxBodyBytes: 1 << 20}), "")
-	assertError(t, r.err, "body is over the max-body limit of 1048576 bytes", true)
+	assertError(t, r.err, "body is over the http-max-body limit of 1048576 bytes", true)
 	assertStateDirClean(t, f.stateDir)
 }
 

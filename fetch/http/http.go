@@ -58,8 +58,9 @@ type Source struct {
 	// belong to: when it changes, the next GET is unconditional.
 	key string
 
-	client *nethttp.Client
-	caSum  [sha256.Size]byte
+	client  *nethttp.Client
+	caSum   [sha256.Size]byte
+	cleaned bool // leftovers of a killed process removed
 }
 
 var _ fetch.Source = (*Source)(nil)
@@ -119,7 +120,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		s.checksum, err = parseChecksum(q.Get("checksum"), u.URL)
 		bad(err)
 	}
-	if err := oneLine(append(problems, o.problems()...)); err != nil {
+	if err := errors.Join(append(problems, o.problems()...)...); err != nil {
 		return nil, err
 	}
 
@@ -224,7 +225,10 @@ func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err := kit.StateDir(s.stateDir); err != nil {
 		return "", fmt.Errorf("state directory: %w", err)
 	}
-	kit.RemoveTemp(s.stateDir) // spools of a process killed mid-download
+	if !s.cleaned {
+		kit.RemoveTemp(s.stateDir) // spools of a process killed mid-download
+		s.cleaned = true
+	}
 
 	saved := s.loadState()
 	conditional := prev != "" && saved.Revision == prev && saved.Key == s.key &&

@@ -433,7 +433,9 @@ func TestNewRefusesBadConfiguration(t *testing.T) {
 func TestNewReportsEveryProblemAtOnce(t *testing.T) {
 	raw, _ := url.Parse("ftp://h/a?archive=rar")
 	_, err := fhttp.New(&fetch.URL{Kind: "http", URL: raw}, fhttp.Options{Username: "u", MaxBodyBytes: -5}, fetch.Env{})
-	assertError(t, err, "", false)
+	if err == nil || strings.Count(err.Error(), "\n") != 4 {
+		t.Fatalf("err = %v, want five problems, one a line", err)
+	}
 	for _, want := range []string{"http:// or https://", "archive=", "go together", "negative", "state directory"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("err = %v, missing %q", err, want)

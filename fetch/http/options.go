@@ -2,7 +2,6 @@ package http
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/ferrysync/ferry/internal/report"
@@ -42,7 +41,7 @@ type Options struct {
 // network access: a wrong path is a configuration error, found before the
 // first sync rather than on it. Its errors name the fields (report.FieldError),
 // all of them in one line.
-func (o Options) Validate() error { return oneLine(o.problems()) }
+func (o Options) Validate() error { return errors.Join(o.problems()...) }
 
 func (o Options) problems() []error {
 	var errs []error
@@ -90,18 +89,4 @@ func fieldError(err error) error {
 		return report.Fieldf("{"+fe.field+"}: %v", fe.err)
 	}
 	return err
-}
-
-// oneLine joins errs with "; ", keeping each in the chain (for
-// report.RenderFields to find every FieldError) where errors.Join would break
-// the line.
-func oneLine(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	args := make([]any, len(errs))
-	for i, err := range errs {
-		args[i] = err
-	}
-	return fmt.Errorf(strings.Repeat("; %w", len(errs))[2:], args...)
 }

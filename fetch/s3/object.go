@@ -56,7 +56,7 @@ func (s *Source) fetchObject(ctx context.Context, prev string, w fetch.Writer, c
 	if st != s.object && s.state != "" {
 		// Losing it costs one unconditional GET, never correctness.
 		if err := s.state.Save(st); err != nil {
-			s.log.Warn("s3 state not saved", "err", err)
+			s.log.Warn("s3 state not saved", "error", err)
 		}
 	}
 	s.object = st
