@@ -1,7 +1,8 @@
 // Package git is the git source: it polls a repository with ls-remote,
 // fetches only new commits (depth 1 by default) into a bare object store
 // kept under the source's state directory, and exports the commit's tree.
-// It runs go-git in process; only git::file:// URLs need the git binary.
+// It runs go-git in process, without the git binary: a git::file://
+// repository is read in place (local.go).
 //
 // # Revisions
 //
@@ -22,10 +23,12 @@
 //     MaxBytes plus a margin of a quarter of it, at least 16 MiB, for
 //     the trees and commits a pack also carries and, with depth > 1, older
 //     versions of files. HTTP(S) bodies and SSH connections are counted as
-//     they are read; for every transport (the only count for git:// and
-//     file://) the pack is counted as it is written to the store.
+//     they are read; for every transport (the only count for git://) the
+//     pack is counted as it is written to the store.
 //   - One object: at most MaxFileSize (or MaxBytes, when lower) plus
 //     16 MiB. A pack compresses: a few kilobytes can stand for gigabytes.
+//     A blob larger than MaxFileSize (or MaxBytes) is refused before it
+//     is read.
 //   - Objects: at most 4 per MaxFiles, plus 10,000.
 //
 // A pinned commit that the server will not send by SHA comes with the full
@@ -38,4 +41,7 @@
 // does grow with the largest object: go-git reads each object whole into
 // memory while indexing a pack (and keeps a delta base cache of up to 96
 // MiB), and stores the objects of a thin pack through memory.
+//
+// A file:// repository is not received but read: the bounds on one object
+// hold as each is read, and the Writer's limits bound the rest.
 package git

@@ -38,7 +38,7 @@ func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMetho
 		target = s.sha
 	}
 	if st.hasObject(target) {
-		c, err := s.peelCommit(st, target)
+		c, err := s.peelCommit(st.st, target)
 		return c, false, err
 	}
 	if packs, loose := s.objectFiles(); !st.fresh && (packs >= maxPacks || loose >= maxLoose) {
@@ -62,7 +62,7 @@ func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMetho
 		return nil, true, fmt.Errorf("git fetch %s: %w", s.display, err)
 	}
 	// The remote may have moved on since ls-remote: publish what arrived.
-	c, err := s.peelCommit(st, ref.Hash())
+	c, err := s.peelCommit(st.st, ref.Hash())
 	return c, true, err
 }
 

@@ -21,10 +21,10 @@ const maxSymlinkTarget = 4096
 
 // tree returns the tree of commit c that is published: the root, or the
 // //subdir.
-func (s *Source) tree(st *store, c *object.Commit) (*object.Tree, error) {
-	tree, err := object.GetTree(st.st, c.TreeHash)
+func (s *Source) tree(objs storer.EncodedObjectStorer, c *object.Commit) (*object.Tree, error) {
+	tree, err := s.getTree(objs, c.TreeHash)
 	if err != nil || s.subdir == "" {
-		return tree, storeErr(err)
+		return tree, err
 	}
 	entry, err := tree.FindEntry(s.subdir)
 	switch {
@@ -35,19 +35,34 @@ func (s *Source) tree(st *store, c *object.Commit) (*object.Tree, error) {
 	case entry.Mode != filemode.Dir:
 		return nil, fetch.Permanent(fmt.Errorf("subdir %q is not a directory in the commit", s.subdir))
 	}
-	tree, err = object.GetTree(st.st, entry.Hash)
+	return s.getTree(objs, entry.Hash)
+}
+
+// getTree reads tree h, which go-git decodes whole into memory: one larger
+// than the bounds allow is refused first (the trees of a file://
+// repository were never checked as a received pack is).
+func (s *Source) getTree(objs storer.EncodedObjectStorer, h plumbing.Hash) (*object.Tree, error) {
+	obj, err := objs.EncodedObject(plumbing.TreeObject, h)
+	if err != nil {
+		return nil, storeErr(fmt.Errorf("tree %s: %w", h, err))
+	}
+	if obj.Size() > s.bounds.objectSize {
+		return nil, overLimit("tree %s holds %d bytes, more than the %s limit allows (%d, with a margin for trees)",
+			h, obj.Size(), s.bounds.objectSizeLimit, s.bounds.objectSize)
+	}
+	tree, err := object.DecodeTree(objs, obj)
 	return tree, storeErr(err)
 }
 
-// export writes tree through w, depth first. Each file's key is its blob
-// hash, so the Writer hard-links files that did not change since the
+// writeTree writes tree through w, depth first. Each file's key is its
+// blob hash, so the Writer hard-links files that did not change since the
 // published revision instead of reading them again.
 //
 // It is sequential on purpose: go-git's storage is not safe for concurrent
 // use, and four workers with a store handle each cost 10 MB more peak RSS
 // on the 50 MB benchmark tree for no gain that could be told apart from
 // the noise of file creation, which dominates the export.
-func (s *Source) export(ctx context.Context, st storer.EncodedObjectStorer, tree *object.Tree, dir string, w fetch.Writer) error {
+func (s *Source) writeTree(ctx context.Context, objs storer.EncodedObjectStorer, tree *object.Tree, dir string, w fetch.Writer) error {
 	for _, e := range tree.Entries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -60,17 +75,22 @@ func (s *Source) export(ctx context.Context, st storer.EncodedObjectStorer, tree
 		var err error
 		switch e.Mode {
 		case filemode.Dir:
-			sub, gerr := object.GetTree(st, e.Hash)
-			if gerr != nil {
-				return storeErr(fmt.Errorf("tree %s: %w", name, gerr))
+			// The Writer's rules for a name, checked before going deeper: a
+			// chain of nested trees cannot outgrow a path.
+			if _, err := fetch.CleanName(name); err != nil {
+				return err
 			}
-			err = s.export(ctx, st, sub, name, w)
+			sub, gerr := s.getTree(objs, e.Hash)
+			if gerr != nil {
+				return gerr
+			}
+			err = s.writeTree(ctx, objs, sub, name, w)
 		case filemode.Regular, filemode.Deprecated:
-			err = w.WriteFile(name, 0o644, e.Hash.String(), blobOpener(st, e.Hash))
+			err = w.WriteFile(name, 0o644, e.Hash.String(), s.blobOpener(objs, e.Hash, name))
 		case filemode.Executable:
-			err = w.WriteFile(name, 0o755, e.Hash.String(), blobOpener(st, e.Hash))
+			err = w.WriteFile(name, 0o755, e.Hash.String(), s.blobOpener(objs, e.Hash, name))
 		case filemode.Symlink:
-			target, terr := readSymlink(st, e.Hash)
+			target, terr := s.readSymlink(objs, e.Hash, name)
 			if terr != nil {
 				return fmt.Errorf("symlink %s: %w", name, terr)
 			}
@@ -89,12 +109,18 @@ func (s *Source) export(ctx context.Context, st storer.EncodedObjectStorer, tree
 	return nil
 }
 
-// blobOpener streams a blob out of the store when the Writer needs it.
-func blobOpener(st storer.EncodedObjectStorer, h plumbing.Hash) fetch.Opener {
+// blobOpener streams blob h, the file name, out of objs when the Writer
+// needs it. A blob over the file size bound is refused before it is
+// inflated: go-git reads a small object whole, a large one through a
+// delta whose result only its header tells.
+func (s *Source) blobOpener(objs storer.EncodedObjectStorer, h plumbing.Hash, name string) fetch.Opener {
 	return func() (io.ReadCloser, error) {
-		obj, err := st.EncodedObject(plumbing.BlobObject, h)
+		obj, err := objs.EncodedObject(plumbing.BlobObject, h)
 		if err != nil {
 			return nil, storeErr(fmt.Errorf("blob %s: %w", h, err))
+		}
+		if obj.Size() > s.bounds.fileSize {
+			return nil, fetch.Refuse(name, "blob of %d bytes, more than the %s limit allows (%d)", obj.Size(), s.bounds.objectSizeLimit, s.bounds.fileSize)
 		}
 		r, err := obj.Reader()
 		if err != nil {
@@ -120,8 +146,8 @@ func (sr *storeReader) Read(p []byte) (int, error) {
 
 func (sr *storeReader) Close() error { return sr.r.Close() }
 
-func readSymlink(st storer.EncodedObjectStorer, h plumbing.Hash) (string, error) {
-	r, err := blobOpener(st, h)()
+func (s *Source) readSymlink(objs storer.EncodedObjectStorer, h plumbing.Hash, name string) (string, error) {
+	r, err := s.blobOpener(objs, h, name)()
 	if err != nil {
 		return "", err
 	}

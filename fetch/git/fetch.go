@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"github.com/ferrysync/ferry/fetch"
 )
@@ -31,9 +32,10 @@ func (s *Source) OriginRevision() string {
 
 // Fetch resolves the ref with ls-remote and, when it names a commit other
 // than the published one, fetches that commit into the object store (unless
-// it is already there) and writes its tree through w. The revision is the
-// commit SHA; for a //subdir source it is the subdirectory's tree SHA, so
-// a commit that leaves the subdirectory alone returns prev.
+// it is already there) and writes its tree through w; a file:// repository
+// is read in place (local.go). The revision is the commit SHA; for a
+// //subdir source it is the subdirectory's tree SHA, so a commit that
+// leaves the subdirectory alone returns prev.
 func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
@@ -42,6 +44,9 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if !s.sha.IsZero() && s.unchanged(s.sha, prev) {
 		// A pinned commit never changes: no network at all.
 		return s.done(s.sha, prev), nil
+	}
+	if s.scheme == "file" {
+		return s.fetchLocal(ctx, prev, w, start)
 	}
 	auth, err := s.auth()
 	if err != nil {
@@ -83,24 +88,35 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		}
 		return "", err
 	}
-	fetchedAt := time.Now()
-	tree, err := s.tree(st, commit)
+	rev, err := s.publish(ctx, st.st, commit, prev, w, start, fetched)
 	if err != nil {
 		return "", s.exportError(st, commit, err)
 	}
-	rev := commit.Hash.String()
+	return rev, nil
+}
+
+// publish writes the tree of commit c, read from objs, through w, unless
+// it is the published revision prev, and returns the revision. start is
+// when the Fetch began; downloaded tells whether it used the network.
+func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c *object.Commit, prev string, w fetch.Writer, start time.Time, downloaded bool) (string, error) {
+	resolved := time.Now()
+	tree, err := s.tree(objs, c)
+	if err != nil {
+		return "", err
+	}
+	rev := c.Hash.String()
 	if s.subdir != "" {
 		rev = tree.Hash.String()
 	}
 	if rev == prev {
-		return s.done(commit.Hash, prev), nil
+		return s.done(c.Hash, prev), nil
 	}
-	if err := s.export(ctx, st.st, tree, "", w); err != nil {
-		return "", s.exportError(st, commit, err)
+	if err := s.writeTree(ctx, objs, tree, "", w); err != nil {
+		return "", err
 	}
-	s.log.Info("git commit exported", "commit", commit.Hash.String(), "revision", rev, "downloaded", fetched,
-		"fetch_duration", fetchedAt.Sub(start).Round(time.Millisecond), "export_duration", time.Since(fetchedAt).Round(time.Millisecond))
-	return s.done(commit.Hash, rev), nil
+	s.log.Info("git commit exported", "commit", c.Hash.String(), "revision", rev, "downloaded", downloaded,
+		"fetch_duration", resolved.Sub(start).Round(time.Millisecond), "export_duration", time.Since(resolved).Round(time.Millisecond))
+	return s.done(c.Hash, rev), nil
 }
 
 // unchanged tells, without the object store, whether commit c is known to

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -41,8 +40,12 @@ type Source struct {
 	opts     Options // only what the scheme uses (forScheme)
 	bounds   bounds  // what one fetch may receive
 	storeDir string
-	log      *slog.Logger
-	last     atomic.Pointer[origin] // behind the revision the last Fetch returned
+	localDir string // file://: the repository, read in place (local.go)
+	// storeDropped: a file:// source removed the store of an earlier
+	// version (local.go).
+	storeDropped bool
+	log          *slog.Logger
+	last         atomic.Pointer[origin] // behind the revision the last Fetch returned
 }
 
 var (
@@ -80,10 +83,9 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 			errs = append(errs, fmt.Errorf("git URL %s has no host", s.display))
 		}
 	case "file":
-		// go-git's file transport runs git-upload-pack: the one case that
-		// needs the git binary, which the ferry image does not ship.
-		if _, err := exec.LookPath("git"); err != nil {
-			errs = append(errs, fmt.Errorf("git::file:// URLs need the git binary on PATH: %w", err))
+		// Read in place, without the git binary (local.go).
+		if s.localDir = u.URL.Path; s.localDir == "" {
+			errs = append(errs, fmt.Errorf("git URL %s has no path", s.display))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("git URL %s: scheme %q is not supported (use https, http, ssh, git or file)", s.display, s.scheme))

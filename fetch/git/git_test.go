@@ -122,6 +122,10 @@ func TestContract(t *testing.T) {
 			srv := startSSH(t, base)
 			return &origin{url: srv.url("config.git"), opts: srv.options(), stop: srv.Close}
 		}},
+		{"File", func(t *testing.T, base string) *origin {
+			dir := filepath.Join(base, "config.git")
+			return &origin{url: "git::file://" + dir, stop: func() { os.Rename(dir, dir+".gone") }}
+		}},
 		{"HTTPWithBasicAuth", func(t *testing.T, base string) *origin {
 			srv := startHTTPAuth(t, base, "alice", "s3cr3t-token")
 			pw := filepath.Join(t.TempDir(), "password")
@@ -378,15 +382,6 @@ func TestSubmoduleIsPublishedAsAnEmptyDirectory(t *testing.T) {
 	if !strings.Contains(logs.String(), "submodule") || !strings.Contains(logs.String(), "vendor/lib") {
 		t.Fatalf("no warning naming the submodule; logs:\n%s", logs)
 	}
-}
-
-func TestFileURLNeedsTheGitBinaryAndWorks(t *testing.T) {
-	t.Parallel()
-	r := newRepo(t, t.TempDir(), "r")
-	r.set(map[string]string{"a": "local"})
-	src, _ := newSource(t, "git::file://"+r.dir, git.Options{}, t.TempDir())
-	_, w := mustFetch(t, src)
-	sourcetest.AssertTree(t, w.Tree(), map[string]string{"a": "local"})
 }
 
 func TestEditedFileArrivesAsADeltaAgainstTheStore(t *testing.T) {

@@ -36,10 +36,13 @@ type bounds struct {
 	// packBytes bounds what one network operation receives (the HTTP
 	// bodies or the SSH connection) and the pack written to the store.
 	packBytes int64
-	// objectSize bounds one object, which go-git's pack parser reads whole
-	// into memory: no file over it could be published anyway.
+	// fileSize bounds one blob: no file over it could be published.
+	fileSize int64
+	// objectSize bounds one object of any kind, which go-git reads whole
+	// into memory (a pack's, or a tree's or commit's): fileSize plus a
+	// margin for trees.
 	objectSize      int64
-	objectSizeLimit string // the limit objectSize comes from
+	objectSizeLimit string // the limit fileSize and objectSize come from
 	objects         uint32
 }
 
@@ -50,13 +53,14 @@ func boundsFor(l fetch.Limits) bounds {
 		maxBytes:        l.MaxBytes,
 		margin:          margin,
 		packBytes:       satAdd(l.MaxBytes, margin),
-		objectSize:      satAdd(l.MaxFileSize, minPackMargin),
+		fileSize:        l.MaxFileSize,
 		objectSizeLimit: "max-file-size",
 		objects:         uint32(min(int64(l.MaxFiles)*objectsPerFile+extraObjects, math.MaxUint32)),
 	}
 	if l.MaxBytes < l.MaxFileSize {
-		b.objectSize, b.objectSizeLimit = satAdd(l.MaxBytes, minPackMargin), "max-bytes"
+		b.fileSize, b.objectSizeLimit = l.MaxBytes, "max-bytes"
 	}
+	b.objectSize = satAdd(b.fileSize, minPackMargin)
 	return b
 }
 
@@ -80,12 +84,11 @@ func overLimit(format string, args ...any) error {
 // meter watches one network operation (an ls-remote, a fetch). Two
 // counters share its bound: the bytes the transport reads, where it can
 // count them (HTTP bodies, the SSH connection; this also bounds a ref
-// advertisement without end), and the pack bytes written to the store, for
-// every transport (the only count for git:// and file://). The first
-// failure, a count past the bound or a failed write, stops the operation
-// by cancelling its context: go-git then tears the transport down at its
-// next read, which is the only way it stops a file:// git process (an
-// error returned to it instead leaves the process blocked on its pipe).
+// listing without end), and the pack bytes written to the store, for
+// every transport (the only count for git://). The first failure, a count
+// past the bound or a failed write, stops the operation by cancelling its
+// context: go-git then tears the transport down at its next read (an
+// error returned to it instead may leave it blocked on a read).
 type meter struct {
 	bounds
 	id         uint64    // names it to the SSH dialer (dial.go)

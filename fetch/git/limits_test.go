@@ -2,6 +2,7 @@ package git_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -122,7 +123,8 @@ func TestHugeBlobIsRefusedWithFlatMemoryAndLeavesNothing(t *testing.T) {
 // TestCompressedBlobOverTheLimitIsRefusedBeforeItIsInflated: 100 MiB of
 // zeros deflate to a pack of about 450 KB, well within the pack bound, but
 // go-git would read the blob whole into memory to index it. The pack is
-// refused on the object's size, before go-git sees it.
+// refused on the object's size, before go-git sees it; a file://
+// repository's blob is refused on its size before it is read.
 func TestCompressedBlobOverTheLimitIsRefusedBeforeItIsInflated(t *testing.T) {
 	t.Parallel()
 	const (
@@ -133,18 +135,24 @@ func TestCompressedBlobOverTheLimitIsRefusedBeforeItIsInflated(t *testing.T) {
 	base := t.TempDir()
 	bigRepo(t, base, "zeros.git", zeros{}, blobSize, 1)
 	srv := startHTTP(t, base)
-	root := t.TempDir()
-	d, rss, res := runChild(t, rssBinary(t), childSpec{URL: srv.url("zeros.git"), Root: root,
-		Limits: fetch.Limits{MaxBytes: 1 << 20}})
-	t.Logf("%s, %d bytes downloaded, peak RSS %.1f MiB; error: %s", d, srv.packBytes.Load(), rss, res.Error)
-	if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, "object of 104857600 bytes, more than the max-bytes limit allows") {
-		t.Errorf("sync error %q (permanent %t), want a permanent error naming the object's size and the max-bytes limit", res.Error, res.Permanent)
-	}
-	if rss*(1<<20) > maxRSS {
-		t.Errorf("peak RSS %.1f MiB, want under %d MiB", rss, maxRSS>>20)
-	}
-	if n := dirSize(t, ferrysync.StateDir(root, "c")); n > 1<<20 {
-		t.Errorf("object store holds %d bytes after the refused fetch", n)
+	for _, c := range []struct{ name, url, want string }{
+		{"smart HTTP", srv.url("zeros.git"), "object of 104857600 bytes, more than the max-bytes limit allows"},
+		{"file", "git::file://" + filepath.Join(base, "zeros.git"), "blob of 104857600 bytes, more than the max-bytes limit allows"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			d, rss, res := runChild(t, rssBinary(t), childSpec{URL: c.url, Root: root, Limits: fetch.Limits{MaxBytes: 1 << 20}})
+			t.Logf("%s, %d bytes downloaded, peak RSS %.1f MiB; error: %s", d, srv.packBytes.Load(), rss, res.Error)
+			if res.Error == "" || !res.Permanent || !strings.Contains(res.Error, c.want) {
+				t.Errorf("sync error %q (permanent %t), want a permanent error naming the object's size and the max-bytes limit", res.Error, res.Permanent)
+			}
+			if rss*(1<<20) > maxRSS {
+				t.Errorf("peak RSS %.1f MiB, want under %d MiB", rss, maxRSS>>20)
+			}
+			if n := dirSize(t, ferrysync.StateDir(root, "c")); n > 1<<20 {
+				t.Errorf("object store holds %d bytes after the refused fetch", n)
+			}
+		})
 	}
 }
 
@@ -198,11 +206,15 @@ func TestRefusedPackLeavesTheStoreAsItWas(t *testing.T) {
 	}
 }
 
-// storeFiles maps each file of a source's state directory to its size.
+// storeFiles maps each file of a source's state directory to its size;
+// none when there is no such directory (a file:// source keeps no store).
 func storeFiles(t testing.TB, dir string) map[string]int64 {
 	t.Helper()
 	files := map[string]int64{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && p == dir {
+			return nil
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}

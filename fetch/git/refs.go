@@ -38,28 +38,34 @@ func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*pl
 	return refs, nil
 }
 
-// resolve finds the ref in an ls-remote answer, the way git clone --branch
-// does: a branch first, then a tag; a name under refs/ as given; none, the
-// remote HEAD.
+// candidates are the refs the ref option may name, in the order git clone
+// --branch tries them: a branch first, then a tag; a name under refs/ as
+// given; none, the remote HEAD.
+func (s *Source) candidates() []plumbing.ReferenceName {
+	switch {
+	case s.ref == "":
+		return []plumbing.ReferenceName{plumbing.HEAD}
+	case strings.HasPrefix(s.ref, "refs/"):
+		return []plumbing.ReferenceName{plumbing.ReferenceName(s.ref)}
+	}
+	return []plumbing.ReferenceName{plumbing.NewBranchReferenceName(s.ref), plumbing.NewTagReferenceName(s.ref)}
+}
+
+// resolve finds the first candidate in a ref listing, following a
+// symbolic HEAD to its branch. A listing may hold more refs than the
+// candidates, and "NAME^{}" entries for the commits of annotated tags.
 func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
 	byName := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
 	for _, r := range refs {
 		byName[r.Name()] = r
 	}
-	candidates := []plumbing.ReferenceName{plumbing.NewBranchReferenceName(s.ref), plumbing.NewTagReferenceName(s.ref)}
-	switch {
-	case s.ref == "":
-		candidates = []plumbing.ReferenceName{plumbing.HEAD}
-	case strings.HasPrefix(s.ref, "refs/"):
-		candidates = []plumbing.ReferenceName{plumbing.ReferenceName(s.ref)}
-	}
-	for _, name := range candidates {
+	for _, name := range s.candidates() {
 		ref, ok := byName[name]
 		if !ok {
 			continue
 		}
 		// Follow a symbolic HEAD to its branch.
-		for i := 0; ref.Type() == plumbing.SymbolicReference && i < 5; i++ {
+		for i := 0; ref.Type() == plumbing.SymbolicReference && i < maxSymrefs; i++ {
 			next, ok := byName[ref.Target()]
 			if !ok {
 				return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s points at %s, which does not exist (empty repository?)", s.display, name, ref.Target()))
@@ -83,14 +89,22 @@ func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
 	return wantRef{}, fetch.Permanent(fmt.Errorf("git ls-remote %s: %s", s.display, what))
 }
 
+// maxSymrefs bounds a chain of symbolic refs (git's own bound is 5).
+const maxSymrefs = 5
+
 var errNotCommit = errors.New("does not point at a commit")
 
-// peel follows annotated tags down to the commit.
-func peel(st storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit, error) {
+// peel follows annotated tags down to the commit. Commits and tags are
+// read whole into memory: one larger than objectSize is refused first (a
+// file:// repository was never checked as a received pack is).
+func peel(st storer.EncodedObjectStorer, h plumbing.Hash, objectSize int64) (*object.Commit, error) {
 	for range 10 {
 		obj, err := st.EncodedObject(plumbing.AnyObject, h)
 		if err != nil {
 			return nil, err
+		}
+		if obj.Size() > objectSize {
+			return nil, overLimit("%s %s holds %d bytes, more than the limits allow (%d)", obj.Type(), h, obj.Size(), objectSize)
 		}
 		switch obj.Type() {
 		case plumbing.CommitObject:
@@ -108,9 +122,9 @@ func peel(st storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit, error
 	return nil, fmt.Errorf("%w (tags nested too deep)", errNotCommit)
 }
 
-// peelCommit peels h to its commit in the store.
-func (s *Source) peelCommit(st *store, h plumbing.Hash) (*object.Commit, error) {
-	c, err := peel(st.st, h)
+// peelCommit peels h to its commit in objs.
+func (s *Source) peelCommit(objs storer.EncodedObjectStorer, h plumbing.Hash) (*object.Commit, error) {
+	c, err := peel(objs, h, s.bounds.objectSize)
 	switch {
 	case errors.Is(err, errNotCommit):
 		return nil, fetch.Permanent(fmt.Errorf("git %s: ref %q: %s: %w", s.display, s.ref, h, err))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/go-git/go-billy/v5"
 	"github.com/go-git/go-billy/v5/osfs"
 	gogit "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -83,10 +84,7 @@ func (s *Source) openStore() (*store, error) {
 
 // openRepo opens the bare repository at dir, or creates it.
 func openRepo(dir string, create bool) (*store, error) {
-	st := filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(objectCacheSize), filesystem.Options{
-		KeepDescriptors:      true, // export reads thousands of objects: do not reopen the pack for each
-		LargeObjectThreshold: largeObjectThreshold,
-	})
+	st := newStorage(osfs.New(dir), nil)
 	open := gogit.Open
 	if create {
 		open = gogit.Init
@@ -97,6 +95,18 @@ func openRepo(dir string, create bool) (*store, error) {
 		return nil, err
 	}
 	return &store{repo: repo, st: st}, nil
+}
+
+// newStorage reads the git directory fsys as export needs it: a small
+// object cache, large objects streamed, the packs kept open. alternates
+// is where the paths in objects/info/alternates are found; nil: in fsys.
+// Close releases the packs.
+func newStorage(fsys, alternates billy.Filesystem) *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(fsys, cache.NewObjectLRU(objectCacheSize), filesystem.Options{
+		KeepDescriptors:      true, // export reads thousands of objects: do not reopen the pack for each
+		LargeObjectThreshold: largeObjectThreshold,
+		AlternatesFS:         alternates,
+	})
 }
 
 // checkStore tells whether the store on disk is ours and readable.
