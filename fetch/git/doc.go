@@ -1,8 +1,14 @@
-// Package git is the git source: it polls a repository with ls-remote,
-// fetches only new commits (depth 1 by default) into a bare object store
-// kept under the source's state directory, and exports the commit's tree.
-// It runs go-git in process, without the git binary: a git::file://
-// repository is read in place (local.go).
+// Package git is the git source: it polls a ref, fetches only new commits
+// (depth 1 by default) into a bare object store kept under the source's
+// state directory, and exports the commit's tree. It runs go-git in
+// process, without the git binary: a git::file:// repository is read in
+// place (local.go).
+//
+// # Polls and fetches
+//
+// A poll lists the refs (ls-remote); a ref that moved is fetched by the
+// hash just listed, on the same session (session.go): a change costs one
+// listing plus one fetch.
 //
 // # Revisions
 //
@@ -11,7 +17,7 @@
 // no new revision (nothing published, nobody notified); OriginRevision
 // still names the commit. Learning that tree costs the fetch of the new
 // commit (a thin pack); a poll that finds the ref unchanged costs one
-// ls-remote, also after a restart, since the object store keeps the last
+// listing, also after a restart, since the object store keeps the last
 // commit fetched.
 //
 // # Limits
@@ -19,12 +25,13 @@
 // What a fetch may receive follows from the revision limits (fetch.Limits:
 // MaxBytes, MaxFileSize, MaxFiles), whatever the origin sends:
 //
-//   - Bytes: each network operation (ls-remote, fetch) may receive at most
-//     MaxBytes plus a margin of a quarter of it, at least 16 MiB, for
-//     the trees and commits a pack also carries and, with depth > 1, older
-//     versions of files. HTTP(S) bodies and SSH connections are counted as
-//     they are read; for every transport (the only count for git://) the
-//     pack is counted as it is written to the store.
+//   - Bytes: each session with the origin (a listing and the fetch that
+//     follows it) may receive at most MaxBytes plus a margin of a quarter
+//     of it, at least 16 MiB, for the trees and commits a pack also
+//     carries and, with depth > 1, older versions of files. HTTP(S)
+//     bodies and SSH connections are counted as they are read; for every
+//     transport (the only count for git://) the pack is counted as it is
+//     written to the store.
 //   - One object: at most MaxFileSize (or MaxBytes, when lower) plus
 //     16 MiB. A pack compresses: a few kilobytes can stand for gigabytes.
 //     A blob larger than MaxFileSize (or MaxBytes) is refused before it

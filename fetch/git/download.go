@@ -15,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/internal/report"
@@ -31,8 +32,9 @@ const (
 // commit makes sure the wanted commit is in the store, fetching it when it
 // is not, and returns it. fetched tells whether the network was used. A
 // commit the store holds (the last one fetched, after a restart) costs no
-// download; a new one comes as a thin pack (thin.go).
-func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMethod, want wantRef) (*object.Commit, bool, error) {
+// download; a new one comes as a thin pack (thin.go): in sess, the session
+// that listed the ref, or, for a pinned commit, by fetchSHA.
+func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMethod, sess *session, want wantRef) (*object.Commit, bool, error) {
 	target := want.hash
 	if !s.sha.IsZero() {
 		target = s.sha
@@ -49,8 +51,8 @@ func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMetho
 		}
 	}
 	var err error
-	if s.sha.IsZero() {
-		err = s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+want.name.String()+":"+fetchedRef.String()))
+	if sess != nil {
+		err = sess.fetch(st, want.hash)
 	} else {
 		err = s.fetchSHA(ctx, st, auth)
 	}
@@ -61,7 +63,6 @@ func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMetho
 	if err != nil {
 		return nil, true, fmt.Errorf("git fetch %s: %w", s.display, err)
 	}
-	// The remote may have moved on since ls-remote: publish what arrived.
 	c, err := s.peelCommit(st.st, ref.Hash())
 	return c, true, err
 }
@@ -73,32 +74,45 @@ func (s *Source) fetchDepth() int {
 	return s.depth
 }
 
-// fetchSpecs runs one fetch with forced refspecs (force-pushes and rewinds
-// replace the local ref) and no tags, bounded by the limits (limit.go,
-// pack.go). A failed fetch leaves the store as it found it.
+// fetchSpecs runs one go-git fetch with forced refspecs (force-pushes and
+// rewinds replace the local ref) and no tags: go-git lists the remote's
+// refs again itself, which only a pinned commit's fetch pays for.
 func (s *Source) fetchSpecs(ctx context.Context, st *store, auth transport.AuthMethod, depth int, specs ...config.RefSpec) error {
-	var into storer.Storer = st.st
-	if _, err := st.st.Reference(fetchedRef); err == nil {
-		// The server will send a thin pack (thin.go): store its objects
-		// loose, resolving deltas against what the store holds.
-		into = unpacked(st.st)
-	}
 	ctx, m, done := s.startMeter(ctx)
 	defer done()
+	return s.receive(ctx, m, st, func(sto storage.Storer) error {
+		remote := gogit.NewRemote(sto, &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
+		err := remote.FetchContext(ctx, &gogit.FetchOptions{
+			RemoteName:   remoteName,
+			RemoteURL:    s.remote,
+			RefSpecs:     specs,
+			Depth:        depth,
+			Auth:         auth,
+			Tags:         gogit.NoTags,
+			Force:        true,
+			ProxyOptions: s.proxy(ctx), // bounds the SSH dial and handshake (dial.go)
+		})
+		if errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+			return nil
+		}
+		return err
+	})
+}
+
+// receive runs download, which writes one pack into sto, the store as a
+// fetch sees it: the pack is counted on m and checked against the bounds
+// before it is stored (pack.go); once the store holds a commit, the pack
+// is thin, and its objects are stored loose (thin.go). A failed download
+// leaves the store as it found it.
+func (s *Source) receive(ctx context.Context, m *meter, st *store, download func(sto storage.Storer) error) error {
+	var into storer.Storer = st.st
+	if _, err := st.st.Reference(fetchedRef); err == nil {
+		into = unpacked(st.st)
+	}
 	sto := &meteredStorer{Storer: st.st, into: into, dir: filepath.Join(s.storeDir, "objects", "pack"), meter: m}
 	rb := s.rollbackPoint(st)
-	remote := gogit.NewRemote(sto, &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
-	err := remote.FetchContext(ctx, &gogit.FetchOptions{
-		RemoteName:   remoteName,
-		RemoteURL:    s.remote,
-		RefSpecs:     specs,
-		Depth:        depth,
-		Auth:         auth,
-		Tags:         gogit.NoTags,
-		Force:        true,
-		ProxyOptions: s.proxy(ctx), // bounds the SSH dial and handshake (dial.go)
-	})
-	if err == nil || errors.Is(err, gogit.NoErrAlreadyUpToDate) {
+	err := download(sto)
+	if err == nil {
 		return nil
 	}
 	s.undo(st, rb)

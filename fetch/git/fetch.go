@@ -30,12 +30,13 @@ func (s *Source) OriginRevision() string {
 	return ""
 }
 
-// Fetch resolves the ref with ls-remote and, when it names a commit other
-// than the published one, fetches that commit into the object store (unless
-// it is already there) and writes its tree through w; a file:// repository
-// is read in place (local.go). The revision is the commit SHA; for a
-// //subdir source it is the subdirectory's tree SHA, so a commit that
-// leaves the subdirectory alone returns prev.
+// Fetch resolves the ref and, when it names a commit other than the
+// published one, fetches that commit into the object store (unless it is
+// already there) and writes its tree through w. The ref is listed and the
+// commit fetched in one session with the origin (session.go); a file://
+// repository is read in place (local.go). The revision is the commit SHA;
+// for a //subdir source it is the subdirectory's tree SHA, so a commit
+// that leaves the subdirectory alone returns prev.
 func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
 	start := time.Now()
 	if err := ctx.Err(); err != nil {
@@ -55,13 +56,16 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if s.opts.InsecureIgnoreHostKey {
 		s.log.Warn("SSH host key not verified (host key checking is off): a man-in-the-middle could serve any content", "url", s.display)
 	}
-	var want wantRef
+	var (
+		sess *session
+		want wantRef
+	)
 	if s.sha.IsZero() {
-		refs, err := s.lsRemote(ctx, auth)
-		if err != nil {
+		if sess, err = s.openSession(ctx, auth); err != nil {
 			return "", err
 		}
-		if want, err = s.resolve(refs); err != nil {
+		defer sess.close()
+		if want, err = sess.ref(); err != nil {
 			return "", err
 		}
 		if want.commitKnown && s.unchanged(want.hash, prev) {
@@ -77,7 +81,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		st.close()
 		s.removeTempObjects()
 	}()
-	commit, fetched, err := s.commit(ctx, st, auth, want)
+	commit, fetched, err := s.commit(ctx, st, auth, sess, want)
 	if err != nil {
 		if diskFull(err) {
 			// What a failed fetch wrote (objects of a thin pack are stored

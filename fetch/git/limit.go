@@ -81,7 +81,8 @@ func overLimit(format string, args ...any) error {
 	return fetch.Permanent(&limitError{fmt.Sprintf(format, args...)})
 }
 
-// meter watches one network operation (an ls-remote, a fetch). Two
+// meter watches one network operation (a session: a listing and the
+// fetch that follows it; a pinned commit's ls-remote or fetch). Two
 // counters share its bound: the bytes the transport reads, where it can
 // count them (HTTP bodies, the SSH connection; this also bounds a ref
 // listing without end), and the pack bytes written to the store, for

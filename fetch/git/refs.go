@@ -18,15 +18,15 @@ import (
 	"github.com/ferrysync/ferry/internal/redact"
 )
 
-// wantRef is what ls-remote said the ref points at.
+// wantRef is what the ref listing said the ref points at.
 type wantRef struct {
-	name        plumbing.ReferenceName // the remote ref to fetch
-	hash        plumbing.Hash          // commit when commitKnown, else a tag or commit
+	hash        plumbing.Hash // commit when commitKnown, else a tag or commit
 	commitKnown bool
 }
 
-// lsRemote lists the remote's refs: one small request, the whole cost of
-// a poll that finds nothing new.
+// lsRemote lists every ref of the remote with go-git (protocol v0): what a
+// pinned commit needs to find a branch or tag that points at it. A ref is
+// listed by session.ref instead.
 func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*plumbing.Reference, error) {
 	ctx, _, done := s.startMeter(ctx)
 	defer done()
@@ -76,11 +76,11 @@ func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
 			continue
 		}
 		if peeled, ok := byName[name+"^{}"]; ok {
-			return wantRef{name: name, hash: peeled.Hash(), commitKnown: true}, nil
+			return wantRef{hash: peeled.Hash(), commitKnown: true}, nil
 		}
 		// Branches point at commits; a tag without a peeled line may point
 		// at a tag object, which is peeled once it is in the store.
-		return wantRef{name: name, hash: ref.Hash(), commitKnown: !name.IsTag()}, nil
+		return wantRef{hash: ref.Hash(), commitKnown: !name.IsTag()}, nil
 	}
 	what := fmt.Sprintf("ref %q not found (no branch or tag of that name; a commit must be given as a full 40-character SHA)", redact.Value(s.ref))
 	if s.ref == "" {

@@ -139,32 +139,62 @@ func (r *repo) commit(msg string) string {
 	return r.git("rev-parse", "HEAD")
 }
 
+// serverCounts is what an httpServer has counted so far.
+type serverCounts struct{ requests, bytes, infoRefs, lsRefs, fetches int64 }
+
+func (s *httpServer) counts() serverCounts {
+	return serverCounts{s.requests.Load(), s.bytes.Load(), s.infoRefs.Load(), s.lsRefs.Load(), s.uploadPOST.Load()}
+}
+
+func (c serverCounts) minus(d serverCounts) serverCounts {
+	return serverCounts{c.requests - d.requests, c.bytes - d.bytes, c.infoRefs - d.infoRefs, c.lsRefs - d.lsRefs, c.fetches - d.fetches}
+}
+
 // httpServer is git's smart HTTP protocol, served by git http-backend
 // behind net/http/cgi, counting what it is asked.
 type httpServer struct {
 	*httptest.Server
-	infoRefs   atomic.Int64 // GET info/refs: ls-remote and the start of a fetch
-	uploadPOST atomic.Int64 // POST git-upload-pack: a fetch that downloads
-	packBytes  atomic.Int64 // response bytes of those POSTs
+	requests   atomic.Int64 // every request
+	bytes      atomic.Int64 // response bytes of every request
+	infoRefs   atomic.Int64 // GET info/refs: a v0 listing, or the probe for v2
+	lsRefs     atomic.Int64 // POST git-upload-pack of command=ls-refs: a v2 listing
+	uploadPOST atomic.Int64 // other POSTs to git-upload-pack: a fetch that downloads
+	packBytes  atomic.Int64 // response bytes of those fetches
 }
 
-func startHTTP(t testing.TB, base string) *httpServer { return startHTTPAuth(t, base, "", "") }
+func startHTTP(t testing.TB, base string) *httpServer { return serveHTTP(t, base, nil) }
 
 // startHTTPAuth serves base with basic auth when user is set.
 func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
+	return serveHTTP(t, base, func(next http.Handler) http.Handler { return gittest.BasicAuth(user, pass, next) })
+}
+
+// serveHTTP serves base over smart HTTP, through wrap when it is set.
+func serveHTTP(t testing.TB, base string, wrap func(http.Handler) http.Handler) *httpServer {
 	t.Helper()
-	backend := gittest.HTTPBackend(t, base)
+	var backend http.Handler = gittest.HTTPBackend(t, base)
+	if wrap != nil {
+		backend = wrap(backend)
+	}
 	s := &httpServer{}
-	s.Server = httptest.NewServer(gittest.BasicAuth(user, pass, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/info/refs") {
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		w = &countingWriter{ResponseWriter: w, n: &s.bytes}
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/info/refs"):
 			s.infoRefs.Add(1)
-		}
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if bytes.Contains(body, []byte("command=ls-refs")) {
+				s.lsRefs.Add(1)
+				break
+			}
 			s.uploadPOST.Add(1)
 			w = &countingWriter{ResponseWriter: w, n: &s.packBytes}
 		}
 		backend.ServeHTTP(w, r)
-	})))
+	}))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -225,6 +255,7 @@ type sshServer struct {
 	knownHostsFile string // trusts hostKey for addr
 	clientKeyFile  string // the only key the server accepts
 	env            []string
+	execs          atomic.Int64 // git-upload-pack runs: one a session
 	Close          func()
 }
 
@@ -328,6 +359,7 @@ func (s *sshServer) session(ch ssh.Channel, requests <-chan *ssh.Request) {
 		if !ok {
 			return
 		}
+		s.execs.Add(1)
 		cmd := exec.Command("git-upload-pack", filepath.Join(s.base, filepath.Clean("/"+strings.Trim(repoPath, "'"))))
 		cmd.Env = s.env
 		cmd.Stdout = ch
