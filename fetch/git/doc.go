@@ -6,9 +6,12 @@
 //
 // # Polls and fetches
 //
-// A poll lists the refs (ls-remote); a ref that moved is fetched by the
-// hash just listed, on the same session (session.go): a change costs one
-// listing plus one fetch.
+// A poll lists the ref and nothing else when it can: over HTTP(S), a
+// server that speaks protocol v2 is asked ls-refs for the ref's candidates
+// (one small POST, however many refs the repository holds; v2.go); an
+// older server, and SSH and git:// (go-git speaks v0 there), advertise
+// every ref. A ref that moved is fetched by the hash just listed, on the
+// same session (session.go): a change costs one listing plus one fetch.
 //
 // # Revisions
 //

@@ -46,6 +46,7 @@ type Source struct {
 	storeDropped bool
 	log          *slog.Logger
 	last         atomic.Pointer[origin] // behind the revision the last Fetch returned
+	http         httpMode               // what the HTTP(S) server speaks (v2.go); Fetch's alone
 }
 
 var (

@@ -270,14 +270,18 @@ func TestForcePushAndRewindArePublished(t *testing.T) {
 	assertPublished(t, store, map[string]string{"v": "c", "new": "file"})
 }
 
-func TestUnchangedPollMakesNoUploadPackPOST(t *testing.T) {
+// TestUnchangedPollIsOneRequestAndFetchesNothing: a poll that finds the
+// ref where it was costs one request (ls-refs, the server speaking
+// protocol v2) and downloads nothing; a new commit costs one listing and
+// one fetch.
+func TestUnchangedPollIsOneRequestAndFetchesNothing(t *testing.T) {
 	t.Parallel()
 	r, srv := serveRepo(t)
 	r.set(map[string]string{"a": "1"})
 	store, state := newStore(t, fetch.Limits{})
 	src, _ := newSource(t, srv.url("r.git"), git.Options{}, state)
 	rev := sourcetest.MustSync(t, store, "c", src).Rev
-	posts, gets := srv.uploadPOST.Load(), srv.infoRefs.Load()
+	posts, requests := srv.uploadPOST.Load(), srv.requests.Load()
 	for range 5 {
 		// Sync fails the test if anything is written.
 		if again := sourcetest.MustSync(t, store, "c", src).Rev; again != rev {
@@ -285,20 +289,24 @@ func TestUnchangedPollMakesNoUploadPackPOST(t *testing.T) {
 		}
 	}
 	if n := srv.uploadPOST.Load() - posts; n != 0 {
-		t.Fatalf("%d git-upload-pack POSTs for 5 unchanged polls, want 0", n)
+		t.Fatalf("%d fetches for 5 unchanged polls, want 0", n)
 	}
-	if n := srv.infoRefs.Load() - gets; n != 5 {
-		t.Fatalf("%d info/refs requests for 5 polls, want 5 (one ls-remote each)", n)
+	if n := srv.requests.Load() - requests; n != 5 {
+		t.Fatalf("%d requests for 5 polls, want 5 (one listing each)", n)
 	}
 
 	// A new commit is published on the next poll, with one download.
+	requests = srv.requests.Load()
 	r.set(map[string]string{"a": "2"})
 	if again := sourcetest.MustSync(t, store, "c", src).Rev; again == rev {
 		t.Fatal("new commit not published")
 	}
 	assertPublished(t, store, map[string]string{"a": "2"})
 	if n := srv.uploadPOST.Load() - posts; n != 1 {
-		t.Fatalf("%d git-upload-pack POSTs for one new commit, want 1", n)
+		t.Fatalf("%d fetches for one new commit, want 1", n)
+	}
+	if n := srv.requests.Load() - requests; n != 2 {
+		t.Fatalf("%d requests for one new commit, want 2 (one listing, one fetch)", n)
 	}
 }
 

@@ -39,8 +39,13 @@ func setupGoGit() {
 		// go-git's default but for its RoundTripper; go-git would clone the
 		// RoundTripper as an *http.Transport only for per-endpoint TLS or
 		// proxy options, which ferry does not set for HTTP.
-		c := githttp.NewClient(&http.Client{Transport: meteredTransport{base: http.DefaultTransport}})
+		c := githttp.NewClient(&http.Client{Transport: httpTransport})
 		client.InstallProtocol("http", c)
 		client.InstallProtocol("https", c)
 	})
 }
+
+// httpTransport carries every HTTP(S) request of a git source, go-git's
+// and ferry's own protocol v2 requests (v2.go) alike: one connection pool,
+// the default TLS and proxy settings, each body counted on its meter.
+var httpTransport http.RoundTripper = meteredTransport{base: http.DefaultTransport}

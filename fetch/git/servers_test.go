@@ -139,6 +139,30 @@ func (r *repo) commit(msg string) string {
 	return r.git("rev-parse", "HEAD")
 }
 
+// addTags adds n tags at HEAD to the repository, packed as a git host
+// keeps them.
+func (r *repo) addTags(n int) {
+	r.t.Helper()
+	head := r.git("rev-parse", "HEAD")
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "create refs/tags/t%06d %s\n", i, head)
+	}
+	in := filepath.Join(r.t.TempDir(), "refs")
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer f.Close()
+	if out, err := runGit(r.env, r.dir, f, "update-ref", "--stdin"); err != nil {
+		r.t.Fatalf("git update-ref: %v: %s", err, out)
+	}
+	r.git("pack-refs", "--all")
+}
+
 // serverCounts is what an httpServer has counted so far.
 type serverCounts struct{ requests, bytes, infoRefs, lsRefs, fetches int64 }
 
@@ -151,7 +175,9 @@ func (c serverCounts) minus(d serverCounts) serverCounts {
 }
 
 // httpServer is git's smart HTTP protocol, served by git http-backend
-// behind net/http/cgi, counting what it is asked.
+// behind net/http/cgi, counting what it is asked. It speaks protocol v2 to
+// a client that asks for it (net/http/cgi passes the Git-Protocol header
+// on, which git http-backend reads).
 type httpServer struct {
 	*httptest.Server
 	requests   atomic.Int64 // every request
@@ -167,6 +193,18 @@ func startHTTP(t testing.TB, base string) *httpServer { return serveHTTP(t, base
 // startHTTPAuth serves base with basic auth when user is set.
 func startHTTPAuth(t testing.TB, base, user, pass string) *httpServer {
 	return serveHTTP(t, base, func(next http.Handler) http.Handler { return gittest.BasicAuth(user, pass, next) })
+}
+
+// startHTTPv0 serves base as a server that speaks protocol v0 only: it
+// drops the Git-Protocol header, as a web server does that does not pass
+// it on to git http-backend.
+func startHTTPv0(t testing.TB, base string) *httpServer {
+	return serveHTTP(t, base, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Git-Protocol")
+			next.ServeHTTP(w, r)
+		})
+	})
 }
 
 // serveHTTP serves base over smart HTTP, through wrap when it is set.

@@ -2,6 +2,7 @@ package git
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -23,26 +24,34 @@ import (
 // go-git's Remote.Fetch would list every ref again first; here a change
 // costs one ref listing plus one fetch.
 //
-// The listing is protocol v0's advertisement of every ref, which opens the
-// session; over SSH and git:// the fetch follows on the same connection.
+// Over SSH and git:// the listing is protocol v0's advertisement of every
+// ref, which opens the session (go-git speaks nothing else there), and
+// the fetch follows on the same connection. Over HTTP(S) the listing is
+// protocol v2's ls-refs when the server offers it (v2.go): one small
+// request for the refs asked, however many refs the repository holds.
 type session struct {
 	s    *Source
 	ctx  context.Context // carries the meter that bounds the whole session (limit.go)
 	m    *meter
 	done func()
+	auth transport.AuthMethod
+	base string // the repository's URL, as go-git builds its requests from it
 	up   transport.UploadPackSession
 	// caps are the upload-pack capabilities the fetch may ask for: the
-	// advertisement's.
+	// v0 advertisement's, or what every v2 server serves (v2.go).
 	caps *capability.List
+	// v2 tells that the listing holds only the candidates (ls-refs).
+	v2 bool
 }
 
 // openSession starts a session with the origin. It dials SSH and git://
 // servers; over HTTP(S) nothing is sent until the listing.
 func (s *Source) openSession(ctx context.Context, auth transport.AuthMethod) (*session, error) {
 	ctx, m, done := s.startMeter(ctx)
-	ss := &session{s: s, ctx: ctx, m: m, done: done}
+	ss := &session{s: s, ctx: ctx, m: m, done: done, auth: auth}
 	ep, err := transport.NewEndpoint(s.remote)
 	if err == nil {
+		ss.base = ep.String()
 		ep.Proxy = s.proxy(ctx) // bounds the SSH dial and handshake (dial.go)
 		var c transport.Transport
 		if c, err = client.NewClient(ep); err == nil {
@@ -63,16 +72,42 @@ func (ss *session) close() {
 
 // ref lists the refs and resolves the source's ref among them.
 func (ss *session) ref() (wantRef, error) {
-	ar, err := ss.up.AdvertisedReferencesContext(ss.ctx)
-	var refs []*plumbing.Reference
-	if err == nil {
-		ss.caps = ar.Capabilities
-		refs, err = advertisedRefs(ar)
-	}
+	refs, err := ss.list()
 	if err != nil {
 		return wantRef{}, ss.s.wrap(ss.ctx, "ls-remote", err)
 	}
-	return ss.s.resolve(refs)
+	want, err := ss.s.resolve(refs)
+	if err != nil && ss.v2 {
+		// ls-refs cannot tell a missing ref from an empty repository;
+		// the v0 advertisement can, and says it as go-git always did.
+		if refs, err = ss.advertised(); err != nil {
+			return wantRef{}, ss.s.wrap(ss.ctx, "ls-remote", err)
+		}
+		want, err = ss.s.resolve(refs)
+	}
+	return want, err
+}
+
+// list returns the refs the source may resolve to: over HTTP(S), only its
+// candidates when the server speaks protocol v2; else every ref.
+func (ss *session) list() ([]*plumbing.Reference, error) {
+	if isHTTP(ss.s.scheme) {
+		refs, err := ss.listHTTP()
+		if !errors.Is(err, errUseGoGit) {
+			return refs, err
+		}
+	}
+	return ss.advertised()
+}
+
+// advertised reads the v0 advertisement of every ref from the session.
+func (ss *session) advertised() ([]*plumbing.Reference, error) {
+	ar, err := ss.up.AdvertisedReferencesContext(ss.ctx)
+	if err != nil {
+		return nil, err
+	}
+	ss.caps, ss.v2 = ar.Capabilities, false
+	return advertisedRefs(ar)
 }
 
 // advertisedRefs lists a v0 advertisement as go-git's Remote.List does,
