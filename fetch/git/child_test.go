@@ -39,6 +39,9 @@ func TestMain(m *testing.M) {
 	if bench.base != "" {
 		os.RemoveAll(bench.base)
 	}
+	for _, base := range manyRefs.bases {
+		os.RemoveAll(base)
+	}
 	if plain.done != nil {
 		<-plain.done
 		os.RemoveAll(plain.dir)
@@ -53,6 +56,8 @@ type childSpec struct {
 	// NoWrite reads every blob but writes no file: go-git's share of the
 	// cost (download, pack index, inflating), without the filesystem's.
 	NoWrite bool
+	// Prev is the revision Root publishes: the child polls it.
+	Prev    string
 	Options git.Options
 	Limits  fetch.Limits
 }
@@ -131,11 +136,12 @@ func benchChild(spec string) int {
 		_, err = src.Fetch(context.Background(), "", w)
 		res = childResult{FetchSeconds: time.Since(start).Seconds(), Files: w.files, Bytes: w.bytes}
 	} else {
-		st := store.Begin("c", "")
+		st := store.Begin("c", c.Prev)
+		defer st.Discard()
 		var rev string
-		rev, err = src.Fetch(context.Background(), "", st)
+		rev, err = src.Fetch(context.Background(), c.Prev, st)
 		fetched := time.Now()
-		if err == nil {
+		if err == nil && rev != c.Prev {
 			err = st.Publish(rev)
 		}
 		stats := st.Stats()
