@@ -181,12 +181,42 @@ func (d *discardWriter) Mkdir(string) error           { return nil }
 // rusage's, which includes this process's RSS at the time it was spawned
 // (see peakRSS).
 func run(b testing.TB, cmd *exec.Cmd) (time.Duration, float64, []byte) {
+	d, rss, _, out := runTree(b, cmd)
+	return d, rss, out
+}
+
+// runTree is run that also samples the resident memory of cmd's process
+// and all its descendants together, and returns the largest sum, in MiB:
+// what a process that runs others costs (go-git's file:// transport ran
+// git-upload-pack and git pack-objects). Sampled every few milliseconds,
+// it may miss a short peak.
+func runTree(b testing.TB, cmd *exec.Cmd) (time.Duration, float64, float64, []byte) {
 	b.Helper()
 	var out, errOut strings.Builder
 	cmd.Stdout = &out
 	cmd.Stderr = &errOut
 	start := time.Now()
-	err := cmd.Run()
+	err := cmd.Start()
+	var tree int64
+	if err == nil {
+		done := make(chan struct{})
+		sampled := make(chan int64)
+		go func() {
+			var peak int64
+			for {
+				peak = max(peak, treeRSS(cmd.Process.Pid))
+				select {
+				case <-done:
+					sampled <- peak
+					return
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+		}()
+		err = cmd.Wait()
+		close(done)
+		tree = <-sampled
+	}
 	d := time.Since(start)
 	if err != nil {
 		b.Fatalf("%s: %v\n%s%s", cmd, err, out.String(), errOut.String())
@@ -195,23 +225,51 @@ func run(b testing.TB, cmd *exec.Cmd) (time.Duration, float64, []byte) {
 		b.Log(strings.TrimSpace(errOut.String()))
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return d, float64(ru.Maxrss) / 1024, []byte(out.String())
+	return d, float64(ru.Maxrss) / 1024, float64(tree) / (1 << 20), []byte(out.String())
+}
+
+// treeRSS is the resident memory of process pid and its descendants, in
+// bytes; 0 once it has exited.
+func treeRSS(pid int) int64 {
+	var sum int64
+	for pids := []string{strconv.Itoa(pid)}; len(pids) > 0; pids = pids[1:] {
+		p := pids[0]
+		if statm, err := os.ReadFile("/proc/" + p + "/statm"); err == nil {
+			if f := strings.Fields(string(statm)); len(f) > 1 {
+				pages, _ := strconv.ParseInt(f[1], 10, 64)
+				sum += pages * int64(os.Getpagesize())
+			}
+		}
+		tasks, _ := os.ReadDir("/proc/" + p + "/task")
+		for _, t := range tasks {
+			children, _ := os.ReadFile("/proc/" + p + "/task/" + t.Name() + "/children")
+			pids = append(pids, strings.Fields(string(children))...)
+		}
+	}
+	return sum
 }
 
 // runChild runs one first sync in a child process, the test binary bin
 // (see benchChild), and returns its wall time, its own peak RSS in MiB and
 // its report.
 func runChild(tb testing.TB, bin string, spec childSpec, env ...string) (time.Duration, float64, childResult) {
+	d, rss, _, res := runChildTree(tb, bin, spec, env...)
+	return d, rss, res
+}
+
+// runChildTree is runChild that also returns the peak RSS of the child's
+// process tree, sampled (see runTree).
+func runChildTree(tb testing.TB, bin string, spec childSpec, env ...string) (time.Duration, float64, float64, childResult) {
 	tb.Helper()
 	js, _ := json.Marshal(spec)
 	cmd := exec.Command(bin, "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), childEnv+"="+string(js)), env...)
-	d, _, out := run(tb, cmd)
+	d, _, tree, out := runTree(tb, cmd)
 	var res childResult
 	if err := json.Unmarshal(out, &res); err != nil {
 		tb.Fatalf("child said %q: %v", out, err)
 	}
-	return d, float64(res.PeakRSS) / (1 << 20), res
+	return d, float64(res.PeakRSS) / (1 << 20), tree, res
 }
 
 var plain struct {
