@@ -73,7 +73,9 @@ func (s *Source) fetchLocal(ctx context.Context, prev string, w fetch.Writer, st
 // object database as git would (a bare repository, a .git directory, the
 // one a .git file names, with its common directory); it is then read with
 // the options of the object store (newStorage), and the alternates it
-// names by absolute path.
+// names by absolute path (git clone --shared, --reference). go-git opens
+// an alternate anew for each object the repository lacks: a shared clone
+// exports a few times slower than the repository it borrows from.
 func openLocal(dir string) (*filesystem.Storage, error) {
 	repo, err := gogit.PlainOpenWithOptions(dir, &gogit.PlainOpenOptions{EnableDotGitCommonDir: true})
 	if err != nil {

@@ -12,9 +12,10 @@ import (
 )
 
 // TestFileURLIsReadInPlaceWithoutTheGitBinary: a git::file:// repository,
-// bare, with a work tree or a linked work tree, is published from its own
-// object database with no git binary on PATH, and nothing is copied into
-// the source's state directory. Not parallel: it empties PATH.
+// bare, with a work tree, a linked work tree or a shared clone's, is
+// published from its own object database with no git binary on PATH, and
+// nothing is copied into the source's state directory. Not parallel: it
+// empties PATH.
 func TestFileURLIsReadInPlaceWithoutTheGitBinary(t *testing.T) {
 	base := t.TempDir()
 	r := newRepo(t, base, "work")
@@ -23,6 +24,8 @@ func TestFileURLIsReadInPlaceWithoutTheGitBinary(t *testing.T) {
 	r.git("tag", "-a", "-m", "release", "v1")
 	second := r.set(map[string]string{"app.yaml": "v2", "conf/prod.yaml": "prod v2"})
 	r.git("clone", "-q", "--bare", r.dir, filepath.Join(base, "bare.git"))
+	// Its objects are the work tree's, named in objects/info/alternates.
+	r.git("clone", "-q", "--shared", r.dir, filepath.Join(base, "shared"))
 	r.git("worktree", "add", "-q", "-b", "linked", filepath.Join(base, "linked"))
 	linked := &repo{t: t, dir: filepath.Join(base, "linked"), env: r.env}
 	third := linked.set(map[string]string{"app.yaml": "linked"})
@@ -40,6 +43,7 @@ func TestFileURLIsReadInPlaceWithoutTheGitBinary(t *testing.T) {
 		{"work tree, subdir", "work//conf?ref=main", second, map[string]string{"prod.yaml": "prod v2"}},
 		{"work tree, commit SHA", "work?ref=" + first, first, map[string]string{"app.yaml": "v1", "conf/prod.yaml": "prod v1"}},
 		{"linked work tree, its HEAD", "linked", third, map[string]string{"app.yaml": "linked"}},
+		{"shared clone", "shared", second, map[string]string{"app.yaml": "v2", "conf/prod.yaml": "prod v2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			state := t.TempDir()
