@@ -12,7 +12,7 @@ import (
 const sourceHelp = `Source URLs (go-getter syntax: kind::URL, //subdir, ?options):
   git::https://host/org/repo.git?ref=main    git (ref: branch, tag or SHA; depth, default 1)
   git@host:org/repo.git, git::ssh://...      git over SSH (needs --git-known-hosts-file)
-  git::file:///srv/repo                      a local repository (needs the git binary)
+  git::file:///srv/repo                      a local repository, read in place
   https://host/app.yaml                      one file, published under its name
   https://host/b.tar.gz?checksum=sha256:HEX  archive (tar.gz, tgz, tar, zip; ?archive=)
   s3://bucket/prefix/?region=eu-west-1       an S3 prefix (a key without / is one object;
