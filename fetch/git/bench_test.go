@@ -3,7 +3,6 @@ package git_test
 import (
 	"bufio"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,14 +18,10 @@ import (
 	ferrysync "github.com/ferrysync/ferry/sync"
 )
 
-// The benchmark repository: 5,000 files of 10,000 random bytes (fixed
-// seed) in 50 directories, about 50 MB, in one commit. It is built once
-// per process with git fast-import, straight into a pack.
-const (
-	benchFiles    = 5000
-	benchFileSize = 10_000
-	benchTreeSize = benchFiles * benchFileSize
-)
+// benchTree is the benchmark repository: 5,000 files of 10,000 random
+// bytes (fixed seed) in 50 directories, about 50 MB, in one commit. It is
+// built once per process with git fast-import, straight into a pack.
+var benchTree = gittest.Tree{Files: 5000, Dirs: 50, FileSize: 10_000, RandomPercent: 100}
 
 var bench struct {
 	once gosync.Once
@@ -39,7 +34,7 @@ func benchRepoBase(b *testing.B) string {
 	bench.once.Do(func() {
 		bench.base, bench.err = os.MkdirTemp("", "ferry-git-bench-")
 		if bench.err == nil {
-			bench.err = buildBenchRepo(filepath.Join(bench.base, "big.git"))
+			bench.err = benchTree.Build(b.Context(), filepath.Join(bench.base, "big.git"), gittest.Env(bench.base))
 		}
 	})
 	if bench.err != nil {
@@ -47,32 +42,6 @@ func benchRepoBase(b *testing.B) string {
 	}
 	return bench.base
 }
-
-func buildBenchRepo(dir string) error {
-	env := gittest.Env(filepath.Dir(dir))
-	if out, err := runGit(env, "", nil, "init", "-q", "--bare", "-b", "main", dir); err != nil {
-		return fmt.Errorf("git init: %v: %s", err, out)
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	return fastImport(env, dir, func(w *bufio.Writer) {
-		buf := make([]byte, benchFileSize)
-		for i := range benchFiles {
-			for j := range buf {
-				buf[j] = byte(r.Uint32())
-			}
-			fmt.Fprintf(w, "blob\nmark :%d\ndata %d\n", i+1, len(buf))
-			w.Write(buf)
-			w.WriteString("\n")
-		}
-		fmt.Fprintf(w, "commit refs/heads/main\ncommitter bench <bench@ferry.invalid> 1700000000 +0000\ndata 5\nbench\n")
-		for i := range benchFiles {
-			fmt.Fprintf(w, "M 100644 :%d %s\n", i+1, benchName(i))
-		}
-		w.WriteString("\n")
-	})
-}
-
-func benchName(i int) string { return fmt.Sprintf("dir%02d/file%04d.yaml", i%50, i) }
 
 // BenchmarkFirstSync compares a first sync of the 50 MB repository (fetch
 // and publish, in a child process) with `git clone --depth 1` of the same
@@ -98,8 +67,8 @@ func BenchmarkFirstSync(b *testing.B) {
 			env = append(env, fmt.Sprintf("%s=%s.%d.%t", cpuProfileEnv, p, i, spec.NoWrite))
 		}
 		d, rss, res := runChild(b, os.Args[0], spec, env...)
-		if res.Error != "" || res.Files != benchFiles || res.Bytes != benchTreeSize {
-			b.Fatalf("child exported %+v, want %d files of %d bytes", res, benchFiles, benchTreeSize)
+		if res.Error != "" || res.Files != benchTree.Files || res.Bytes != benchTree.Size() {
+			b.Fatalf("child exported %+v, want %d files of %d bytes", res, benchTree.Files, benchTree.Size())
 		}
 		return d, rss, res
 	}
@@ -173,8 +142,8 @@ func BenchmarkOneFileChange(b *testing.B) {
 		b.StartTimer()
 		stats := sourcetest.MustSync(b, store, "c", src).Stats
 		b.StopTimer()
-		if stats.Reused != benchFiles-1 {
-			b.Fatalf("reused %d files, want %d", stats.Reused, benchFiles-1)
+		if stats.Reused != benchTree.Files-1 {
+			b.Fatalf("reused %d files, want %d", stats.Reused, benchTree.Files-1)
 		}
 		written += stats.BytesWritten
 		netBytes += srv.packBytes.Load() - n0
@@ -183,7 +152,7 @@ func BenchmarkOneFileChange(b *testing.B) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(written)/n, "bytes-written/op")
-	b.ReportMetric(100*float64(written)/n/benchTreeSize, "%-of-tree-written")
+	b.ReportMetric(100*float64(written)/n/float64(benchTree.Size()), "%-of-tree-written")
 	b.ReportMetric(float64(netBytes)/n, "net-bytes/op")
 	b.ReportMetric(float64(posts)/n, "upload-pack-POSTs/op")
 }
@@ -214,9 +183,9 @@ func benchSource(b *testing.B, url string) (*ferrysync.Store, *git.Source) {
 // commitOneFile changes one file of the repository in a new commit on main.
 func commitOneFile(b *testing.B, env []string, dir string, i int) {
 	content := fmt.Sprintf("changed %d\n", i)
-	err := fastImport(env, dir, func(w *bufio.Writer) {
+	err := gittest.FastImport(b.Context(), env, dir, func(w *bufio.Writer) {
 		fmt.Fprintf(w, "commit refs/heads/main\ncommitter bench <bench@ferry.invalid> %d +0000\ndata 6\nchange\nfrom refs/heads/main^0\nM 100644 inline %s\ndata %d\n%s\n",
-			1700000001+i, benchName(i%benchFiles), len(content), content)
+			1700000001+i, benchTree.Name(i%benchTree.Files), len(content), content)
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -39,7 +39,7 @@ func bigRepo(t testing.TB, base, name string, blob io.Reader, size int64, level 
 			t.Fatalf("git %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
-	err := fastImport(env, dir, func(w *bufio.Writer) {
+	err := gittest.FastImport(t.Context(), env, dir, func(w *bufio.Writer) {
 		fmt.Fprintf(w, "blob\nmark :1\ndata %d\n", size)
 		io.CopyN(w, blob, size)
 		const app = "small: true\n"

@@ -117,8 +117,8 @@ func BenchmarkFileFirstSync(b *testing.B) {
 			var own, tree []float64
 			for b.Loop() {
 				_, r, t, res := runChildTree(b, os.Args[0], childSpec{URL: "git::file://" + c.dir, Root: filepath.Join(b.TempDir(), "root")})
-				if res.Error != "" || res.Files != benchFiles || res.Bytes != benchTreeSize {
-					b.Fatalf("child exported %+v, want %d files of %d bytes", res, benchFiles, benchTreeSize)
+				if res.Error != "" || res.Files != benchTree.Files || res.Bytes != benchTree.Size() {
+					b.Fatalf("child exported %+v, want %d files of %d bytes", res, benchTree.Files, benchTree.Size())
 				}
 				own, tree = append(own, r), append(tree, t)
 			}

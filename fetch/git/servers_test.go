@@ -1,7 +1,6 @@
 package git_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -34,27 +33,6 @@ func runGit(env []string, dir string, stdin *os.File, args ...string) ([]byte, e
 		cmd.Stdin = stdin
 	}
 	return cmd.CombinedOutput()
-}
-
-// fastImport runs git fast-import in dir on the stream write writes:
-// large repositories go straight into a pack, without a work tree.
-func fastImport(env []string, dir string, write func(w *bufio.Writer), args ...string) error {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	go func() {
-		w := bufio.NewWriterSize(pw, 1<<20)
-		write(w)
-		w.Flush()
-		pw.Close()
-	}()
-	out, err := runGit(env, dir, pr, append(args, "fast-import", "--quiet")...)
-	pr.Close()
-	if err != nil {
-		return fmt.Errorf("git fast-import: %v: %s", err, out)
-	}
-	return nil
 }
 
 // repo is a non-bare repository made with the git CLI, served by the

@@ -1,9 +1,11 @@
-// Package gittest serves git repositories to tests as a git host does,
-// with the real git binary: the environment every git process of a test
-// runs in, and git's smart HTTP protocol. Test code only.
+// Package gittest serves git repositories to tests and benchmarks as a
+// git host does, with the real git binary: the environment every git
+// process of a test runs in, git's smart HTTP protocol, and generated
+// repositories. Test and benchmark code only.
 package gittest
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -30,13 +32,24 @@ func Env(home string) []string {
 }
 
 // HTTPBackend serves every repository under base over git's smart HTTP
-// protocol: the real git http-backend behind net/http/cgi, with HOME at
-// base/.home. It fails the test on a machine without git.
+// protocol (see Backend). It fails the test on a machine without git.
 func HTTPBackend(t testing.TB, base string) http.Handler {
 	t.Helper()
+	h, err := Backend(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// Backend serves every repository under base over git's smart HTTP
+// protocol: the real git http-backend behind net/http/cgi, with HOME at
+// base/.home. Protocol v2 is spoken to a client that asks for it with the
+// Git-Protocol header (which net/http/cgi passes as HTTP_GIT_PROTOCOL).
+func Backend(base string) (http.Handler, error) {
 	gitPath, err := exec.LookPath("git")
 	if err != nil {
-		t.Fatalf("the git test server needs the git binary: %v", err)
+		return nil, fmt.Errorf("the git test server needs the git binary: %w", err)
 	}
 	return &cgi.Handler{
 		Path:       gitPath,
@@ -48,7 +61,7 @@ func HTTPBackend(t testing.TB, base string) http.Handler {
 		// "copy error: broken pipe": a client stopped reading, as tests of
 		// limits and of killed processes make it.
 		Logger: log.New(io.Discard, "", 0),
-	}
+	}, nil
 }
 
 // BasicAuth lets a request through to next only with user and pass, and
