@@ -24,6 +24,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch/git"
 	"github.com/ferrysync/ferry/internal/gittest"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
 
 func runGit(env []string, dir string, stdin *os.File, args ...string) ([]byte, error) {
@@ -195,7 +196,7 @@ func serveHTTP(t testing.TB, base string, wrap func(http.Handler) http.Handler) 
 	s := &httpServer{}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
-		w = &countingWriter{ResponseWriter: w, n: &s.bytes}
+		w = &testkit.CountingWriter{ResponseWriter: w, N: &s.bytes}
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/info/refs"):
 			s.infoRefs.Add(1)
@@ -207,7 +208,7 @@ func serveHTTP(t testing.TB, base string, wrap func(http.Handler) http.Handler) 
 				break
 			}
 			s.uploadPOST.Add(1)
-			w = &countingWriter{ResponseWriter: w, n: &s.packBytes}
+			w = &testkit.CountingWriter{ResponseWriter: w, N: &s.packBytes}
 		}
 		backend.ServeHTTP(w, r)
 	}))
@@ -217,17 +218,6 @@ func serveHTTP(t testing.TB, base string, wrap func(http.Handler) http.Handler) 
 
 // url is the forced git URL of repository name.
 func (s *httpServer) url(name string) string { return "git::" + s.URL + "/" + name }
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n.Add(int64(n))
-	return n, err
-}
 
 // acceptLoop serves every connection ln accepts with handle until stop,
 // which the test's end calls too.

@@ -85,7 +85,7 @@ func (o *origin) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if !lastMod {
 		mod = time.Time{}
 	}
-	cw := &countingWriter{ResponseWriter: w, n: &o.bodyBytes}
+	cw := &testkit.CountingWriter{ResponseWriter: w, N: &o.bodyBytes}
 	nethttp.ServeContent(cw, r, "", mod, bytes.NewReader(body))
 }
 
@@ -134,17 +134,6 @@ func (o *origin) url(p string) string { return o.srv.URL + p }
 func (o *origin) caFile(t testing.TB) string {
 	t.Helper()
 	return writeFile(t, t.TempDir(), "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.srv.Certificate().Raw})))
-}
-
-type countingWriter struct {
-	nethttp.ResponseWriter
-	n *atomic.Int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n.Add(int64(n))
-	return n, err
 }
 
 // fixture is what the daemon gives a source, for a test: a state

@@ -1,12 +1,18 @@
-// Package localproc runs ferry's demo and tests the way the kubelet would,
-// on this machine: free loopback ports, and SIGTERM with a grace period.
+// Package localproc runs ferry's demo, tests and benchmarks the way the
+// kubelet would, on this machine: free loopback ports, SIGTERM with a
+// grace period, and the memory a process holds.
 package localproc
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -41,4 +47,31 @@ func Terminate(cmd *exec.Cmd, grace time.Duration) (code int, took time.Duration
 		<-done
 		return -1, time.Since(start), fmt.Errorf("%s still running %s after SIGTERM", cmd.Path, grace)
 	}
+}
+
+// Status reads memory fields of /proc/PID/status (VmRSS, VmHWM, RssAnon,
+// any given in kB), in bytes. It fails when one is missing.
+func Status(pid int, fields ...string) (map[string]int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]int64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || !slices.Contains(fields, name) {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = kb << 10
+	}
+	if len(out) != len(fields) {
+		return nil, fmt.Errorf("/proc/%d/status lacks some of %v", pid, fields)
+	}
+	return out, nil
 }

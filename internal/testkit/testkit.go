@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	gosync "sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,19 @@ func HTTPStatus(url string) int {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// CountingWriter adds to N the body bytes written through it: what a test
+// server sent.
+type CountingWriter struct {
+	http.ResponseWriter
+	N *atomic.Int64
+}
+
+func (c *CountingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.N.Add(int64(n))
+	return n, err
 }
 
 // Clip returns s cut to n bytes, saying how much was cut, for a failure

@@ -1,16 +1,15 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/internal/localproc"
 )
 
 // BenchmarkIdleRSS reports the resident memory of 'ferry run' with one
@@ -42,7 +41,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 		}
 		// Let a few idle polls go by.
 		time.Sleep(3 * time.Second)
-		mem, err := procStatus(cmd.Process.Pid, "VmRSS", "RssAnon", "RssFile")
+		mem, err := localproc.Status(cmd.Process.Pid, "VmRSS", "RssAnon", "RssFile")
 		cmd.Process.Kill()
 		cmd.Wait()
 		if err != nil {
@@ -54,30 +53,4 @@ func BenchmarkIdleRSS(b *testing.B) {
 		b.ReportMetric(float64(mem["RssAnon"])/(1<<20), "MiB-RssAnon")
 		b.ReportMetric(float64(mem["RssFile"])/(1<<20), "MiB-RssFile")
 	}
-}
-
-// procStatus reads memory fields (in kB) from /proc/PID/status, in bytes.
-func procStatus(pid int, fields ...string) (map[string]int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	out := map[string]int64{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || !slices.Contains(fields, name) {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			return nil, err
-		}
-		out[name] = kb << 10
-	}
-	if len(out) != len(fields) {
-		return nil, fmt.Errorf("/proc/%d/status lacks some of %v", pid, fields)
-	}
-	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/demoapp"
+	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
 
@@ -199,6 +200,6 @@ func grepLines(s, part string, n int) string {
 
 // vmRSS reads the resident set size of pid, in bytes.
 func vmRSS(pid int) (int64, error) {
-	m, err := procStatus(pid, "VmRSS")
+	m, err := localproc.Status(pid, "VmRSS")
 	return m["VmRSS"], err
 }
