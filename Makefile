@@ -13,7 +13,7 @@ VERSITYGW := $(CURDIR)/.cache/versitygw-$(VERSITYGW_VERSION)/versitygw
 STATICCHECK_VERSION := v0.8.2
 SOAK_DURATION ?= 3m
 
-.PHONY: all build test tidy vet staticcheck demo bench soak clean image
+.PHONY: all build test tidy vet staticcheck demo bench bench-compare soak clean image
 
 all: build
 
@@ -53,6 +53,13 @@ bench: $(VERSITYGW)
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./fetch/http/
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./fetch/git/
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/
+
+## bench-compare: ferry against the git CLI, back to back in one run, on generated
+## repositories served on loopback (about 6 minutes); a quick look:
+## make bench-compare BENCH_ARGS='-runs 1 -scenarios small,poll' (see -h)
+BENCH_ARGS ?=
+bench-compare: build
+	$(GO) run ./tools/benchcompare -ferry $(BIN) $(BENCH_ARGS)
 
 $(VERSITYGW):
 	GOBIN=$(dir $(VERSITYGW)) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/localproc"
+)
+
+// daemon is one running `ferry run`. It dies with this program (the
+// kernel sends it SIGKILL when its parent ends), and stop ends it sooner.
+type daemon struct {
+	cmd     *exec.Cmd
+	addr    string // --http-addr, "" when off
+	started time.Time
+	done    chan struct{} // closed once the process is reaped
+	err     error         // how it ended, set before done is closed
+	log     *os.File
+}
+
+// startDaemon starts `ferry run --root root` with args and, unless
+// endpoints is false, its endpoints on a free loopback port.
+func (b *bench) startDaemon(root, logFile string, endpoints bool, args ...string) (*daemon, error) {
+	d := &daemon{done: make(chan struct{})}
+	args = append([]string{"run", "--root", root, "--log-format", "json"}, args...)
+	if endpoints {
+		addr, err := localproc.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		d.addr = addr
+	}
+	args = append(args, "--http-addr", d.addr)
+	log, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	d.log = log
+	d.cmd = exec.Command(b.ferry, args...)
+	d.cmd.Env, d.cmd.Stdout, d.cmd.Stderr = b.ferryEnv(), log, log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d.started = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		log.Close()
+		return nil, err
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		d.log.Close()
+		close(d.done)
+	}()
+	return d, nil
+}
+
+// stop kills the process and waits for it to be reaped; it may be called
+// again.
+func (d *daemon) stop() {
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	<-d.done
+}
+
+// waitReady polls /readyz every 10 ms, as an impatient startupProbe
+// would, and returns the time from start to the first 200.
+func (d *daemon) waitReady(ctx context.Context, limit time.Duration) (time.Duration, error) {
+	client := &http.Client{Timeout: time.Second}
+	url := "http://" + d.addr + "/readyz"
+	deadline := d.started.Add(limit)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(d.started), nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("ferry run not ready within %s (log: %s)", limit, tail(d.log.Name(), 5))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-d.done:
+			return 0, fmt.Errorf("ferry run exited: %v (log: %s)", d.err, tail(d.log.Name(), 5))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// metric is the sum of the values of every series of a counter or gauge
+// at /metrics.
+func (d *daemon) metric(name string) (float64, error) {
+	resp, err := http.Get("http://" + d.addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return sumMetric(resp.Body, name)
+}
+
+// sumMetric is the sum of the values of every series of the metric name
+// in Prometheus text format.
+func sumMetric(r io.Reader, name string) (float64, error) {
+	var sum float64
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		f := strings.Fields(rest[strings.LastIndexByte(rest, '}')+1:])
+		if len(f) == 0 {
+			return 0, fmt.Errorf("metric line %q has no value", line)
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, sc.Err()
+}
+
+// clockTick is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux).
+const clockTick = 10 * time.Millisecond
+
+// readCPU is the user and system time pid has used so far.
+func readCPU(pid int) (user, sys time.Duration, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// from after it. utime and stime are fields 14 and 15 of the line.
+	i := strings.LastIndexByte(string(data), ')')
+	f := strings.Fields(string(data[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, 0, errors.New("short /proc/PID/stat")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	s, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, 0, err
+	}
+	return time.Duration(u) * clockTick, time.Duration(s) * clockTick, nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
