@@ -46,13 +46,15 @@ soak:
 demo:
 	$(GO) run ./examples/demo
 
-## bench: publish and idle-memory benchmarks (figures go in closing notes)
-bench: $(VERSITYGW)
+## bench: publish and idle-memory benchmarks, and a fleet of 'ferry run' polling one
+## git origin on loopback (about 3 minutes of its own); figures go in closing notes
+bench: $(VERSITYGW) build
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 5x ./sync/
 	$(GO) test -run '^$$' -bench IdleRSS -benchtime 1x ./cmd/ferry/e2e/
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 10x ./fetch/http/
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./fetch/git/
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/
+	$(GO) run ./tools/benchcompare -ferry $(BIN) -scenarios fleet
 
 ## bench-compare: ferry against the git CLI, back to back in one run, on generated
 ## repositories served on loopback (about 6 minutes); a quick look:

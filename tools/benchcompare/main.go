@@ -30,6 +30,8 @@ type options struct {
 	runs      int           // measured runs of each comparison
 	warmups   int           // runs before those, not counted
 	idleFor   time.Duration // how long ferry run idles before its RSS is read
+	fleetSize int           // ferry run processes the fleet scenario aims at
+	fleetFor  time.Duration // how long the fleet is observed
 	workDir   string        // parent of the scratch directory
 }
 
@@ -47,10 +49,11 @@ func scenarios() []scenario {
 		{"ready", "ferry run, start -> /readyz 200 on the large repository, vs git clone --depth 1 + symlink", (*bench).ready},
 		{"idle", "ferry run idle after a large sync: RSS and CPU at --period 1s and 30s", (*bench).idle},
 		{"poll", "bytes and requests per idle poll of a 10,000-ref repository: ferry vs git ls-remote (protocol v2)", (*bench).poll},
+		{"fleet", "many ferry run processes polling one origin every second (make bench)", (*bench).fleet},
 	}
 }
 
-// defaultScenarios are what `make bench-compare` runs.
+// defaultScenarios are what `make bench-compare` runs: all but the fleet.
 const defaultScenarios = "small,large,ready,idle,poll"
 
 func main() {
@@ -79,6 +82,8 @@ func parseOptions(args []string, out io.Writer) (options, error) {
 	fs.IntVar(&o.runs, "runs", 5, "measured runs of each comparison")
 	fs.IntVar(&o.warmups, "warmups", 1, "runs before the measured ones, not counted")
 	fs.DurationVar(&o.idleFor, "idle", 30*time.Second, "how long ferry run idles after its sync before its RSS is read")
+	fs.IntVar(&o.fleetSize, "fleet", 200, "ferry run processes the fleet scenario aims at (fewer when memory runs short)")
+	fs.DurationVar(&o.fleetFor, "fleet-duration", 30*time.Second, "how long the fleet is observed")
 	fs.StringVar(&o.workDir, "workdir", os.TempDir(), "where the scratch directory goes (a disk, not tmpfs: fsync costs count)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,8 +105,8 @@ func parseOptions(args []string, out io.Writer) (options, error) {
 		return o, errors.New("-scenarios names none")
 	case o.runs < 1 || o.warmups < 0:
 		return o, errors.New("-runs must be at least 1 and -warmups not negative")
-	case o.idleFor <= 0:
-		return o, errors.New("-idle must be positive")
+	case o.fleetSize < 1 || o.idleFor <= 0 || o.fleetFor <= 0:
+		return o, errors.New("-fleet, -idle and -fleet-duration must be positive")
 	}
 	return o, nil
 }
