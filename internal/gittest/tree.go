@@ -47,7 +47,10 @@ func (t Tree) Build(ctx context.Context, dir string, env []string) error {
 	if err := runGit(ctx, env, "", "init", "-q", "--bare", "-b", "main", dir); err != nil {
 		return err
 	}
-	if err := FastImport(ctx, env, dir, t.write); err != nil {
+	// Packed, as a git host keeps objects, however few: fast-import
+	// would leave fewer than 100 loose, which costs git upload-pack four
+	// times the CPU to serve (100 ms a clone of 50 files here).
+	if err := FastImport(ctx, env, dir, t.write, "-c", "fastimport.unpackLimit=0"); err != nil {
 		return err
 	}
 	if t.Refs == 0 {
