@@ -128,6 +128,7 @@ func (b *bench) header() {
 	fmt.Fprintf(w, "machine   %d CPUs (%s), %.1f GiB, Linux %s, this tool built with %s\n",
 		runtime.NumCPU(), procField("/proc/cpuinfo", "model name"), memKB/(1<<20), strings.TrimSpace(string(kernel)), runtime.Version())
 	fmt.Fprintf(w, "scratch   %s on %s\n", b.scratch, mountOf(b.scratch))
+	fmt.Fprintf(w, "before    %s (the machine is shared: see each scenario's line too)\n", machineLoad())
 	fmt.Fprintf(w, "method    %d runs after %d warm-up; ferry and git back to back, first one then the other in turn;\n", b.runs, b.warmups)
 	fmt.Fprintf(w, "          each run into a root of its own, all removed after the last run; sync(2) before each run.\n")
 	fmt.Fprintf(w, "          Cells: median [min-max]; ratio: median ferry / median git.\n")
@@ -168,4 +169,35 @@ func mountOf(dir string) string {
 		}
 	}
 	return desc
+}
+
+// machineLoad says how busy the machine was over the last minute, this
+// program included: with other users, figures are noisier.
+func machineLoad() string {
+	var load string
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load, _, _ = strings.Cut(string(data), " ")
+	}
+	s := "over the last minute: load " + load
+	for _, r := range []string{"cpu", "io"} {
+		if v := pressure(r); v != "" {
+			s += fmt.Sprintf(", %s pressure %s%%", r, v)
+		}
+	}
+	return s
+}
+
+// pressure is the share of the last minute some task waited for resource
+// r (/proc/pressure/r, "some avg60"), or "" where the kernel does not say.
+func pressure(r string) string {
+	data, err := os.ReadFile("/proc/pressure/" + r)
+	if err != nil {
+		return ""
+	}
+	for _, f := range strings.Fields(strings.SplitN(string(data), "\n", 2)[0]) {
+		if v, ok := strings.CutPrefix(f, "avg60="); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -145,7 +145,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
-		fmt.Fprintf(out, "(%s took %s)\n", s.name, time.Since(start).Round(time.Second))
+		fmt.Fprintf(out, "(%s took %s; %s)\n", s.name, time.Since(start).Round(time.Second), machineLoad())
 	}
 	return nil
 }
