@@ -20,7 +20,8 @@ const (
 	// fleetStagger spaces the starts. They are close together: processes
 	// started early would otherwise poll, and slow the others' first sync.
 	fleetStagger = 10 * time.Millisecond
-	// fleetSettle bounds the wait for every process's first publish.
+	// fleetSettle bounds the time from the first start to every
+	// process's first publish.
 	fleetSettle = 90 * time.Second
 )
 
@@ -62,7 +63,7 @@ func (b *bench) fleet(ctx context.Context, dir string) error {
 			return err
 		}
 	}
-	published, err := waitPublished(ctx, dir, fleet)
+	published, err := waitPublished(ctx, dir, fleet, start.Add(fleetSettle))
 	if err != nil {
 		return err
 	}
@@ -120,10 +121,8 @@ func (b *bench) observe(ctx context.Context, fleet []*daemon) (fleetReading, err
 }
 
 // waitPublished waits until every process of the fleet has published its
-// first revision (its link exists), up to fleetSettle, and returns how
-// many did.
-func waitPublished(ctx context.Context, dir string, fleet []*daemon) (int, error) {
-	deadline := time.Now().Add(fleetSettle)
+// first revision (its link exists), or deadline, and returns how many did.
+func waitPublished(ctx context.Context, dir string, fleet []*daemon, deadline time.Time) (int, error) {
 	for {
 		n := 0
 		for i := range fleet {
