@@ -50,7 +50,7 @@ func (b *bench) ready(ctx context.Context, dir string) error {
 	if err := b.checkRoots(dir, tree); err != nil {
 		return err
 	}
-	fmt.Fprintf(b.out, "ferry: %s run --root DIR/ferry-N --log-format json %s --http-addr 127.0.0.1:PORT; GET /readyz once DIR/ferry-N/current exists\n", b.ferry, shellLine(args))
+	fmt.Fprintf(b.out, "ferry: %s run --root DIR/ferry-N --log-format json %s --http-addr 127.0.0.1:PORT; GET /readyz once DIR/ferry-N/current exists (inotify)\n", b.ferry, shellLine(args))
 	fmt.Fprintf(b.out, "git:   %s\n", b.cloneJob(dir, url, 0).line())
 	t := newTable("", "ferry run: start -> ready", "git clone + symlink", "ferry/git")
 	t.compare(ferry, git)
