@@ -47,8 +47,9 @@ type sample struct {
 	// command: MaxRSS cannot be lower (see tools/measure).
 	Floor int64 `json:"floor"`
 	// Origin is the CPU time the origin spent serving the command (see
-	// originCPU), set by backToBack.
+	// originCPU), and Served what it sent; both set by backToBack.
 	Origin time.Duration `json:"-"`
+	Served traffic       `json:"-"`
 }
 
 // measure runs j under tools/measure and returns its sample; ctx ends

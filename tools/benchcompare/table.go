@@ -47,6 +47,7 @@ var (
 	pct = unit{0.01, 2, "%"}
 	num = unit{1, 0, ""}
 	byt = unit{1, 0, "B"}
+	mb  = unit{1e6, 2, "MB"}
 )
 
 func (u unit) format(v float64) string {
@@ -106,6 +107,8 @@ func (t *table) compare(ferry, git []sample) {
 		{"CPU system", ms, func(s sample) float64 { return float64(s.Sys) }},
 		{"peak RSS", mib, func(s sample) float64 { return float64(s.MaxRSS) }},
 		{"origin CPU", ms, func(s sample) float64 { return float64(s.Origin) }},
+		{"origin requests", num, func(s sample) float64 { return float64(s.Served.requests) }},
+		{"origin bytes sent", mb, func(s sample) float64 { return float64(s.Served.bytes) }},
 	}
 	for _, r := range rows {
 		f, g := of(ferry, r.f), of(git, r.f)
