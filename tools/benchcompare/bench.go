@@ -131,7 +131,8 @@ func (b *bench) header() {
 	fmt.Fprintf(w, "before    %s (the machine is shared: see each scenario's line too)\n", machineLoad())
 	fmt.Fprintf(w, "method    %d runs after %d warm-up; ferry and git back to back, first one then the other in turn;\n", b.runs, b.warmups)
 	fmt.Fprintf(w, "          each run into a root of its own, all removed after the last run; sync(2) before each run.\n")
-	fmt.Fprintf(w, "          Cells: median [min-max]; ratio: median ferry / median git.\n")
+	fmt.Fprintf(w, "          Cells: median [min-max]. ferry/git: median [min-max] of the runs' ratios, each of two\n")
+	fmt.Fprintf(w, "          commands run back to back (a load that comes and goes moves it less than the cells).\n")
 }
 
 // procField is the value of the first "name: value" line of a /proc file.

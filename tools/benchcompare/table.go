@@ -72,11 +72,35 @@ func ratio(a, b series) string {
 	if b.median() == 0 {
 		return "-"
 	}
-	r := a.median() / b.median()
+	return times(a.median() / b.median())
+}
+
+func times(r float64) string {
 	if r >= 100 {
 		return fmt.Sprintf("%.0fx", r)
 	}
 	return fmt.Sprintf("%.2fx", r)
+}
+
+// pairedRatio is the median [min-max] of a[i]/b[i]: the ratio of runs
+// made back to back, which a load that comes and goes affects less than
+// the ratio of medians. It is "-" when some b[i] is zero.
+func pairedRatio(a, b series) string {
+	if len(a) != len(b) || len(a) == 0 {
+		return "-"
+	}
+	r := make(series, len(a))
+	for i := range a {
+		if b[i] == 0 {
+			return "-"
+		}
+		r[i] = a[i] / b[i]
+	}
+	lo, hi := slices.Min(r), slices.Max(r)
+	if hi-lo < 0.005 {
+		return times(r.median())
+	}
+	return fmt.Sprintf("%s [%.2f-%.2f]", times(r.median()), lo, hi)
 }
 
 // table is an aligned text table: a header row, then rows.
@@ -94,8 +118,8 @@ func (t *table) print(w io.Writer) {
 	tw.Flush()
 }
 
-// compare adds the rows of a ferry-vs-git comparison: wall and CPU time,
-// peak RSS, and their ratios.
+// compare adds the rows of a ferry-vs-git comparison, run by run: wall and
+// CPU time, peak RSS, what the origin spent and sent, and their ratios.
 func (t *table) compare(ferry, git []sample) {
 	rows := []struct {
 		name string
@@ -112,6 +136,6 @@ func (t *table) compare(ferry, git []sample) {
 	}
 	for _, r := range rows {
 		f, g := of(ferry, r.f), of(git, r.f)
-		t.add(r.name, r.u.cell(f), r.u.cell(g), ratio(f, g))
+		t.add(r.name, r.u.cell(f), r.u.cell(g), pairedRatio(f, g))
 	}
 }

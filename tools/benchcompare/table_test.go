@@ -27,6 +27,10 @@ func TestCellIsMedianAndRange(t *testing.T) {
 	if got := ratio(series{float64(3 * time.Second)}, series{float64(time.Second)}); got != "3.00x" {
 		t.Errorf("ratio = %q, want 3.00x", got)
 	}
+	// Runs 1 and 3 were slowed for both: their ratios hold.
+	if got := pairedRatio(series{2, 20, 3}, series{1, 10, 1}); got != "2.00x [2.00-3.00]" {
+		t.Errorf("pairedRatio = %q, want 2.00x [2.00-3.00]", got)
+	}
 }
 
 func TestSumMetricAddsEverySeriesOfTheName(t *testing.T) {
