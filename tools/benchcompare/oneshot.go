@@ -77,13 +77,13 @@ func (b *bench) backToBack(ctx context.Context, ferry, git func(i int) (sample, 
 		}
 		var s [2]sample
 		for k, run := range pair {
-			cpu, served := originCPU(), b.origin.traffic()
+			served, cpu := b.origin.settled(ctx), originCPU()
 			if s[k], err = run(i); err != nil {
 				return nil, nil, err
 			}
+			s[k].Served = b.origin.settled(ctx).sub(served)
 			// What this program and its children spent, but the command.
 			s[k].Origin = originCPU() - cpu - s[k].User - s[k].Sys
-			s[k].Served = b.origin.traffic().sub(served)
 		}
 		if i%2 == 1 {
 			s[0], s[1] = s[1], s[0]

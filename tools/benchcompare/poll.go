@@ -55,12 +55,12 @@ func (b *bench) poll(ctx context.Context, dir string) error {
 	git := make([][]traffic, len(gitRuns))
 	for k, g := range gitRuns {
 		for i := range b.warmups + b.runs {
-			start := b.origin.traffic()
+			start := b.origin.settled(ctx)
 			if _, err := b.git(ctx, g.argv[1:]...); err != nil {
 				return err
 			}
 			if i >= b.warmups {
-				git[k] = append(git[k], b.origin.traffic().sub(start))
+				git[k] = append(git[k], b.origin.settled(ctx).sub(start))
 			}
 		}
 	}
@@ -88,7 +88,7 @@ func (b *bench) triggeredPoll(ctx context.Context, d *daemon) (traffic, error) {
 	if err != nil {
 		return traffic{}, err
 	}
-	start := b.origin.traffic()
+	start := b.origin.settled(ctx)
 	resp, err := http.Post("http://"+d.addr+"/sync", "", nil)
 	if err != nil {
 		return traffic{}, err
@@ -103,7 +103,7 @@ func (b *bench) triggeredPoll(ctx context.Context, d *daemon) (traffic, error) {
 			return traffic{}, err
 		}
 		if n > before {
-			return b.origin.traffic().sub(start), nil
+			return b.origin.settled(ctx).sub(start), nil
 		}
 		if time.Now().After(deadline) {
 			return traffic{}, fmt.Errorf("a triggered poll did not end within a minute (log: %s)", tail(d.log.Name(), 5))
