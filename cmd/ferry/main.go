@@ -31,6 +31,9 @@ import (
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// stopProfiles ends the profiles a -tags pprof build writes (profile.go).
+var stopProfiles = func() {}
+
 // Exit codes, as the README states them (Command line) and manifests rely
 // on: a one-shot init container must fail on 1 and 2 alike.
 const (
@@ -42,7 +45,9 @@ const (
 func main() {
 	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stopProfiles()
+	os.Exit(code)
 }
 
 // run is the whole program but for the process: tests call it in-process.

@@ -102,9 +102,16 @@ func describeTree(t gittest.Tree) string {
 func (b *bench) gitEnv() []string { return gittest.Env(filepath.Join(b.scratch, "home")) }
 
 // ferryEnv is the environment of every ferry process: none of the
-// caller's FERRY_ variables.
+// caller's FERRY_ variables but those naming profiles, which a ferry built
+// with -tags pprof writes (each run overwrites the last's).
 func (b *bench) ferryEnv() []string {
-	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(b.scratch, "home")}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(b.scratch, "home")}
+	for _, k := range []string{"FERRY_CPUPROFILE", "FERRY_BLOCKPROFILE"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
 }
 
 // header prints what the figures depend on: versions, machine, disk and
