@@ -46,11 +46,19 @@
 //
 // Past a limit the fetch stops at once with a permanent error naming the
 // limit, and leaves the object store as it found it. The pack is spooled to
-// disk and checked object by object before go-git parses it, so peak
-// memory does not grow with what the origin sends. Within the limits it
-// does grow with the largest object: go-git reads each object whole into
-// memory while indexing a pack (and keeps a delta base cache of up to 96
-// MiB), and stores the objects of a thin pack through memory.
+// disk and checked object by object before it is indexed, so peak memory
+// does not grow with what the origin sends. Within the limits it does grow
+// with the largest object: a delta's result is held whole in memory.
+//
+// # The first fetch
+//
+// The pack of the first fetch into an empty store, a cold start's, is
+// indexed by index.go in one pass that inflates each object once, checks
+// it, hashes it and resolves its deltas from the pack file (8 MiB of delta
+// bases cached), and writes the .idx git index-pack would; the export
+// reads the objects back from that pack (packed.go). Later fetches bring
+// thin packs, small, which go-git's parser stores loose (thin.go), after
+// checkPack has read them against the bounds.
 //
 // A file:// repository is not received but read: the bounds on one object
 // hold as each is read, and the Writer's limits bound the rest.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -109,10 +108,11 @@ func (s *Source) receive(ctx context.Context, m *meter, st *store, download func
 	if _, err := st.st.Reference(fetchedRef); err == nil {
 		into = unpacked(st.st)
 	}
-	sto := &meteredStorer{Storer: st.st, into: into, dir: filepath.Join(s.storeDir, "objects", "pack"), meter: m}
+	sto := &meteredStorer{Storer: st.st, into: into, dir: s.packDir(), meter: m}
 	rb := s.rollbackPoint(st)
 	err := download(sto)
 	if err == nil {
+		st.pack = sto.indexed
 		return nil
 	}
 	s.undo(st, rb)

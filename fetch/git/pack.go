@@ -9,6 +9,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // meteredStorer is the object store as one fetch writes to it. go-git
@@ -24,6 +25,7 @@ type meteredStorer struct {
 	into           storer.Storer // where a checked pack goes: the store, or its loose view (thin.go)
 	dir            string        // for the spool
 	meter          *meter
+	indexed        *indexedPack // the pack stored, when index.go indexed it
 }
 
 // PackfileWriter starts spooling one pack.
@@ -65,6 +67,18 @@ func (s *spool) Close() error {
 	defer os.Remove(s.f.Name())
 	defer s.f.Close()
 	if err := s.m.meter.err(); err != nil {
+		return err
+	}
+	if st, ok := s.m.into.(*filesystem.Storage); ok {
+		// The first pack of an empty store (index.go).
+		p, err := indexPack(s.f, s.m.meter.bounds)
+		if err == nil {
+			err = p.store(s.f, s.m.dir)
+		}
+		if err == nil {
+			st.Reindex()
+			s.m.indexed = p
+		}
 		return err
 	}
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -87,26 +88,54 @@ func TestCheckPack(t *testing.T) {
 		{"a blob whose header is over the bound", huge.finish(), "object of 1073741824 bytes"},
 		{"more objects than max-files allows", newPack(1 << 20).finish(), "1048576 objects, more than the max-files limit allows (10040)"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			err := checkPack(bytes.NewReader(c.pack), b)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("checkPack: %v", err)
+	// checkPack guards go-git's parser (thin packs); indexPack indexes the
+	// first pack of an empty store itself (index.go). Both hold the bounds.
+	checkers := map[string]func(t *testing.T, pack []byte) error{
+		"checkPack": func(t *testing.T, pack []byte) error { return checkPack(bytes.NewReader(pack), b) },
+		"indexPack": func(t *testing.T, pack []byte) error {
+			_, err := indexPack(packFile(t, pack), b)
+			return err
+		},
+	}
+	for name, check := range checkers {
+		for _, c := range cases {
+			t.Run(name+"/"+c.name, func(t *testing.T) {
+				err := check(t, c.pack)
+				if c.want == "" {
+					if err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					return
 				}
-				return
-			}
+				var le *limitError
+				if err == nil || !errors.As(err, &le) || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("%s: %v, want a permanent limit error with %q", name, err, c.want)
+				}
+			})
+		}
+		// Cut short, or altered, the pack is an error, but no limit's.
+		altered := bytes.Clone(validPack)
+		altered[len(altered)-30] ^= 1
+		for what, pack := range map[string][]byte{"truncated": validPack[:len(validPack)-10], "altered": altered} {
+			err := check(t, pack)
 			var le *limitError
-			if err == nil || !errors.As(err, &le) || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("checkPack: %v, want a permanent limit error with %q", err, c.want)
+			if err == nil || errors.As(err, &le) || fetch.IsPermanent(err) {
+				t.Fatalf("%s: %s pack: %v, want a transient error", name, what, err)
 			}
-		})
+		}
 	}
+}
 
-	// Cut short, the pack is an error, but no limit's.
-	err := checkPack(bytes.NewReader(validPack[:len(validPack)-10]), b)
-	var le *limitError
-	if err == nil || errors.As(err, &le) || fetch.IsPermanent(err) {
-		t.Fatalf("truncated pack: %v, want a transient error", err)
+// packFile writes pack to a file of the test's.
+func packFile(t *testing.T, pack []byte) *os.File {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "pack")
+	if err == nil {
+		_, err = f.Write(pack)
 	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

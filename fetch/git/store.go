@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/ferrysync/ferry/fetch/kit"
@@ -43,12 +44,34 @@ const (
 
 // store is the bare object store, open for one Fetch.
 type store struct {
-	repo  *gogit.Repository
-	st    *filesystem.Storage
-	fresh bool // created by this Fetch: nothing to reuse, nothing to distrust
+	repo   *gogit.Repository
+	st     *filesystem.Storage
+	fresh  bool         // created by this Fetch: nothing to reuse, nothing to distrust
+	pack   *indexedPack // the pack this Fetch received and indexed, if it did
+	packed *packedStore
+}
+
+// objects is the store as the export reads it: the pack this Fetch
+// indexed read straight from its file (packed.go) when there is one.
+func (st *store) objects(dir string, b bounds) storer.EncodedObjectStorer {
+	if st.pack == nil {
+		return st.st
+	}
+	if st.packed == nil {
+		ps, err := openPacked(st.st, st.pack, dir, b)
+		if err != nil {
+			return st.st
+		}
+		st.packed = ps
+	}
+	return st.packed
 }
 
 func (st *store) close() {
+	if st.packed != nil {
+		st.packed.close()
+		st.packed = nil
+	}
 	if st.st != nil {
 		st.st.Close()
 		st.st = nil
@@ -81,6 +104,10 @@ func (s *Source) openStore() (*store, error) {
 	}
 	return st, nil
 }
+
+// packDir is where the store keeps its packs, and spools the one a fetch
+// receives.
+func (s *Source) packDir() string { return filepath.Join(s.storeDir, "objects", "pack") }
 
 // openRepo opens the bare repository at dir, or creates it.
 func openRepo(dir string, create bool) (*store, error) {

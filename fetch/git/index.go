@@ -1,0 +1,374 @@
+package git
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+	"github.com/klauspost/compress/zlib"
+)
+
+// The first fetch into an empty store is the cold start a pod waits for,
+// and nearly all of its CPU went to inflating the pack: once to check it
+// against the bounds, twice more in go-git's parser (once for the hashes,
+// once again for its observers), and once more to export the files. The
+// index pass here replaces the first three: it inflates each object once
+// (klauspost's zlib, about twice as fast as the standard library's on a
+// bufio.Reader), checks it against the bounds, hashes it, resolves deltas
+// from the pack file itself, and writes the pack's .idx as git index-pack
+// would. A pack that leans on objects outside it (thin) is refused: the
+// store is empty, and later fetches, which are thin, take go-git's parser
+// (thin.go).
+
+// packEntry is one object of a pack.
+type packEntry struct {
+	offset, end int64 // its bytes in the pack file: header and zlib data
+	typ         plumbing.ObjectType
+	size        int64 // inflated size; of the delta data for a delta
+	objSize     int64 // the object's size; for a delta, of its result
+	baseOffset  int64 // OFS_DELTA
+	baseRef     plumbing.Hash
+	hash        plumbing.Hash // zero until known
+	crc         uint32
+}
+
+// indexedPack is what the index pass learns of a pack.
+type indexedPack struct {
+	entries  []packEntry // by offset
+	byHash   map[plumbing.Hash]int
+	checksum plumbing.Hash
+}
+
+// indexPack reads the pack in f once, refusing it when an object is over
+// the bounds or the pack is truncated, corrupt or thin, and returns every
+// object's hash, offset and CRC.
+func indexPack(f *os.File, b bounds) (*indexedPack, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
+	if size < 12+20 {
+		return nil, errors.New("pack: truncated")
+	}
+	sum := sha1.New()
+	cr := &countingReader{r: io.TeeReader(io.NewSectionReader(f, 0, size-20), sum)}
+	br := bufio.NewReaderSize(cr, 64<<10)
+	pos := func() int64 { return cr.n - int64(br.Buffered()) }
+
+	var hdr [12]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	if string(hdr[:4]) != "PACK" || (binary.BigEndian.Uint32(hdr[4:]) != 2 && binary.BigEndian.Uint32(hdr[4:]) != 3) {
+		return nil, errors.New("pack: not a version 2 or 3 pack")
+	}
+	count := binary.BigEndian.Uint32(hdr[8:])
+	if count > b.objects {
+		return nil, overLimit("pack holds %d objects, more than the max-files limit allows (%d)", count, b.objects)
+	}
+	p := &indexedPack{entries: make([]packEntry, 0, count)}
+	in := &inflater{}
+	defer in.close()
+	for range count {
+		e := packEntry{offset: pos()}
+		if err := readEntryHeader(br, &e); err != nil {
+			return nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+		}
+		if err := in.check(br, &e, b); err != nil {
+			var le *limitError
+			if errors.As(err, &le) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+		}
+		e.end = pos()
+		p.entries = append(p.entries, e)
+	}
+	if n, _ := io.Copy(io.Discard, br); n > 0 || pos() != size-20 {
+		return nil, fmt.Errorf("pack: %d bytes after its last object", size-20-p.checksumOffset())
+	}
+	var trailer plumbing.Hash
+	if _, err := f.ReadAt(trailer[:], size-20); err != nil {
+		return nil, fmt.Errorf("pack: %w", err)
+	}
+	if !bytes.Equal(sum.Sum(nil), trailer[:]) {
+		return nil, errors.New("pack: checksum mismatch")
+	}
+	p.checksum = trailer
+	if err := p.resolveDeltas(f, b); err != nil {
+		return nil, err
+	}
+	if err := p.crcs(f); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// readEntryHeader reads an object's type and size and, for a delta, where
+// its base is.
+func readEntryHeader(br *bufio.Reader, e *packEntry) error {
+	c, err := br.ReadByte()
+	if err != nil {
+		return err
+	}
+	e.typ = plumbing.ObjectType((c >> 4) & 7)
+	size, shift := int64(c&15), uint(4)
+	for c&0x80 != 0 {
+		if c, err = br.ReadByte(); err != nil {
+			return err
+		}
+		if shift > 56 {
+			return errors.New("object size overflows")
+		}
+		size |= int64(c&0x7f) << shift
+		shift += 7
+	}
+	e.size = size
+	switch e.typ {
+	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+	case plumbing.OFSDeltaObject:
+		// Big-endian base 128, each continuation adding one (git's encoding).
+		c, err := br.ReadByte()
+		if err != nil {
+			return err
+		}
+		rel := int64(c & 0x7f)
+		for c&0x80 != 0 {
+			if c, err = br.ReadByte(); err != nil {
+				return err
+			}
+			if rel > e.offset {
+				return errors.New("delta base offset out of the pack")
+			}
+			rel = (rel+1)<<7 | int64(c&0x7f)
+		}
+		if rel <= 0 || rel > e.offset {
+			return errors.New("delta base offset out of the pack")
+		}
+		e.baseOffset = e.offset - rel
+	case plumbing.REFDeltaObject:
+		if _, err := io.ReadFull(br, e.baseRef[:]); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown object type %d", e.typ)
+	}
+	return nil
+}
+
+// inflater inflates objects with one zlib reader and one buffer, reused.
+type inflater struct {
+	zr  io.ReadCloser
+	buf bytes.Buffer
+}
+
+func (in *inflater) close() {
+	if in.zr != nil {
+		in.zr.Close()
+	}
+}
+
+// inflate returns a reader of the zlib stream at r's position, which
+// reads no byte past the stream's end (r is a ByteReader).
+func (in *inflater) inflate(r io.Reader) (io.Reader, error) {
+	if in.zr == nil {
+		zr, err := zlib.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		in.zr = zr
+		return zr, nil
+	}
+	return in.zr, in.zr.(zlib.Resetter).Reset(r, nil)
+}
+
+// check inflates e's data: a whole object is hashed as it streams past, a
+// delta's data is read whole (it is bounded) for the size of its result.
+func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds) error {
+	zr, err := in.inflate(br)
+	if err != nil {
+		return err
+	}
+	if !e.typ.IsDelta() {
+		if e.size > b.objectSize {
+			return b.tooLarge(uint64(e.size))
+		}
+		h := plumbing.NewHasher(e.typ, e.size)
+		if err := copyExactly(&h, zr, e.size); err != nil {
+			return err
+		}
+		e.hash, e.objSize = h.Sum(), e.size
+		return nil
+	}
+	// Delta data is about as large as what it adds: the bound on objects
+	// bounds it too, with room for the copy instructions.
+	if e.size > b.objectSize+b.objectSize/4 {
+		return b.tooLarge(uint64(e.size))
+	}
+	in.buf.Reset()
+	if err := copyExactly(&in.buf, zr, e.size); err != nil {
+		return err
+	}
+	d := in.buf.Bytes()
+	_, n := varint(d)
+	result, m := varint(d[n:])
+	if n == 0 || m == 0 {
+		return errors.New("delta header truncated")
+	}
+	if result > uint64(b.objectSize) {
+		return b.tooLarge(result)
+	}
+	e.objSize = int64(result)
+	return nil
+}
+
+// copyExactly copies the zlib stream zr into w, which must hold exactly
+// size bytes; the stream's checksum is read, and so checked, too.
+func copyExactly(w io.Writer, zr io.Reader, size int64) error {
+	n, err := io.Copy(w, io.LimitReader(zr, size))
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("inflated to %d bytes, not the %d its header says", n, size)
+	}
+	var one [1]byte
+	switch k, err := zr.Read(one[:]); {
+	case k > 0:
+		return fmt.Errorf("inflates to more than the %d bytes its header says", size)
+	case err != io.EOF:
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	return nil
+}
+
+// resolveDeltas finds the hash of every delta: its base's content (read
+// again from f, through a small cache) patched with its own data. Bases
+// come before their deltas by offset, or are named by hash; a delta whose
+// base is in no object of the pack makes it thin.
+func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
+	r := newPackReader(f, p, b)
+	defer r.close()
+	byHash := make(map[plumbing.Hash]int, len(p.entries))
+	p.byHash = byHash
+	for i, e := range p.entries {
+		if !e.hash.IsZero() {
+			byHash[e.hash] = i
+		}
+	}
+	pending := 0
+	for i := range p.entries {
+		if p.entries[i].typ.IsDelta() {
+			pending++
+		}
+	}
+	// REF_DELTA bases may be deltas themselves, resolved in a later round.
+	for pending > 0 {
+		progress := false
+		for i := range p.entries {
+			e := &p.entries[i]
+			if !e.typ.IsDelta() || !e.hash.IsZero() {
+				continue
+			}
+			if e.typ == plumbing.REFDeltaObject {
+				if _, ok := byHash[e.baseRef]; !ok {
+					continue
+				}
+			}
+			typ, data, err := r.content(i, 0)
+			if err != nil {
+				return err
+			}
+			e.hash = plumbing.ComputeHash(typ, data)
+			byHash[e.hash] = i
+			pending--
+			progress = true
+		}
+		if !progress {
+			return fmt.Errorf("pack: %d deltas against objects outside the pack (a thin pack, for an empty store)", pending)
+		}
+	}
+	return nil
+}
+
+// crcs computes each object's CRC-32 over its bytes in the pack, as the
+// .idx records them.
+func (p *indexedPack) crcs(f *os.File) error {
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 12, p.checksumOffset()-12), 64<<10)
+	for i := range p.entries {
+		e := &p.entries[i]
+		h := crc32.NewIEEE()
+		if _, err := io.CopyN(h, br, e.end-e.offset); err != nil {
+			return fmt.Errorf("pack: %w", err)
+		}
+		e.crc = h.Sum32()
+	}
+	return nil
+}
+
+func (p *indexedPack) checksumOffset() int64 {
+	if len(p.entries) == 0 {
+		return 12
+	}
+	return p.entries[len(p.entries)-1].end
+}
+
+// store writes the pack's .idx next to the spooled pack in dir, then
+// moves the pack in under its name: the .idx first, since the store lists
+// packs by their .pack files.
+func (p *indexedPack) store(spool *os.File, dir string) error {
+	w := new(idxfile.Writer)
+	w.OnHeader(uint32(len(p.entries)))
+	for _, e := range p.entries {
+		w.Add(e.hash, uint64(e.offset), e.crc)
+	}
+	if err := w.OnFooter(p.checksum); err != nil {
+		return err
+	}
+	idx, err := w.Index()
+	if err != nil {
+		return err
+	}
+	name := filepath.Join(dir, "pack-"+p.checksum.String())
+	tmp, err := os.CreateTemp(dir, "tmp_idx_")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = idxfile.NewEncoder(tmp).Encode(idx)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name+".idx")
+	}
+	if err == nil {
+		err = os.Rename(spool.Name(), name+".pack")
+	}
+	return err
+}
+
+// countingReader counts what is read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,163 @@
+package git
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/gittest"
+)
+
+// deltaRepo is a repository whose objects git packs as deltas: three
+// commits of files that differ by a line.
+func deltaRepo(t *testing.T) (dir string, env []string) {
+	t.Helper()
+	dir = t.TempDir()
+	env = gittest.Env(filepath.Join(dir, ".home"))
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Env, cmd.Dir = env, dir
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+		}
+		return string(out)
+	}
+	git("init", "-q", "-b", "main")
+	var body strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&body, "key%d: value %d\n", i, i*i)
+	}
+	for c := range 3 {
+		for f := range 4 {
+			text := body.String() + fmt.Sprintf("commit %d file %d\n", c, f)
+			if err := os.MkdirAll(filepath.Join(dir, "conf", fmt.Sprint(f%2)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "conf", fmt.Sprint(f%2), fmt.Sprintf("f%d.yaml", f)), []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		git("add", "-A")
+		git("commit", "-q", "-m", fmt.Sprint("commit ", c))
+	}
+	return dir, env
+}
+
+// packObjects runs git pack-objects over the objects of revs, one a line.
+func packObjects(t *testing.T, dir string, env []string, revs string, args ...string) []byte {
+	t.Helper()
+	pack := exec.Command("git", append([]string{"pack-objects", "--revs", "--stdout", "-q"}, args...)...)
+	pack.Env, pack.Dir, pack.Stdin = env, dir, strings.NewReader(revs+"\n")
+	out, err := pack.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestIndexPackAsGit indexes packs git made, with deltas by offset and by
+// hash, and compares the .idx written with git index-pack's, byte for
+// byte: the same hashes, offsets, CRCs and checksums.
+func TestIndexPackAsGit(t *testing.T) {
+	dir, env := deltaRepo(t)
+	b := boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000})
+	for name, args := range map[string][]string{
+		"OFS_DELTA": {"--delta-base-offset"},
+		"REF_DELTA": nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			pack := packObjects(t, dir, env, "", append(args, "--all")...)
+			p, err := indexPack(packFile(t, pack), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := plumbing.OFSDeltaObject
+			if name == "REF_DELTA" {
+				want = plumbing.REFDeltaObject
+			}
+			deltas := 0
+			for _, e := range p.entries {
+				if e.typ == want {
+					deltas++
+				}
+			}
+			if deltas == 0 {
+				t.Fatalf("git packed no %s object: the test proves nothing", name)
+			}
+
+			out := t.TempDir()
+			spool, err := os.Create(filepath.Join(out, "tmp_spool"))
+			if err == nil {
+				_, err = spool.Write(pack)
+			}
+			if err == nil {
+				err = p.store(spool, out)
+			}
+			spool.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ours, err := os.ReadFile(filepath.Join(out, "pack-"+p.checksum.String()+".idx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("git", "index-pack", "-o", filepath.Join(out, "git.idx"), filepath.Join(out, "pack-"+p.checksum.String()+".pack"))
+			cmd.Env = env
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("git index-pack: %v: %s", err, msg)
+			}
+			theirs, err := os.ReadFile(filepath.Join(out, "git.idx"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(ours, theirs) {
+				t.Fatalf("the .idx of %d objects (%d deltas) differs from git index-pack's", len(p.entries), deltas)
+			}
+
+			// The export reads every object back from the pack as git does.
+			ps, err := openPacked(nil, p, out, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ps.close()
+			for _, e := range p.entries {
+				obj, err := ps.EncodedObject(plumbing.AnyObject, e.hash)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, _ := obj.Reader()
+				got, _ := io.ReadAll(r)
+				cmd := exec.Command("git", "cat-file", obj.Type().String(), e.hash.String())
+				cmd.Env, cmd.Dir = env, dir
+				want, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("git cat-file %s %s: %v", obj.Type(), e.hash, err)
+				}
+				if !bytes.Equal(got, want) || obj.Hash() != e.hash || obj.Size() != int64(len(want)) {
+					t.Fatalf("object %s (%s at offset %d) read back differs from git's", e.hash, e.typ, e.offset)
+				}
+			}
+		})
+	}
+}
+
+// TestIndexPackRefusesThin: a thin pack's deltas lean on objects outside
+// it, which an empty store does not have.
+func TestIndexPackRefusesThin(t *testing.T) {
+	dir, env := deltaRepo(t)
+	pack := packObjects(t, dir, env, "main\n^main~1", "--thin")
+	_, err := indexPack(packFile(t, pack), boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000}))
+	if err == nil || !strings.Contains(err.Error(), "outside the pack") {
+		t.Fatalf("indexPack of a thin pack: %v, want an error naming deltas outside the pack", err)
+	}
+}

@@ -1,0 +1,220 @@
+package git
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// packedStore is the store as the export of a first fetch reads it: the
+// objects of the pack just indexed (index.go) come from that pack, read
+// with the index pass's reader; a large object, which go-git streams
+// instead of holding it, and anything else come from the store.
+type packedStore struct {
+	storer.EncodedObjectStorer
+	r *packReader
+}
+
+// openPacked opens the pack p, stored in dir, for reading beside st.
+func openPacked(st storer.EncodedObjectStorer, p *indexedPack, dir string, b bounds) (*packedStore, error) {
+	f, err := os.Open(filepath.Join(dir, "pack-"+p.checksum.String()+".pack"))
+	if err != nil {
+		return nil, err
+	}
+	return &packedStore{EncodedObjectStorer: st, r: newPackReader(f, p, b)}, nil
+}
+
+func (ps *packedStore) close() {
+	ps.r.close()
+	ps.r.f.Close()
+}
+
+// EncodedObject returns object h, of type t or any (plumbing.AnyObject).
+func (ps *packedStore) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	i, ok := ps.r.p.byHash[h]
+	if !ok || ps.r.p.entries[i].objSize > largeObjectThreshold {
+		return ps.EncodedObjectStorer.EncodedObject(t, h)
+	}
+	typ, data, err := ps.r.content(i, 0)
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	if t != plumbing.AnyObject && typ != t {
+		return nil, plumbing.ErrObjectNotFound
+	}
+	return &packedObject{hash: h, typ: typ, data: data}, nil
+}
+
+// packedObject is an object read whole from a pack: read-only.
+type packedObject struct {
+	hash plumbing.Hash
+	typ  plumbing.ObjectType
+	data []byte
+}
+
+func (o *packedObject) Hash() plumbing.Hash         { return o.hash }
+func (o *packedObject) Type() plumbing.ObjectType   { return o.typ }
+func (o *packedObject) SetType(plumbing.ObjectType) {}
+func (o *packedObject) Size() int64                 { return int64(len(o.data)) }
+func (o *packedObject) SetSize(int64)               {}
+func (o *packedObject) Reader() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(o.data)), nil
+}
+func (o *packedObject) Writer() (io.WriteCloser, error) {
+	return nil, errors.New("git: an object read from a pack is read-only")
+}
+
+// packReader reads objects of an indexed pack back from its file.
+type packReader struct {
+	f      *os.File
+	p      *indexedPack
+	cache  *contentCache // delta bases
+	bounds bounds
+	in     inflater
+	br     *bufio.Reader
+}
+
+// baseCache bounds the delta bases a packReader keeps in memory.
+const baseCache = 8 << 20
+
+func newPackReader(f *os.File, p *indexedPack, b bounds) *packReader {
+	return &packReader{f: f, p: p, cache: newContentCache(baseCache), bounds: b}
+}
+
+func (r *packReader) close() { r.in.close() }
+
+// maxDeltaChain bounds the recursion through delta bases (git's own
+// default depth is 50; a hostile pack could chain one per object).
+const maxDeltaChain = 10000
+
+// content returns the type and content of entry i, patching deltas onto
+// their bases; depth is how many deltas asked for it, as their base. A
+// base is kept in the cache, for the deltas next to it.
+func (r *packReader) content(i int, depth int) (plumbing.ObjectType, []byte, error) {
+	e := &r.p.entries[i]
+	if c, ok := r.cache.get(e.offset); ok {
+		return c.typ, c.data, nil
+	}
+	if depth > maxDeltaChain {
+		return 0, nil, fmt.Errorf("pack: object at offset %d: delta chain longer than %d", e.offset, maxDeltaChain)
+	}
+	raw, err := r.raw(e)
+	if err != nil {
+		return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+	}
+	typ := e.typ
+	if e.typ.IsDelta() {
+		var base int
+		if e.typ == plumbing.OFSDeltaObject {
+			var ok bool
+			base, ok = r.p.at(e.baseOffset)
+			if !ok {
+				return 0, nil, fmt.Errorf("pack: object at offset %d: no object at its delta base offset %d", e.offset, e.baseOffset)
+			}
+		} else {
+			base = r.p.byHash[e.baseRef]
+		}
+		btyp, bdata, err := r.content(base, depth+1)
+		if err != nil {
+			return 0, nil, err
+		}
+		if raw, err = packfile.PatchDelta(bdata, raw); err != nil {
+			return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+		}
+		if int64(len(raw)) > r.bounds.objectSize {
+			return 0, nil, r.bounds.tooLarge(uint64(len(raw)))
+		}
+		typ = btyp
+	}
+	if depth > 0 {
+		r.cache.put(e.offset, cached{typ, raw})
+	}
+	return typ, raw, nil
+}
+
+// raw inflates e's own data: an object's content, or a delta's
+// instructions. The slice is e's to keep.
+func (r *packReader) raw(e *packEntry) ([]byte, error) {
+	sr := io.NewSectionReader(r.f, e.offset, e.end-e.offset)
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(sr, 16<<10)
+	} else {
+		r.br.Reset(sr)
+	}
+	var skip packEntry
+	skip.offset = e.offset
+	if err := readEntryHeader(r.br, &skip); err != nil {
+		return nil, err
+	}
+	zr, err := r.in.inflate(r.br)
+	if err != nil {
+		return nil, err
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, e.size))
+	if err := copyExactly(buf, zr, e.size); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// at finds the entry at offset off.
+func (p *indexedPack) at(off int64) (int, bool) {
+	return slices.BinarySearchFunc(p.entries, off, func(e packEntry, off int64) int {
+		switch {
+		case e.offset < off:
+			return -1
+		case e.offset > off:
+			return 1
+		}
+		return 0
+	})
+}
+
+type cached struct {
+	typ  plumbing.ObjectType
+	data []byte
+}
+
+// contentCache keeps recently read bases, up to a number of bytes; the
+// oldest go first.
+type contentCache struct {
+	max, size int64
+	items     map[int64]cached
+	order     []int64
+}
+
+func newContentCache(max int64) *contentCache {
+	return &contentCache{max: max, items: make(map[int64]cached)}
+}
+
+func (c *contentCache) get(off int64) (cached, bool) {
+	v, ok := c.items[off]
+	return v, ok
+}
+
+func (c *contentCache) put(off int64, v cached) {
+	if int64(len(v.data)) > c.max {
+		return
+	}
+	if _, ok := c.items[off]; ok {
+		return
+	}
+	for c.size+int64(len(v.data)) > c.max && len(c.order) > 0 {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.size -= int64(len(c.items[old].data))
+		delete(c.items, old)
+	}
+	c.items[off] = v
+	c.order = append(c.order, off)
+	c.size += int64(len(v.data))
+}
