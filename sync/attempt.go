@@ -191,6 +191,13 @@ func (src *source) finish(rev, origin string, err error) {
 	src.failures, src.lastError, src.lastSuccess = 0, "", now
 }
 
+// publishedAt is when the current revision was published.
+func (src *source) publishedAt() time.Time {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	return src.published
+}
+
 func (src *source) setVerified(t time.Time) {
 	src.mu.Lock()
 	src.verified = t

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	gosync "sync"
 	"time"
 
@@ -78,6 +79,10 @@ type Config struct {
 	// off; the cheap check of the link and the tree runs before every poll
 	// whatever this says.
 	VerifyPeriod time.Duration
+	// ReleaseMemory makes Run return the heap a publish used to the
+	// operating system once it is done (runtime/debug.FreeOSMemory,
+	// process-wide): a sidecar idles most of its life.
+	ReleaseMemory bool
 	// Notifiers are told about each publish that replaced a revision.
 	Notifiers []Notifier
 	// Logger receives the loop's logs; nil discards them.
@@ -216,7 +221,15 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			timer.Stop()
 		}
 		var wait time.Duration
-		if err := s.syncOnce(ctx, src); err != nil {
+		published := src.publishedAt()
+		err := s.syncOnce(ctx, src)
+		if s.cfg.ReleaseMemory && src.publishedAt() != published {
+			// A publish allocates in proportion to the tree, and a loop
+			// that then idles allocates too little to collect it for
+			// minutes: the app would share its node with ferry's garbage.
+			debug.FreeOSMemory()
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -222,8 +222,8 @@ func (d *daemon) open() error {
 		Store: store, Sources: d.sources,
 		Period: o.period, Keep: o.keep, Timeout: o.timeout,
 		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
-		VerifyPeriod: o.verifyPeriod,
-		Notifiers:    []sync.Notifier{d.notify}, Logger: d.log, Registerer: d.registry,
+		VerifyPeriod: o.verifyPeriod, ReleaseMemory: true,
+		Notifiers: []sync.Notifier{d.notify}, Logger: d.log, Registerer: d.registry,
 	})
 	if err != nil {
 		store.Close()
