@@ -52,6 +52,9 @@ type Source struct {
 	URL string
 	// Backend fetches the origin.
 	Backend fetch.Source
+	// Validator checks each new revision before it is published; nil
+	// publishes whatever the origin holds.
+	Validator Validator
 }
 
 // Config configures a Syncer.
@@ -114,6 +117,7 @@ type source struct {
 	lastSuccess time.Time
 	lastError   string
 	failures    int
+	rejected    rejection // the revision refused last
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -216,7 +220,13 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			timer.Stop()
 		}
 		var wait time.Duration
-		if err := s.syncOnce(ctx, src); err != nil {
+		err := s.syncOnce(ctx, src)
+		if IsRejected(err) {
+			// Logged already; retrying sooner than a period cannot help:
+			// the origin has to move on.
+			retry.Reset()
+			wait = jittered(s.cfg.Period)
+		} else if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
