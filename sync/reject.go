@@ -79,7 +79,7 @@ func (s *Syncer) reject(src *source, rev, reason string, err error) error {
 	if errors.As(err, &o) && o.Output() != "" {
 		attrs = append(attrs, "output", o.Output())
 	}
-	src.log.Error("revision rejected; it is not published until the origin moves on", attrs...)
+	src.log.Error("revision rejected, not published", attrs...)
 	return &RejectedError{Revision: rev, Reason: reason, Err: err}
 }
 

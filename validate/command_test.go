@@ -25,11 +25,11 @@ const (
 func TestCommandPromtoolChecksTheStagedTree(t *testing.T) {
 	testkit.Tool(t, "promtool", "prometheus")
 	c := newChecker(t, Options{Command: "promtool check config prometheus.yml"})
-	good := tree(t, map[string]string{"prometheus.yml": goodPrometheus})
+	good := testkit.Tree(t, map[string]string{"prometheus.yml": goodPrometheus})
 	if err := c.Validate(context.Background(), Candidate{Source: "prom", Revision: "r1", Dir: good}); err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
-	e := refusal(t, c, tree(t, map[string]string{"prometheus.yml": badPrometheus}))
+	e := refusal(t, c, testkit.Tree(t, map[string]string{"prometheus.yml": badPrometheus}))
 	if e.Check != CheckCommand || e.File != "" {
 		t.Errorf("refusal %+v, want the command's", e)
 	}
@@ -49,17 +49,17 @@ func TestCommandNginxChecksTheStagedTree(t *testing.T) {
 	// -e and -g keep nginx -t from opening the system's log and pid files.
 	pid := filepath.Join(t.TempDir(), "nginx.pid")
 	c := newChecker(t, Options{Command: fmt.Sprintf("nginx -t -p . -c nginx.conf -e /dev/stderr -g 'pid %s;'", pid)})
-	if err := c.Validate(context.Background(), Candidate{Dir: tree(t, map[string]string{"nginx.conf": goodNginx})}); err != nil {
+	if err := c.Validate(context.Background(), Candidate{Dir: testkit.Tree(t, map[string]string{"nginx.conf": goodNginx})}); err != nil {
 		t.Fatalf("good config refused: %v", err)
 	}
-	e := refusal(t, c, tree(t, map[string]string{"nginx.conf": badNginx}))
+	e := refusal(t, c, testkit.Tree(t, map[string]string{"nginx.conf": badNginx}))
 	if want := `unknown directive "lissten"`; !strings.Contains(e.Error(), want) {
 		t.Errorf("refusal %q does not hold %q", e, want)
 	}
 }
 
 func TestCommandSeesTheCandidate(t *testing.T) {
-	dir := tree(t, map[string]string{"a.conf": "x"})
+	dir := testkit.Tree(t, map[string]string{"a.conf": "x"})
 	c := newChecker(t, Options{Command: `sh -c 'echo "dir=$FERRY_STAGED_DIR src=$FERRY_SOURCE rev=$FERRY_REVISION pwd=$(pwd) home=${HOME:+set}"; test -f a.conf && exit 3'`})
 	err := c.Validate(context.Background(), Candidate{Source: "web", Revision: "abc123", Dir: dir})
 	var e *Error
@@ -113,7 +113,7 @@ func TestCommandMissingFromTheTreeIsOneLine(t *testing.T) {
 		t.Errorf("refusal %q, want %q", e, want)
 	}
 	// A script the revision carries runs from the tree.
-	dir := tree(t, nil)
+	dir := testkit.Tree(t, nil)
 	if err := os.WriteFile(filepath.Join(dir, "check.sh"), []byte("#!/bin/sh\n[ \"$1\" = --strict ]\n"), 0o555); err != nil {
 		t.Fatal(err)
 	}

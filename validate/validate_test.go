@@ -10,23 +10,8 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/report"
+	"github.com/ferrysync/ferry/internal/testkit"
 )
-
-// tree writes files (slash-separated names) under a new directory.
-func tree(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o444); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 func newChecker(t *testing.T, o Options) *Checker {
 	t.Helper()
@@ -67,7 +52,7 @@ func TestSyntaxNamesFileLineAndColumn(t *testing.T) {
 		{"toml duplicate key", "app.toml", "a = 1\na = 2\n", "syntax: app.toml:2:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := tree(t, map[string]string{tc.file: tc.body, "good.yaml": "ok: true\n"})
+			dir := testkit.Tree(t, map[string]string{tc.file: tc.body, "good.yaml": "ok: true\n"})
 			e := refusal(t, newChecker(t, Options{Checks: "syntax"}), dir)
 			if e.Check != CheckSyntax || e.Reason() != "syntax" || e.File != tc.file {
 				t.Errorf("refusal %+v, want check syntax on %s", e, tc.file)
@@ -80,7 +65,7 @@ func TestSyntaxNamesFileLineAndColumn(t *testing.T) {
 }
 
 func TestSyntaxAcceptsValidFilesAndIgnoresOthers(t *testing.T) {
-	dir := tree(t, map[string]string{
+	dir := testkit.Tree(t, map[string]string{
 		"a.json":       `{"a": [1, 2.5, "x", null, true]}`,
 		"b.yaml":       "a: 1\n---\n- x\n- y\n---\n",
 		"c.YML":        "# only a comment\n",
@@ -128,7 +113,7 @@ func TestSchemaRefusesAViolation(t *testing.T) {
 			"syntax: conf/app.yaml:2:1:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := tree(t, tc.files)
+			dir := testkit.Tree(t, tc.files)
 			c := newChecker(t, Options{Schemas: tc.rules})
 			if tc.want == "" {
 				if err := c.Validate(context.Background(), Candidate{Dir: dir}); err != nil {
