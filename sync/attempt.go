@@ -30,7 +30,9 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	rev, stats, err := s.fetch(ctx, src, base, prev)
 	held := errors.Is(err, errHeld)
 	if held {
-		err = nil
+		// What is published stays, even a damaged tree fetch could not
+		// replace (base "").
+		rev, err = prev, nil
 	}
 	result := "unchanged"
 	switch {

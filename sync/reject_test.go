@@ -203,3 +203,28 @@ func TestValidatorThatCannotRunIsRetried(t *testing.T) {
 		t.Errorf("%d checks, status %+v; want 3 and no rejection", calls, s.Status()[0])
 	}
 }
+
+// A damaged published tree cannot be replaced while the origin holds a
+// rejected revision; the source keeps its revision all the same.
+func TestDamageWhileHeldBackKeepsTheRevision(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"app.yaml": "a: 1\n"})
+	h := startSyncer(t, Config{
+		Sources: []Source{{Name: "c", Backend: o, Validator: syntaxChecker(t)}},
+		Period:  10 * time.Millisecond,
+	})
+	testkit.Eventually(t, 10*time.Second, "r1 published", func() bool { return h.status(t).Revision == "r1" })
+	o.set("r2", map[string]string{"app.yaml": tabIndented})
+	testkit.Eventually(t, 10*time.Second, "r2 rejected", func() bool { return h.status(t).RejectedRevision == "r2" })
+	if err := os.RemoveAll(h.store.revDir("c", "r1")); err != nil {
+		t.Fatal(err)
+	}
+	n := o.fetches.Load()
+	testkit.Eventually(t, 10*time.Second, "polls after the damage", func() bool { return o.fetches.Load() >= n+5 })
+	if st := h.status(t); st.Revision != "r1" || st.RejectedRevision != "r2" {
+		t.Errorf("/status after damage while r2 is held back: %+v", st)
+	}
+	if ok, why := h.syncer.Ready(); !ok {
+		t.Errorf("not ready: %s", why)
+	}
+}
