@@ -13,7 +13,12 @@ VERSITYGW := $(CURDIR)/.cache/versitygw-$(VERSITYGW_VERSION)/versitygw
 STATICCHECK_VERSION := v0.8.2
 SOAK_DURATION ?= 3m
 
-.PHONY: all build test tidy vet staticcheck demo bench bench-compare soak clean image
+# promtool and nginx are real checkers the validation tests run as
+# --validate-command (Debian packages prometheus and nginx); under make test
+# a test that needs one fails when it is missing, instead of skipping.
+TEST_TOOLS_PATH := $(PATH):/usr/sbin
+
+.PHONY: all build test tidy vet staticcheck demo bench bench-compare soak clean image test-tools
 
 all: build
 
@@ -22,8 +27,17 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ferry
 
 ## test: tidy modules, vet and every test with the race detector, against real servers
-test: tidy vet staticcheck $(VERSITYGW)
-	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
+test: tidy vet staticcheck test-tools $(VERSITYGW)
+	PATH='$(TEST_TOOLS_PATH)' FERRY_TEST_REQUIRE_TOOLS=1 FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
+
+# test-tools installs promtool and nginx with apt when they are missing
+# (as root, as CI runs). RUNLEVEL=1 keeps the packages from starting their
+# services.
+test-tools:
+	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v nginx >/dev/null; then \
+		echo "installing Debian packages prometheus and nginx (promtool, nginx -t) for the validation tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx >/dev/null; \
+	fi
 
 # tidy fails when go.mod or go.sum would change: every direct dependency
 # is required as one, and nothing unused is listed.

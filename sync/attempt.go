@@ -27,11 +27,22 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 		src.finish(prev, src.originNow(), err)
 		return err
 	}
-	rev, stats, err := s.fetch(ctx, src, base)
+	rev, stats, err := s.fetch(ctx, src, base, prev)
+	held := errors.Is(err, errHeld)
+	if held {
+		// What is published stays, even a damaged tree fetch could not
+		// replace (base "").
+		rev, err = prev, nil
+	}
 	result := "unchanged"
 	switch {
+	case IsRejected(err):
+		result = "rejected"
 	case err != nil:
 		result = "error"
+	case held:
+		// The origin still holds the revision refused earlier: nothing to
+		// do, and nothing repaired.
 	case rev != prev:
 		result = "published"
 	case base != prev:
@@ -39,9 +50,12 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	}
 	s.metrics.sync(src.Name, result, time.Since(start))
 	s.metrics.bytes(src.Name, stats.BytesWritten)
-	origin := s.origin(src)
+	origin := src.originNow()
+	if !held {
+		origin = s.origin(src)
+	}
 	src.finish(rev, origin, err)
-	if result == "error" || result == "unchanged" {
+	if result != "published" && result != "repaired" {
 		return err
 	}
 	if result == "published" {
@@ -135,14 +149,30 @@ func (s *Syncer) origin(src *source) string {
 	return ""
 }
 
-// fetch runs the source against a fresh stage and publishes the result when
-// the revision differs from prev. Staging is always removed.
-func (s *Syncer) fetch(ctx context.Context, src *source, prev string) (string, Stats, error) {
+// errHeld is fetch's answer when the origin still holds the revision
+// the source refused last: the attempt is over, quietly.
+var errHeld = errors.New("the origin still holds the rejected revision")
+
+// fetch runs the source against a fresh stage, reusing files from base,
+// and publishes the result when the revision differs from base, after the
+// source's Validator accepted it (unless it is the published revision,
+// published, being put back). Staging is always removed.
+//
+// While a revision refused earlier is remembered, the source is asked
+// whether the origin still holds that one rather than base: a source
+// answers "unchanged" cheaply (ls-remote, a 304), so a refused revision is
+// not downloaded again on every poll. It is then errHeld.
+func (s *Syncer) fetch(ctx context.Context, src *source, base, published string) (string, Stats, error) {
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	stage := s.cfg.Store.begin(src.Name, prev, src.log)
+	stage := s.cfg.Store.begin(src.Name, base, src.log)
 	defer stage.Discard()
-	rev, err := src.Backend.Fetch(fctx, prev, stage)
+	since := base
+	rejected := src.rejectedRevision()
+	if rejected != "" {
+		since = rejected
+	}
+	rev, err := src.Backend.Fetch(fctx, since, stage)
 	stats := stage.Stats()
 	if err == nil && rev == "" {
 		// A source must name what it found; an empty answer with no error
@@ -150,18 +180,40 @@ func (s *Syncer) fetch(ctx context.Context, src *source, prev string) (string, S
 		// pass for success.
 		err = errors.New("the source returned no revision")
 	}
+	if err == nil && rejected != "" {
+		if rev == rejected {
+			src.log.Debug("the origin still holds the rejected revision", "revision", rev)
+			return base, stats, errHeld
+		}
+		src.forgetRejection()
+		src.log.Info("the origin moved on from the rejected revision", "rejected", rejected, "revision", rev)
+	}
+	if err == nil && rev != base {
+		err = s.publish(fctx, src, stage, rev, published)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s: %w", s.cfg.Timeout, err)
 		}
-		return prev, stats, err
-	}
-	if rev != prev {
-		if err := stage.Publish(rev); err != nil {
-			return prev, stats, err
-		}
+		return base, stats, err
 	}
 	return rev, stats, nil
+}
+
+// publish checks the complete staged tree of rev and publishes it. The
+// published revision, put back after damage, is not checked again: it
+// was accepted (or published before checks were configured).
+func (s *Syncer) publish(ctx context.Context, src *source, stage *Stage, rev, published string) error {
+	if src.Validator != nil && rev != published {
+		dir, err := stage.complete()
+		if err != nil {
+			return err
+		}
+		if err := s.validate(ctx, src, rev, dir); err != nil {
+			return err
+		}
+	}
+	return stage.Publish(rev)
 }
 
 func (src *source) failureCount() int {

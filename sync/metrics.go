@@ -19,6 +19,7 @@ type metrics struct {
 	fetched     *prometheus.CounterVec
 	failures    *prometheus.GaugeVec
 	repairs     *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
 }
 
 // newMetrics registers the series on reg (nil: nowhere) by promkit's
@@ -41,13 +42,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
 	}, []string{"source"}))
 	m := &metrics{
-		syncs:       counter("ferry_syncs_total", "Sync attempts by source and result (published, repaired, unchanged, error).", "source", "result"),
+		syncs:       counter("ferry_syncs_total", "Sync attempts by source and result (published, repaired, unchanged, rejected, error).", "source", "result"),
 		duration:    duration,
 		lastSuccess: gauge("ferry_last_success_timestamp_seconds", "Unix time of the last sync that succeeded (published or unchanged).", "source"),
 		revisions:   gauge("ferry_revision_info", "The published revision of each source, as a label; the value is 1.", "source", "revision"),
 		fetched:     counter("ferry_fetched_bytes_total", "Bytes taken from origins and written to revisions (reused files not counted).", "source"),
 		failures:    gauge("ferry_consecutive_failures", "Sync attempts that failed in a row, per source.", "source"),
 		repairs:     counter("ferry_repairs_total", "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.", "source"),
+		rejected:    counter("ferry_rejected_total", "Revisions refused and not published, by source and reason (syntax, schema, command).", "source", "reason"),
 	}
 	return m, errors.Join(append(errs, err)...)
 }
@@ -55,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) sync(source, result string, d time.Duration) {
 	m.syncs.WithLabelValues(source, result).Inc()
 	m.duration.WithLabelValues(source).Observe(d.Seconds())
-	if result == "error" {
+	if result == "error" || result == "rejected" {
 		m.failures.WithLabelValues(source).Inc()
 		return
 	}

@@ -13,7 +13,8 @@ import (
 )
 
 // Once publishes one revision of every source, retrying transient failures
-// with backoff for up to OnceTimeout. A permanent failure ends it at once.
+// with backoff for up to OnceTimeout. A permanent failure, or a revision
+// its Validator rejects, ends it at once.
 func (s *Syncer) Once(ctx context.Context) error {
 	errs := make([]error, len(s.sources))
 	var wg gosync.WaitGroup
@@ -54,7 +55,7 @@ func (s *Syncer) onceSource(ctx context.Context, src *source) error {
 		if err == nil {
 			return nil
 		}
-		if fetch.IsPermanent(err) || parent.Err() != nil {
+		if fetch.IsPermanent(err) || IsRejected(err) || parent.Err() != nil {
 			return fmt.Errorf("source %s: %w", src.Name, err)
 		}
 		if ctx.Err() != nil {

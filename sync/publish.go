@@ -31,16 +31,7 @@ func (st *Stage) Publish(rev string) error {
 	if !validRev.MatchString(rev) {
 		return fmt.Errorf("source returned an invalid revision %q", rev)
 	}
-	if err := st.async.wait(); err != nil {
-		return err
-	}
-	st.mu.Lock()
-	err := st.ensureDirLocked()
-	st.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if err := st.checkSymlinks(); err != nil {
+	if _, err := st.complete(); err != nil {
 		return err
 	}
 	if err := st.flush(); err != nil {
@@ -48,6 +39,30 @@ func (st *Stage) Publish(rev string) error {
 	}
 	m := &manifest{Files: st.entries, Links: st.symlinks, Dirs: sortedDirs(st.dirs)}
 	return st.store.publish(st.name, filepath.Base(st.dir), rev, m)
+}
+
+// complete waits for the writes of the staged tree and checks its
+// symlinks, so that what a Validator reads is what Publish publishes. It
+// returns the tree's directory (created when the tree is empty).
+func (st *Stage) complete() (string, error) {
+	if st.completed {
+		return st.dir, nil
+	}
+	if err := st.async.wait(); err != nil {
+		return "", err
+	}
+	st.mu.Lock()
+	err := st.ensureDirLocked()
+	dir := st.dir
+	st.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	if err := st.checkSymlinks(); err != nil {
+		return "", err
+	}
+	st.completed = true
+	return dir, nil
 }
 
 // publish makes the complete, flushed tree staged under stage in the

@@ -39,6 +39,8 @@ type Stage struct {
 	limits  fetch.Limits
 	log     *slog.Logger
 	async   *async // small files written in the background
+	// completed: the writes are done and the links checked (complete).
+	completed bool
 
 	mu       gosync.Mutex
 	dir      string // created on the first write

@@ -18,6 +18,12 @@ type SourceStatus struct {
 	LastSuccess         *time.Time `json:"last_success,omitempty"`
 	LastError           string     `json:"last_error,omitempty"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
+	// RejectedRevision is the revision refused last, while the origin
+	// still holds it; RejectedReason says why, in one line that starts
+	// with what refused it ("syntax: conf/app.yaml:3:1: ...").
+	RejectedRevision string     `json:"rejected_revision,omitempty"`
+	RejectedReason   string     `json:"rejected_reason,omitempty"`
+	Rejected         *time.Time `json:"rejected_at,omitempty"`
 }
 
 // Status returns the state of every source, in configuration order.
@@ -35,6 +41,9 @@ func (s *Syncer) Status() []SourceStatus {
 			LastSuccess:         timePtr(src.lastSuccess),
 			LastError:           src.lastError,
 			ConsecutiveFailures: src.failures,
+			RejectedRevision:    src.rejected.revision,
+			RejectedReason:      src.rejected.message,
+			Rejected:            timePtr(src.rejected.at),
 		})
 		src.mu.Unlock()
 	}

@@ -53,6 +53,9 @@ type Source struct {
 	URL string
 	// Backend fetches the origin.
 	Backend fetch.Source
+	// Validator checks each new revision before it is published; nil
+	// publishes whatever the origin holds.
+	Validator Validator
 }
 
 // Config configures a Syncer.
@@ -119,6 +122,7 @@ type source struct {
 	lastSuccess time.Time
 	lastError   string
 	failures    int
+	rejected    rejection // the revision refused last
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -229,7 +233,12 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			// minutes: the app would share its node with ferry's garbage.
 			debug.FreeOSMemory()
 		}
-		if err != nil {
+		if IsRejected(err) {
+			// Logged already; retrying sooner than a period cannot help:
+			// the origin has to move on.
+			retry.Reset()
+			wait = jittered(s.cfg.Period)
+		} else if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
+	"github.com/ferrysync/ferry/validate"
 )
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -178,6 +179,17 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	// warnings: those of its source kinds, and the endpoints'.
 	inUse := map[string]bool{"api": cmd == "run" && o.httpAddr != ""}
 	var errs []error
+	// One set of checks for every source, until a configuration file
+	// gives each its own.
+	var checks sync.Validator
+	if o.checks.Enabled() {
+		c, err := validate.New(o.checks)
+		if err != nil {
+			errs = append(errs, errors.New(describe(o, "validate", err)))
+		} else {
+			checks = c
+		}
+	}
 	for _, n := range named {
 		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name), Limits: limits, Root: root}
 		src, u, err := registry.Open(n.url, env)
@@ -189,7 +201,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 			errs = append(errs, fmt.Errorf("--source %s: %s", n.name, describe(o, scope, err)))
 			continue
 		}
-		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src})
+		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src, Validator: checks})
 		inUse[u.Kind] = true
 	}
 

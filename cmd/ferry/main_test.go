@@ -54,6 +54,11 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"several problems together", []string{"run", "--source", "/x", "--root", root, "--keep", "0", "--log-format", "xml"},
 			[]string{"--keep must be at least 1", `--log-format "xml"`}},
 		{"negative notify bound", []string{"run", "--source", "/x", "--root", root, "--notify-max-elapsed", "-1s"}, []string{"--notify-max-elapsed must not be negative"}},
+		{"unknown check", []string{"once", "--source", "/x", "--root", root, "--validate", "syntax,spelling"}, []string{`--validate "spelling": unknown check (want syntax)`}},
+		{"schema without file", []string{"once", "--source", "/x", "--root", root, "--validate-schema", "conf/*.yaml"}, []string{`--validate-schema "conf/*.yaml": want GLOB=FILE`}},
+		{"missing schema file", []string{"once", "--source", "/x", "--root", root, "--validate-schema", "*.json=/nonexistent/s.json"}, []string{"--validate-schema open /nonexistent/s.json: no such file or directory"}},
+		{"validate command not found", []string{"once", "--source", "/x", "--root", root, "--validate-command", "no-such-linter --strict"}, []string{`--validate-command "no-such-linter --strict": no-such-linter: not found on PATH`}},
+		{"validate command needs a shell", []string{"once", "--source", "/x", "--root", root, "--validate-command", "promtool check config p.yml | tee log"}, []string{`"| tee log" needs a shell`}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ferrysync/ferry/fetch/s3"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
+	"github.com/ferrysync/ferry/validate"
 )
 
 // Defaults that are not the sync package's.
@@ -43,6 +44,7 @@ type options struct {
 	syncTokenFile string
 
 	notify signal.Options
+	checks validate.Options
 
 	logFormat string
 	logLevel  string
@@ -155,6 +157,9 @@ func (o *options) validate() []error {
 	// 'once' tells no one, but its flags are checked all the same.
 	if err := o.notify.Validate(); err != nil {
 		errs = append(errs, errors.New(describe(o, "signal", err)))
+	}
+	if err := o.checks.Validate(); err != nil {
+		errs = append(errs, errors.New(describe(o, "validate", err)))
 	}
 	switch o.logFormat {
 	case "json", "text":

@@ -14,6 +14,7 @@ import (
 	"github.com/ferrysync/ferry/internal/report"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
+	"github.com/ferrysync/ferry/validate"
 )
 
 // setting is one thing a user can configure. This table is the only place
@@ -53,6 +54,10 @@ func settings(o *options) []setting {
 		row("notify-max-elapsed", "signal.MaxElapsed", dur(&o.notify.MaxElapsed, signal.DefaultMaxElapsed, "how long one change is retried while the app refuses it (0: until a newer revision or shutdown)")),
 		row("notify-signal", "signal.Signal", str(&o.notify.Signal, "", "`signal` (e.g. HUP) to send to --notify-process on each new revision")),
 		row("notify-process", "signal.Name", str(&o.notify.Name, "", "`name` of the process to signal (needs shareProcessNamespace: true in a pod)")),
+		row("validate", "validate.Checks", str(&o.checks.Checks, "", "`checks` a new revision must pass before it is published: syntax (every .json, .yaml, .yml and .toml file parses)")),
+		row("validate-schema", "validate.Schemas", list((*listFlag)(&o.checks.Schemas), "`GLOB=FILE`: files of a revision matching GLOB (relative to its tree; ** for any depth) must validate against the JSON Schema in FILE, read at start; repeat for several")),
+		row("validate-command", "validate.Command", str(&o.checks.Command, "", "`command` that must exit 0 before a revision is published; split like a shell would, run without one, in the staged tree, with FERRY_STAGED_DIR, FERRY_SOURCE and FERRY_REVISION set")),
+		row("validate-timeout", "validate.Timeout", dur(&o.checks.Timeout, validate.DefaultTimeout, "bound on one run of --validate-command; its process group is killed then and the revision rejected")),
 		row("log-format", "", str(&o.logFormat, "json", "log format: json or text")),
 		row("log-level", "", str(&o.logLevel, "info", "log level: debug, info, warn or error")),
 

@@ -78,3 +78,25 @@ func (b *Binaries) Close() {
 	}
 	b.dir, b.built = "", nil
 }
+
+// RequireToolsEnv is set by `make test`: there a test that needs a program
+// from a Debian package (promtool, nginx) fails when it is missing, since
+// the Makefile installs them; a plain `go test` skips such a test instead.
+const RequireToolsEnv = "FERRY_TEST_REQUIRE_TOOLS"
+
+// Tool returns the path of the program name, from the Debian package pkg.
+// When it is not on PATH the test fails under `make test` and is skipped,
+// with the package to install, otherwise.
+func Tool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	msg := fmt.Sprintf("%s is not on PATH (Debian package %s; `make test` installs it)", name, pkg)
+	if os.Getenv(RequireToolsEnv) != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	gosync "sync"
 	"sync/atomic"
 	"testing"
@@ -129,4 +131,21 @@ func Background(t testing.TB, run func(context.Context) error) (stop func() time
 	})
 	t.Cleanup(func() { stop() })
 	return stop
+}
+
+// Tree writes files, by slash-separated name, into a new temporary
+// directory and returns it: an origin, or a staged tree.
+func Tree(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -242,6 +242,8 @@ type sourceStatus struct {
 	Revision            string `json:"revision"`
 	LastError           string `json:"last_error"`
 	ConsecutiveFailures int    `json:"consecutive_failures"`
+	RejectedRevision    string `json:"rejected_revision"`
+	RejectedReason      string `json:"rejected_reason"`
 }
 
 // status returns /status by source name; nil when it cannot be read.
