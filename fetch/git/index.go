@@ -242,6 +242,25 @@ func copyExactly(w io.Writer, zr io.Reader, size int64) error {
 	if n != size {
 		return fmt.Errorf("inflated to %d bytes, not the %d its header says", n, size)
 	}
+	return endOfStream(zr, size)
+}
+
+// readExactly reads the zlib stream zr, which must hold exactly size
+// bytes, into a slice of its own.
+func readExactly(zr io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, size)
+	if n, err := io.ReadFull(zr, b); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			err = fmt.Errorf("inflated to %d bytes, not the %d its header says", n, size)
+		}
+		return nil, err
+	}
+	return b, endOfStream(zr, size)
+}
+
+// endOfStream checks that the zlib stream zr, read for size bytes, ends
+// there; reading its end checks its checksum.
+func endOfStream(zr io.Reader, size int64) error {
 	var one [1]byte
 	switch k, err := zr.Read(one[:]); {
 	case k > 0:

@@ -159,11 +159,7 @@ func (r *packReader) raw(e *packEntry) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, e.size))
-	if err := copyExactly(buf, zr, e.size); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return readExactly(zr, e.size)
 }
 
 // at finds the entry at offset off.
