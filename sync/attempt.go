@@ -39,6 +39,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	}
 	s.metrics.sync(src.Name, result, time.Since(start))
 	s.metrics.bytes(src.Name, stats.BytesWritten)
+	s.noteTrust(src, err)
 	origin := s.origin(src)
 	src.finish(rev, origin, err)
 	if result == "error" || result == "unchanged" {

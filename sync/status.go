@@ -18,6 +18,9 @@ type SourceStatus struct {
 	LastSuccess         *time.Time `json:"last_success,omitempty"`
 	LastError           string     `json:"last_error,omitempty"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
+	// PublishedUntrusted: the published revision no longer verifies
+	// against the keys file (trust.go); LastError says why.
+	PublishedUntrusted bool `json:"published_untrusted,omitempty"`
 }
 
 // Status returns the state of every source, in configuration order.
@@ -35,6 +38,7 @@ func (s *Syncer) Status() []SourceStatus {
 			LastSuccess:         timePtr(src.lastSuccess),
 			LastError:           src.lastError,
 			ConsecutiveFailures: src.failures,
+			PublishedUntrusted:  src.untrusted,
 		})
 		src.mu.Unlock()
 	}
