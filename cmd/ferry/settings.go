@@ -69,6 +69,7 @@ func settings(o *options) []setting {
 		secret("http-password-file", "http.PasswordFile", str(&o.http.PasswordFile, "", "`file` holding the HTTP basic auth password; re-read every sync"), &o.http.PasswordFile),
 		row("http-ca-file", "http.CAFile", str(&o.http.CAFile, "", "PEM `file` of CA certificates trusted for HTTPS sources, in addition to the system roots")),
 		row("http-insecure-skip-verify", "http.InsecureSkipVerify", boolean(&o.http.InsecureSkipVerify, "do not verify HTTPS certificates (logs a warning on every sync)")),
+		row("http-verify-keys-file", "http.VerifyKeysFile", str(&o.http.VerifyKeysFile, "", "`file` of public keys (ASCII-armored OpenPGP, SSH): every HTTP(S) source then needs ?signature=URL of a detached signature of its body, verified before publishing; re-read every sync")),
 		row("http-max-body", "http.MaxBodyBytes", size(&o.http.MaxBodyBytes, fhttp.DefaultMaxBodyBytes, "limit on the `size` of an HTTP(S) body, and of what an archive expands to; larger fails the sync")),
 
 		row("s3-endpoint", "s3.Endpoint", str(&o.s3.Endpoint, "", "`URL` (http(s)://HOST[:PORT]) of an S3-compatible service for s3://BUCKET sources; path style")),
