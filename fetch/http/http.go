@@ -111,7 +111,11 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	var err error
 	s.format, err = archiveFormat(q.Get("archive"), q.Has("archive"), u.URL.Path)
 	bad(err)
-	s.req = withoutParams(u.URL, "archive", "checksum", "signature")
+	ours := []string{"archive", "checksum"}
+	if o.VerifyKeysFile != "" {
+		ours = append(ours, "signature") // else the origin's (signature.go)
+	}
+	s.req = withoutParams(u.URL, ours...)
 	bad(s.parseSignature(q, o.VerifyKeysFile))
 
 	if s.format == formatFile {

@@ -7,6 +7,7 @@ import (
 	nethttp "net/http"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/trust"
@@ -29,13 +30,19 @@ import (
 // 1 KiB.
 const maxSignature = 64 << 10
 
-// parseSignature reads ?signature= and checks it against the keys file:
-// the one needs the other.
+// parseSignature reads ?signature= when the keys file is set; then every
+// source needs it. Without the keys file nothing can be verified, and
+// ?signature= is left to the origin, as before ferry knew the option: a
+// pre-signed URL may carry a parameter of that name. One that looks like
+// ferry's is warned about, since it then verifies nothing.
 func (s *Source) parseSignature(q url.Values, keysFile string) error {
 	v, given := q.Get("signature"), q.Has("signature")
 	switch {
 	case given && keysFile == "":
-		return report.Fieldf("signature=URL is checked against keys: give {VerifyKeysFile}")
+		if strings.HasPrefix(v, "http://") || strings.HasPrefix(v, "https://") {
+			s.log.Warn("?signature= is sent to the origin and nothing is verified: no keys file is set for HTTP(S) sources", "url", s.redacted)
+		}
+		return nil
 	case !given && keysFile != "":
 		return report.Fieldf("{VerifyKeysFile} is set, so every HTTP(S) source must be signed: give ?signature=URL of a detached signature of the body")
 	case !given:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferrysync/ferry/internal/signtest"
@@ -28,10 +29,10 @@ func TestOnceRefusesUnsignedConfig(t *testing.T) {
 	if err := os.WriteFile(bundle, tarGz(t, map[string]string{"app.yaml": "signed"}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var sig []byte
+	var sig atomic.Pointer[[]byte]
 	srv := quietServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, ".asc") {
-			w.Write(sig)
+			w.Write(*sig.Load())
 			return
 		}
 		http.ServeFile(w, r, bundle)
@@ -39,7 +40,8 @@ func TestOnceRefusesUnsignedConfig(t *testing.T) {
 	defer srv.Close()
 	source := srv.URL + "/bundle.tar.gz?signature=" + url.QueryEscape(srv.URL+"/bundle.tar.gz.asc")
 
-	sig = stranger.DetachSign(bundle)
+	stray := stranger.DetachSign(bundle)
+	sig.Store(&stray)
 	root := filepath.Join(dir, "refused")
 	code, _, stderr := runToEnd(t, "once", "--source", source, "--root", root, "--http-verify-keys-file", keys, "--http-addr", "")
 	if code != 1 || !strings.Contains(stderr, "openpgp:"+stranger.Fingerprint+", which is not in the keys file") {
@@ -49,7 +51,8 @@ func TestOnceRefusesUnsignedConfig(t *testing.T) {
 		t.Fatalf("something was published: %v", err)
 	}
 
-	sig = trusted.DetachSign(bundle)
+	good := trusted.DetachSign(bundle)
+	sig.Store(&good)
 	root = filepath.Join(dir, "published")
 	code, _, stderr = runToEnd(t, "once", "--source", source, "--root", root, "--http-verify-keys-file", keys, "--http-addr", "")
 	if code != 0 {
