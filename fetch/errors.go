@@ -23,3 +23,16 @@ func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
 }
+
+// ErrUntrusted is wrapped by every error that refuses a revision because it
+// is not signed by a trusted key: unsigned, signed by a key the keys file
+// does not hold, or a signature that does not match the content. Such an
+// error is also Permanent: fetching the same content again cannot help.
+var ErrUntrusted = errors.New("untrusted")
+
+// ErrPublishedUntrusted is wrapped, besides ErrUntrusted, when the revision
+// that is already published no longer verifies: the keys file changed (a
+// key was rotated out). The revision stays published, since the app needs
+// its config, but the sync loop reports it until a revision that verifies
+// replaces it.
+var ErrPublishedUntrusted = errors.New("the published revision no longer verifies against the keys file")

@@ -65,8 +65,8 @@ const MaxURLLength = 8 << 10
 // redact.Placeholder: a pre-signed URL's signature, a private_token, an API
 // key. A new option is one line here.
 var shownOptions = redact.Keep{
-	"ref": redact.Value, "depth": redact.Value, "submodules": redact.Value, // git
-	"archive": redact.Value, "checksum": redact.TypeOnly, // http: a checksum may be file:URL
+	"ref": redact.Value, "depth": redact.Value, "submodules": redact.Value, "verify": redact.Value, // git
+	"archive": redact.Value, "checksum": redact.TypeOnly, // http: a checksum may be file:URL; a signature URL is hidden
 	"region": redact.Value, "version": redact.Value, // s3
 }
 

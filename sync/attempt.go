@@ -50,6 +50,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	}
 	s.metrics.sync(src.Name, result, time.Since(start))
 	s.metrics.bytes(src.Name, stats.BytesWritten)
+	s.noteTrust(src, err)
 	origin := src.originNow()
 	if !held {
 		origin = s.origin(src)

@@ -20,6 +20,8 @@ type metrics struct {
 	failures    *prometheus.GaugeVec
 	repairs     *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
+	untrusted   *prometheus.CounterVec // trust.go
+	distrusted  *prometheus.GaugeVec   // trust.go
 }
 
 // newMetrics registers the series on reg (nil: nowhere) by promkit's
@@ -50,6 +52,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failures:    gauge("ferry_consecutive_failures", "Sync attempts that failed in a row, per source.", "source"),
 		repairs:     counter("ferry_repairs_total", "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.", "source"),
 		rejected:    counter("ferry_rejected_total", "Revisions refused and not published, by source and reason (syntax, schema, command).", "source", "reason"),
+		untrusted:   counter("ferry_signature_failures_total", "Sync attempts that refused a revision because it is not signed by a key of the keys file.", "source"),
+		distrusted:  gauge("ferry_published_untrusted", "1 while the published revision no longer verifies against the keys file (it stays published until a signed one replaces it), else 0.", "source"),
 	}
 	return m, errors.Join(append(errs, err)...)
 }

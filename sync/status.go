@@ -24,6 +24,9 @@ type SourceStatus struct {
 	RejectedRevision string     `json:"rejected_revision,omitempty"`
 	RejectedReason   string     `json:"rejected_reason,omitempty"`
 	Rejected         *time.Time `json:"rejected_at,omitempty"`
+	// PublishedUntrusted: the published revision no longer verifies
+	// against the keys file (trust.go); LastError says why.
+	PublishedUntrusted bool `json:"published_untrusted,omitempty"`
 }
 
 // Status returns the state of every source, in configuration order.
@@ -44,6 +47,7 @@ func (s *Syncer) Status() []SourceStatus {
 			RejectedRevision:    src.rejected.revision,
 			RejectedReason:      src.rejected.message,
 			Rejected:            timePtr(src.rejected.at),
+			PublishedUntrusted:  src.untrusted,
 		})
 		src.mu.Unlock()
 	}

@@ -123,6 +123,7 @@ type source struct {
 	lastError   string
 	failures    int
 	rejected    rejection // the revision refused last
+	untrusted   bool      // the published revision no longer verifies (trust.go)
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -247,7 +248,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 				return fmt.Errorf("source %s: %w (%d): %w", src.Name, ErrTooManyFailures, failures, err)
 			}
 			wait = retry.NextBackOff()
-			src.log.Warn("sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
+			src.log.Log(ctx, failureLevel(err), "sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
 		} else {
 			retry.Reset()
 			wait = jittered(s.cfg.Period)

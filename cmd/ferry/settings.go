@@ -65,6 +65,7 @@ func settings(o *options) []setting {
 		secret("git-password-file", "git.PasswordFile", str(&o.git.PasswordFile, "", "`file` holding the password or access token for git over HTTP(S); re-read on every sync"), &o.git.PasswordFile),
 		secret("git-ssh-key-file", "git.SSHKeyFile", str(&o.git.SSHKeyFile, "", "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync"), &o.git.SSHKeyFile),
 		row("git-known-hosts-file", "git.KnownHostsFile", str(&o.git.KnownHostsFile, "", "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)")),
+		row("git-verify-keys-file", "git.VerifyKeysFile", str(&o.git.VerifyKeysFile, "", "`file` of public keys (ASCII-armored OpenPGP, SSH authorized_keys or allowed_signers lines): only commits signed by one are published (?verify=head|tag|tag-and-head); re-read every sync")),
 		row("git-ssh-insecure-ignore-host-key", "git.InsecureIgnoreHostKey", boolean(&o.git.InsecureIgnoreHostKey, "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)")),
 
 		secret("http-bearer-token-file", "http.BearerTokenFile", str(&o.http.BearerTokenFile, "", "`file` holding a token sent as Authorization: Bearer to HTTP(S) sources; re-read every sync"), &o.http.BearerTokenFile),
@@ -73,6 +74,7 @@ func settings(o *options) []setting {
 		secret("http-password-file", "http.PasswordFile", str(&o.http.PasswordFile, "", "`file` holding the HTTP basic auth password; re-read every sync"), &o.http.PasswordFile),
 		row("http-ca-file", "http.CAFile", str(&o.http.CAFile, "", "PEM `file` of CA certificates trusted for HTTPS sources, in addition to the system roots")),
 		row("http-insecure-skip-verify", "http.InsecureSkipVerify", boolean(&o.http.InsecureSkipVerify, "do not verify HTTPS certificates (logs a warning on every sync)")),
+		row("http-verify-keys-file", "http.VerifyKeysFile", str(&o.http.VerifyKeysFile, "", "`file` of public keys (ASCII-armored OpenPGP, SSH): every HTTP(S) source then needs ?signature=URL of a detached signature of its body, verified before publishing; re-read every sync")),
 		row("http-max-body", "http.MaxBodyBytes", size(&o.http.MaxBodyBytes, fhttp.DefaultMaxBodyBytes, "limit on the `size` of an HTTP(S) body, and of what an archive expands to; larger fails the sync")),
 
 		row("s3-endpoint", "s3.Endpoint", str(&o.s3.Endpoint, "", "`URL` (http(s)://HOST[:PORT]) of an S3-compatible service for s3://BUCKET sources; path style")),

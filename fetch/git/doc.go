@@ -62,4 +62,11 @@
 //
 // A file:// repository is not received but read: the bounds on one object
 // hold as each is read, and the Writer's limits bound the rest.
+//
+// # Signatures
+//
+// With Options.VerifyKeysFile only a commit (or, with ?verify=tag, an
+// annotated tag) signed by one of its keys is published; it is checked
+// in the store before anything is written, and checked again when the
+// keys file changes (verify.go).
 package git

@@ -29,41 +29,43 @@ const (
 )
 
 // commit makes sure the wanted commit is in the store, fetching it when it
-// is not, and returns it. fetched tells whether the network was used. A
-// commit the store holds (the last one fetched, after a restart) costs no
-// download; a new one comes as a thin pack (thin.go): in sess, the session
-// that listed the ref, or, for a pinned commit, by fetchSHA.
-func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMethod, sess *session, want wantRef) (*object.Commit, bool, error) {
-	target := want.hash
+// is not, and returns it with the object the ref named (the tip: an
+// annotated tag whose signature is checked, else the commit). fetched
+// tells whether the network was used. A commit the store holds (the last
+// one fetched, after a restart) costs no download; a new one comes as a
+// thin pack (thin.go): in sess, the session that listed the ref, or, for a
+// pinned commit, by fetchSHA.
+func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMethod, sess *session, want wantRef) (*object.Commit, plumbing.Hash, bool, error) {
+	target := s.tip(want)
 	if !s.sha.IsZero() {
 		target = s.sha
 	}
 	if st.hasObject(target) {
 		c, err := s.peelCommit(st.st, target)
-		return c, false, err
+		return c, target, false, err
 	}
 	if packs, loose := s.objectFiles(); !st.fresh && (packs >= maxPacks || loose >= maxLoose) {
 		// Compact by starting over: one depth-limited fetch, no history.
 		s.log.Info("git object store has grown; starting a fresh one", "packs", packs, "loose_objects", loose)
 		if err := s.resetStore(st); err != nil {
-			return nil, false, err
+			return nil, target, false, err
 		}
 	}
 	var err error
 	if sess != nil {
-		err = sess.fetch(st, want.hash)
+		err = sess.fetch(st, target)
 	} else {
 		err = s.fetchSHA(ctx, st, auth)
 	}
 	if err != nil {
-		return nil, true, err
+		return nil, target, true, err
 	}
 	ref, err := st.st.Reference(fetchedRef)
 	if err != nil {
-		return nil, true, fmt.Errorf("git fetch %s: %w", s.display, err)
+		return nil, target, true, fmt.Errorf("git fetch %s: %w", s.display, err)
 	}
 	c, err := s.peelCommit(st.st, ref.Hash())
-	return c, true, err
+	return c, ref.Hash(), true, err
 }
 
 func (s *Source) fetchDepth() int {

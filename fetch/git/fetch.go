@@ -42,7 +42,10 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if err := ctx.Err(); err != nil {
 		return "", err
 	}
-	if !s.sha.IsZero() && s.unchanged(s.sha, prev) {
+	if err := s.loadKeys(); err != nil {
+		return "", err
+	}
+	if !s.sha.IsZero() && s.unchanged(s.sha, prev) && s.isTrusted(s.sha, plumbing.ZeroHash) {
 		// A pinned commit never changes: no network at all.
 		return s.done(s.sha, prev), nil
 	}
@@ -68,7 +71,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		if want, err = sess.ref(); err != nil {
 			return "", err
 		}
-		if want.commitKnown && s.unchanged(want.hash, prev) {
+		if want.commitKnown && s.unchanged(want.hash, prev) && s.isTrusted(want.hash, want.tag) {
 			return s.done(want.hash, prev), nil
 		}
 	}
@@ -81,7 +84,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		st.close()
 		s.removeTempObjects()
 	}()
-	commit, fetched, err := s.commit(ctx, st, auth, sess, want)
+	commit, tip, fetched, err := s.commit(ctx, st, auth, sess, want)
 	if err != nil {
 		if diskFull(err) {
 			// What a failed fetch wrote (objects of a thin pack are stored
@@ -92,7 +95,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		}
 		return "", err
 	}
-	rev, err := s.publish(ctx, st.objects(s.packDir(), s.bounds), commit, prev, w, start, fetched)
+	rev, err := s.publish(ctx, st.objects(s.packDir(), s.bounds), commit, tip, prev, w, start, fetched)
 	if err != nil {
 		return "", s.exportError(st, commit, err)
 	}
@@ -100,9 +103,11 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 }
 
 // publish writes the tree of commit c, read from objs, through w, unless
-// it is the published revision prev, and returns the revision. start is
-// when the Fetch began; downloaded tells whether it used the network.
-func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c *object.Commit, prev string, w fetch.Writer, start time.Time, downloaded bool) (string, error) {
+// it is the published revision prev, and returns the revision. tip is the
+// object the ref named (verify.go); nothing is written unless c (or tip)
+// is signed as the source asks. start is when the Fetch began; downloaded
+// tells whether it used the network.
+func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c *object.Commit, tip plumbing.Hash, prev string, w fetch.Writer, start time.Time, downloaded bool) (string, error) {
 	resolved := time.Now()
 	tree, err := s.tree(objs, c)
 	if err != nil {
@@ -111,6 +116,13 @@ func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c
 	rev := c.Hash.String()
 	if s.subdir != "" {
 		rev = tree.Hash.String()
+	}
+	// For a //subdir, a commit that left the subdirectory alone is not the
+	// one published: after a restart, which one was is not known.
+	last := s.last.Load()
+	published := rev == prev && (last == nil || last.commit == c.Hash)
+	if err := s.checkTrust(objs, tip, c, published); err != nil {
+		return "", err
 	}
 	if rev == prev {
 		return s.done(c.Hash, prev), nil
@@ -143,6 +155,9 @@ func (s *Source) done(c plumbing.Hash, rev string) string {
 // exportError says which commit could not be exported. An unreadable
 // store is removed, so the next sync fetches again.
 func (s *Source) exportError(st *store, c *object.Commit, err error) error {
+	if errors.Is(err, fetch.ErrUntrusted) {
+		return err // names the commit already
+	}
 	var se *storeError
 	if errors.As(err, &se) {
 		st.close()

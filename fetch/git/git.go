@@ -47,6 +47,7 @@ type Source struct {
 	log          *slog.Logger
 	last         atomic.Pointer[origin] // behind the revision the last Fetch returned
 	http         httpMode               // what the HTTP(S) server speaks (v2.go); Fetch's alone
+	sig          signatures             // what must be signed, and by whom (verify.go)
 }
 
 var (
@@ -98,6 +99,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		s.urlUser = u.URL.User.Username()
 	}
 	errs = append(errs, s.parseQuery(u.URL.Query())...)
+	errs = append(errs, s.sig.setup(s.opts.VerifyKeysFile, s.ref, !s.sha.IsZero(), s.display)...)
 	if s.scheme == "ssh" {
 		s.hostPort = u.URL.Hostname() + ":" + cmp.Or(u.URL.Port(), "22")
 		if o.SSHKeyFile == "" {
@@ -127,7 +129,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	return s, nil
 }
 
-// parseQuery reads the URL options: ref, depth and submodules.
+// parseQuery reads the URL options: ref, depth, submodules and verify.
 func (s *Source) parseQuery(q url.Values) []error {
 	var errs []error
 	for _, key := range slices.Sorted(maps.Keys(q)) {
@@ -157,10 +159,14 @@ func (s *Source) parseQuery(q url.Values) []error {
 			if b, err := strconv.ParseBool(v); err != nil || b {
 				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone does by default (add its repository as another source)", redact.Value(v)))
 			}
+		case "verify":
+			if s.sig.mode = verifyModes[v]; s.sig.mode == verifyOff {
+				errs = append(errs, fmt.Errorf("git option verify=%s: want head, tag or tag-and-head", redact.Value(v)))
+			}
 		case "sshkey":
 			errs = append(errs, report.Fieldf("git option sshkey would put a secret in the URL: use {SSHKeyFile}"))
 		default:
-			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules)", key))
+			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules, verify)", key))
 		}
 	}
 	return errs

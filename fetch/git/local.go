@@ -50,7 +50,7 @@ func (s *Source) fetchLocal(ctx context.Context, prev string, w fetch.Writer, st
 		if err != nil {
 			return "", err
 		}
-		if want.commitKnown && s.unchanged(want.hash, prev) {
+		if want.commitKnown && s.unchanged(want.hash, prev) && s.isTrusted(want.hash, want.tag) {
 			return s.done(want.hash, prev), nil
 		}
 		target = want.hash
@@ -62,7 +62,10 @@ func (s *Source) fetchLocal(ctx context.Context, prev string, w fetch.Writer, st
 	if err != nil {
 		return "", err
 	}
-	rev, err := s.publish(ctx, st, c, prev, w, start, false)
+	rev, err := s.publish(ctx, st, c, target, prev, w, start, false)
+	if errors.Is(err, fetch.ErrUntrusted) {
+		return "", err // names the commit already
+	}
 	if err != nil {
 		return "", fmt.Errorf("git export %s commit %s: %w", s.display, c.Hash, err)
 	}

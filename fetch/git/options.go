@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/fetch/trust"
 	"github.com/ferrysync/ferry/internal/report"
 )
 
@@ -24,6 +25,12 @@ type Options struct {
 	// InsecureIgnoreHostKey accepts any SSH host key. Every sync logs a
 	// warning.
 	InsecureIgnoreHostKey bool
+	// VerifyKeysFile holds the public keys (OpenPGP, SSH) that must have
+	// signed what is published: with it, every git source publishes only
+	// a commit (or, with ?verify=tag, a tag) whose signature verifies
+	// against one of them. Read again on every sync; a change verifies the
+	// published commit again.
+	VerifyKeysFile string
 }
 
 // Validate checks every file the options name: it must be readable and
@@ -46,18 +53,24 @@ func (o Options) Validate() error {
 			errs = append(errs, report.Fieldf("{KnownHostsFile}: %v", err))
 		}
 	}
+	if o.VerifyKeysFile != "" {
+		if _, err := trust.NewFile(o.VerifyKeysFile).Load(); err != nil {
+			errs = append(errs, report.Fieldf("{VerifyKeysFile}: %v", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // forScheme keeps what a URL of scheme uses: the user and password over
-// HTTP(S), the key and host keys over SSH, nothing over git:// or file://.
+// HTTP(S), the key and host keys over SSH, nothing else over git:// or
+// file://; the keys that verify signatures whatever the scheme.
 func (o Options) forScheme(scheme string) Options {
 	switch scheme {
 	case "http", "https":
-		return Options{Username: o.Username, PasswordFile: o.PasswordFile}
+		return Options{Username: o.Username, PasswordFile: o.PasswordFile, VerifyKeysFile: o.VerifyKeysFile}
 	case "ssh":
 		o.Username, o.PasswordFile = "", ""
 		return o
 	}
-	return Options{}
+	return Options{VerifyKeysFile: o.VerifyKeysFile}
 }

@@ -22,6 +22,7 @@ import (
 type wantRef struct {
 	hash        plumbing.Hash // commit when commitKnown, else a tag or commit
 	commitKnown bool
+	tag         plumbing.Hash // the annotated tag whose commit hash is, when listed
 }
 
 // lsRemote lists every ref of the remote with go-git (protocol v0): what a
@@ -76,7 +77,7 @@ func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
 			continue
 		}
 		if peeled, ok := byName[name+"^{}"]; ok {
-			return wantRef{hash: peeled.Hash(), commitKnown: true}, nil
+			return wantRef{hash: peeled.Hash(), commitKnown: true, tag: ref.Hash()}, nil
 		}
 		// Branches point at commits; a tag without a peeled line may point
 		// at a tag object, which is peeled once it is in the store.

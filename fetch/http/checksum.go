@@ -124,10 +124,16 @@ func (s *Source) verify(ctx context.Context, client *nethttp.Client, a auth, b *
 	return nil
 }
 
-// checksumFile downloads the checksum file. Credentials go only to the
-// source's own host.
+// checksumFile downloads the checksum file.
 func (s *Source) checksumFile(ctx context.Context, client *nethttp.Client, a auth) ([]byte, error) {
-	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, s.checksum.fileURL.String(), nil)
+	return s.getSmall(ctx, client, a, s.checksum.fileURL, maxChecksumFile)
+}
+
+// getSmall downloads a small file that goes with the body (a checksum
+// file, a signature): up to limit bytes, more is a permanent error.
+// Credentials go only to the source's own host.
+func (s *Source) getSmall(ctx context.Context, client *nethttp.Client, a auth, u *url.URL, limit int64) ([]byte, error) {
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -141,12 +147,12 @@ func (s *Source) checksumFile(ctx context.Context, client *nethttp.Client, a aut
 		return nil, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxChecksumFile+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	switch {
 	case err != nil:
 		return nil, bodyError(ctx, err, int64(len(data)), resp.ContentLength)
-	case len(data) > maxChecksumFile:
-		return nil, fetch.Permanent(fmt.Errorf("larger than %d bytes", maxChecksumFile))
+	case int64(len(data)) > limit:
+		return nil, fetch.Permanent(fmt.Errorf("larger than %d bytes", limit))
 	}
 	return data, nil
 }

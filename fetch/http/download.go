@@ -78,6 +78,10 @@ type state struct {
 	Key          string `json:"key"`
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
+	// Keys is the digest of the keys file the body was verified with:
+	// when the file changes, the next GET is unconditional, so that the
+	// published body is verified again.
+	Keys string `json:"keys,omitempty"`
 }
 
 // loadState returns the saved validators, or none when the file is missing

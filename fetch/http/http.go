@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/kit"
+	"github.com/ferrysync/ferry/fetch/trust"
 	"github.com/ferrysync/ferry/internal/redact"
 	"github.com/ferrysync/ferry/internal/report"
 )
@@ -44,6 +45,8 @@ type Source struct {
 	name     string // the published file name (single file)
 	subdir   string // archive sub-tree to publish
 	checksum *checksumSpec
+	sigURL   *url.URL    // ?signature=: a detached signature of the body (signature.go)
+	keys     *trust.File // what must have made it
 	opts     Options
 	maxBody  int64
 	stateDir string
@@ -66,8 +69,9 @@ type Source struct {
 var _ fetch.Source = (*Source)(nil)
 
 // New builds a source for an http:// or https:// URL. It reads the URL's
-// options (archive, checksum) and checks every option and secret file, all
-// without network access; every problem is reported in one error.
+// options (archive, checksum, signature) and checks every option and
+// secret file, all without network access; every problem is reported in
+// one error.
 func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	s := &Source{
 		redacted: u.String(),
@@ -107,7 +111,12 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 	var err error
 	s.format, err = archiveFormat(q.Get("archive"), q.Has("archive"), u.URL.Path)
 	bad(err)
-	s.req = withoutParams(u.URL, "archive", "checksum")
+	ours := []string{"archive", "checksum"}
+	if o.VerifyKeysFile != "" {
+		ours = append(ours, "signature") // else the origin's (signature.go)
+	}
+	s.req = withoutParams(u.URL, ours...)
+	bad(s.parseSignature(q, o.VerifyKeysFile))
 
 	if s.format == formatFile {
 		s.name, err = fileName(u.URL)
@@ -128,7 +137,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		s.log.Warn("credentials or headers will be sent over plain http", "url", s.redacted)
 	}
 	s.layout = fmt.Sprintf("%s\x00%s\x00%s", s.format, s.subdir, s.name)
-	s.key = digestHex(s.req.String() + "\x00" + q.Get("checksum") + "\x00" + s.layout)
+	s.key = digestHex(s.req.String() + "\x00" + q.Get("checksum") + "\x00" + s.layout + "\x00" + q.Get("signature"))
 	return s, nil
 }
 
@@ -201,7 +210,7 @@ func (s *Source) revision(bodySum string) string {
 // Fetch makes one GET, conditional when validators of prev are saved. A 304,
 // or a body whose digest gives prev again, returns prev and writes nothing.
 // Otherwise the body is downloaded into the state directory, its checksum
-// verified, and only then written through w.
+// and signature verified, and only then written through w.
 func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string, error) {
 	rev, err := s.fetch(ctx, prev, w)
 	if err != nil {
@@ -230,8 +239,12 @@ func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		s.cleaned = true
 	}
 
+	keys, err := s.loadKeys()
+	if err != nil {
+		return "", err
+	}
 	saved := s.loadState()
-	conditional := prev != "" && saved.Revision == prev && saved.Key == s.key &&
+	conditional := prev != "" && saved.Revision == prev && saved.Key == s.key && saved.Keys == keys.Digest() &&
 		(saved.ETag != "" || saved.LastModified != "")
 
 	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodGet, s.req.String(), nil)
@@ -274,6 +287,10 @@ func (s *Source) fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		Key:          s.key,
 		ETag:         resp.Header.Get("ETag"),
 		LastModified: resp.Header.Get("Last-Modified"),
+		Keys:         keys.Digest(),
+	}
+	if err := s.checkSignature(ctx, client, a, b, keys, next.Revision == prev); err != nil {
+		return "", err
 	}
 	if next.Revision == prev {
 		// Same body (a server without validators, or one that changed

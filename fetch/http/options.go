@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/ferrysync/ferry/fetch/trust"
 	"github.com/ferrysync/ferry/internal/report"
 )
 
@@ -35,6 +36,12 @@ type Options struct {
 	// MaxBodyBytes bounds the downloaded body and the bytes an archive
 	// expands to; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// VerifyKeysFile holds the public keys (OpenPGP, SSH) that must have
+	// signed every body: with it, each source needs ?signature=URL, a
+	// detached signature of the body, which is verified before anything
+	// is published. Re-read on every Fetch; a change downloads and
+	// verifies the published body again.
+	VerifyKeysFile string
 }
 
 // Validate checks the options and reads the files they name, without
@@ -59,6 +66,11 @@ func (o Options) problems() []error {
 	}
 	if _, err := o.auth(); err != nil {
 		errs = append(errs, fieldError(err))
+	}
+	if o.VerifyKeysFile != "" {
+		if _, err := trust.NewFile(o.VerifyKeysFile).Load(); err != nil {
+			errs = append(errs, report.Fieldf("{VerifyKeysFile}: %v", err))
+		}
 	}
 	pem, err := o.caFile()
 	if err == nil {
