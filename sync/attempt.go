@@ -15,10 +15,11 @@ import (
 // first, and repaired: a link deleted or moved is linked again, a tree
 // damaged is fetched and published again, whether or not the origin moved.
 func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
+	s.rollBack(ctx, src)
 	start := time.Now()
 	src.mu.Lock()
 	src.lastAttempt = start
-	prev := src.revision
+	prev, prevOrigin := src.revision, src.origin
 	src.mu.Unlock()
 
 	base, repairing, err := s.repair(ctx, src, prev, start)
@@ -60,6 +61,9 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	}
 	if result == "published" {
 		s.metrics.revision(src.Name, prev, rev)
+		src.mu.Lock()
+		src.previous, src.previousOrigin = prev, prevOrigin
+		src.mu.Unlock()
 	} else {
 		src.setVerified(time.Now())
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	failures    *prometheus.GaugeVec
 	repairs     *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
+	rollbacks   *prometheus.CounterVec
 }
 
 // newMetrics registers the series on reg (nil: nowhere) by promkit's
@@ -49,7 +50,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fetched:     counter("ferry_fetched_bytes_total", "Bytes taken from origins and written to revisions (reused files not counted).", "source"),
 		failures:    gauge("ferry_consecutive_failures", "Sync attempts that failed in a row, per source.", "source"),
 		repairs:     counter("ferry_repairs_total", "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.", "source"),
-		rejected:    counter("ferry_rejected_total", "Revisions refused and not published, by source and reason (syntax, schema, command).", "source", "reason"),
+		rejected:    counter("ferry_rejected_total", "Revisions refused, by source and reason: not published (syntax, schema, command), or rolled back (app).", "source", "reason"),
+		rollbacks:   counter("ferry_rollbacks_total", "Revisions the app refused and ferry swapped back to the one before.", "source"),
 	}
 	return m, errors.Join(append(errs, err)...)
 }

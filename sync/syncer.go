@@ -86,6 +86,9 @@ type Config struct {
 	// operating system once it is done (runtime/debug.FreeOSMemory,
 	// process-wide): a sidecar idles most of its life.
 	ReleaseMemory bool
+	// Rollout says when a new revision is adopted and what happens when the
+	// app refuses one.
+	Rollout Rollout
 	// Notifiers are told about each publish that replaced a revision.
 	Notifiers []Notifier
 	// Logger receives the loop's logs; nil discards them.
@@ -123,6 +126,10 @@ type source struct {
 	lastError   string
 	failures    int
 	rejected    rejection // the revision refused last
+	// previous is the revision the published one replaced, what a
+	// rollback puts back ("" when there is none, or it was put back).
+	previous, previousOrigin string
+	refusal                  *signal.Refusal // the app's, waiting for the loop
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -137,9 +144,15 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Period < 0 || cfg.Keep < 0 || cfg.Timeout < 0 || cfg.OnceTimeout < 0 || cfg.VerifyPeriod < 0 {
 		return nil, errors.New("sync: negative period, keep or timeout")
 	}
+	if err := cfg.Rollout.Validate(); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
 	// Zero means the default.
 	cfg.Period = cmp.Or(cfg.Period, DefaultPeriod)
 	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
+	if cfg.Rollout.RollbackOnReject && cfg.Keep < 2 {
+		return nil, errNoRollback
+	}
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.OnceTimeout = cmp.Or(cfg.OnceTimeout, DefaultOnceTimeout)
 	if cfg.Logger == nil {
