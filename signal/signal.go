@@ -26,6 +26,11 @@ const (
 	DefaultMaxElapsed      = 5 * time.Minute
 	DefaultInitialInterval = 500 * time.Millisecond
 	DefaultMaxInterval     = 30 * time.Second
+	// DefaultRejectAfter is how long a change may keep failing before the
+	// command line's rollback takes it as refused: Prometheus answers 500
+	// at once to a config it cannot load, and a slow reload finishes well
+	// within it.
+	DefaultRejectAfter = 30 * time.Second
 )
 
 // Change is one published revision that replaced an earlier one.
