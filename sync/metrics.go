@@ -21,6 +21,7 @@ type metrics struct {
 	repairs     *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
 	rollbacks   *prometheus.CounterVec
+	pending     *prometheus.GaugeVec
 }
 
 // newMetrics registers the series on reg (nil: nowhere) by promkit's
@@ -51,6 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		failures:    gauge("ferry_consecutive_failures", "Sync attempts that failed in a row, per source.", "source"),
 		repairs:     counter("ferry_repairs_total", "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.", "source"),
 		rejected:    counter("ferry_rejected_total", "Revisions refused, by source and reason: not published (syntax, schema, command), or rolled back (app).", "source", "reason"),
+		pending:     gauge("ferry_pending_adoption_timestamp_seconds", "Unix time at which this instance adopts the new revision it holds back under the rollout window; 0 when none waits.", "source"),
 		rollbacks:   counter("ferry_rollbacks_total", "Revisions the app refused and ferry swapped back to the one before.", "source"),
 	}
 	return m, errors.Join(append(errs, err)...)

@@ -24,6 +24,11 @@ type SourceStatus struct {
 	RejectedRevision string     `json:"rejected_revision,omitempty"`
 	RejectedReason   string     `json:"rejected_reason,omitempty"`
 	Rejected         *time.Time `json:"rejected_at,omitempty"`
+	// PendingRevision is a new revision this instance holds back under the
+	// rollout window, to be published at AdoptAt unless the origin moves
+	// on first.
+	PendingRevision string     `json:"pending_revision,omitempty"`
+	AdoptAt         *time.Time `json:"adopt_at,omitempty"`
 }
 
 // Status returns the state of every source, in configuration order.
@@ -45,6 +50,9 @@ func (s *Syncer) Status() []SourceStatus {
 			RejectedReason:      src.rejected.message,
 			Rejected:            timePtr(src.rejected.at),
 		})
+		if p := src.pending; p != nil {
+			out[len(out)-1].PendingRevision, out[len(out)-1].AdoptAt = p.revision, timePtr(p.adoptAt)
+		}
 		src.mu.Unlock()
 	}
 	return out

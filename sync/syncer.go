@@ -107,6 +107,7 @@ type Syncer struct {
 	metrics *metrics
 	sources []*source
 	started time.Time
+	once    bool // Once runs: no rollout window
 }
 
 // source is the per-source state of the loop.
@@ -130,6 +131,8 @@ type source struct {
 	// rollback puts back ("" when there is none, or it was put back).
 	previous, previousOrigin string
 	refusal                  *signal.Refusal // the app's, waiting for the loop
+	pending                  *pendingRevision
+	adoptNow                 bool // Adopt was asked
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -191,6 +194,7 @@ func New(cfg Config) (*Syncer, error) {
 			revision: rev,
 			verified: now.Add(-time.Duration(rand.Float64() * float64(cfg.VerifyPeriod))), // spread the deep checks
 		}
+		s.metrics.pending.WithLabelValues(src.Name).Set(0)
 		if rev != "" {
 			st.published = cfg.Store.publishedAt(src.Name, rev)
 			s.metrics.revision(src.Name, "", rev)
@@ -224,6 +228,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 }
 
 func (s *Syncer) loop(ctx context.Context, src *source) error {
+	defer s.dropPending(src, "") // its stage; a restart sees it anew
 	retry := s.newBackoff(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -265,7 +270,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			retry.Reset()
 			wait = jittered(s.cfg.Period)
 		}
-		timer.Reset(wait)
+		timer.Reset(src.untilAdoption(wait))
 	}
 }
 
