@@ -64,6 +64,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"rollback with one revision kept", []string{"run", "--source", "/x", "--root", root, "--rollback-on-reject", "--notify-url", "http://127.0.0.1:9090/-/reload", "--keep", "1"},
 			[]string{"--rollback-on-reject needs --keep of at least 2"}},
 		{"negative reject after", []string{"run", "--source", "/x", "--root", root, "--reject-after", "-1s"}, []string{"--reject-after must not be negative"}},
+		{"negative rollout window", []string{"run", "--source", "/x", "--root", root, "--rollout-window", "-1m"}, []string{"--rollout-window must not be negative"}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}

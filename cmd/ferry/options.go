@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -106,6 +107,10 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 			}
 		}
 	})
+	if o.rollout.InstanceID == "" {
+		// The pod's name in Kubernetes: distinct across a Deployment.
+		o.rollout.InstanceID, _ = os.Hostname()
+	}
 	errs = append(errs, o.validate()...)
 	return o, errors.Join(errs...)
 }
