@@ -31,6 +31,9 @@ type Syncer interface {
 	Healthy() (bool, string)
 	Status() []sync.SourceStatus
 	Trigger(source string) error
+	// Adopt is Trigger that publishes what it finds at once, whatever
+	// the rollout window: POST /sync?adopt=now.
+	Adopt(source string) error
 }
 
 // Options configure the endpoints, for Handler and Serve.
@@ -85,13 +88,22 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 			http.Error(w, err.Error(), http.StatusForbidden)
 			return
 		}
-		source := r.URL.Query().Get("source")
-		if err := s.Trigger(source); err != nil {
+		q := r.URL.Query()
+		trigger, done := s.Trigger, "sync triggered"
+		switch adopt := q.Get("adopt"); adopt {
+		case "":
+		case "now":
+			trigger, done = s.Adopt, "sync triggered; what it finds is adopted at once"
+		default:
+			http.Error(w, fmt.Sprintf("adopt=%q: the only value is now", adopt), http.StatusBadRequest)
+			return
+		}
+		if err := trigger(q.Get("source")); err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
-		fmt.Fprintln(w, "sync triggered")
+		fmt.Fprintln(w, done)
 	})
 	return mux
 }

@@ -125,6 +125,17 @@ func TestSyncTriggerFromLoopback(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("POST /sync?source=nope = %d, want 404", resp.StatusCode)
 	}
+	for query, want := range map[string]int{"?adopt=now": http.StatusAccepted, "?adopt=now&source=config": http.StatusAccepted,
+		"?adopt=later": http.StatusBadRequest, "?adopt=now&source=nope": http.StatusNotFound} {
+		resp, err := http.Post(d.srv.URL+"/sync"+query, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST /sync%s = %d, want %d", query, resp.StatusCode, want)
+		}
+	}
 	if code, _ := get(t, d.srv.URL+"/sync"); code != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /sync = %d, want 405", code)
 	}

@@ -58,3 +58,4 @@ func (fakeSyncer) Ready() (bool, string)       { return true, "ok" }
 func (fakeSyncer) Healthy() (bool, string)     { return true, "ok" }
 func (fakeSyncer) Status() []sync.SourceStatus { return nil }
 func (fakeSyncer) Trigger(source string) error { return nil }
+func (fakeSyncer) Adopt(source string) error   { return nil }

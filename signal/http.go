@@ -21,14 +21,16 @@ var _ runner = (*httpNotifier)(nil)
 // Notify queues; run delivers. For each URL and source only the newest
 // change is delivered.
 type httpNotifier struct {
-	method     string
-	maxElapsed time.Duration
-	initial    time.Duration
-	maxIvl     time.Duration
-	client     *http.Client
-	log        *slog.Logger
-	metrics    *metrics
-	targets    []*target
+	method      string
+	maxElapsed  time.Duration
+	initial     time.Duration
+	maxIvl      time.Duration
+	refused     func(Refusal)
+	rejectAfter time.Duration
+	client      *http.Client
+	log         *slog.Logger
+	metrics     *metrics
+	targets     []*target
 }
 
 // target is one URL with its mailbox: at most one pending change per
@@ -48,8 +50,10 @@ type target struct {
 // newHTTP returns the notifier of o's URLs, which o.Validate accepted.
 func newHTTP(o Options, m *metrics) *httpNotifier {
 	h := &httpNotifier{
-		method:     strings.ToUpper(o.Method),
-		maxElapsed: o.MaxElapsed,
+		method:      strings.ToUpper(o.Method),
+		maxElapsed:  o.MaxElapsed,
+		refused:     o.Refused,
+		rejectAfter: o.RejectAfter,
 		// An own transport, so that run can close its idle connections
 		// (and their goroutines) without touching anyone else's.
 		client:  &http.Client{Timeout: o.Timeout, Transport: http.DefaultTransport.(*http.Transport).Clone()},
@@ -124,6 +128,7 @@ type job struct {
 	bo       *backoff.ExponentialBackOff
 	attempts int
 	due      time.Time
+	first    time.Time // the first attempt, for RejectAfter
 }
 
 // work delivers to one target. Each source has at most one job; jobs of
@@ -199,6 +204,9 @@ func nextJob(jobs map[string]*job) *job {
 func (h *httpNotifier) attempt(ctx context.Context, t *target, j *job) (finished bool) {
 	j.attempts++
 	start := time.Now()
+	if j.first.IsZero() {
+		j.first = start
+	}
 	err := h.send(ctx, t, j.c)
 	if err == nil {
 		h.log.Info("notified application", "url", t.name, "source", j.c.Source,
@@ -213,6 +221,12 @@ func (h *httpNotifier) attempt(ctx context.Context, t *target, j *job) (finished
 	}
 	if !retryable(err) {
 		h.failed(t, j, err, "notify refused")
+		h.refuse(t, j, err)
+		return true
+	}
+	if h.refused != nil && h.rejectAfter > 0 && time.Since(j.first) >= h.rejectAfter {
+		h.failed(t, j, err, "notify still failing after its retries: taken as the app refusing the revision")
+		h.refuse(t, j, err)
 		return true
 	}
 	wait := j.bo.NextBackOff()
@@ -229,6 +243,13 @@ func (h *httpNotifier) attempt(ctx context.Context, t *target, j *job) (finished
 		"revision", j.c.Revision, "attempts", j.attempts, "wait", wait, "error", err)
 	h.metrics.inc(t.name, resultRetry)
 	return false
+}
+
+// refuse tells Refused, when set, that t refused j's change for good.
+func (h *httpNotifier) refuse(t *target, j *job, err error) {
+	if h.refused != nil {
+		h.refused(Refusal{Change: j.c, Target: t.name, Err: err})
+	}
 }
 
 func (h *httpNotifier) failed(t *target, j *job, err error, msg string) {

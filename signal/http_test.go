@@ -284,6 +284,7 @@ func TestRetryableClassifiesErrors(t *testing.T) {
 		{&statusError{Code: 500}, true},
 		{&statusError{Code: 503}, true},
 		{&statusError{Code: 429}, true},
+		{&statusError{Code: 408}, true},
 		{&statusError{Code: 404}, false},
 		{&statusError{Code: 400}, false},
 		{&statusError{Code: 302}, false},

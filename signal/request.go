@@ -78,11 +78,12 @@ func (e *statusError) Error() string {
 }
 
 // retryable classifies an error from send: transport errors (refused,
-// timeouts, resets) are worth retrying, and so are 429 and 5xx replies.
+// timeouts, resets) are worth retrying, and so are 408, 429 and 5xx
+// replies. Any other reply is the app's final answer.
 func retryable(err error) bool {
 	var se *statusError
 	if errors.As(err, &se) {
-		return se.Code == http.StatusTooManyRequests || se.Code >= 500
+		return se.Code == http.StatusRequestTimeout || se.Code == http.StatusTooManyRequests || se.Code >= 500
 	}
 	var pe *backoff.PermanentError
 	return !errors.As(err, &pe)

@@ -26,6 +26,11 @@ const (
 	DefaultMaxElapsed      = 5 * time.Minute
 	DefaultInitialInterval = 500 * time.Millisecond
 	DefaultMaxInterval     = 30 * time.Second
+	// DefaultRejectAfter is how long a change may keep failing before the
+	// command line's rollback takes it as refused: Prometheus answers 500
+	// at once to a config it cannot load, and a slow reload finishes well
+	// within it.
+	DefaultRejectAfter = 30 * time.Second
 )
 
 // Change is one published revision that replaced an earlier one.
@@ -36,6 +41,19 @@ type Change struct {
 	// not Revision itself: the commit a git //subdir tree was taken from.
 	OriginRevision string `json:"origin_revision,omitempty"`
 	Path           string `json:"path"` // ROOT/NAME
+	// RollbackOf is set when Revision is put back because the application
+	// refused this newer one: the app learns why its config went back.
+	RollbackOf string `json:"rollback_of,omitempty"`
+}
+
+// Refusal is an application's final no to a change, from one URL: a reply
+// that retrying cannot change, or failures that outlasted RejectAfter.
+type Refusal struct {
+	Change Change
+	// Target is the URL that refused, as logs show it.
+	Target string
+	// Err is its last answer: the reply or the transport's error.
+	Err error
 }
 
 // Options says how the application is told of a change: an HTTP request
@@ -57,6 +75,17 @@ type Options struct {
 	// between attempts, with jitter; zero takes DefaultInitialInterval and
 	// DefaultMaxInterval. MaxInterval also caps a server's Retry-After.
 	InitialInterval, MaxInterval time.Duration
+
+	// Refused, when set, is told of every change a URL refuses for good:
+	// a 4xx reply other than 408 and 429, or, with RejectAfter, failures
+	// that last that long. It is called from a delivery goroutine and must
+	// not block. A process signal has no answer, so it never refuses.
+	Refused func(Refusal)
+	// RejectAfter makes a change still failing (5xx, 408, 429, refused
+	// connections, timeouts) after this long of retries a refusal, and
+	// ends its retries; 0 leaves such a change to MaxElapsed. It matters
+	// only with Refused.
+	RejectAfter time.Duration
 
 	// Name is the process to signal, matched against /proc/PID/comm and
 	// the base name of argv[0]: the top one of each family (a master, not
@@ -96,6 +125,9 @@ func (o Options) Validate() error {
 	}
 	if o.Timeout < 0 || o.Timeout == 0 && len(o.URLs) > 0 {
 		add("{Timeout} must be positive")
+	}
+	if o.RejectAfter < 0 {
+		add("{RejectAfter} must not be negative (0: only a final reply refuses)")
 	}
 	if o.MaxElapsed < 0 {
 		add("{MaxElapsed} must not be negative (0 retries until a newer revision)")

@@ -34,6 +34,7 @@ func TestValidateNamesTheFieldOfEveryProblem(t *testing.T) {
 		{"negative timeout", Options{Timeout: -1}, "Timeout must be positive"},
 		{"timeout with URLs", Options{URLs: []string{url}, Method: "POST"}, "Timeout must be positive"},
 		{"negative max elapsed", Options{MaxElapsed: -1}, "MaxElapsed must not be negative (0 retries until a newer revision)"},
+		{"negative reject after", Options{RejectAfter: -1}, "RejectAfter must not be negative (0: only a final reply refuses)"},
 		{"intervals", Options{InitialInterval: time.Minute, MaxInterval: time.Second}, "InitialInterval 1m0s and MaxInterval 1s: want 0 <= initial <= max"},
 		{"signal without name", Options{Signal: "HUP"}, "Signal and Name go together"},
 		{"name without signal", Options{Name: "nginx"}, "Signal and Name go together"},

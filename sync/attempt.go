@@ -15,10 +15,11 @@ import (
 // first, and repaired: a link deleted or moved is linked again, a tree
 // damaged is fetched and published again, whether or not the origin moved.
 func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
+	s.rollBack(ctx, src)
 	start := time.Now()
 	src.mu.Lock()
 	src.lastAttempt = start
-	prev := src.revision
+	prev, prevOrigin := src.revision, src.origin
 	src.mu.Unlock()
 
 	base, repairing, err := s.repair(ctx, src, prev, start)
@@ -28,7 +29,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 		return err
 	}
 	rev, stats, err := s.fetch(ctx, src, base, prev)
-	held := errors.Is(err, errHeld)
+	held := errors.Is(err, errHeld) || errors.Is(err, errWaiting)
 	if held {
 		// What is published stays, even a damaged tree fetch could not
 		// replace (base "").
@@ -41,8 +42,8 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	case err != nil:
 		result = "error"
 	case held:
-		// The origin still holds the revision refused earlier: nothing to
-		// do, and nothing repaired.
+		// The origin still holds the revision refused earlier, or one
+		// waiting for its time: nothing to do, and nothing repaired.
 	case rev != prev:
 		result = "published"
 	case base != prev:
@@ -61,6 +62,9 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	}
 	if result == "published" {
 		s.metrics.revision(src.Name, prev, rev)
+		src.mu.Lock()
+		src.previous, src.previousOrigin = prev, prevOrigin
+		src.mu.Unlock()
 	} else {
 		src.setVerified(time.Now())
 	}
@@ -157,21 +161,34 @@ var errHeld = errors.New("the origin still holds the rejected revision")
 // fetch runs the source against a fresh stage, reusing files from base,
 // and publishes the result when the revision differs from base, after the
 // source's Validator accepted it (unless it is the published revision,
-// published, being put back). Staging is always removed.
+// published, being put back). Staging is always removed, but for a
+// revision kept pending (adopt.go).
 //
 // While a revision refused earlier is remembered, the source is asked
 // whether the origin still holds that one rather than base: a source
 // answers "unchanged" cheaply (ls-remote, a 304), so a refused revision is
-// not downloaded again on every poll. It is then errHeld.
+// not downloaded again on every poll. It is then errHeld. A pending
+// revision is asked about the same way: errWaiting until its time, then
+// its stage is published; dropped when the origin moved on.
 func (s *Syncer) fetch(ctx context.Context, src *source, base, published string) (string, Stats, error) {
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	stage := s.cfg.Store.begin(src.Name, base, src.log)
-	defer stage.Discard()
+	kept := false
+	defer func() {
+		if !kept {
+			stage.Discard()
+		}
+	}()
+	adoptNow := src.takeAdoptNow()
 	since := base
 	rejected := src.rejectedRevision()
 	if rejected != "" {
 		since = rejected
+	}
+	pending := src.pendingNow()
+	if pending != nil {
+		since = pending.revision
 	}
 	rev, err := src.Backend.Fetch(fctx, since, stage)
 	stats := stage.Stats()
@@ -180,6 +197,24 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 		// (an origin answering 304 to an unconditional request) must not
 		// pass for success.
 		err = errors.New("the source returned no revision")
+	}
+	if err == nil && pending != nil {
+		if rev == pending.revision {
+			// Nothing intact published (base "") cannot wait.
+			if !adoptNow && base != "" && time.Now().Before(pending.adoptAt) {
+				return base, stats, errWaiting
+			}
+			stats, err := s.adopt(src, s.takePending(src))
+			if err != nil {
+				// Staged again by the next attempt, and published then.
+				src.mu.Lock()
+				src.adoptNow = true
+				src.mu.Unlock()
+				return base, stats, err
+			}
+			return rev, stats, nil
+		}
+		s.dropPending(src, "the origin moved on before adoption; the pending revision is dropped", "origin_holds", rev)
 	}
 	if err == nil && rejected != "" {
 		if rev == rejected {
@@ -190,7 +225,15 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 		src.log.Info("the origin moved on from the rejected revision", "rejected", rejected, "revision", rev)
 	}
 	if err == nil && rev != base {
-		err = s.publish(fctx, src, stage, rev, published)
+		if delay := s.window(src, base, rev, adoptNow); delay > 0 {
+			if err = s.check(fctx, src, stage, rev, published); err == nil {
+				s.hold(src, rev, stage, delay)
+				kept = true
+				return base, stats, errWaiting
+			}
+		} else {
+			err = s.publish(fctx, src, stage, rev, published)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
@@ -201,20 +244,26 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 	return rev, stats, nil
 }
 
-// publish checks the complete staged tree of rev and publishes it. The
-// published revision, put back after damage, is not checked again: it
-// was accepted (or published before checks were configured).
+// publish checks the complete staged tree of rev and publishes it.
 func (s *Syncer) publish(ctx context.Context, src *source, stage *Stage, rev, published string) error {
-	if src.Validator != nil && rev != published {
-		dir, err := stage.complete()
-		if err != nil {
-			return err
-		}
-		if err := s.validate(ctx, src, rev, dir); err != nil {
-			return err
-		}
+	if err := s.check(ctx, src, stage, rev, published); err != nil {
+		return err
 	}
 	return stage.Publish(rev)
+}
+
+// check runs the source's Validator on the complete staged tree of rev.
+// The published revision, put back after damage, is not checked again: it
+// was accepted (or published before checks were configured).
+func (s *Syncer) check(ctx context.Context, src *source, stage *Stage, rev, published string) error {
+	if src.Validator == nil || rev == published {
+		return nil
+	}
+	dir, err := stage.complete()
+	if err != nil {
+		return err
+	}
+	return s.validate(ctx, src, rev, dir)
 }
 
 func (src *source) failureCount() int {

@@ -22,6 +22,8 @@ type metrics struct {
 	rejected    *prometheus.CounterVec
 	untrusted   *prometheus.CounterVec // trust.go
 	distrusted  *prometheus.GaugeVec   // trust.go
+	rollbacks   *prometheus.CounterVec
+	pending     *prometheus.GaugeVec
 }
 
 // newMetrics registers the series on reg (nil: nowhere) by promkit's
@@ -51,7 +53,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fetched:     counter("ferry_fetched_bytes_total", "Bytes taken from origins and written to revisions (reused files not counted).", "source"),
 		failures:    gauge("ferry_consecutive_failures", "Sync attempts that failed in a row, per source.", "source"),
 		repairs:     counter("ferry_repairs_total", "Published revisions found damaged on disk (link or tree deleted or replaced, a file changed) and published again.", "source"),
-		rejected:    counter("ferry_rejected_total", "Revisions refused and not published, by source and reason (syntax, schema, command).", "source", "reason"),
+		rejected:    counter("ferry_rejected_total", "Revisions refused, by source and reason: not published (syntax, schema, command), or rolled back (app).", "source", "reason"),
+		pending:     gauge("ferry_pending_adoption_timestamp_seconds", "Unix time at which this instance adopts the new revision it holds back under the rollout window; 0 when none waits.", "source"),
+		rollbacks:   counter("ferry_rollbacks_total", "Revisions the app refused and ferry swapped back to the one before.", "source"),
 		untrusted:   counter("ferry_signature_failures_total", "Sync attempts that refused a revision because it is not signed by a key of the keys file.", "source"),
 		distrusted:  gauge("ferry_published_untrusted", "1 while the published revision no longer verifies against the keys file (it stays published until a signed one replaces it), else 0.", "source"),
 	}

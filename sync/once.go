@@ -14,8 +14,11 @@ import (
 
 // Once publishes one revision of every source, retrying transient failures
 // with backoff for up to OnceTimeout. A permanent failure, or a revision
-// its Validator rejects, ends it at once.
+// its Validator rejects, ends it at once. It ignores Rollout.Window; a
+// Syncer runs either Once or Run, not both.
 func (s *Syncer) Once(ctx context.Context) error {
+	// A pod that is starting needs its config now: no rollout window.
+	s.once = true
 	errs := make([]error, len(s.sources))
 	var wg gosync.WaitGroup
 	for i, src := range s.sources {

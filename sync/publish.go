@@ -72,17 +72,23 @@ func (s *Store) publish(name, stage, rev string, m *manifest) error {
 	if err := s.place(name, stage, rev); err != nil {
 		return fmt.Errorf("publish %s: %w", rev, err)
 	}
-	now := time.Now()
-	if err := os.Chtimes(s.revDir(name, rev), now, now); err != nil {
+	if err := s.stamp(name, rev); err != nil {
 		return fmt.Errorf("publish %s: %w", rev, err)
-	}
-	if err := syncDir(s.sourceDir(name)); err != nil {
-		return err
 	}
 	if err := s.writeManifest(name, rev, m); err != nil {
 		return err
 	}
 	return s.swap(name, rev)
+}
+
+// stamp marks rev as published now, durably: GC keeps the newest
+// revisions by this time.
+func (s *Store) stamp(name, rev string) error {
+	now := time.Now()
+	if err := os.Chtimes(s.revDir(name, rev), now, now); err != nil {
+		return err
+	}
+	return syncDir(s.sourceDir(name))
 }
 
 // place renames the staged tree stage (a name in the source's directory)

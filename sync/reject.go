@@ -66,21 +66,27 @@ func (s *Syncer) reject(src *source, rev, reason string, err error) error {
 	if errors.As(err, &r) {
 		reason = r.Reason()
 	}
+	s.recordRejection(src, rev, reason, err, "revision rejected, not published")
+	return &RejectedError{Revision: rev, Reason: reason, Err: err}
+}
+
+// recordRejection remembers rev as the revision src refused, counts it,
+// and logs msg at ERROR with attrs after the usual ones.
+func (s *Syncer) recordRejection(src *source, rev, reason string, err error, msg string, attrs ...any) {
 	src.mu.Lock()
 	src.rejected = rejection{revision: rev, reason: reason, message: err.Error(), at: time.Now()}
 	published := src.revision
 	src.mu.Unlock()
 	s.metrics.rejected.WithLabelValues(src.Name, reason).Inc()
-	attrs := []any{"revision", rev, "reason", reason, "error", err.Error()}
-	if published != "" {
-		attrs = append(attrs, "published", published)
+	all := []any{"revision", rev, "reason", reason, "error", err.Error()}
+	if published != "" && published != rev {
+		all = append(all, "published", published)
 	}
 	var o interface{ Output() string }
 	if errors.As(err, &o) && o.Output() != "" {
-		attrs = append(attrs, "output", o.Output())
+		all = append(all, "output", o.Output())
 	}
-	src.log.Error("revision rejected, not published", attrs...)
-	return &RejectedError{Revision: rev, Reason: reason, Err: err}
+	src.log.Error(msg, append(all, attrs...)...)
 }
 
 // rejectedRevision returns the revision src refused last, "" when none.

@@ -110,7 +110,12 @@ func TestRevertToThePublishedRevisionForgetsTheRejection(t *testing.T) {
 	o.set("r2", map[string]string{"app.json": `{"a": 1,}`})
 	testkit.Eventually(t, 10*time.Second, "r2 rejected", func() bool { return h.status(t).RejectedRevision == "r2" })
 	o.set("r1", good)
-	testkit.Eventually(t, 10*time.Second, "the rejection forgotten", func() bool { return h.status(t).RejectedRevision == "" })
+	// The rejection is forgotten when the fetch sees r1, the error a step
+	// later, when the attempt ends.
+	testkit.Eventually(t, 10*time.Second, "the rejection forgotten", func() bool {
+		st := h.status(t)
+		return st.RejectedRevision == "" && st.ConsecutiveFailures == 0
+	})
 	if st := h.status(t); st.Revision != "r1" || st.LastError != "" {
 		t.Errorf("/status after the revert: %+v", st)
 	}

@@ -27,6 +27,11 @@ type SourceStatus struct {
 	// PublishedUntrusted: the published revision no longer verifies
 	// against the keys file (trust.go); LastError says why.
 	PublishedUntrusted bool `json:"published_untrusted,omitempty"`
+	// PendingRevision is a new revision this instance holds back under the
+	// rollout window, to be published at AdoptAt unless the origin moves
+	// on first.
+	PendingRevision string     `json:"pending_revision,omitempty"`
+	AdoptAt         *time.Time `json:"adopt_at,omitempty"`
 }
 
 // Status returns the state of every source, in configuration order.
@@ -49,6 +54,9 @@ func (s *Syncer) Status() []SourceStatus {
 			Rejected:            timePtr(src.rejected.at),
 			PublishedUntrusted:  src.untrusted,
 		})
+		if p := src.pending; p != nil {
+			out[len(out)-1].PendingRevision, out[len(out)-1].AdoptAt = p.revision, timePtr(p.adoptAt)
+		}
 		src.mu.Unlock()
 	}
 	return out

@@ -86,6 +86,9 @@ type Config struct {
 	// operating system once it is done (runtime/debug.FreeOSMemory,
 	// process-wide): a sidecar idles most of its life.
 	ReleaseMemory bool
+	// Rollout says when a new revision is adopted and what happens when the
+	// app refuses one.
+	Rollout Rollout
 	// Notifiers are told about each publish that replaced a revision.
 	Notifiers []Notifier
 	// Logger receives the loop's logs; nil discards them.
@@ -104,6 +107,7 @@ type Syncer struct {
 	metrics *metrics
 	sources []*source
 	started time.Time
+	once    bool // Once runs: no rollout window
 }
 
 // source is the per-source state of the loop.
@@ -124,6 +128,12 @@ type source struct {
 	failures    int
 	rejected    rejection // the revision refused last
 	untrusted   bool      // the published revision no longer verifies (trust.go)
+	// previous is the revision the published one replaced, what a
+	// rollback puts back ("" when there is none, or it was put back).
+	previous, previousOrigin string
+	refusal                  *signal.Refusal // the app's, waiting for the loop
+	pending                  *pendingRevision
+	adoptNow                 bool // Adopt was asked
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -138,9 +148,15 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Period < 0 || cfg.Keep < 0 || cfg.Timeout < 0 || cfg.OnceTimeout < 0 || cfg.VerifyPeriod < 0 {
 		return nil, errors.New("sync: negative period, keep or timeout")
 	}
+	if err := cfg.Rollout.Validate(); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
 	// Zero means the default.
 	cfg.Period = cmp.Or(cfg.Period, DefaultPeriod)
 	cfg.Keep = cmp.Or(cfg.Keep, DefaultKeep)
+	if cfg.Rollout.RollbackOnReject && cfg.Keep < 2 {
+		return nil, errNoRollback
+	}
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.OnceTimeout = cmp.Or(cfg.OnceTimeout, DefaultOnceTimeout)
 	if cfg.Logger == nil {
@@ -179,6 +195,7 @@ func New(cfg Config) (*Syncer, error) {
 			revision: rev,
 			verified: now.Add(-time.Duration(rand.Float64() * float64(cfg.VerifyPeriod))), // spread the deep checks
 		}
+		s.metrics.pending.WithLabelValues(src.Name).Set(0)
 		if rev != "" {
 			st.published = cfg.Store.publishedAt(src.Name, rev)
 			s.metrics.revision(src.Name, "", rev)
@@ -212,6 +229,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 }
 
 func (s *Syncer) loop(ctx context.Context, src *source) error {
+	defer s.dropPending(src, "") // its stage; a restart sees it anew
 	retry := s.newBackoff(0)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -253,7 +271,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			retry.Reset()
 			wait = jittered(s.cfg.Period)
 		}
-		timer.Reset(wait)
+		timer.Reset(src.untilAdoption(wait))
 	}
 }
 

@@ -209,6 +209,11 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 	var tell signal.Options
 	if cmd == "run" {
 		tell = o.notify
+		if o.rollout.RollbackOnReject {
+			// open sets d.syncer before Run of the notifiers starts, the
+			// only place a refusal comes from.
+			tell.Refused = func(r signal.Refusal) { d.syncer.Refused(r) }
+		}
 	}
 	tell.Logger, tell.Registerer = log, reg
 	notify, err := signal.New(tell)
@@ -234,7 +239,7 @@ func (d *daemon) open() error {
 		Store: store, Sources: d.sources,
 		Period: o.period, Keep: o.keep, Timeout: o.timeout,
 		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
-		VerifyPeriod: o.verifyPeriod, ReleaseMemory: true,
+		VerifyPeriod: o.verifyPeriod, ReleaseMemory: true, Rollout: o.rollout,
 		Notifiers: []sync.Notifier{d.notify}, Logger: d.log, Registerer: d.registry,
 	})
 	if err != nil {

@@ -59,6 +59,12 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"missing schema file", []string{"once", "--source", "/x", "--root", root, "--validate-schema", "*.json=/nonexistent/s.json"}, []string{"--validate-schema open /nonexistent/s.json: no such file or directory"}},
 		{"validate command not found", []string{"once", "--source", "/x", "--root", root, "--validate-command", "no-such-linter --strict"}, []string{`--validate-command "no-such-linter --strict": no-such-linter: not found on PATH`}},
 		{"validate command needs a shell", []string{"once", "--source", "/x", "--root", root, "--validate-command", "promtool check config p.yml | tee log"}, []string{`"| tee log" needs a shell`}},
+		{"rollback without a reload endpoint", []string{"run", "--source", "/x", "--root", root, "--rollback-on-reject", "--notify-signal", "HUP", "--notify-process", "app"},
+			[]string{"--rollback-on-reject needs --notify-url"}},
+		{"rollback with one revision kept", []string{"run", "--source", "/x", "--root", root, "--rollback-on-reject", "--notify-url", "http://127.0.0.1:9090/-/reload", "--keep", "1"},
+			[]string{"--rollback-on-reject needs --keep of at least 2"}},
+		{"negative reject after", []string{"run", "--source", "/x", "--root", root, "--reject-after", "-1s"}, []string{"--reject-after must not be negative"}},
+		{"negative rollout window", []string{"run", "--source", "/x", "--root", root, "--rollout-window", "-1m"}, []string{"--rollout-window must not be negative"}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -43,8 +44,9 @@ type options struct {
 	httpAddr      string
 	syncTokenFile string
 
-	notify signal.Options
-	checks validate.Options
+	notify  signal.Options
+	checks  validate.Options
+	rollout sync.Rollout
 
 	logFormat string
 	logLevel  string
@@ -105,6 +107,10 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 			}
 		}
 	})
+	if o.rollout.InstanceID == "" {
+		// The pod's name in Kubernetes: distinct across a Deployment.
+		o.rollout.InstanceID, _ = os.Hostname()
+	}
 	errs = append(errs, o.validate()...)
 	return o, errors.Join(errs...)
 }
@@ -160,6 +166,18 @@ func (o *options) validate() []error {
 	}
 	if err := o.checks.Validate(); err != nil {
 		errs = append(errs, errors.New(describe(o, "validate", err)))
+	}
+	if err := o.rollout.Validate(); err != nil {
+		errs = append(errs, errors.New(describe(o, "sync", err)))
+	}
+	if o.rollout.RollbackOnReject {
+		// Only an HTTP endpoint answers; a signal cannot say no.
+		if len(o.notify.URLs) == 0 {
+			errs = append(errs, errors.New("--rollback-on-reject needs --notify-url: only an app's reload endpoint can refuse a revision"))
+		}
+		if o.keep < 2 {
+			errs = append(errs, errors.New("--rollback-on-reject needs --keep of at least 2: the previous revision is what it puts back"))
+		}
 	}
 	switch o.logFormat {
 	case "json", "text":

@@ -237,13 +237,15 @@ func exitCode(err error) int {
 
 // sourceStatus is one source of /status.
 type sourceStatus struct {
-	Name                string `json:"name"`
-	URL                 string `json:"url"`
-	Revision            string `json:"revision"`
-	LastError           string `json:"last_error"`
-	ConsecutiveFailures int    `json:"consecutive_failures"`
-	RejectedRevision    string `json:"rejected_revision"`
-	RejectedReason      string `json:"rejected_reason"`
+	Name                string     `json:"name"`
+	URL                 string     `json:"url"`
+	Revision            string     `json:"revision"`
+	LastError           string     `json:"last_error"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
+	RejectedRevision    string     `json:"rejected_revision"`
+	RejectedReason      string     `json:"rejected_reason"`
+	PendingRevision     string     `json:"pending_revision"`
+	AdoptAt             *time.Time `json:"adopt_at"`
 }
 
 // status returns /status by source name; nil when it cannot be read.
