@@ -126,6 +126,7 @@ var manifests = []string{
 	"kubernetes/examples/git-ssh.yaml",
 	"kubernetes/examples/s3-irsa.yaml",
 	"kubernetes/examples/http.yaml",
+	"kubernetes/examples/safe-rollouts.yaml",
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {
