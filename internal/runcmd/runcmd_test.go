@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,11 +62,7 @@ func TestRunTimeoutKillsTheGroup(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %s, want about the timeout", took)
 	}
-	b, _ := os.ReadFile(pidFile)
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	testkit.Eventually(t, 5*time.Second, "the background sleep to be killed", func() bool {
-		return pid > 0 && syscall.Kill(pid, 0) != nil
-	})
+	testkit.Killed(t, pidFile)
 }
 
 func TestRunCancelledReturnsTheContextsError(t *testing.T) {
