@@ -65,6 +65,9 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 			[]string{"--rollback-on-reject needs --keep of at least 2"}},
 		{"negative reject after", []string{"run", "--source", "/x", "--root", root, "--reject-after", "-1s"}, []string{"--reject-after must not be negative"}},
 		{"negative rollout window", []string{"run", "--source", "/x", "--root", root, "--rollout-window", "-1m"}, []string{"--rollout-window must not be negative"}},
+		{"exec command needs a shell", []string{"run", "--source", "/x", "--root", root, "--exec-command", "nginx -t && nginx -s reload"}, []string{`--exec-command "nginx -t && nginx -s reload": "&& nginx -s reload" needs a shell`}},
+		{"exec command not found", []string{"run", "--source", "/x", "--root", root, "--exec-command", "no-such-reloader"}, []string{`--exec-command "no-such-reloader": no-such-reloader: not found on PATH`}},
+		{"relative touch file", []string{"run", "--source", "/x", "--root", root, "--touch-file", "reload"}, []string{`--touch-file "reload": want an absolute path`}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}

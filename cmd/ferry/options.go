@@ -171,9 +171,10 @@ func (o *options) validate() []error {
 		errs = append(errs, errors.New(describe(o, "sync", err)))
 	}
 	if o.rollout.RollbackOnReject {
-		// Only an HTTP endpoint answers; a signal cannot say no.
-		if len(o.notify.URLs) == 0 {
-			errs = append(errs, errors.New("--rollback-on-reject needs --notify-url: only an app's reload endpoint can refuse a revision"))
+		// Only an HTTP endpoint or a command answers; a signal or a touched
+		// file cannot say no.
+		if len(o.notify.URLs) == 0 && o.notify.ExecCommand == "" {
+			errs = append(errs, errors.New("--rollback-on-reject needs --notify-url or --exec-command: only an app's reload endpoint or a reload command can refuse a revision"))
 		}
 		if o.keep < 2 {
 			errs = append(errs, errors.New("--rollback-on-reject needs --keep of at least 2: the previous revision is what it puts back"))
