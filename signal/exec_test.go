@@ -47,7 +47,7 @@ func TestExecHookSeesTheChangeInItsEnvironment(t *testing.T) {
 	// ferry's own FERRY_SOURCE (it configures --source) must not leak in.
 	t.Setenv("FERRY_SOURCE", "web=https://example.com/x")
 	t.Setenv("FERRY_ROLLBACK_OF", "stale")
-	n := newNotifiers(t, execOptions(`/bin/sh -c 'env | grep ^FERRY_ | sort > `+out+`; echo "pwd=$(pwd)" >> `+out+`; echo reloaded'`))
+	n := newNotifiers(t, execOptions(`/bin/sh -c 'env | grep -E "^FERRY_(SOURCE|REVISION|PREVIOUS_REVISION|PATH|ORIGIN_REVISION|ROLLBACK_OF)=" | sort > `+out+`; echo "pwd=$(pwd)" >> `+out+`; echo reloaded'`))
 	n.start(t)
 	n.Notify(Change{Source: "web", Revision: "r2", Previous: "r1", OriginRevision: "c0ffee", Path: dir})
 	n.waitTotal(t, "exec:/bin/sh", resultOK, 1)
