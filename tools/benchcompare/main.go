@@ -48,13 +48,14 @@ func scenarios() []scenario {
 		{"large", "one-shot sync of the large repository: ferry once vs git clone --depth 1 + symlink", (*bench).oneShotLarge},
 		{"ready", "ferry run, start -> /readyz 200 on the large repository, vs git clone --depth 1 + symlink", (*bench).ready},
 		{"idle", "ferry run idle after a large sync: RSS and CPU at --period 1s and 30s", (*bench).idle},
+		{"notify", "ferry run on the large repository: from the link swap to the app's notify (one file changed)", (*bench).notify},
 		{"poll", "bytes and requests per idle poll of a 10,000-ref repository: ferry vs git ls-remote (protocol v2)", (*bench).poll},
 		{"fleet", "many ferry run processes polling one origin every second (make bench)", (*bench).fleet},
 	}
 }
 
 // defaultScenarios are what `make bench-compare` runs: all but the fleet.
-const defaultScenarios = "small,large,ready,idle,poll"
+const defaultScenarios = "small,large,ready,idle,notify,poll"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

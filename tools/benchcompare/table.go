@@ -42,12 +42,13 @@ type unit struct {
 }
 
 var (
-	ms  = unit{float64(time.Millisecond), 0, "ms"}
-	mib = unit{1 << 20, 1, "MiB"}
-	pct = unit{0.01, 2, "%"}
-	num = unit{1, 0, ""}
-	byt = unit{1, 0, "B"}
-	mb  = unit{1e6, 2, "MB"}
+	ms     = unit{float64(time.Millisecond), 0, "ms"}
+	msFine = unit{float64(time.Millisecond), 2, "ms"}
+	mib    = unit{1 << 20, 1, "MiB"}
+	pct    = unit{0.01, 2, "%"}
+	num    = unit{1, 0, ""}
+	byt    = unit{1, 0, "B"}
+	mb     = unit{1e6, 2, "MB"}
 )
 
 func (u unit) format(v float64) string {
