@@ -18,7 +18,7 @@ SOAK_DURATION ?= 3m
 # a test that needs one fails when it is missing, instead of skipping.
 TEST_TOOLS_PATH := $(PATH):/usr/sbin
 
-.PHONY: all build test tidy vet staticcheck demo bench bench-compare soak clean image test-tools
+.PHONY: all build test tidy vet staticcheck demo bench bench-compare bench-tools soak clean image test-tools
 
 all: build
 
@@ -70,12 +70,20 @@ bench: $(VERSITYGW) build
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/
 	$(GO) run ./tools/benchcompare -ferry $(BIN) -scenarios fleet
 
-## bench-compare: ferry against the git CLI, back to back in one run, on generated
-## repositories served on loopback (about 6 minutes); a quick look:
-## make bench-compare BENCH_ARGS='-runs 1 -scenarios small,poll' (see -h)
+## bench-compare: ferry against the git CLI (and rclone for S3), back to back in
+## one run, on generated repositories served on loopback (about 8 minutes); a
+## quick look: make bench-compare BENCH_ARGS='-runs 1 -scenarios small,poll' (see -h)
 BENCH_ARGS ?=
-bench-compare: build
-	$(GO) run ./tools/benchcompare -ferry $(BIN) $(BENCH_ARGS)
+bench-compare: build bench-tools $(VERSITYGW)
+	$(GO) run ./tools/benchcompare -ferry $(BIN) -versitygw $(VERSITYGW) $(BENCH_ARGS)
+
+# bench-tools installs rclone, the s3 scenario's comparison, with apt when
+# it is missing (as root).
+bench-tools:
+	@if ! command -v rclone >/dev/null; then \
+		echo "installing the Debian package rclone for bench-compare's s3 scenario"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rclone >/dev/null; \
+	fi
 
 $(VERSITYGW):
 	GOBIN=$(dir $(VERSITYGW)) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)

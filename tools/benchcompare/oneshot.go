@@ -155,7 +155,7 @@ func countFiles(link string) (int, error) {
 	return n, err
 }
 
-// printCommands prints the commands of run 0 of a comparison.
+// printCommands prints the commands of run 0 of a comparison with git.
 func (b *bench) printCommands(ferry, git job) {
 	fmt.Fprintf(b.out, "ferry: %s\ngit:   %s\n", ferry.line(), git.line())
 }

@@ -121,7 +121,11 @@ func (t *table) print(w io.Writer) {
 
 // compare adds the rows of a ferry-vs-git comparison, run by run: wall and
 // CPU time, peak RSS, what the origin spent and sent, and their ratios.
-func (t *table) compare(ferry, git []sample) {
+func (t *table) compare(ferry, git []sample) { t.compareRows(ferry, git, true) }
+
+// compareRows is compare, without the origin's rows when the origin is
+// not this program's git server.
+func (t *table) compareRows(ferry, git []sample, origin bool) {
 	rows := []struct {
 		name string
 		u    unit
@@ -134,6 +138,9 @@ func (t *table) compare(ferry, git []sample) {
 		{"origin CPU", ms, func(s sample) float64 { return float64(s.Origin) }},
 		{"origin requests", num, func(s sample) float64 { return float64(s.Served.requests) }},
 		{"origin bytes sent", mb, func(s sample) float64 { return float64(s.Served.bytes) }},
+	}
+	if !origin {
+		rows = rows[:4]
 	}
 	for _, r := range rows {
 		f, g := of(ferry, r.f), of(git, r.f)
