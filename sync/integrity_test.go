@@ -421,9 +421,11 @@ type empty struct{}
 func (empty) Fetch(context.Context, string, fetch.Writer) (string, error) { return "", nil }
 
 // TestOnceNeverSucceedsWithoutARevision: success means config is there.
+// OnceTimeout leaves room for an attempt on a loaded machine: one that
+// ends on the deadline carries no "no revision".
 func TestOnceNeverSucceedsWithoutARevision(t *testing.T) {
 	s := newStore(t, fetch.Limits{})
-	sy, err := New(Config{Store: s, Sources: []Source{{Name: "c", Backend: empty{}}}, OnceTimeout: 300 * time.Millisecond, Period: 50 * time.Millisecond})
+	sy, err := New(Config{Store: s, Sources: []Source{{Name: "c", Backend: empty{}}}, OnceTimeout: 2 * time.Second, Period: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
