@@ -137,11 +137,20 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	ho := &slog.HandlerOptions{Level: level}
+	ho := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	if o.logFormat == "text" {
 		return slog.New(slog.NewTextHandler(w, ho)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, ho)), nil
+}
+
+// readableDurations writes durations as Go writes them ("1.5s", "250ms")
+// in both formats: JSON's default is a bare count of nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // daemon is a configured ferry, ready to run.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -209,5 +211,22 @@ func TestEmptyEnvironmentValueCounts(t *testing.T) {
 	}
 	if o.httpAddr != "" {
 		t.Fatalf("httpAddr = %q, want empty", o.httpAddr)
+	}
+}
+
+// TestLogsWriteReadableDurations: "2s", not 2000000000, in both formats.
+func TestLogsWriteReadableDurations(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var buf bytes.Buffer
+		log, err := newLogger(&options{logFormat: format, logLevel: "info"}, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("sync failed", "retry_in", 1367*time.Millisecond, slog.Group("notify", "after", 2*time.Second))
+		for _, want := range []string{"1.367s", "2s"} {
+			if !strings.Contains(buf.String(), want) || strings.Contains(buf.String(), "1367000000") {
+				t.Errorf("%s: %s, want %s", format, strings.TrimSpace(buf.String()), want)
+			}
+		}
 	}
 }
