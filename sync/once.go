@@ -53,7 +53,19 @@ func (s *Syncer) onceSource(ctx context.Context, src *source) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	b := s.newBackoff(s.cfg.OnceTimeout)
-	for {
+	start := time.Now()
+	// gaveUp says what was tried: the time it really took (the next wait
+	// would have passed the bound, so it is less than OnceTimeout) and how
+	// many attempts.
+	gaveUp := func(attempts int, err error) error {
+		tries := fmt.Sprintf("%d attempts", attempts)
+		if attempts == 1 {
+			tries = "1 attempt"
+		}
+		return fmt.Errorf("source %s: gave up after %s in %s (bound %s): %w",
+			src.Name, tries, time.Since(start).Round(10*time.Millisecond), s.cfg.OnceTimeout, err)
+	}
+	for attempts := 1; ; attempts++ {
 		err := s.syncOnce(ctx, src)
 		if err == nil {
 			return nil
@@ -62,11 +74,11 @@ func (s *Syncer) onceSource(ctx context.Context, src *source) error {
 			return fmt.Errorf("source %s: %w", src.Name, err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+			return gaveUp(attempts, err)
 		}
 		wait := b.NextBackOff()
 		if wait == backoff.Stop || time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+			return gaveUp(attempts, err)
 		}
 		src.log.Warn("sync failed", "error", err, "retry_in", wait.Round(time.Millisecond))
 		select {

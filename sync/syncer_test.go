@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	gosync "sync"
@@ -304,7 +305,7 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 		maxTime time.Duration
 		want    string
 	}{
-		{"transient", errors.New("connection refused"), 3 * time.Second, "gave up after 500ms: connection refused"},
+		{"transient", errors.New("connection refused"), 3 * time.Second, "(bound 500ms): connection refused"},
 		{"permanent", fetch.Permanent(errors.New("checksum mismatch")), 200 * time.Millisecond, "checksum mismatch"},
 	}
 	for _, tc := range cases {
@@ -323,6 +324,10 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 			if tc.name == "permanent" && o.fetches.Load() != 1 {
 				t.Fatalf("a permanent error was retried (%d fetches)", o.fetches.Load())
 			}
+			// What it says it tried is what it tried.
+			if n := o.fetches.Load(); tc.name == "transient" && !strings.Contains(err.Error(), fmt.Sprintf("gave up after %d attempts in ", n)) {
+				t.Fatalf("Once = %v, want it to count %d attempts", err, n)
+			}
 		})
 	}
 }
@@ -334,7 +339,7 @@ func TestOnceTimeoutBoundsAHangingAttempt(t *testing.T) {
 		Timeout: time.Hour, OnceTimeout: 300 * time.Millisecond})
 	start := time.Now()
 	err := s.Once(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "gave up after 300ms") {
+	if err == nil || !strings.Contains(err.Error(), "gave up after 1 attempt in ") || !strings.Contains(err.Error(), "(bound 300ms)") {
 		t.Fatalf("Once = %v", err)
 	}
 	if took := time.Since(start); took > 3*time.Second {
