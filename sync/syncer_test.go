@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -429,4 +430,39 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus
 	}
 	t.Fatalf("no %s", name)
 	return nil
+}
+
+// TestHistogramBoundsPrintCleanly: le="2.5", never le="3.6450000000000005".
+func TestHistogramBoundsPrintCleanly(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "x"})
+	sy, err := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sy.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	histograms := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetHistogram() == nil {
+				continue
+			}
+			histograms++
+			for _, b := range m.GetHistogram().GetBucket() {
+				if s := strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64); len(s) > 5 {
+					t.Errorf("%s: bucket le=%q", mf.GetName(), s)
+				}
+			}
+		}
+	}
+	if histograms == 0 {
+		t.Fatal("no histogram gathered: the test proves nothing")
+	}
 }
