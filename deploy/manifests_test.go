@@ -120,6 +120,7 @@ func probePort(t *testing.T, c *corev1.Container, p *corev1.Probe) int {
 }
 
 var manifests = []string{
+	"kubernetes/quickstart.yaml",
 	"kubernetes/native-sidecar.yaml",
 	"kubernetes/init-oneshot.yaml",
 	"kubernetes/sighup.yaml",
