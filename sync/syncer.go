@@ -263,7 +263,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			}
 			failures := src.failureCount()
 			if s.cfg.MaxFailures > 0 && failures >= s.cfg.MaxFailures {
-				return fmt.Errorf("source %s: %w (%d): %w", src.Name, ErrTooManyFailures, failures, err)
+				return &SourceError{src.Name, fmt.Errorf("%w (%d): %w", ErrTooManyFailures, failures, err)}
 			}
 			wait = retry.NextBackOff()
 			src.log.Log(ctx, failureLevel(err), "sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))

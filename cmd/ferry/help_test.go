@@ -14,7 +14,7 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files of the --help tests")
+var update = flag.Bool("update", false, "rewrite the golden files of the --help and log tests")
 
 // TestHelpIsGolden: --help of each command is a contract with users and
 // their scripts. A change to it is made on purpose, by running

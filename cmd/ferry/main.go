@@ -139,6 +139,9 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 	}
 	ho := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	if o.logFormat == "text" {
+		ho.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			return shortIDs(groups, readableDurations(groups, a))
+		}
 		return slog.New(slog.NewTextHandler(w, ho)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, ho)), nil
@@ -149,6 +152,19 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 func readableDurations(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindDuration {
 		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// shortIDs writes a revision or commit (40 or 64 hex digits) as its first
+// 12 in the text format, which people read; JSON, which programs read,
+// keeps them whole.
+func shortIDs(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindString {
+		return a
+	}
+	if v := a.Value.String(); (len(v) == 40 || len(v) == 64) && strings.Trim(v, "0123456789abcdef") == "" {
+		a.Value = slog.StringValue(v[:12])
 	}
 	return a
 }
@@ -259,10 +275,27 @@ func (d *daemon) open() error {
 	return nil
 }
 
+// logBySource logs err at ERROR, one line per source it concerns (with
+// its source attribute), and the rest in one line.
+func logBySource(log *slog.Logger, msg string, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var se *sync.SourceError
+		if errors.As(e, &se) {
+			log.Error(msg, "source", se.Source, "error", se.Err)
+		} else {
+			log.Error(msg, "error", e)
+		}
+	}
+}
+
 func (d *daemon) once(ctx context.Context) int {
 	start := time.Now()
 	if err := d.syncer.Once(ctx); err != nil {
-		d.log.Error("sync failed", "error", err)
+		logBySource(d.log, "sync failed", err)
 		return exitFailed
 	}
 	d.log.Info("all sources published", "duration", time.Since(start).Round(time.Millisecond))
@@ -308,7 +341,7 @@ func (d *daemon) run(ctx context.Context) int {
 		err = cause // the notifiers stopped the loop
 	}
 	if err != nil {
-		d.log.Error("giving up", "error", err)
+		logBySource(d.log, "giving up", err)
 		return exitFailed
 	}
 	d.log.Info("shutting down")
