@@ -307,11 +307,15 @@ func (d *decoder) sources(n ast.Node) []fileSource {
 				}
 			}
 		}
+		at := s.where // the entry's first key: a mapping's own token is its first value
+		if at == "" {
+			at = d.where(e)
+		}
 		if s.url == "" {
-			d.errorf(e, "sources[%d]: url is required", i)
+			d.errs = append(d.errs, fmt.Errorf("%s: sources[%d]: url is required", at, i))
 		}
 		if s.name == "" && len(seq.Values) > 1 {
-			d.errorf(e, "sources[%d]: name is required when there are several sources", i)
+			d.errs = append(d.errs, fmt.Errorf("%s: sources[%d]: name is required when there are several sources", at, i))
 		}
 		out = append(out, s)
 	}
