@@ -174,3 +174,29 @@ func TestExampleConfigChecks(t *testing.T) {
 		t.Fatalf("no sources shown:\n%s", stdout)
 	}
 }
+
+// Every row of the settings table is a key of the file, at the top level
+// and, unless global, in a source: a row added later needs nothing more.
+// Each is given its default, as check prints it, and must be accepted.
+func TestEverySettingIsAKeyOfTheFile(t *testing.T) {
+	src := t.TempDir()
+	o, fs := newOptions()
+	var top, own strings.Builder
+	for _, s := range settings(o) {
+		if s.flag == "config" || s.flag == "source" {
+			continue
+		}
+		line := s.flag + ": " + yamlValue(fs.Lookup(s.flag).Value) + "\n"
+		if s.isGlobal {
+			top.WriteString(line)
+		} else {
+			own.WriteString("    " + line)
+		}
+	}
+	file := writeConfig(t, top.String()+"sources:\n  - name: a\n    url: "+src+"\n"+own.String())
+	code, _, stderr := runFerry(t, nil, "check", "--config", file)
+	// root is global and empty by default: the one error expected.
+	if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "--root is required") {
+		t.Fatalf("exit %d, want 2 with --root alone missing:\n%s", code, stderr)
+	}
+}
