@@ -50,7 +50,7 @@ func TestLogLinesAreGolden(t *testing.T) {
 				{"once", "--source", "app=http://" + closed + "/config.tar.gz", "--root", filepath.Join(dir, "fail-"+format), "--once-timeout", "300ms"},
 			} {
 				var stdout, stderr strings.Builder
-				run(context.Background(), append(args, "--log-format", format, "--http-addr", ""), noEnv, &stdout, &stderr)
+				run(context.Background(), append(args, "--log-format", format), noEnv, &stdout, &stderr)
 				out.WriteString(stderr.String())
 			}
 			got := out.String()

@@ -209,8 +209,8 @@ func TestEmptyEnvironmentValueCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.httpAddr != "" {
-		t.Fatalf("httpAddr = %q, want empty", o.httpAddr)
+	if o.global.httpAddr != "" {
+		t.Fatalf("httpAddr = %q, want empty", o.global.httpAddr)
 	}
 }
 

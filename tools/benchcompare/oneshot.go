@@ -31,7 +31,7 @@ func (b *bench) oneShot(ctx context.Context, dir, name string) error {
 	ferryJob := func(i int) job {
 		root := filepath.Join(dir, fmt.Sprintf("ferry-%d", i))
 		return job{
-			Argv: []string{b.ferry, "once", "--source", "git::" + url, "--root", root, "--http-addr", "", "--log-format", "json"},
+			Argv: []string{b.ferry, "once", "--source", "git::" + url, "--root", root, "--log-format", "json"},
 			Env:  b.ferryEnv(),
 			Log:  root + ".log",
 		}

@@ -63,7 +63,7 @@ func (b *bench) s3(ctx context.Context, dir string) error {
 	ferryJob := func(i int) job {
 		root := filepath.Join(dir, fmt.Sprintf("ferry-%d", i))
 		return job{
-			Argv: []string{b.ferry, "once", "--source", url, "--root", root, "--http-addr", "", "--log-format", "json",
+			Argv: []string{b.ferry, "once", "--source", url, "--root", root, "--log-format", "json",
 				"--s3-access-key-file", filepath.Join(keys, "access"), "--s3-secret-key-file", filepath.Join(keys, "secret"), "--s3-no-imds"},
 			Env: b.ferryEnv(),
 			Log: root + ".log",

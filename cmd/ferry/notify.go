@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"errors"
+	gosync "sync"
+
+	"github.com/ferrysync/ferry/signal"
+)
+
+// notifiers route each change to the Notifiers of its source, so that a
+// change of source A tells only the apps that asked for A. Sources that
+// share their options (every source of the command line) share one
+// Notifiers, as they always have: one worker per URL, a mailbox per source.
+type notifiers struct {
+	bySource map[string]*signal.Notifiers
+	distinct []*signal.Notifiers
+}
+
+// add routes the changes of source to n.
+func (r *notifiers) add(source string, n *signal.Notifiers) {
+	if r.bySource == nil {
+		r.bySource = map[string]*signal.Notifiers{}
+	}
+	r.bySource[source] = n
+	for _, d := range r.distinct {
+		if d == n {
+			return
+		}
+	}
+	r.distinct = append(r.distinct, n)
+}
+
+// Notify hands c to its source's Notifiers; a source nobody listens to is
+// told to no one.
+func (r *notifiers) Notify(c signal.Change) {
+	if n := r.bySource[c.Source]; n != nil {
+		n.Notify(c)
+	}
+}
+
+// Run runs every Notifiers until ctx is done; the first to fail stops
+// the others, and its error is returned.
+func (r *notifiers) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg gosync.WaitGroup
+	errs := make([]error, len(r.distinct))
+	for i, n := range r.distinct {
+		wg.Go(func() {
+			if errs[i] = n.Run(ctx); errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
