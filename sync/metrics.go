@@ -41,8 +41,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return g
 	}
 	duration, err := promkit.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "ferry_sync_duration_seconds",
-		Help:    "Time taken by one sync attempt, fetch and publish.",
+		Name: "ferry_sync_duration_seconds",
+		Help: "Time taken by one sync attempt, fetch and publish.",
 		// From a poll that finds nothing new to a first sync of a large
 		// tree; bounds a person can read in le="..." (exponential ones
 		// print as 3.6450000000000005).

@@ -53,6 +53,9 @@ type Source struct {
 	URL string
 	// Backend fetches the origin.
 	Backend fetch.Source
+	// PublishMode is how ROOT/NAME shows the current revision: a symlink
+	// (the default) or, in exchange mode, a real directory.
+	PublishMode PublishMode
 	// Validator checks each new revision before it is published; nil
 	// publishes whatever the origin holds.
 	Validator Validator
@@ -178,6 +181,9 @@ func New(cfg Config) (*Syncer, error) {
 			return nil, fmt.Errorf("sync: source %q given twice", src.Name)
 		}
 		seen[src.Name] = true
+		if err := cfg.Store.SetPublishMode(src.Name, src.PublishMode); err != nil {
+			return nil, fmt.Errorf("sync: source %s: %w", src.Name, err)
+		}
 	}
 	if err := cfg.Store.Prepare(names, cfg.Logger); err != nil {
 		return nil, err

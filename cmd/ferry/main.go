@@ -238,7 +238,7 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 			tells[so] = tell
 		}
 		if err == nil && tell != nil {
-			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check})
+			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode)})
 			d.notify.add(sc.name, tell)
 		}
 	}

@@ -39,6 +39,7 @@ type options struct {
 	maxFailures  int
 	maxStaleness time.Duration
 	verifyPeriod time.Duration
+	publishMode  string
 	limits       fetch.Limits
 
 	httpAddr      string
@@ -144,6 +145,9 @@ func (o *options) validateSource(key func(string) string) []error {
 	}
 	if err := o.checks.Validate(); err != nil {
 		errs = append(errs, errors.New(describe(o, "validate", err, key)))
+	}
+	if err := sync.PublishMode(o.publishMode).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s %q: want symlink or exchange", key("publish-mode"), o.publishMode))
 	}
 	if o.rollout.RollbackOnReject {
 		// Only an HTTP endpoint answers; a signal cannot say no.

@@ -84,6 +84,7 @@ func settings(o *options) []setting {
 		row("once-timeout", "", dur(&o.onceTimeout, sync.DefaultOnceTimeout, "how long 'once' retries a failing source before exiting 1")).global().in(cmdOnce),
 		row("max-failures", "", num(&o.maxFailures, 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")).global().in(cmdRun),
 		row("max-staleness", "", dur(&o.maxStaleness, 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")).global().in(cmdRun),
+		row("publish-mode", "sync.PublishMode", str(&o.publishMode, string(sync.PublishSymlink), "how ROOT/NAME shows the current revision: symlink (a link renamed over the last) or exchange (a real directory, swapped with renameat2 RENAME_EXCHANGE, for consumers that cannot follow a symlink)")),
 		row("verify-period", "", dur(&o.verifyPeriod, sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")).global().in(cmdRun),
 		row("max-bytes", "", size(&o.limits.MaxBytes, fetch.DefaultMaxBytes, "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")).global(),
 		row("max-files", "", num(&o.limits.MaxFiles, fetch.DefaultMaxFiles, "limit on the files of one revision")).global(),
