@@ -209,8 +209,19 @@ func apply(o *options, fs *flag.FlagSet, vals map[string]value) []error {
 		if l, isList := fs.Lookup(s.flag).Value.(*listFlag); isList {
 			*l = nil // a source's list replaces the one it inherits
 		}
+		f := fs.Lookup(s.flag)
 		for _, x := range v.vals {
+			before := f.Value.String()
 			if err := fs.Set(s.flag, x); err != nil {
+				// The flag package leaves a zero behind: put back what was
+				// there, so the one mistake is reported once, not again as
+				// the zero it left ("must be positive").
+				if _, isList := f.Value.(*listFlag); !isList {
+					f.Value.Set(before)
+				}
+				if err.Error() == "parse error" { // the flag package's word for it
+					err = fmt.Errorf("%q does not parse (want a value like %q)", x, f.DefValue)
+				}
 				if v.from == fromFile {
 					err = fmt.Errorf("%s: %s: %w", v.where, s.flag, err)
 				} else {

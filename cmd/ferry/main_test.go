@@ -50,6 +50,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"unnamed beside named", []string{"run", "--source", "a=/x", "--source", "/y", "--root", root}, []string{"name each source"}},
 		{"notify url with password", []string{"run", "--source", "/x", "--root", root, "--notify-url", "http://u:hunter2@localhost/r"}, []string{"credentials in the URL are not accepted"}},
 		{"bad name", []string{"run", "--source", "a/b=/x", "--root", root}, []string{"not a URL"}},
+		{"bad name before a URL", []string{"run", "--source", "../evil=https://host/c.tar.gz", "--root", root}, []string{`invalid name "../evil"`}},
 		{"duplicate name", []string{"run", "--source", "a=/x", "--source", "a=/y", "--root", root}, []string{`name "a" used twice`}},
 		{"signal without process", []string{"run", "--source", "/x", "--root", root, "--notify-signal", "HUP"}, []string{"go together"}},
 		{"bad notify url", []string{"run", "--source", "/x", "--root", root, "--notify-url", "localhost:8080"}, []string{"need an http:// or https:// URL"}},
@@ -76,7 +77,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 			if code != exitUsage {
 				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
 			}
-			if lines := strings.Count(stderr, "\n"); lines > len(tc.want)+1 {
+			if lines := strings.Count(stderr, "\n"); lines != len(tc.want) {
 				t.Errorf("%d lines for %d problems:\n%s", lines, len(tc.want), stderr)
 			}
 			for _, w := range tc.want {
@@ -228,5 +229,15 @@ func TestLogsWriteReadableDurations(t *testing.T) {
 				t.Errorf("%s: %s, want %s", format, strings.TrimSpace(buf.String()), want)
 			}
 		}
+	}
+}
+
+// TestOneMistakeOneLine: a value that does not parse is reported once,
+// not again as the zero the flag package leaves ("must be positive").
+func TestOneMistakeOneLine(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	code, _, stderr := runFerry(t, map[string]string{"FERRY_PERIOD": "abc"}, "run", "--source", "/x", "--root", root)
+	if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, `FERRY_PERIOD: "abc" does not parse (want a value like "30s")`) {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
 }

@@ -172,9 +172,17 @@ func (o *options) namedSources() ([]namedSource, error) {
 	var errs []error
 	unnamed := 0
 	for _, s := range o.sources {
-		if m := sourceName.FindStringSubmatch(s); m != nil {
+		m := sourceName.FindStringSubmatch(s)
+		if m == nil {
+			// NAME=URL with a name that cannot be one ("../evil=https://..."):
+			// a bad name, not a URL without a scheme.
+			if name, url, ok := strings.Cut(s, "="); ok && !strings.Contains(name, ":") && (strings.Contains(url, "://") || strings.Contains(url, "::")) {
+				m = []string{s, name, url}
+			}
+		}
+		if m != nil {
 			if !sync.ValidName(m[1]) {
-				errs = append(errs, fmt.Errorf("--source %s: invalid name %q", fetch.RedactString(m[2]), m[1]))
+				errs = append(errs, fmt.Errorf("--source %s: invalid name %q (letters, digits, '.', '_' and '-'; not '.', '..' or '.ferry')", fetch.RedactString(m[2]), m[1]))
 			}
 			out = append(out, namedSource{m[1], m[2]})
 			continue
@@ -183,7 +191,9 @@ func (o *options) namedSources() ([]namedSource, error) {
 		out = append(out, namedSource{o.link, s})
 	}
 	if unnamed > 0 && len(o.sources) > 1 {
-		errs = append(errs, errors.New("--source: name each source (NAME=URL) when there are several"))
+		// One mistake, one line: the names the unnamed would share are
+		// not reported as used twice too.
+		return out, errors.Join(append(errs, errors.New("--source: name each source (NAME=URL) when there are several"))...)
 	}
 	seen := map[string]bool{}
 	for _, s := range out {
