@@ -33,7 +33,7 @@ func TestConfigMistakesAreUsageErrorsWithFileLineAndColumn(t *testing.T) {
 		{"syntax", "root: /r\nsources: [\n", []string{`:2:`}},
 		{"bad value in a source", "root: /r\nsources:\n  - name: a\n    url: " + src + "\n    notify-url: localhost:1\n",
 			[]string{`3:5: source a: notify-url "localhost:1": need an http:// or https:// URL`}},
-		{"bad duration text", "root: /r\nsources:\n  - name: a\n    url: " + src + "\n    notify-timeout: soon\n", []string{`5:5: notify-timeout: parse error`}},
+		{"bad duration text", "root: /r\nsources:\n  - name: a\n    url: " + src + "\n    notify-timeout: soon\n", []string{`5:5: notify-timeout: "soon" does not parse (want a value like "10s")`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
