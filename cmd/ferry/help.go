@@ -4,6 +4,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
+	"strings"
 )
 
 // commandHelp is what each command does, above its flags.
@@ -56,8 +58,17 @@ read once at start: a change needs a restart. 'ferry check' shows the result.
 func usage(fs *flag.FlagSet, cmd string) {
 	w := fs.Output()
 	fmt.Fprintf(w, "%s\n%s\n%s\nFlags:\n", commandHelp[cmd], configHelp, sourceHelp)
+	// The flag package prints "-name"; the README, the examples and
+	// every git-sync or kubectl user write "--name" (both parse).
+	var defaults strings.Builder
+	fs.SetOutput(&defaults)
 	fs.PrintDefaults()
+	fs.SetOutput(w)
+	fmt.Fprint(w, flagLine.ReplaceAllString(defaults.String(), "  --$1"))
 }
+
+// flagLine is the start of a flag's line in PrintDefaults' output.
+var flagLine = regexp.MustCompile(`(?m)^  -([a-z])`)
 
 func topUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
