@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -98,7 +99,16 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 			usage(flagSet(&options{}, cmd, help), cmd)
 			return nil, err
 		}
-		return nil, fmt.Errorf("%w (see 'ferry %s --help')", err, cmd)
+		// The flag package says "flag -period" and "parse error"; the
+		// help says --period, and the environment's errors what a value
+		// looks like.
+		msg := err.Error()
+		if m := badValue.FindStringSubmatch(msg); m != nil {
+			msg = fmt.Sprintf("--%s: %q does not parse (want a value like %q)", m[2], m[1], fs.Lookup(m[2]).DefValue)
+		}
+		msg = strings.ReplaceAll(msg, "flag provided but not defined: -", "unknown flag --")
+		msg = strings.ReplaceAll(msg, "flag -", "flag --")
+		return nil, fmt.Errorf("%s (see 'ferry %s --help')", msg, cmd)
 	}
 	var errs []error
 	if fs.NArg() > 0 {
@@ -141,6 +151,9 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 	errs = append(errs, c.resolve()...)
 	return c, errors.Join(errs...)
 }
+
+// badValue is the flag package's error for a value its parser refused.
+var badValue = regexp.MustCompile(`^invalid value "(.*)" for flag -([a-z0-9-]+): parse error$`)
 
 // valuesOf returns what a parsed flag holds as the strings that give it
 // back: each element of a list, the one value of anything else.

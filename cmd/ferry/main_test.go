@@ -44,7 +44,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"missing root", []string{"once", "--source", "/srv/x"}, []string{"--root is required"}},
 		{"missing source", []string{"once", "--root", root}, []string{"--source is required"}},
 		{"malformed source", []string{"once", "--source", "relative/dir", "--root", root}, []string{"not a URL"}},
-		{"bad duration", []string{"once", "--source", "/srv", "--root", root, "--period", "soon"}, []string{`invalid value "soon" for flag -period`}},
+		{"bad duration", []string{"once", "--source", "/srv", "--root", root, "--period", "soon"}, []string{`--period: "soon" does not parse (want a value like "30s")`}},
 		{"bad size", []string{"run", "--source", "/srv", "--root", root, "--max-bytes", "lots"}, []string{`invalid size "lots"`}},
 		{"two unnamed", []string{"run", "--source", "/a", "--source", "/b", "--root", root}, []string{"name each source"}},
 		{"unnamed beside named", []string{"run", "--source", "a=/x", "--source", "/y", "--root", root}, []string{"name each source"}},
