@@ -106,7 +106,7 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 		if m := badValue.FindStringSubmatch(msg); m != nil {
 			msg = fmt.Sprintf("--%s: %q does not parse (want a value like %q)", m[2], m[1], fs.Lookup(m[2]).DefValue)
 		}
-		msg = strings.ReplaceAll(msg, "flag provided but not defined: -", "unknown flag --")
+		msg = unknownFlag.ReplaceAllString(msg, "unknown flag --$1")
 		msg = strings.ReplaceAll(msg, "flag -", "flag --")
 		return nil, fmt.Errorf("%s (see 'ferry %s --help')", msg, cmd)
 	}
@@ -151,6 +151,9 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 	errs = append(errs, c.resolve()...)
 	return c, errors.Join(errs...)
 }
+
+// unknownFlag is the flag package's error for a flag it does not know.
+var unknownFlag = regexp.MustCompile(`flag provided but not defined: -+(\S+)`)
 
 // badValue is the flag package's error for a value its parser refused.
 var badValue = regexp.MustCompile(`^invalid value "(.*)" for flag -([a-z0-9-]+): parse error$`)
