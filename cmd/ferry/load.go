@@ -107,7 +107,7 @@ func parse(cmd string, args []string, lookupEnv func(string) (string, bool), hel
 			msg = fmt.Sprintf("--%s: %q does not parse (want a value like %q)", m[2], m[1], fs.Lookup(m[2]).DefValue)
 		}
 		msg = unknownFlag.ReplaceAllString(msg, "unknown flag --$1")
-		msg = strings.ReplaceAll(msg, "flag -", "flag --")
+		msg = strings.ReplaceAll(msg, "for flag -", "for flag --")
 		return nil, fmt.Errorf("%s (see 'ferry %s --help')", msg, cmd)
 	}
 	var errs []error
