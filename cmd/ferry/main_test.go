@@ -69,6 +69,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"negative reject after", []string{"run", "--source", "/x", "--root", root, "--reject-after", "-1s"}, []string{"--reject-after must not be negative"}},
 		{"negative rollout window", []string{"run", "--source", "/x", "--root", root, "--rollout-window", "-1m"}, []string{"--rollout-window must not be negative"}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
+		{"unknown flag", []string{"once", "-nope"}, []string{"unknown flag --nope (see 'ferry once --help')"}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}
 	for _, tc := range cases {
