@@ -128,6 +128,7 @@ var manifests = []string{
 	"kubernetes/examples/s3-irsa.yaml",
 	"kubernetes/examples/http.yaml",
 	"kubernetes/examples/safe-rollouts.yaml",
+	"kubernetes/examples/oci.yaml",
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {
