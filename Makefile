@@ -30,13 +30,14 @@ build:
 test: tidy vet staticcheck test-tools $(VERSITYGW)
 	PATH='$(TEST_TOOLS_PATH)' FERRY_TEST_REQUIRE_TOOLS=1 FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
 
-# test-tools installs promtool, prometheus and nginx with apt when they
-# are missing (as root, as CI runs). RUNLEVEL=1 keeps the packages from
+# test-tools installs promtool, prometheus, nginx and docker-registry
+# (docker/distribution, for the OCI source) with apt when they are
+# missing (as root, as CI runs). RUNLEVEL=1 keeps the packages from
 # starting their services.
 test-tools:
-	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v nginx >/dev/null; then \
-		echo "installing Debian packages prometheus and nginx (promtool, prometheus, nginx -t) for the validation and rollback tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx >/dev/null; \
+	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v nginx >/dev/null || ! command -v docker-registry >/dev/null; then \
+		echo "installing Debian packages prometheus, nginx and docker-registry (promtool, prometheus, nginx -t, a registry) for the validation, rollback and OCI tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx docker-registry >/dev/null; \
 	fi
 
 # tidy fails when go.mod or go.sum would change: every direct dependency

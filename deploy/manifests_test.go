@@ -189,6 +189,7 @@ var manifests = []string{
 	"kubernetes/examples/http.yaml",
 	"kubernetes/examples/safe-rollouts.yaml",
 	"kubernetes/examples/config-file.yaml",
+	"kubernetes/examples/oci.yaml",
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {

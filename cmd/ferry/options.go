@@ -14,6 +14,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/fetch/oci"
 	"github.com/ferrysync/ferry/fetch/s3"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
@@ -55,6 +56,7 @@ type options struct {
 	http fhttp.Options
 	s3   s3.Options
 	git  git.Options
+	oci  oci.Options
 }
 
 // flagSet declares the settings cmd uses as flags, bound to o; for

@@ -133,6 +133,13 @@ func settings(o *options) []setting {
 		row("s3-anonymous", "s3.Anonymous", boolean(&o.s3.Anonymous, "send unsigned S3 requests (public buckets)")),
 		row("s3-no-imds", "s3.NoIMDS", boolean(&o.s3.NoIMDS, "never ask the EC2 instance metadata service for S3 credentials (it costs seconds outside EC2)")),
 		row("s3-concurrency", "s3.Concurrency", num(&o.s3.Concurrency, s3.DefaultConcurrency, "S3 objects downloaded in parallel")),
+		secret("oci-docker-config", "oci.DockerConfigFile", str(&o.oci.DockerConfigFile, "", "Docker config.json `file` (a kubernetes.io/dockerconfigjson Secret) whose entry for the registry authenticates OCI sources; re-read every sync (default: anonymous)"), &o.oci.DockerConfigFile),
+		row("oci-username", "oci.Username", str(&o.oci.Username, "", "`user` for OCI registry basic auth (with --oci-password-file)")),
+		secret("oci-password-file", "oci.PasswordFile", str(&o.oci.PasswordFile, "", "`file` holding the OCI registry password or access token; re-read every sync"), &o.oci.PasswordFile),
+		secret("oci-bearer-token-file", "oci.BearerTokenFile", str(&o.oci.BearerTokenFile, "", "`file` holding a registry token sent as Authorization: Bearer to OCI registries; re-read every sync"), &o.oci.BearerTokenFile),
+		row("oci-ca-file", "oci.CAFile", str(&o.oci.CAFile, "", "PEM `file` of CA certificates trusted for OCI registries, in addition to the system roots")),
+		row("oci-insecure-skip-verify", "oci.InsecureSkipVerify", boolean(&o.oci.InsecureSkipVerify, "do not verify OCI registries' certificates (logs a warning on every sync)")),
+
 		row("allow-empty", "s3.AllowEmpty", boolean(&o.s3.AllowEmpty, "publish an empty S3 prefix instead of failing (publishing nothing over real config is rarely meant)")),
 	}
 }
