@@ -18,7 +18,7 @@ SOAK_DURATION ?= 3m
 # a test that needs one fails when it is missing, instead of skipping.
 TEST_TOOLS_PATH := $(PATH):/usr/sbin
 
-.PHONY: all build test tidy vet staticcheck demo bench bench-compare soak clean image test-tools
+.PHONY: all build test tidy vet staticcheck demo bench bench-compare bench-tools soak clean image test-tools
 
 all: build
 
@@ -30,13 +30,14 @@ build:
 test: tidy vet staticcheck test-tools $(VERSITYGW)
 	PATH='$(TEST_TOOLS_PATH)' FERRY_TEST_REQUIRE_TOOLS=1 FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
 
-# test-tools installs promtool, prometheus and nginx with apt when they
-# are missing (as root, as CI runs). RUNLEVEL=1 keeps the packages from
+# test-tools installs promtool, prometheus, nginx and docker-registry
+# (docker/distribution, for the OCI source) with apt when they are
+# missing (as root, as CI runs). RUNLEVEL=1 keeps the packages from
 # starting their services.
 test-tools:
-	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v nginx >/dev/null; then \
-		echo "installing Debian packages prometheus and nginx (promtool, prometheus, nginx -t) for the validation and rollback tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx >/dev/null; \
+	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v nginx >/dev/null || ! command -v docker-registry >/dev/null; then \
+		echo "installing Debian packages prometheus, nginx and docker-registry (promtool, prometheus, nginx -t, a registry) for the validation, rollback and OCI tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx docker-registry >/dev/null; \
 	fi
 
 # tidy fails when go.mod or go.sum would change: every direct dependency
@@ -70,12 +71,20 @@ bench: $(VERSITYGW) build
 	FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -run '^$$' -bench S3 -benchtime 5x -benchmem ./fetch/s3/
 	$(GO) run ./tools/benchcompare -ferry $(BIN) -scenarios fleet
 
-## bench-compare: ferry against the git CLI, back to back in one run, on generated
-## repositories served on loopback (about 6 minutes); a quick look:
-## make bench-compare BENCH_ARGS='-runs 1 -scenarios small,poll' (see -h)
+## bench-compare: ferry against the git CLI (and rclone for S3), back to back in
+## one run, on generated repositories served on loopback (about 8 minutes); a
+## quick look: make bench-compare BENCH_ARGS='-runs 1 -scenarios small,poll' (see -h)
 BENCH_ARGS ?=
-bench-compare: build
-	$(GO) run ./tools/benchcompare -ferry $(BIN) $(BENCH_ARGS)
+bench-compare: build bench-tools $(VERSITYGW)
+	$(GO) run ./tools/benchcompare -ferry $(BIN) -versitygw $(VERSITYGW) $(BENCH_ARGS)
+
+# bench-tools installs rclone, the s3 scenario's comparison, with apt when
+# it is missing (as root).
+bench-tools:
+	@if ! command -v rclone >/dev/null; then \
+		echo "installing the Debian package rclone for bench-compare's s3 scenario"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rclone >/dev/null; \
+	fi
 
 $(VERSITYGW):
 	GOBIN=$(dir $(VERSITYGW)) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)

@@ -161,8 +161,9 @@ func roundTrip(c net.Conn) error {
 
 // TestProbesAnswerPastThousandsOfConnections holds 2,000 connections to a
 // server process whose descriptor limit is far lower, then probes
-// /healthz as the kubelet does: every probe must answer within a second,
-// or the kubelet would restart a healthy sidecar. The connections are
+// /healthz as the kubelet does: probes must answer within a second, and
+// never three in a row fail, or the kubelet would restart a healthy
+// sidecar. The connections are
 // idle keep-alive ones (a client pool) or ones that sent half a header
 // and stopped (a slow-loris).
 func TestProbesAnswerPastThousandsOfConnections(t *testing.T) {
@@ -203,12 +204,22 @@ func TestProbesAnswerPastThousandsOfConnections(t *testing.T) {
 					stalled = true
 				}
 			}
-			for i := range 3 {
+			// The kubelet restarts a container after failureThreshold (3)
+			// probes in a row fail; one slow probe on a loaded machine is
+			// what the threshold is for.
+			failedInARow := 0
+			for i := range 5 {
 				code, took, err := probe(p.addr)
 				if err != nil || code != http.StatusOK {
-					t.Fatalf("probe %d with %d connections held (%d answered): %d, %v (after %s); server fds %d, log:\n%s",
-						i, conns, answered, code, err, took.Round(time.Millisecond), p.openFDs(), tail(p.logs(), 2000))
+					failedInARow++
+					t.Logf("probe %d failed: %d, %v (after %s)", i, code, err, took.Round(time.Millisecond))
+					if failedInARow == 3 {
+						t.Fatalf("3 probes in a row failed with %d connections held (%d answered): %d, %v (after %s); server fds %d, log:\n%s",
+							conns, answered, code, err, took.Round(time.Millisecond), p.openFDs(), tail(p.logs(), 2000))
+					}
+					continue
 				}
+				failedInARow = 0
 				t.Logf("probe %d: %s", i, took.Round(time.Microsecond))
 			}
 			if strings.Contains(p.logs(), "too many open files") {

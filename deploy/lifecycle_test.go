@@ -346,3 +346,46 @@ func TestOneShotPodLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// TestQuickstartPodLifecycle plays the kubelet from quickstart.yaml: ferry
+// as a native sidecar, its startupProbe passing once the first revision is
+// on the volume, where the app (busybox httpd, which reads files per
+// request) finds it through the link; a change reaches the same path with
+// no reload.
+func TestQuickstartPodLifecycle(t *testing.T) {
+	m := load(t, "kubernetes/quickstart.yaml")
+	ferryBin, _ := build(t)
+	k := newKubelet(t, m.pod())
+	f := m.ferry(t)
+	o := newOrigin(t, config("one"))
+
+	var ferryLog bytes.Buffer
+	ferry := k.ferryCommand(ferryBin, f, o.url(), nil)
+	ferry.Stderr = &ferryLog
+	if err := ferry.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ferry.Process.Kill()
+	k.startupProbe(f)
+
+	// httpd -h DIR serves what the app's mount shows at DIR.
+	app := &m.pod().Containers[0]
+	served := app.Args[len(app.Args)-1]
+	read := func() string {
+		b, _ := os.ReadFile(filepath.Join(k.path(app, served), "app.yaml"))
+		return string(b)
+	}
+	if got := read(); got != "greeting: one\n" {
+		t.Fatalf("the app's %s/app.yaml = %q once ferry is ready\n%s", served, got, ferryLog.String())
+	}
+	o.set(t, config("two"))
+	resp, err := http.Post("http://"+k.port(f, f.LivenessProbe)+api.SyncPath, "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /sync: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	testkit.Eventually(t, 15*time.Second, "the new revision at the app's path", func() bool { return read() == "greeting: two\n" })
+	if code, took := sigterm(t, ferry); code != 0 || took > 2*time.Second {
+		t.Fatalf("ferry exit %d after %s on SIGTERM, want 0 promptly\n%s", code, took, ferryLog.String())
+	}
+}

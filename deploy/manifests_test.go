@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"os/exec"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +24,7 @@ type manifest struct {
 	path        string
 	deployments []*appsv1.Deployment
 	accounts    []*corev1.ServiceAccount
+	configMaps  []*corev1.ConfigMap
 }
 
 // load decodes every document of a manifest file strictly: an unknown or
@@ -50,6 +54,12 @@ func load(t *testing.T, path string) *manifest {
 				t.Fatalf("%s doc %d: %v", path, i, err)
 			}
 			m.accounts = append(m.accounts, sa)
+		case "ConfigMap":
+			cm := &corev1.ConfigMap{}
+			if err := yaml.UnmarshalStrict(doc, cm); err != nil {
+				t.Fatalf("%s doc %d: %v", path, i, err)
+			}
+			m.configMaps = append(m.configMaps, cm)
 		default:
 			t.Fatalf("%s doc %d: unexpected kind %q", path, i, meta.Kind)
 		}
@@ -58,6 +68,56 @@ func load(t *testing.T, path string) *manifest {
 		t.Fatalf("%s: %d Deployments, want 1", path, len(m.deployments))
 	}
 	return m
+}
+
+// sourceNames returns the names of ferry's sources: that of its --source,
+// or those of the --config file it mounts from a ConfigMap.
+func (m *manifest) sourceNames(t *testing.T, f *corev1.Container) []string {
+	t.Helper()
+	if source := flag(f.Args, "source"); source != "" {
+		name, _, ok := strings.Cut(source, "=")
+		if !ok {
+			t.Fatalf("--source=%q has no NAME=", source)
+		}
+		return []string{name}
+	}
+	file := flag(f.Args, "config")
+	if file == "" {
+		t.Fatal("ferry has neither --source nor --config")
+	}
+	var volume string
+	for _, mnt := range f.VolumeMounts {
+		if mnt.MountPath == path.Dir(file) {
+			volume = mnt.Name
+		}
+	}
+	for _, v := range m.pod().Volumes {
+		if v.Name != volume || v.ConfigMap == nil {
+			continue
+		}
+		for _, cm := range m.configMaps {
+			data, ok := cm.Data[path.Base(file)]
+			if cm.Name != v.ConfigMap.Name || !ok {
+				continue
+			}
+			var c struct {
+				Sources []struct{ Name, URL string } `json:"sources"`
+			}
+			if err := yaml.Unmarshal([]byte(data), &c); err != nil {
+				t.Fatalf("ConfigMap %s %s: %v", cm.Name, path.Base(file), err)
+			}
+			var names []string
+			for _, s := range c.Sources {
+				if s.Name == "" || s.URL == "" {
+					t.Fatalf("ConfigMap %s: a source without name or url: %+v", cm.Name, s)
+				}
+				names = append(names, s.Name)
+			}
+			return names
+		}
+	}
+	t.Fatalf("--config=%s is not mounted from a ConfigMap of the manifest", file)
+	return nil
 }
 
 func (m *manifest) pod() *corev1.PodSpec { return &m.deployments[0].Spec.Template.Spec }
@@ -120,6 +180,7 @@ func probePort(t *testing.T, c *corev1.Container, p *corev1.Probe) int {
 }
 
 var manifests = []string{
+	"kubernetes/quickstart.yaml",
 	"kubernetes/native-sidecar.yaml",
 	"kubernetes/init-oneshot.yaml",
 	"kubernetes/sighup.yaml",
@@ -127,6 +188,8 @@ var manifests = []string{
 	"kubernetes/examples/s3-irsa.yaml",
 	"kubernetes/examples/http.yaml",
 	"kubernetes/examples/safe-rollouts.yaml",
+	"kubernetes/examples/config-file.yaml",
+	"kubernetes/examples/oci.yaml",
 }
 
 func TestKustomizationListsEveryManifest(t *testing.T) {
@@ -193,11 +256,7 @@ func TestManifestsAreHardenedAndConsistent(t *testing.T) {
 			if own == nil || own.MountPath != root || own.ReadOnly {
 				t.Fatalf("ferry --root=%s but mounts the config volume as %+v", root, own)
 			}
-			source := flag(f.Args, "source")
-			name, _, ok := strings.Cut(source, "=")
-			if !ok || source == "" {
-				t.Fatalf("--source=%q has no NAME=", source)
-			}
+			names := m.sourceNames(t, f)
 			for _, c := range pod.Containers {
 				mnt := mountOf(&c, "config")
 				if mnt == nil || !mnt.ReadOnly || mnt.MountPath != root {
@@ -205,9 +264,11 @@ func TestManifestsAreHardenedAndConsistent(t *testing.T) {
 				}
 				// The app reads what ferry publishes: ROOT/NAME/...
 				reads := strings.Join(append(append([]string{}, c.Command...), c.Args...), " ")
-				if !strings.Contains(reads, root+"/"+name+"/") && !strings.Contains(reads, root+"/"+name+" ") &&
-					!strings.HasSuffix(reads, root+"/"+name) {
-					t.Errorf("app %s does not read %s/%s: %q", c.Name, root, name, reads)
+				if !slices.ContainsFunc(names, func(name string) bool {
+					return strings.Contains(reads, root+"/"+name+"/") || strings.Contains(reads, root+"/"+name+" ") ||
+						strings.HasSuffix(reads, root+"/"+name)
+				}) {
+					t.Errorf("app %s reads none of %s/%v: %q", c.Name, root, names, reads)
 				}
 			}
 			for _, arg := range f.Args {
@@ -368,4 +429,36 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// The config-file example's ConfigMap holds a file that 'ferry check'
+// accepts with the pod's arguments, its Secret mounts pointed at files.
+func TestConfigFileExampleChecks(t *testing.T) {
+	m := load(t, "kubernetes/examples/config-file.yaml")
+	f := m.ferry(t)
+	if len(m.configMaps) != 1 {
+		t.Fatalf("%d ConfigMaps, want 1", len(m.configMaps))
+	}
+	dir := t.TempDir()
+	data := strings.ReplaceAll(m.configMaps[0].Data["ferry.yaml"], "/etc/ferry/", dir+"/")
+	for _, sub := range []string{"app", "prometheus"} {
+		os.MkdirAll(filepath.Join(dir, sub), 0o755)
+		os.WriteFile(filepath.Join(dir, sub, "token"), []byte("token\n"), 0o600)
+	}
+	file := filepath.Join(dir, "ferry.yaml")
+	os.WriteFile(file, []byte(data), 0o644)
+	ferry, _ := build(t)
+	args := []string{"check", "--config=" + file, "--log-level=error"}
+	for _, a := range f.Args[1:] {
+		if !strings.HasPrefix(a, "--config=") {
+			args = append(args, a)
+		}
+	}
+	out, err := exec.Command(ferry, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ferry %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if !strings.Contains(string(out), `name: "prometheus"`) {
+		t.Fatalf("check does not show the prometheus source:\n%s", out)
+	}
 }

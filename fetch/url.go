@@ -17,7 +17,7 @@ import (
 // URL is a parsed source URL in go-getter's grammar: an optional forced
 // kind ("git::"), the address, and an optional sub-directory after "//".
 type URL struct {
-	// Kind names the backend: "git", "http", "s3" or "file".
+	// Kind names the backend: "git", "http", "s3", "oci" or "file".
 	Kind string
 	// URL is the address without the forced kind and without the subdir.
 	// Query parameters are kept; backends read their options from them.
@@ -65,9 +65,10 @@ const MaxURLLength = 8 << 10
 // redact.Placeholder: a pre-signed URL's signature, a private_token, an API
 // key. A new option is one line here.
 var shownOptions = redact.Keep{
-	"ref": redact.Value, "depth": redact.Value, "submodules": redact.Value, "verify": redact.Value, // git
+	"ref": redact.Semver, "depth": redact.Value, "submodules": redact.Value, "verify": redact.Value, // git
 	"archive": redact.Value, "checksum": redact.TypeOnly, // http: a checksum may be file:URL; a signature URL is hidden
 	"region": redact.Value, "version": redact.Value, // s3
+	"tag": redact.Semver, "layer": redact.MediaType, "extract": redact.Value, "platform": redact.Value, // oci
 }
 
 // Redact returns u fit for logs, errors, /status and metrics: scheme, host

@@ -31,6 +31,9 @@ func TestParse(t *testing.T) {
 		{"file:///etc/seed-config", "file", "file:///etc/seed-config", ""},
 		{"/etc/seed-config", "file", "file:///etc/seed-config", ""},
 		{"GIT::https://host/r.git", "git", "https://host/r.git", ""},
+		{"oci://ghcr.io/org/conf:1.4.2", "oci", "oci://ghcr.io/org/conf:1.4.2", ""},
+		{"oci://ghcr.io/org/conf@sha256:ab12//prod", "oci", "oci://ghcr.io/org/conf@sha256:ab12", "prod"},
+		{"oci::http://127.0.0.1:5000/conf:v1", "oci", "http://127.0.0.1:5000/conf:v1", ""},
 	}
 	for _, tc := range cases {
 		u, err := Parse(tc.raw)
@@ -94,6 +97,8 @@ func TestStringShowsOnlyFerrysOptions(t *testing.T) {
 				"git::https://h/r.git//conf?ref=v1.4.0&depth=0&submodules=false&%s=REDACTED"},
 			{"s3://b/p/app.yaml?region=eu-west-1&version=3HL4kq.Jlc-p_X&%s=hunter2",
 				"s3://b/p/app.yaml?region=eu-west-1&version=3HL4kq.Jlc-p_X&%s=REDACTED"},
+			{"oci://r.example/conf?tag=semver:>=1.2.0 <2 || ~3.1&layer=application/vnd.oci.image.layer.v1.tar+gzip&extract=false&platform=linux/arm64&%s=hunter2",
+				"oci://r.example/conf?tag=semver:>=1.2.0 <2 || ~3.1&layer=application/vnd.oci.image.layer.v1.tar+gzip&extract=false&platform=linux/arm64&%s=REDACTED"},
 		} {
 			key := url.QueryEscape(param)
 			checkString(t, fmt.Sprintf(tc.raw, key), fmt.Sprintf(tc.want, key))
@@ -101,6 +106,9 @@ func TestStringShowsOnlyFerrysOptions(t *testing.T) {
 	}
 	// A checksum file's URL may be pre-signed: only "file" shows.
 	checkString(t, "https://h/b.zip?checksum=file:https://h/SUMS?X-Amz-Signature=hunter2", "https://h/b.zip?checksum=file:REDACTED")
+	// A range is shown whole, but not what would start another parameter.
+	checkString(t, "git::https://h/r.git?ref=semver:~1.4?token=hunter2", "git::https://h/r.git?ref=REDACTED")
+	checkString(t, "oci://h/r?tag=semver:1.x#hunter2", "oci://h/r?tag=semver:1.x#REDACTED")
 	if _, err := Parse("https://h/" + strings.Repeat("a", MaxURLLength)); err == nil || strings.Contains(err.Error(), "aaaa") {
 		t.Fatalf("an overlong URL: %v", err)
 	}
@@ -124,6 +132,9 @@ func TestStringKeepsTheKind(t *testing.T) {
 		"http::https://host/repo.git":                                    "http::https://host/repo.git",
 		"http::https://b.s3.us-east-2.amazonaws.com/x?X-Amz-Signature=s": "http::https://b.s3.us-east-2.amazonaws.com/x?X-Amz-Signature=REDACTED",
 		"https://host/a%2Fb.tgz//sub%20dir":                              "https://host/a%2Fb.tgz//sub%20dir",
+		"oci://ghcr.io/org/conf:1.4//prod":                               "oci://ghcr.io/org/conf:1.4//prod",
+		"oci::http://127.0.0.1:5000/conf@sha256:ab":                      "oci::http://127.0.0.1:5000/conf@sha256:ab",
+		"oci://u:hunter2@ghcr.io/org/conf":                               "oci://REDACTED@ghcr.io/org/conf",
 	} {
 		u := checkString(t, raw, want)
 		back, err := Parse(want)

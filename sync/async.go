@@ -24,7 +24,25 @@ const (
 	asyncWorkers = 8
 )
 
-var smallBuffers = gosync.Pool{New: func() any { b := make([]byte, smallFile+1); return &b }}
+// A file is read into a buffer of tinyFile bytes first, the size most
+// config files fit, and only a larger one into a buffer of smallFile: the
+// buffers of the writes in flight, and those their pools keep, are what
+// the peak memory of a first sync holds most of.
+const tinyFile = 16 << 10
+
+var (
+	tinyBuffers  = gosync.Pool{New: func() any { b := make([]byte, tinyFile); return &b }}
+	smallBuffers = gosync.Pool{New: func() any { b := make([]byte, smallFile+1); return &b }}
+)
+
+// putBuffer returns b to its pool.
+func putBuffer(b *[]byte) {
+	if len(*b) == tinyFile {
+		tinyBuffers.Put(b)
+	} else {
+		smallBuffers.Put(b)
+	}
+}
 
 // async tracks the background writes of a Stage.
 type async struct {
@@ -63,23 +81,32 @@ func (a *async) wait() error {
 // caller writes from r as it reads it. Bytes count against the limits as
 // they are read.
 func (st *Stage) readSmall(rel string, r io.Reader) (buf *[]byte, n int, ok bool, err error) {
-	buf = smallBuffers.Get().(*[]byte)
+	buf = tinyBuffers.Get().(*[]byte)
 	n, err = io.ReadFull(r, *buf)
+	if err == nil { // the tiny buffer is full: read on into a larger one
+		larger := smallBuffers.Get().(*[]byte)
+		copy(*larger, (*buf)[:n])
+		tinyBuffers.Put(buf)
+		buf = larger
+		var more int
+		more, err = io.ReadFull(r, (*buf)[n:])
+		n += more
+	}
 	switch {
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		err = nil
 	case err == nil: // more than smallFile bytes: not small
 		return buf, n, false, nil
 	default:
-		smallBuffers.Put(buf)
+		putBuffer(buf)
 		return nil, 0, false, fmt.Errorf("stage %s: %w", rel, err)
 	}
 	if int64(n) > st.limits.MaxFileSize {
-		smallBuffers.Put(buf)
+		putBuffer(buf)
 		return nil, 0, false, refuse(rel, "file exceeds %d bytes (max-file-size)", st.limits.MaxFileSize)
 	}
 	if err := st.addBytes(rel, int64(n)); err != nil {
-		smallBuffers.Put(buf)
+		putBuffer(buf)
 		return nil, 0, false, err
 	}
 	return buf, n, true, nil
@@ -93,7 +120,7 @@ func (st *Stage) writeAsync(rel, dst string, mode fs.FileMode, key string, buf *
 	a.pending.Add(1)
 	go func() {
 		defer func() {
-			smallBuffers.Put(buf)
+			putBuffer(buf)
 			<-a.slots
 			a.pending.Done()
 		}()

@@ -20,7 +20,10 @@ import (
 )
 
 // crashHelperEnv makes the test binary a publisher that runs until killed.
-const crashHelperEnv = "FERRY_TEST_CRASH_PUBLISHER_ROOT"
+const (
+	crashHelperEnv = "FERRY_TEST_CRASH_PUBLISHER_ROOT"
+	crashModeEnv   = "FERRY_TEST_CRASH_PUBLISH_MODE"
+)
 
 // crashFiles is how many files each revision of the crash test writes, all
 // with the revision's token.
@@ -38,6 +41,9 @@ func TestMain(m *testing.M) {
 // daemon does. The parent test kills it with SIGKILL at random moments.
 func crashPublisher(root string) {
 	s, err := OpenStore(root, fetch.Limits{})
+	if err == nil {
+		err = s.SetPublishMode("c", PublishMode(os.Getenv(crashModeEnv)))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -74,10 +80,21 @@ func checkComplete(t *testing.T, root string) bool {
 	if errors.Is(err, fs.ErrNotExist) {
 		return false
 	}
-	if err != nil {
+	var token string
+	if errors.Is(err, syscall.EINVAL) {
+		// Exchange mode: a directory. Its revision is the token its first
+		// varying file carries; every other one must carry it too.
+		data, err := os.ReadFile(filepath.Join(root, "c", "d1/f1"))
+		if err != nil {
+			t.Fatalf("published directory is incomplete: %v", err)
+		}
+		token, _, _ = strings.Cut(string(data), "\n")
+		target = "directory with token " + token
+	} else if err != nil {
 		t.Fatal(err)
+	} else {
+		token = strings.TrimPrefix(filepath.Base(target), "rev-")
 	}
-	token := strings.TrimPrefix(filepath.Base(target), "rev-")
 	for f := range crashFiles {
 		data, err := os.ReadFile(filepath.Join(root, "c", fmt.Sprintf("d%d/f%d", f%7, f)))
 		if err != nil {
@@ -98,7 +115,7 @@ func waitForLink(t *testing.T, root string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
-		if _, err := os.Readlink(filepath.Join(root, "c")); err == nil {
+		if _, err := os.Lstat(filepath.Join(root, "c")); err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -109,11 +126,17 @@ func waitForLink(t *testing.T, root string) {
 }
 
 func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
+	for _, mode := range []PublishMode{PublishSymlink, PublishExchange} {
+		t.Run(string(mode), func(t *testing.T) { testPublishSurvivesSIGKILL(t, mode) })
+	}
+}
+
+func testPublishSurvivesSIGKILL(t *testing.T, mode PublishMode) {
 	root := t.TempDir()
 	published, midStage := 0, 0
 	for i := range 20 {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashHelperEnv+"="+root)
+		cmd.Env = append(os.Environ(), crashHelperEnv+"="+root, crashModeEnv+"="+string(mode))
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -144,7 +167,7 @@ func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
-		for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*"} {
+		for _, pattern := range []string{".ferry/c/.stage-*", ".ferry/c/.link-*", ".ferry/c/.meta/.tmp-*", ".ferry/c/.mirror-*", ".ferry/c/.tmp-*"} {
 			if m, _ := filepath.Glob(filepath.Join(root, pattern)); len(m) > 0 {
 				t.Fatalf("kill %d: leftover %v after restart", i, m)
 			}
@@ -155,11 +178,17 @@ func TestPublishSurvivesSIGKILLAtRandomMoments(t *testing.T) {
 	}
 	// And a publish after all that succeeds.
 	s, err := OpenStore(root, fetch.Limits{})
+	if err == nil {
+		err = s.SetPublishMode("c", mode)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	publishFiles(t, s, "c", "final", map[string]string{"f": "ok"})
+	if cur, err := s.Current("c"); err != nil || cur != "final" {
+		t.Fatalf("after the kills, Current = %q, %v", cur, err)
+	}
 	t.Logf("20 kills, every published revision complete; %d struck mid-stage", midStage)
 }
 

@@ -28,9 +28,19 @@ var (
 	errLinkMissing = fmt.Errorf("%w: no link", ErrLinkGone)
 )
 
-// link reads ROOT/NAME: the revision it points at, or why it does not
-// point at one of name's revisions.
+// link reads ROOT/NAME: the revision it shows, or why it does not show
+// one of name's revisions. It is ferry's symlink (the symlink publish
+// mode) or a directory ferry mirrored (exchange.go), whichever mode
+// published it last.
 func (s *Store) link(name string) (string, error) {
+	if fi, err := os.Lstat(s.LinkPath(name)); err == nil && fi.IsDir() {
+		return s.linkExchanged(name)
+	}
+	return s.symlinked(name)
+}
+
+// symlinked reads ROOT/NAME as ferry's symlink.
+func (s *Store) symlinked(name string) (string, error) {
 	link := s.LinkPath(name)
 	fi, err := os.Lstat(link)
 	switch {
@@ -101,7 +111,14 @@ func (s *Store) Verify(ctx context.Context, name, rev string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnverifiable, err)
 	}
-	if err := verifyTree(ctx, s.revDir(name, rev), m); err != nil {
+	// What the app reads: in exchange mode the mirror, whose files are
+	// the revision's own (hard links), and whose names may have been
+	// changed on their own.
+	tree := s.revDir(name, rev)
+	if fi, err := os.Lstat(s.LinkPath(name)); err == nil && fi.IsDir() {
+		tree = s.LinkPath(name)
+	}
+	if err := verifyTree(ctx, tree, m); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

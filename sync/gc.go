@@ -50,8 +50,10 @@ func (s *Store) GC(name string, keep int) error {
 		keepOthers = keep
 	}
 	var errs []error
+	kept := map[string]bool{current: current != ""}
 	for i, r := range revs {
 		if i < keepOthers {
+			kept[r.rev] = true
 			continue
 		}
 		// Renamed out of the way first, atomically: a removal cut short by
@@ -65,6 +67,15 @@ func (s *Store) GC(name string, keep int) error {
 		os.Remove(s.manifestPath(name, r.rev))
 		if err := removeAllAt(dir, doomed); err != nil {
 			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
+		}
+	}
+	// Exchange mode's retired mirrors go with their revisions: a reader
+	// still inside one keeps it as long as GC keeps the revision.
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), retiredPrefix) && !kept[retiredRev(e.Name())] {
+			if err := removeAllAt(dir, e.Name()); err != nil {
+				errs = append(errs, fmt.Errorf("gc %s: %w", e.Name(), err))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -41,9 +41,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return g
 	}
 	duration, err := promkit.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "ferry_sync_duration_seconds",
-		Help:    "Time taken by one sync attempt, fetch and publish.",
-		Buckets: prometheus.ExponentialBuckets(0.005, 3, 10),
+		Name: "ferry_sync_duration_seconds",
+		Help: "Time taken by one sync attempt, fetch and publish.",
+		// From a poll that finds nothing new to a first sync of a large
+		// tree; bounds a person can read in le="..." (exponential ones
+		// print as 3.6450000000000005).
+		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 	}, []string{"source"}))
 	m := &metrics{
 		syncs:       counter("ferry_syncs_total", "Sync attempts by source and result (published, repaired, unchanged, rejected, error).", "source", "result"),

@@ -38,13 +38,23 @@ func (s *Syncer) Once(ctx context.Context) error {
 		rev := src.revision
 		src.mu.Unlock()
 		if rev == "" {
-			errs = append(errs, fmt.Errorf("source %s: nothing published", src.Name))
+			errs = append(errs, &SourceError{src.Name, errors.New("nothing published")})
 		} else if err := s.cfg.Store.Check(src.Name, rev); err != nil {
-			errs = append(errs, fmt.Errorf("source %s: %w", src.Name, err))
+			errs = append(errs, &SourceError{src.Name, err})
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// SourceError is the failure of one source; Once and Run join them, so a
+// caller can say which source each concerns.
+type SourceError struct {
+	Source string
+	Err    error
+}
+
+func (e *SourceError) Error() string { return "source " + e.Source + ": " + e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
 
 func (s *Syncer) onceSource(ctx context.Context, src *source) error {
 	// The bound covers a hanging attempt too, not only the waits between.
@@ -53,26 +63,47 @@ func (s *Syncer) onceSource(ctx context.Context, src *source) error {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	b := s.newBackoff(s.cfg.OnceTimeout)
-	for {
+	start := time.Now()
+	// gaveUp says what was tried: the time it really took (the next wait
+	// would have passed the bound, so it is less than OnceTimeout) and how
+	// many attempts.
+	gaveUp := func(attempts int, err error) error {
+		tries := fmt.Sprintf("%d attempts", attempts)
+		if attempts == 1 {
+			tries = "1 attempt"
+		}
+		return &SourceError{src.Name, fmt.Errorf("gave up after %s in %s (bound %s): %w",
+			tries, roundForPeople(time.Since(start)), s.cfg.OnceTimeout, err)}
+	}
+	for attempts := 1; ; attempts++ {
 		err := s.syncOnce(ctx, src)
 		if err == nil {
 			return nil
 		}
 		if fetch.IsPermanent(err) || IsRejected(err) || parent.Err() != nil {
-			return fmt.Errorf("source %s: %w", src.Name, err)
+			return &SourceError{src.Name, err}
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+			return gaveUp(attempts, err)
 		}
 		wait := b.NextBackOff()
 		if wait == backoff.Stop || time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("source %s: gave up after %s: %w", src.Name, s.cfg.OnceTimeout, err)
+			return gaveUp(attempts, err)
 		}
 		src.log.Warn("sync failed", "error", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("source %s: %w", src.Name, ctx.Err())
+			return &SourceError{src.Name, ctx.Err()}
 		case <-time.After(wait):
 		}
 	}
+}
+
+// roundForPeople rounds d to the millisecond, or to the microsecond below
+// one: "0s" would say nothing was tried.
+func roundForPeople(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return d.Round(time.Microsecond)
+	}
+	return d.Round(time.Millisecond)
 }

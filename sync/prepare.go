@@ -66,6 +66,21 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 	}
 	var errs []error
 	for _, n := range names {
+		if configured[n] || !ValidName(n) {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(s.root, n)); err == nil && fi.IsDir() {
+			// A directory ferry published in exchange mode, when its
+			// record says so; anything else is not ours.
+			if rev, err := s.linkExchanged(n); err == nil {
+				if err := removeAllAt(rootDir, n); err != nil {
+					errs = append(errs, fmt.Errorf("remove %s: %w", filepath.Join(s.root, n), err))
+					continue
+				}
+				log.Info("removed the directory of a source no longer configured", "path", filepath.Join(s.root, n), "revision", rev)
+			}
+			continue
+		}
 		target, err := os.Readlink(filepath.Join(s.root, n))
 		if err != nil {
 			continue // not a link: not ours

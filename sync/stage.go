@@ -294,7 +294,7 @@ func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, key string, open fetc
 	}
 	head := (*buf)[:n]
 	e, err := st.copyTo(rel, dst, mode, io.MultiReader(bytes.NewReader(head), r))
-	smallBuffers.Put(buf)
+	putBuffer(buf)
 	if err != nil {
 		return err
 	}

@@ -398,3 +398,24 @@ func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
 		t.Fatalf("republished r1 = %v", got)
 	}
 }
+
+// TestPublishKeepsEveryByteAcrossBufferSizes: files around the sizes where
+// the Stage changes buffers (async.go) and writes in place arrive whole.
+func TestPublishKeepsEveryByteAcrossBufferSizes(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	files := map[string]string{}
+	for _, n := range []int{0, 1, tinyFile - 1, tinyFile, tinyFile + 1, smallFile - 1, smallFile, smallFile + 1, 3*smallFile + 7} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + n)
+		}
+		files[fmt.Sprintf("f%d", n)] = string(b)
+	}
+	publishFiles(t, s, "c", "r1", files)
+	got := readTree(t, filepath.Join(s.Root(), "c"))
+	for name, want := range files {
+		if got[name] != want {
+			t.Errorf("%s: %d bytes published, want %d as written", name, len(got[name]), len(want))
+		}
+	}
+}

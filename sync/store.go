@@ -45,6 +45,7 @@ type Store struct {
 
 	mu        gosync.Mutex
 	manifests map[string]cachedManifest // by source: the last one written
+	modes     map[string]PublishMode    // by source; symlink when absent
 }
 
 // OpenStore prepares root for publishing: it creates ROOT/.ferry, takes the
@@ -142,7 +143,7 @@ func (s *Store) clean() error {
 		if err != nil {
 			continue // the lock file, or anything else that is not a source
 		}
-		errs = append(errs, removeMatching(dir, stagePrefix, linkPrefix))
+		errs = append(errs, removeMatching(dir, stagePrefix, linkPrefix, mirrorPrefix, tmpPrefix))
 		if meta, err := openDirAt(dir, manifestDir); err == nil {
 			errs = append(errs, removeMatching(meta, tmpPrefix))
 			meta.Close()
@@ -225,15 +226,25 @@ func (s *Store) begin(name, prev string, log *slog.Logger) *Stage {
 // swap points ROOT/NAME at rev: a new link under a random name, renamed over
 // the old one, then the root fsynced so the swap survives a power cut.
 func (s *Store) swap(name, rev string) error {
+	if s.exchanges(name) {
+		return s.swapExchange(name, rev)
+	}
 	link := s.LinkPath(name)
+	mirror := false
 	if fi, err := os.Lstat(link); err == nil && fi.Mode()&os.ModeSymlink == 0 {
-		// Someone else's file or directory: retrying will not move it.
-		return fetch.Permanent(fmt.Errorf("%s exists and is not a symlink; refusing to replace it", link))
+		if _, err := s.linkExchanged(name); !fi.IsDir() || err != nil {
+			// Someone else's file or directory: retrying will not move it.
+			return fetch.Permanent(fmt.Errorf("%s exists and is not a symlink; refusing to replace it", link))
+		}
+		mirror = true // published in exchange mode: exchanged for the link below
 	}
 	tmp := filepath.Join(s.sourceDir(name), linkPrefix+randomSuffix())
 	target := metaDir + "/" + name + "/" + rev
 	if err := os.Symlink(target, tmp); err != nil {
 		return fmt.Errorf("create link: %w", err)
+	}
+	if mirror {
+		return s.swapMirrorForLink(name, filepath.Base(tmp))
 	}
 	if err := os.Rename(tmp, link); err != nil {
 		os.Remove(tmp)

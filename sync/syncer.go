@@ -61,6 +61,9 @@ type Source struct {
 	URL string
 	// Backend fetches the origin.
 	Backend fetch.Source
+	// PublishMode is how ROOT/NAME shows the current revision: a symlink
+	// (the default) or, in exchange mode, a real directory.
+	PublishMode PublishMode
 	// Validator checks each new revision before it is published; nil
 	// publishes whatever the origin holds.
 	Validator Validator
@@ -186,6 +189,9 @@ func New(cfg Config) (*Syncer, error) {
 			return nil, fmt.Errorf("sync: source %q given twice", src.Name)
 		}
 		seen[src.Name] = true
+		if err := cfg.Store.SetPublishMode(src.Name, src.PublishMode); err != nil {
+			return nil, fmt.Errorf("sync: source %s: %w", src.Name, err)
+		}
 	}
 	if err := cfg.Store.Prepare(names, cfg.Logger); err != nil {
 		return nil, err
@@ -271,7 +277,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			}
 			failures := src.failureCount()
 			if s.cfg.MaxFailures > 0 && failures >= s.cfg.MaxFailures {
-				return fmt.Errorf("source %s: %w (%d): %w", src.Name, ErrTooManyFailures, failures, err)
+				return &SourceError{src.Name, fmt.Errorf("%w (%d): %w", ErrTooManyFailures, failures, err)}
 			}
 			wait = retry.NextBackOff()
 			src.log.Log(ctx, failureLevel(err), "sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))

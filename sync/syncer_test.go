@@ -3,7 +3,9 @@ package sync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	gosync "sync"
 	"sync/atomic"
@@ -317,7 +319,7 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 		maxTime time.Duration
 		want    string
 	}{
-		{"transient", errors.New("connection refused"), 3 * time.Second, "gave up after 500ms: connection refused"},
+		{"transient", errors.New("connection refused"), 3 * time.Second, "(bound 500ms): connection refused"},
 		{"permanent", fetch.Permanent(errors.New("checksum mismatch")), 200 * time.Millisecond, "checksum mismatch"},
 	}
 	for _, tc := range cases {
@@ -336,6 +338,10 @@ func TestOnceGivesUpAfterTimeoutAndAtOnceOnPermanent(t *testing.T) {
 			if tc.name == "permanent" && o.fetches.Load() != 1 {
 				t.Fatalf("a permanent error was retried (%d fetches)", o.fetches.Load())
 			}
+			// What it says it tried is what it tried.
+			if n := o.fetches.Load(); tc.name == "transient" && !strings.Contains(err.Error(), fmt.Sprintf("gave up after %d attempts in ", n)) {
+				t.Fatalf("Once = %v, want it to count %d attempts", err, n)
+			}
 		})
 	}
 }
@@ -347,7 +353,7 @@ func TestOnceTimeoutBoundsAHangingAttempt(t *testing.T) {
 		Timeout: time.Hour, OnceTimeout: 300 * time.Millisecond})
 	start := time.Now()
 	err := s.Once(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "gave up after 300ms") {
+	if err == nil || !strings.Contains(err.Error(), "gave up after 1 attempt in ") || !strings.Contains(err.Error(), "(bound 300ms)") {
 		t.Fatalf("Once = %v", err)
 	}
 	if took := time.Since(start); took > 3*time.Second {
@@ -437,4 +443,39 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus
 	}
 	t.Fatalf("no %s", name)
 	return nil
+}
+
+// TestHistogramBoundsPrintCleanly: le="2.5", never le="3.6450000000000005".
+func TestHistogramBoundsPrintCleanly(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "x"})
+	sy, err := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{{Name: "c", Backend: o}}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sy.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	histograms := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetHistogram() == nil {
+				continue
+			}
+			histograms++
+			for _, b := range m.GetHistogram().GetBucket() {
+				if s := strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64); len(s) > 5 {
+					t.Errorf("%s: bucket le=%q", mf.GetName(), s)
+				}
+			}
+		}
+	}
+	if histograms == 0 {
+		t.Fatal("no histogram gathered: the test proves nothing")
+	}
 }

@@ -14,14 +14,14 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files of the --help tests")
+var update = flag.Bool("update", false, "rewrite the golden files of the --help and log tests")
 
 // TestHelpIsGolden: --help of each command is a contract with users and
 // their scripts. A change to it is made on purpose, by running
 // 'go test ./cmd/ferry -run TestHelpIsGolden -update', and shows in review
 // as a change to testdata/help-*.golden.
 func TestHelpIsGolden(t *testing.T) {
-	for _, cmd := range []string{"run", "once"} {
+	for _, cmd := range []string{cmdRun, cmdOnce, cmdCheck} {
 		t.Run(cmd, func(t *testing.T) {
 			var stdout, stderr strings.Builder
 			code := run(context.Background(), []string{cmd, "--help"}, func(string) (string, bool) { return "", false }, &stdout, &stderr)

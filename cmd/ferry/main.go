@@ -65,12 +65,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	case "help", "-h", "--help", "-help":
 		topUsage(stdout)
 		return exitOK
-	case "run", "once":
+	case cmdRun, cmdOnce, cmdCheck:
 	default:
-		fmt.Fprintf(stderr, "ferry: unknown command %q (want run, once or version; see 'ferry help')\n", cmd)
+		fmt.Fprintf(stderr, "ferry: unknown command %q (want run, once, check or version; see 'ferry help')\n", cmd)
 		return exitUsage
 	}
-	o, err := parse(cmd, args[1:], lookupEnv, stdout)
+	c, err := parse(cmd, args[1:], lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
@@ -78,15 +78,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		printErrors(stderr, err)
 		return exitUsage
 	}
-	log, err := newLogger(o, stderr)
+	log, err := newLogger(c.global, stderr)
 	if err != nil {
 		printErrors(stderr, err)
 		return exitUsage
 	}
-	d, err := build(o, cmd, log)
+	if len(c.unused) > 0 {
+		log.Warn("flags of another command are ignored: 'ferry "+cmd+" --help' lists this command's", "flags", c.unused)
+	}
+	d, err := build(c, log)
 	if err != nil {
 		printErrors(stderr, err)
 		return exitUsage
+	}
+	if cmd == cmdCheck {
+		// Nothing is opened: check leaves the root as it is.
+		printConfig(stdout, c)
+		return exitOK
 	}
 	// The root is opened only now, after every other configuration error,
 	// still before any network access. What is wrong with it (a file where
@@ -105,16 +113,6 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return d.once(ctx)
 	}
 	return d.run(ctx)
-}
-
-func topUsage(w io.Writer) {
-	fmt.Fprint(w, `Usage:
-  ferry run  --source [NAME=]URL ... --root DIR [flags]   sync forever
-  ferry once --source [NAME=]URL ... --root DIR [flags]   sync once, exit
-  ferry version
-
-Run 'ferry run --help' for the flags.
-`)
 }
 
 // printErrors prints one line per configuration problem.
@@ -137,95 +135,139 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	ho := &slog.HandlerOptions{Level: level}
+	ho := &slog.HandlerOptions{Level: level, ReplaceAttr: readableDurations}
 	if o.logFormat == "text" {
+		ho.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+			return shortIDs(groups, readableDurations(groups, a))
+		}
 		return slog.New(slog.NewTextHandler(w, ho)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, ho)), nil
 }
 
+// readableDurations writes durations as Go writes them ("1.5s", "250ms")
+// in both formats: JSON's default is a bare count of nanoseconds.
+func readableDurations(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// shortIDs writes a revision or commit (40 or 64 hex digits) as its first
+// 12 in the text format, which people read; JSON, which programs read,
+// keeps them whole.
+func shortIDs(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindString {
+		return a
+	}
+	if v := a.Value.String(); (len(v) == 40 || len(v) == 64) && strings.Trim(v, "0123456789abcdef") == "" {
+		a.Value = slog.StringValue(v[:12])
+	}
+	return a
+}
+
 // daemon is a configured ferry, ready to run.
 type daemon struct {
-	opts     *options
+	opts     *options // the global ones
 	log      *slog.Logger
 	registry *prometheus.Registry
 	root     string
 	limits   fetch.Limits
 	sources  []sync.Source
-	notify   *signal.Notifiers
+	notify   *notifiers
+	rollout  sync.Rollout
 	store    *sync.Store
 	syncer   *sync.Syncer
 }
 
-// build turns options into a daemon. Every source URL and option is checked
-// here, before the first network access; problems come back together.
-func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
-	named, err := o.namedSources()
-	if err != nil {
-		return nil, err
-	}
+// build turns the configuration into a daemon. Every source URL and option
+// is checked here, before the first network access; problems come back
+// together. Each source gets its own backend, checks and notifiers from
+// its own options; sources that share options share them.
+func build(c *config, log *slog.Logger) (*daemon, error) {
+	o := c.global
 	root, err := filepath.Abs(o.root)
 	if err != nil {
 		return nil, fmt.Errorf("--root: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	d := &daemon{opts: o, log: log, registry: reg, root: root}
+	d := &daemon{opts: o, log: log, registry: reg, root: root, notify: &notifiers{}, rollout: o.rollout}
+	// A source's rollback is asked for by its own notifiers, which alone
+	// report refusals: the loop may allow it for all.
+	d.rollout.RollbackOnReject = false
 
 	limits := o.limits.WithDefaults()
-	registry := sources(o)
-	var srcs []sync.Source
-	// The scopes of the settings this run uses, for the secret-file
-	// warnings: those of its source kinds, and the endpoints'.
-	inUse := map[string]bool{"api": cmd == "run" && o.httpAddr != ""}
 	var errs []error
-	// One set of checks for every source, until a configuration file
-	// gives each its own.
-	var checks sync.Validator
-	if o.checks.Enabled() {
-		c, err := validate.New(o.checks)
-		if err != nil {
-			errs = append(errs, errors.New(describe(o, "validate", err)))
-		} else {
-			checks = c
-		}
-	}
-	for _, n := range named {
-		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name), Limits: limits, Root: root}
-		src, u, err := registry.Open(n.url, env)
+	checks := map[*options]sync.Validator{}
+	tells := map[*options]*signal.Notifiers{}
+	// The scopes of the settings each options' sources use, for the
+	// secret-file warnings: those of their kinds, and the endpoints'.
+	inUse := map[*options]map[string]bool{o: {"api": c.cmd == cmdRun && o.httpAddr != ""}}
+	for _, sc := range c.sources {
+		so := sc.opts
+		env := fetch.Env{StateDir: sync.StateDir(root, sc.name), Logger: log.With("source", sc.name), Limits: limits, Root: root}
+		src, u, err := sources(so).Open(sc.url, env)
 		if err != nil {
 			scope := ""
 			if u != nil {
 				scope = u.Kind
 			}
-			errs = append(errs, fmt.Errorf("--source %s: %s", n.name, describe(o, scope, err)))
-			continue
+			errs = append(errs, labelled(sc.label, describe(so, scope, err, sc.key)))
+		} else {
+			if inUse[so] == nil {
+				inUse[so] = map[string]bool{}
+			}
+			inUse[so][u.Kind] = true
 		}
-		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src, Validator: checks})
-		inUse[u.Kind] = true
+		check, seen := checks[so]
+		if !seen && so.checks.Enabled() {
+			var cerr error
+			if check, cerr = validate.New(so.checks); cerr != nil {
+				errs = append(errs, sc.errorf(describe(so, "validate", cerr, sc.key)))
+			}
+			checks[so] = check
+		}
+		tell, seen := tells[so]
+		if !seen {
+			var terr error
+			if tell, terr = d.notifiersOf(c.cmd, so); terr != nil {
+				errs = append(errs, sc.errorf(describe(so, "signal", terr, sc.key)))
+			}
+			tells[so] = tell
+		}
+		if err == nil && tell != nil {
+			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode)})
+			d.notify.add(sc.name, tell)
+		}
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	warned := map[string]bool{}
+	for _, sc := range append([]sourceConfig{{opts: o, key: flagName}}, c.sources...) {
+		warnExposedSecrets(sc.opts, inUse[sc.opts], sc.key, warned, log)
+	}
+	d.limits = limits
+	return d, nil
+}
 
-	// In 'once' mode the app has not started: there is no one to tell.
+// notifiersOf builds the notifiers of a source with options so. 'once'
+// tells nobody: in an init container the app has not started.
+func (d *daemon) notifiersOf(cmd string, so *options) (*signal.Notifiers, error) {
 	var tell signal.Options
-	if cmd == "run" {
-		tell = o.notify
-		if o.rollout.RollbackOnReject {
+	if cmd != cmdOnce {
+		tell = so.notify
+		if so.rollout.RollbackOnReject {
+			d.rollout.RollbackOnReject = true
 			// open sets d.syncer before Run of the notifiers starts, the
 			// only place a refusal comes from.
 			tell.Refused = func(r signal.Refusal) { d.syncer.Refused(r) }
 		}
 	}
-	tell.Logger, tell.Registerer = log, reg
-	notify, err := signal.New(tell)
-	if err != nil {
-		errs = append(errs, errors.New(describe(o, "signal", err)))
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	warnExposedSecrets(o, inUse, log)
-	d.limits, d.sources, d.notify = limits, srcs, notify
-	return d, nil
+	tell.Logger, tell.Registerer = d.log, d.registry
+	return signal.New(tell)
 }
 
 // open takes the root (its lock, its checks) and builds the sync loop.
@@ -239,7 +281,7 @@ func (d *daemon) open() error {
 		Store: store, Sources: d.sources,
 		Period: o.period, Keep: o.keep, Timeout: o.timeout,
 		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
-		VerifyPeriod: o.verifyPeriod, ReleaseMemory: true, Rollout: o.rollout,
+		VerifyPeriod: o.verifyPeriod, ReleaseMemory: true, Rollout: d.rollout,
 		Notifiers: []sync.Notifier{d.notify}, Logger: d.log, Registerer: d.registry,
 	})
 	if err != nil {
@@ -250,10 +292,27 @@ func (d *daemon) open() error {
 	return nil
 }
 
+// logBySource logs err at ERROR, one line per source it concerns (with
+// its source attribute), and the rest in one line.
+func logBySource(log *slog.Logger, msg string, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var se *sync.SourceError
+		if errors.As(e, &se) {
+			log.Error(msg, "source", se.Source, "error", se.Err)
+		} else {
+			log.Error(msg, "error", e)
+		}
+	}
+}
+
 func (d *daemon) once(ctx context.Context) int {
 	start := time.Now()
 	if err := d.syncer.Once(ctx); err != nil {
-		d.log.Error("sync failed", "error", err)
+		logBySource(d.log, "sync failed", err)
 		return exitFailed
 	}
 	d.log.Info("all sources published", "duration", time.Since(start).Round(time.Millisecond))
@@ -293,13 +352,13 @@ func (d *daemon) run(ctx context.Context) int {
 		}
 	})
 
-	d.log.Info("ferry started", "version", version, "root", d.opts.root, "sources", len(d.opts.sources), "period", d.opts.period)
+	d.log.Info("ferry started", "version", version, "root", d.opts.root, "sources", len(d.sources), "period", d.opts.period)
 	err := d.syncer.Run(ctx)
 	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause // the notifiers stopped the loop
 	}
 	if err != nil {
-		d.log.Error("giving up", "error", err)
+		logBySource(d.log, "giving up", err)
 		return exitFailed
 	}
 	d.log.Info("shutting down")

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -42,12 +44,13 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"missing root", []string{"once", "--source", "/srv/x"}, []string{"--root is required"}},
 		{"missing source", []string{"once", "--root", root}, []string{"--source is required"}},
 		{"malformed source", []string{"once", "--source", "relative/dir", "--root", root}, []string{"not a URL"}},
-		{"bad duration", []string{"once", "--source", "/srv", "--root", root, "--period", "soon"}, []string{`invalid value "soon" for flag -period`}},
+		{"bad duration", []string{"once", "--source", "/srv", "--root", root, "--period", "soon"}, []string{`--period: "soon" does not parse (want a value like "30s")`}},
 		{"bad size", []string{"run", "--source", "/srv", "--root", root, "--max-bytes", "lots"}, []string{`invalid size "lots"`}},
 		{"two unnamed", []string{"run", "--source", "/a", "--source", "/b", "--root", root}, []string{"name each source"}},
 		{"unnamed beside named", []string{"run", "--source", "a=/x", "--source", "/y", "--root", root}, []string{"name each source"}},
 		{"notify url with password", []string{"run", "--source", "/x", "--root", root, "--notify-url", "http://u:hunter2@localhost/r"}, []string{"credentials in the URL are not accepted"}},
 		{"bad name", []string{"run", "--source", "a/b=/x", "--root", root}, []string{"not a URL"}},
+		{"bad name before a URL", []string{"run", "--source", "../evil=https://host/c.tar.gz", "--root", root}, []string{`invalid name "../evil"`}},
 		{"duplicate name", []string{"run", "--source", "a=/x", "--source", "a=/y", "--root", root}, []string{`name "a" used twice`}},
 		{"signal without process", []string{"run", "--source", "/x", "--root", root, "--notify-signal", "HUP"}, []string{"go together"}},
 		{"bad notify url", []string{"run", "--source", "/x", "--root", root, "--notify-url", "localhost:8080"}, []string{"need an http:// or https:// URL"}},
@@ -69,6 +72,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 		{"exec command not found", []string{"run", "--source", "/x", "--root", root, "--exec-command", "no-such-reloader"}, []string{`--exec-command "no-such-reloader": no-such-reloader: not found on PATH`}},
 		{"relative touch file", []string{"run", "--source", "/x", "--root", root, "--touch-file", "reload"}, []string{`--touch-file "reload": want an absolute path`}},
 		{"unknown command", []string{"sync"}, []string{`unknown command "sync"`}},
+		{"unknown flag", []string{"once", "-nope"}, []string{"unknown flag --nope (see 'ferry once --help')"}},
 		{"extra argument", []string{"run", "--source", "/x", "--root", root, "extra"}, []string{`unexpected argument "extra"`}},
 	}
 	for _, tc := range cases {
@@ -77,7 +81,7 @@ func TestBadUsageExits2WithOneLineEachAndWritesNothing(t *testing.T) {
 			if code != exitUsage {
 				t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr)
 			}
-			if lines := strings.Count(stderr, "\n"); lines > len(tc.want)+1 {
+			if lines := strings.Count(stderr, "\n"); lines != len(tc.want) {
 				t.Errorf("%d lines for %d problems:\n%s", lines, len(tc.want), stderr)
 			}
 			for _, w := range tc.want {
@@ -210,7 +214,34 @@ func TestEmptyEnvironmentValueCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.httpAddr != "" {
-		t.Fatalf("httpAddr = %q, want empty", o.httpAddr)
+	if o.global.httpAddr != "" {
+		t.Fatalf("httpAddr = %q, want empty", o.global.httpAddr)
+	}
+}
+
+// TestLogsWriteReadableDurations: "2s", not 2000000000, in both formats.
+func TestLogsWriteReadableDurations(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		var buf bytes.Buffer
+		log, err := newLogger(&options{logFormat: format, logLevel: "info"}, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Info("sync failed", "retry_in", 1367*time.Millisecond, slog.Group("notify", "after", 2*time.Second))
+		for _, want := range []string{"1.367s", "2s"} {
+			if !strings.Contains(buf.String(), want) || strings.Contains(buf.String(), "1367000000") {
+				t.Errorf("%s: %s, want %s", format, strings.TrimSpace(buf.String()), want)
+			}
+		}
+	}
+}
+
+// TestOneMistakeOneLine: a value that does not parse is reported once,
+// not again as the zero the flag package leaves ("must be positive").
+func TestOneMistakeOneLine(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	code, _, stderr := runFerry(t, map[string]string{"FERRY_PERIOD": "abc"}, "run", "--source", "/x", "--root", root)
+	if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, `FERRY_PERIOD: "abc" does not parse (want a value like "30s")`) {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
 }

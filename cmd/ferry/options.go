@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
+	"github.com/ferrysync/ferry/fetch/oci"
 	"github.com/ferrysync/ferry/fetch/s3"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
@@ -29,6 +29,7 @@ const (
 
 // options is everything the command line and environment can say.
 type options struct {
+	config       string
 	sources      listFlag
 	root         string
 	link         string
@@ -39,6 +40,7 @@ type options struct {
 	maxFailures  int
 	maxStaleness time.Duration
 	verifyPeriod time.Duration
+	publishMode  string
 	limits       fetch.Limits
 
 	httpAddr      string
@@ -54,65 +56,20 @@ type options struct {
 	http fhttp.Options
 	s3   s3.Options
 	git  git.Options
+	oci  oci.Options
 }
 
-// flagSet declares every setting of the table as a flag.
+// flagSet declares the settings cmd uses as flags, bound to o; for
+// cmdCheck, every setting of the table.
 func flagSet(o *options, cmd string, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("ferry "+cmd, flag.ContinueOnError)
 	fs.SetOutput(out)
 	for _, s := range settings(o) {
-		s.declare(fs, s.flag)
+		if s.usedBy(cmd) {
+			s.declare(fs, s.flag)
+		}
 	}
 	return fs
-}
-
-// parse reads flags, then fills every flag not given from FERRY_<FLAG>. All
-// problems are collected and returned together.
-// --help prints the usage to help; a bad flag is returned as one line.
-func parse(cmd string, args []string, lookupEnv func(string) (string, bool), help io.Writer) (*options, error) {
-	o := &options{}
-	fs := flagSet(o, cmd, io.Discard)
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(help)
-			usage(fs, cmd)
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w (see 'ferry %s --help')", err, cmd)
-	}
-	var errs []error
-	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	fs.VisitAll(func(f *flag.Flag) {
-		if given[f.Name] {
-			return
-		}
-		env := envName(f.Name)
-		// Set but empty counts: FERRY_HTTP_ADDR= turns the endpoints off.
-		v, ok := lookupEnv(env)
-		if !ok {
-			return
-		}
-		values := []string{v}
-		if _, ok := f.Value.(*listFlag); ok {
-			values = splitLines(v)
-		}
-		for _, val := range values {
-			if err := f.Value.Set(val); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", env, err))
-			}
-		}
-	})
-	if o.rollout.InstanceID == "" {
-		// The pod's name in Kubernetes: distinct across a Deployment.
-		o.rollout.InstanceID, _ = os.Hostname()
-	}
-	errs = append(errs, o.validate()...)
-	return o, errors.Join(errs...)
 }
 
 func envName(flagName string) string {
@@ -129,10 +86,12 @@ func splitLines(s string) []string {
 	return out
 }
 
-func (o *options) validate() []error {
+// validateGlobal checks the settings that hold for the whole process;
+// fileSources says that a --config file lists the sources.
+func (o *options) validateGlobal(fileSources bool) []error {
 	var errs []error
-	if len(o.sources) == 0 {
-		errs = append(errs, errors.New("--source is required"))
+	if len(o.sources) == 0 && !fileSources {
+		errs = append(errs, errors.New("--source is required (or sources in a --config file)"))
 	}
 	if o.root == "" {
 		errs = append(errs, errors.New("--root is required"))
@@ -157,28 +116,11 @@ func (o *options) validate() []error {
 	if o.verifyPeriod < 0 {
 		errs = append(errs, errors.New("--verify-period must not be negative (0 turns the deep check off)"))
 	}
-	if o.maxFailures < 0 || o.maxStaleness < 0 || o.limits.MaxFiles < 1 || o.limits.MaxBytes < 1 || o.limits.MaxFileSize < 1 || o.http.MaxBodyBytes < 1 {
+	if o.maxFailures < 0 || o.maxStaleness < 0 || o.limits.MaxFiles < 1 || o.limits.MaxBytes < 1 || o.limits.MaxFileSize < 1 {
 		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
 	}
-	// 'once' tells no one, but its flags are checked all the same.
-	if err := o.notify.Validate(); err != nil {
-		errs = append(errs, errors.New(describe(o, "signal", err)))
-	}
-	if err := o.checks.Validate(); err != nil {
-		errs = append(errs, errors.New(describe(o, "validate", err)))
-	}
 	if err := o.rollout.Validate(); err != nil {
-		errs = append(errs, errors.New(describe(o, "sync", err)))
-	}
-	if o.rollout.RollbackOnReject {
-		// Only an HTTP endpoint or a command answers; a signal or a touched
-		// file cannot say no.
-		if len(o.notify.URLs) == 0 && o.notify.ExecCommand == "" {
-			errs = append(errs, errors.New("--rollback-on-reject needs --notify-url or --exec-command: only an app's reload endpoint or a reload command can refuse a revision"))
-		}
-		if o.keep < 2 {
-			errs = append(errs, errors.New("--rollback-on-reject needs --keep of at least 2: the previous revision is what it puts back"))
-		}
+		errs = append(errs, errors.New(describe(o, "sync", err, flagName)))
 	}
 	switch o.logFormat {
 	case "json", "text":
@@ -187,6 +129,37 @@ func (o *options) validate() []error {
 	}
 	if _, err := parseLevel(o.logLevel); err != nil {
 		errs = append(errs, err)
+	}
+	return errs
+}
+
+// validateSource checks the settings each source may have its own of,
+// naming them with key.
+func (o *options) validateSource(key func(string) string) []error {
+	var errs []error
+	if o.http.MaxBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("%s must be positive", key("http-max-body")))
+	}
+	// 'once' tells no one, but these are checked all the same: the
+	// environment or file it reads is often the one 'run' reads.
+	if err := o.notify.Validate(); err != nil {
+		errs = append(errs, errors.New(describe(o, "signal", err, key)))
+	}
+	if err := o.checks.Validate(); err != nil {
+		errs = append(errs, errors.New(describe(o, "validate", err, key)))
+	}
+	if err := sync.PublishMode(o.publishMode).Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s %q: want symlink or exchange", key("publish-mode"), o.publishMode))
+	}
+	if o.rollout.RollbackOnReject {
+		// Only an HTTP endpoint or a command answers; a signal or a touched
+		// file cannot say no.
+		if len(o.notify.URLs) == 0 && o.notify.ExecCommand == "" {
+			errs = append(errs, fmt.Errorf("%s needs %s or %s: only an app's reload endpoint or a reload command can refuse a revision", key("rollback-on-reject"), key("notify-url"), key("exec-command")))
+		}
+		if o.keep < 2 {
+			errs = append(errs, fmt.Errorf("%s needs %s of at least 2: the previous revision is what it puts back", key("rollback-on-reject"), flagName("keep")))
+		}
 	}
 	return errs
 }
@@ -202,9 +175,17 @@ func (o *options) namedSources() ([]namedSource, error) {
 	var errs []error
 	unnamed := 0
 	for _, s := range o.sources {
-		if m := sourceName.FindStringSubmatch(s); m != nil {
+		m := sourceName.FindStringSubmatch(s)
+		if m == nil {
+			// NAME=URL with a name that cannot be one ("../evil=https://..."):
+			// a bad name, not a URL without a scheme.
+			if name, url, ok := strings.Cut(s, "="); ok && !strings.Contains(name, ":") && (strings.Contains(url, "://") || strings.Contains(url, "::")) {
+				m = []string{s, name, url}
+			}
+		}
+		if m != nil {
 			if !sync.ValidName(m[1]) {
-				errs = append(errs, fmt.Errorf("--source %s: invalid name %q", fetch.RedactString(m[2]), m[1]))
+				errs = append(errs, fmt.Errorf("--source %s: invalid name %q (letters, digits, '.', '_' and '-'; not '.', '..' or '.ferry')", fetch.RedactString(m[2]), m[1]))
 			}
 			out = append(out, namedSource{m[1], m[2]})
 			continue
@@ -213,7 +194,9 @@ func (o *options) namedSources() ([]namedSource, error) {
 		out = append(out, namedSource{o.link, s})
 	}
 	if unnamed > 0 && len(o.sources) > 1 {
-		errs = append(errs, errors.New("--source: name each source (NAME=URL) when there are several"))
+		// One mistake, one line: the names the unnamed would share are
+		// not reported as used twice too.
+		return out, errors.Join(append(errs, errors.New("--source: name each source (NAME=URL) when there are several"))...)
 	}
 	seen := map[string]bool{}
 	for _, s := range out {
@@ -277,12 +260,4 @@ func (s *sizeFlag) Set(v string) error {
 	}
 	*s = sizeFlag(n * unit)
 	return nil
-}
-
-func usage(fs *flag.FlagSet, cmd string) {
-	w := fs.Output()
-	fmt.Fprintf(w, "Usage: ferry %s --source [NAME=]URL ... --root DIR [flags]\n\n", cmd)
-	fmt.Fprintf(w, "Every flag may also come from the environment as %sFLAG (upper case, dashes\n", envPrefix)
-	fmt.Fprintf(w, "to underscores); the command line wins.\n\n%s\nFlags:\n", sourceHelp)
-	fs.PrintDefaults()
 }

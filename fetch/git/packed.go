@@ -39,6 +39,10 @@ func (ps *packedStore) close() {
 }
 
 // EncodedObject returns object h, of type t or any (plumbing.AnyObject).
+// The content of an object read from the pack is valid until the next
+// call: the export reads each whole (a blob into the Stage, a tree or
+// commit into go-git's decoded copy) before it asks for another, and a
+// 50 MB tree's objects then cost no 50 MB of garbage.
 func (ps *packedStore) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
 	i, ok := ps.r.p.byHash[h]
 	if !ok || ps.r.p.entries[i].objSize > largeObjectThreshold {
@@ -81,6 +85,8 @@ type packReader struct {
 	bounds bounds
 	in     inflater
 	br     *bufio.Reader
+	// scratch and deltaScratch are reused by content (see there).
+	scratch, deltaScratch []byte
 }
 
 // baseCache bounds the delta bases a packReader keeps in memory.
@@ -98,7 +104,9 @@ const maxDeltaChain = 10000
 
 // content returns the type and content of entry i, patching deltas onto
 // their bases; depth is how many deltas asked for it, as their base. A
-// base is kept in the cache, for the deltas next to it.
+// base is kept in the cache, for the deltas next to it. The content of a
+// whole object asked for at depth 0 is read into a buffer the next call
+// reuses: the caller reads it before it asks again.
 func (r *packReader) content(i int, depth int) (plumbing.ObjectType, []byte, error) {
 	e := &r.p.entries[i]
 	if c, ok := r.cache.get(e.offset); ok {
@@ -107,43 +115,57 @@ func (r *packReader) content(i int, depth int) (plumbing.ObjectType, []byte, err
 	if depth > maxDeltaChain {
 		return 0, nil, fmt.Errorf("pack: object at offset %d: delta chain longer than %d", e.offset, maxDeltaChain)
 	}
-	raw, err := r.raw(e)
+	if !e.typ.IsDelta() {
+		into := (*[]byte)(nil)
+		if depth == 0 {
+			into = &r.scratch
+		}
+		data, err := r.raw(e, into)
+		if err != nil {
+			return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+		}
+		if depth > 0 {
+			r.cache.put(e.offset, cached{e.typ, data})
+		}
+		return e.typ, data, nil
+	}
+	// The base first: a delta's own instructions go in a buffer that the
+	// base's, when it is a delta too, would reuse.
+	var base int
+	if e.typ == plumbing.OFSDeltaObject {
+		var ok bool
+		base, ok = r.p.at(e.baseOffset)
+		if !ok {
+			return 0, nil, fmt.Errorf("pack: object at offset %d: no object at its delta base offset %d", e.offset, e.baseOffset)
+		}
+	} else {
+		base = r.p.byHash[e.baseRef]
+	}
+	typ, bdata, err := r.content(base, depth+1)
+	if err != nil {
+		return 0, nil, err
+	}
+	delta, err := r.raw(e, &r.deltaScratch)
 	if err != nil {
 		return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
 	}
-	typ := e.typ
-	if e.typ.IsDelta() {
-		var base int
-		if e.typ == plumbing.OFSDeltaObject {
-			var ok bool
-			base, ok = r.p.at(e.baseOffset)
-			if !ok {
-				return 0, nil, fmt.Errorf("pack: object at offset %d: no object at its delta base offset %d", e.offset, e.baseOffset)
-			}
-		} else {
-			base = r.p.byHash[e.baseRef]
-		}
-		btyp, bdata, err := r.content(base, depth+1)
-		if err != nil {
-			return 0, nil, err
-		}
-		if raw, err = packfile.PatchDelta(bdata, raw); err != nil {
-			return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
-		}
-		if int64(len(raw)) > r.bounds.objectSize {
-			return 0, nil, r.bounds.tooLarge(uint64(len(raw)))
-		}
-		typ = btyp
+	data, err := packfile.PatchDelta(bdata, delta)
+	if err != nil {
+		return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+	}
+	if int64(len(data)) > r.bounds.objectSize {
+		return 0, nil, r.bounds.tooLarge(uint64(len(data)))
 	}
 	if depth > 0 {
-		r.cache.put(e.offset, cached{typ, raw})
+		r.cache.put(e.offset, cached{typ, data})
 	}
-	return typ, raw, nil
+	return typ, data, nil
 }
 
 // raw inflates e's own data: an object's content, or a delta's
-// instructions. The slice is e's to keep.
-func (r *packReader) raw(e *packEntry) ([]byte, error) {
+// instructions, into *into (grown as needed) or, when into is nil, a slice
+// of its own.
+func (r *packReader) raw(e *packEntry, into *[]byte) ([]byte, error) {
 	sr := io.NewSectionReader(r.f, e.offset, e.end-e.offset)
 	if r.br == nil {
 		r.br = bufio.NewReaderSize(sr, 16<<10)
@@ -159,7 +181,14 @@ func (r *packReader) raw(e *packEntry) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return readExactly(zr, e.size)
+	var buf []byte
+	if into != nil {
+		if int64(cap(*into)) < e.size {
+			*into = make([]byte, e.size)
+		}
+		buf = (*into)[:e.size]
+	}
+	return readExactly(zr, e.size, buf)
 }
 
 // at finds the entry at offset off.

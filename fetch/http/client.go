@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/internal/redact"
 	"github.com/ferrysync/ferry/internal/report"
 )
@@ -37,22 +37,9 @@ func (o Options) caFile() ([]byte, error) {
 // client builds a client that trusts the system roots and the
 // certificates of pem, the CA file's content.
 func (o Options) client(pem []byte) (*nethttp.Client, error) {
-	var roots *x509.CertPool // nil: the system roots
-	if len(pem) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &fileError{"CAFile", "CA file", fmt.Errorf("%s holds no PEM certificate", o.CAFile)}
-		}
-		roots = pool
-	}
-	tr := nethttp.DefaultTransport.(*nethttp.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{
-		RootCAs:            roots,
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: o.InsecureSkipVerify, // #nosec G402 -- opt-in, warned on every sync
+	tr, err := kit.TLSTransport(pem, o.InsecureSkipVerify)
+	if err != nil {
+		return nil, &fileError{"CAFile", "CA file", fmt.Errorf("%s %w", o.CAFile, err)}
 	}
 	// The digest is of the bytes the server sends; transparent gzip would
 	// hide the wire length from the Content-Length check.

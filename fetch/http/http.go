@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/archive"
 	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/fetch/trust"
 	"github.com/ferrysync/ferry/internal/redact"
@@ -316,18 +317,13 @@ func (s *Source) write(ctx context.Context, b *body, w fetch.Writer) error {
 		p := b.path
 		return w.WriteFile(s.name, 0o644, "sha256:"+b.sum, func() (io.ReadCloser, error) { return os.Open(p) })
 	}
-	x := &extractor{ctx: ctx, w: w, subdir: s.subdir, maxBytes: s.maxBody, tmpDir: s.stateDir}
 	f, err := os.Open(b.path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	switch s.format {
-	case formatZip:
-		return x.zip(f, b.size)
-	case formatTgz:
-		return x.tar(f, true)
-	default:
-		return x.tar(f, false)
-	}
+	// The formats other than formatFile are named as archive names them.
+	return archive.Extract(ctx, w, f, b.size, archive.Format(s.format), archive.Options{
+		Subdir: s.subdir, MaxBytes: s.maxBody, LimitName: "http-max-body", TmpDir: s.stateDir,
+	})
 }

@@ -51,7 +51,7 @@ func (s *Source) download(ctx context.Context, objs []object, w fetch.Writer, cr
 // checked again on the answer for servers that ignore If-Match.
 func (s *Source) opener(ctx context.Context, o object, creds aws.CredentialsProvider) fetch.Opener {
 	return func() (io.ReadCloser, error) {
-		what := "s3 get s3://" + s.loc.bucket + "/" + o.key
+		what := "s3 get s3://" + s.loc.bucket + "/" + o.key + s.loc.at()
 		out, err := s.client.GetObject(ctx, &s3.GetObjectInput{
 			Bucket:  aws.String(s.loc.bucket),
 			Key:     aws.String(o.key),

@@ -75,7 +75,7 @@ func maxListPages(l fetch.Limits) int { return max(l.MaxFiles/10, 1000) }
 // page's body is larger than maxListPageBytes, or the pages are more than
 // maxListPages.
 func (s *Source) list(ctx context.Context, creds aws.CredentialsProvider) ([]object, error) {
-	what := "s3 list " + s.loc.String()
+	what := "s3 list " + s.loc.String() + s.loc.at()
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{
 		Bucket:  aws.String(s.loc.bucket),
 		Prefix:  aws.String(s.loc.key),

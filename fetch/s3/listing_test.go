@@ -148,5 +148,6 @@ func TestEndlessErrorBodyIsCutAndStatusReported(t *testing.T) {
 	// The SDK reads an error body whole to find the S3 error code.
 	f := newListingFront(t, &listingFront{failWith: http.StatusInternalServerError})
 	_, _, err := fetchNew(t, newSource(t, f.url(), fetch.Env{}, nil), fetch.Limits{})
-	assertErr(t, err, false, "s3 list s3://bucket/conf/: server error (HTTP 500")
+	// The error names the custom endpoint that answered.
+	assertErr(t, err, false, "s3 list s3://bucket/conf/ at "+f.srv.URL+": server error (HTTP 500")
 }

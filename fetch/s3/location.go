@@ -38,6 +38,16 @@ func (l location) String() string {
 	return s
 }
 
+// at names the endpoint in an error, " at http://127.0.0.1:9000", when the
+// URL or the options chose one: "the bucket does not exist" means little
+// without the server that said so.
+func (l location) at() string {
+	if l.endpoint == "" {
+		return ""
+	}
+	return " at " + l.endpoint
+}
+
 // awsSuffixes are the DNS suffixes of AWS S3 endpoints. A URL on one of
 // these is addressed the way AWS does it; any other host is a custom
 // endpoint (MinIO, Ceph, R2, versitygw) spoken to in path style.

@@ -22,7 +22,7 @@ const objectStateFile = "s3-object.json"
 // fetchObject publishes one object. One conditional GET (If-None-Match on
 // the published ETag) is both the change check and the download.
 func (s *Source) fetchObject(ctx context.Context, prev string, w fetch.Writer, creds aws.CredentialsProvider) (string, error) {
-	what := "s3 get " + s.loc.String()
+	what := "s3 get " + s.loc.String() + s.loc.at()
 	in := &s3.GetObjectInput{Bucket: aws.String(s.loc.bucket), Key: aws.String(s.loc.key)}
 	if s.loc.version != "" {
 		in.VersionId = aws.String(s.loc.version)

@@ -33,6 +33,32 @@ func Value(v string) string {
 	return Placeholder
 }
 
+// semverRange is a version range as Masterminds/semver writes one:
+// ">=1.2.0 <2", "~1.4", "^2.x || 3.1.*", "1.2.3-rc.1".
+var semverRange = regexp.MustCompile(`^semver:[0-9A-Za-z.*^~<>=!, |+-]{1,256}$`)
+
+// Semver shows a "semver:RANGE" value whole, its comparison operators and
+// spaces included; any other value is shown as Value shows it.
+func Semver(v string) string {
+	if semverRange.MatchString(v) {
+		return v
+	}
+	return Value(v)
+}
+
+// mediaType is an RFC 6838 type/subtype, without parameters.
+var mediaType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+
+// MediaType shows a media type whole ("application/vnd.oci.image.layer.v1.tar+gzip").
+// A "+" typed unescaped in a query reads as a space there, and is shown
+// as typed.
+func MediaType(v string) string {
+	if mediaType.MatchString(strings.ReplaceAll(v, " ", "+")) {
+		return v
+	}
+	return Placeholder
+}
+
 // checksumType is the "sha256" of "sha256:HEX".
 var checksumType = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
 

@@ -107,7 +107,7 @@ func (b *bench) gitEnv() []string { return gittest.Env(filepath.Join(b.scratch, 
 // runtime's settings, to try them.
 func (b *bench) ferryEnv() []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(b.scratch, "home")}
-	for _, k := range []string{"FERRY_CPUPROFILE", "FERRY_BLOCKPROFILE", "GODEBUG", "GOGC", "GOMEMLIMIT"} {
+	for _, k := range []string{"FERRY_CPUPROFILE", "FERRY_BLOCKPROFILE", "FERRY_MEMPROFILE", "GODEBUG", "GOGC", "GOMEMLIMIT"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}

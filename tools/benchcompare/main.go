@@ -33,6 +33,7 @@ type options struct {
 	fleetSize int           // ferry run processes the fleet scenario aims at
 	fleetFor  time.Duration // how long the fleet is observed
 	workDir   string        // parent of the scratch directory
+	versitygw string        // the S3 server of the s3 scenario
 }
 
 // scenario is one measurement and the table it prints. run keeps its
@@ -48,13 +49,15 @@ func scenarios() []scenario {
 		{"large", "one-shot sync of the large repository: ferry once vs git clone --depth 1 + symlink", (*bench).oneShotLarge},
 		{"ready", "ferry run, start -> /readyz 200 on the large repository, vs git clone --depth 1 + symlink", (*bench).ready},
 		{"idle", "ferry run idle after a large sync: RSS and CPU at --period 1s and 30s", (*bench).idle},
+		{"notify", "ferry run on the large repository: from the link swap to the app's notify (one file changed)", (*bench).notify},
+		{"s3", "one-shot sync of an S3 prefix (versitygw on loopback): ferry once vs rclone sync + symlink", (*bench).s3},
 		{"poll", "bytes and requests per idle poll of a 10,000-ref repository: ferry vs git ls-remote (protocol v2)", (*bench).poll},
 		{"fleet", "many ferry run processes polling one origin every second (make bench)", (*bench).fleet},
 	}
 }
 
 // defaultScenarios are what `make bench-compare` runs: all but the fleet.
-const defaultScenarios = "small,large,ready,idle,poll"
+const defaultScenarios = "small,large,ready,idle,notify,s3,poll"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,6 +87,7 @@ func parseOptions(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&o.idleFor, "idle", 30*time.Second, "how long ferry run idles after its sync before its RSS is read")
 	fs.IntVar(&o.fleetSize, "fleet", 200, "ferry run processes the fleet scenario aims at (fewer when memory runs short)")
 	fs.DurationVar(&o.fleetFor, "fleet-duration", 30*time.Second, "how long the fleet is observed")
+	fs.StringVar(&o.versitygw, "versitygw", os.Getenv("FERRY_TEST_VERSITYGW"), "the versitygw binary the s3 scenario serves S3 with (make bench-compare builds it)")
 	fs.StringVar(&o.workDir, "workdir", os.TempDir(), "where the scratch directory goes (a disk, not tmpfs: fsync costs count)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

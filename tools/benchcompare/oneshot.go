@@ -31,7 +31,7 @@ func (b *bench) oneShot(ctx context.Context, dir, name string) error {
 	ferryJob := func(i int) job {
 		root := filepath.Join(dir, fmt.Sprintf("ferry-%d", i))
 		return job{
-			Argv: []string{b.ferry, "once", "--source", "git::" + url, "--root", root, "--http-addr", "", "--log-format", "json"},
+			Argv: []string{b.ferry, "once", "--source", "git::" + url, "--root", root, "--log-format", "json"},
 			Env:  b.ferryEnv(),
 			Log:  root + ".log",
 		}
@@ -155,7 +155,7 @@ func countFiles(link string) (int, error) {
 	return n, err
 }
 
-// printCommands prints the commands of run 0 of a comparison.
+// printCommands prints the commands of run 0 of a comparison with git.
 func (b *bench) printCommands(ferry, git job) {
 	fmt.Fprintf(b.out, "ferry: %s\ngit:   %s\n", ferry.line(), git.line())
 }

@@ -42,12 +42,13 @@ type unit struct {
 }
 
 var (
-	ms  = unit{float64(time.Millisecond), 0, "ms"}
-	mib = unit{1 << 20, 1, "MiB"}
-	pct = unit{0.01, 2, "%"}
-	num = unit{1, 0, ""}
-	byt = unit{1, 0, "B"}
-	mb  = unit{1e6, 2, "MB"}
+	ms     = unit{float64(time.Millisecond), 0, "ms"}
+	msFine = unit{float64(time.Millisecond), 2, "ms"}
+	mib    = unit{1 << 20, 1, "MiB"}
+	pct    = unit{0.01, 2, "%"}
+	num    = unit{1, 0, ""}
+	byt    = unit{1, 0, "B"}
+	mb     = unit{1e6, 2, "MB"}
 )
 
 func (u unit) format(v float64) string {
@@ -120,7 +121,11 @@ func (t *table) print(w io.Writer) {
 
 // compare adds the rows of a ferry-vs-git comparison, run by run: wall and
 // CPU time, peak RSS, what the origin spent and sent, and their ratios.
-func (t *table) compare(ferry, git []sample) {
+func (t *table) compare(ferry, git []sample) { t.compareRows(ferry, git, true) }
+
+// compareRows is compare, without the origin's rows when the origin is
+// not this program's git server.
+func (t *table) compareRows(ferry, git []sample, origin bool) {
 	rows := []struct {
 		name string
 		u    unit
@@ -133,6 +138,9 @@ func (t *table) compare(ferry, git []sample) {
 		{"origin CPU", ms, func(s sample) float64 { return float64(s.Origin) }},
 		{"origin requests", num, func(s sample) float64 { return float64(s.Served.requests) }},
 		{"origin bytes sent", mb, func(s sample) float64 { return float64(s.Served.bytes) }},
+	}
+	if !origin {
+		rows = rows[:4]
 	}
 	for _, r := range rows {
 		f, g := of(ferry, r.f), of(git, r.f)

@@ -1,4 +1,7 @@
-package http
+// Package archive expands tar, tar+gzip and zip archives into a
+// fetch.Writer, for every source that publishes one (an HTTP body, an OCI
+// layer), with one set of limits and refusals.
+package archive
 
 import (
 	"context"
@@ -11,17 +14,69 @@ import (
 	"github.com/ferrysync/ferry/fetch"
 )
 
+// Format is how an archive is encoded.
+type Format string
+
+// The formats Extract reads.
+const (
+	Tar     Format = "tar"
+	TarGzip Format = "tar.gz"
+	Zip     Format = "zip"
+)
+
+// Options bound one extraction.
+type Options struct {
+	// Subdir, when set, publishes only that sub-tree of the archive, as
+	// the revision root.
+	Subdir string
+	// MaxBytes bounds the decompressed stream and the content the archive
+	// expands to (see overLimit); it must be positive.
+	MaxBytes int64
+	// LimitName is the setting MaxBytes comes from, as errors name it
+	// ("http-max-body").
+	LimitName string
+	// TmpDir is where hard-link targets are copied: on the volume, never
+	// /tmp.
+	TmpDir string
+}
+
+// File is a spooled archive: tar is read as a stream (twice when it holds
+// hard links), zip at random.
+type File interface {
+	io.ReadSeeker
+	io.ReaderAt
+}
+
+// Extract writes the entries of the archive f, of size bytes, through w.
+// Errors that name an entry, and corrupt archives, are permanent.
+func Extract(ctx context.Context, w fetch.Writer, f File, size int64, format Format, o Options) error {
+	if o.MaxBytes <= 0 {
+		return errors.New("archive: no limit on what it expands to")
+	}
+	x := &extractor{ctx: ctx, w: w, subdir: o.Subdir, maxBytes: o.MaxBytes, limitName: o.LimitName, tmpDir: o.TmpDir}
+	switch format {
+	case Zip:
+		return x.zip(f, size)
+	case TarGzip:
+		return x.tar(f, true)
+	case Tar:
+		return x.tar(f, false)
+	}
+	return fmt.Errorf("archive: unknown format %q", format)
+}
+
 // extractor streams an archive's entries into a Writer, which refuses what
 // breaks a revision's rules and limits whatever the source: names leaving
 // it, .git, duplicates, file sizes and counts. The extractor refuses what
 // only an archive holds (devices, hard links, Windows names), even outside
 // the published sub-tree, and bounds what the archive expands to.
 type extractor struct {
-	ctx      context.Context
-	w        fetch.Writer
-	subdir   string
-	maxBytes int64  // Options.MaxBodyBytes: bounds read and expanded
-	tmpDir   string // where hard-link targets are copied; never /tmp
+	ctx       context.Context
+	w         fetch.Writer
+	subdir    string
+	maxBytes  int64  // Options.MaxBytes: bounds read and expanded
+	limitName string // Options.LimitName
+	tmpDir    string // where hard-link targets are copied; never /tmp
 
 	read     int64 // decompressed bytes of the tar stream read in this pass
 	expanded int64 // bytes of file content handed to the Writer, all passes
@@ -85,7 +140,7 @@ func (x *extractor) done() error {
 // no stream to count: its entries are read from the spooled body, and only
 // their content is counted. name is the entry being read, if any.
 func (x *extractor) overLimit(name string) error {
-	msg := fmt.Sprintf("archive expands past the http-max-body limit of %d bytes", x.maxBytes)
+	msg := fmt.Sprintf("archive expands past the %s limit of %d bytes", x.limitName, x.maxBytes)
 	if name == "" {
 		return fetch.Permanent(errors.New(msg))
 	}

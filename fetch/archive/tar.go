@@ -1,4 +1,4 @@
-package http
+package archive
 
 import (
 	"archive/tar"
@@ -167,7 +167,7 @@ func (x *extractor) copyLinks(target string, r io.Reader, ls []link) error {
 		return err
 	}
 	if n > x.maxBytes {
-		return fetch.Refuse(target, "hard-link target expands past the http-max-body limit of %d bytes", x.maxBytes)
+		return fetch.Refuse(target, "hard-link target expands past the %s limit of %d bytes", x.limitName, x.maxBytes)
 	}
 	for _, l := range ls {
 		// Each copy counts: a thousand links to one file are a thousand

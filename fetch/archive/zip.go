@@ -1,4 +1,4 @@
-package http
+package archive
 
 import (
 	"archive/zip"
