@@ -153,3 +153,51 @@ func TestRunReloadsNginxWithTheExecHookAndRollsBackWhatItRefuses(t *testing.T) {
 		t.Errorf("no WARN line with nginx's output")
 	}
 }
+
+// In a --config file each source has its own hook and touch file: a
+// change of one runs and touches only its own.
+func TestConfigFileGivesEachSourceItsOwnHookAndTouchFile(t *testing.T) {
+	a, b := newFileOrigin(t), newFileOrigin(t)
+	a.set(t, 1, nil)
+	b.set(t, 1, nil)
+	root, work := t.TempDir(), t.TempDir()
+	touchA, touchB, runs := filepath.Join(work, "a.stamp"), filepath.Join(work, "b.stamp"), filepath.Join(work, "runs")
+	config := filepath.Join(work, "ferry.yaml")
+	text := fmt.Sprintf(`sources:
+  - name: a
+    url: %s
+    exec-command: "/bin/sh -c 'echo $FERRY_SOURCE >> %s'"
+    touch-file: %s
+  - name: b
+    url: %s
+    touch-file: %s
+`, a.live, runs, touchA, b.live, touchB)
+	if err := os.WriteFile(config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startFerry(t, procOptions{root: root, args: []string{"--config", config, "--period", "100ms"}})
+	waitForGen(t, 20*time.Second, filepath.Join(root, "a"), 1)
+	waitForGen(t, 20*time.Second, filepath.Join(root, "b"), 1)
+	past := time.Now().Add(-time.Hour)
+	for _, f := range []string{touchA, touchB} {
+		testkit.Eventually(t, 10*time.Second, f+" after the first publish", func() bool { return os.Chtimes(f, past, past) == nil })
+	}
+	fresh := func(f string) bool {
+		fi, err := os.Stat(f)
+		return err == nil && fi.ModTime().After(past.Add(time.Minute))
+	}
+
+	a.set(t, 2, nil)
+	testkit.Eventually(t, 20*time.Second, "a's hook", func() bool {
+		return p.metric("ferry_notify_total", "target", "exec:/bin/sh", "result", "ok") == 1
+	})
+	testkit.Eventually(t, 10*time.Second, "a's touch file touched", func() bool { return fresh(touchA) })
+	if fresh(touchB) {
+		t.Errorf("a's change touched b's file")
+	}
+	b.set(t, 2, nil)
+	testkit.Eventually(t, 20*time.Second, "b's touch file touched", func() bool { return fresh(touchB) })
+	if got, _ := os.ReadFile(runs); string(got) != "a\n" {
+		t.Errorf("hook runs %q, want only a's change", got)
+	}
+}
