@@ -190,6 +190,10 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 			checks = c
 		}
 	}
+	ignore := o.ignore.split()
+	if err := sync.CheckIgnore(ignore); err != nil {
+		errs = append(errs, fmt.Errorf("--ignore: %w", err))
+	}
 	for _, n := range named {
 		env := fetch.Env{StateDir: sync.StateDir(root, n.name), Logger: log.With("source", n.name), Limits: limits, Root: root}
 		src, u, err := registry.Open(n.url, env)
@@ -201,7 +205,7 @@ func build(o *options, cmd string, log *slog.Logger) (*daemon, error) {
 			errs = append(errs, fmt.Errorf("--source %s: %s", n.name, describe(o, scope, err)))
 			continue
 		}
-		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src, Validator: checks})
+		srcs = append(srcs, sync.Source{Name: n.name, URL: u.String(), Backend: src, Validator: checks, Ignore: ignore})
 		inUse[u.Kind] = true
 	}
 

@@ -43,6 +43,7 @@ func settings(o *options) []setting {
 		row("max-failures", "", num(&o.maxFailures, 0, "'run' exits 1 after this many consecutive failures of one source (0: never)")),
 		row("max-staleness", "", dur(&o.maxStaleness, 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")),
 		row("verify-period", "", dur(&o.verifyPeriod, sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")),
+		row("ignore", "sync.Ignore", list(&o.ignore, "`pattern` in .gitignore syntax of entries never published, whatever the source (e.g. '*.md', 'tests/', '!keep.md'); repeat or separate with commas (env: one per line); a new revision that changes only ignored entries publishes nothing")),
 		row("max-bytes", "", size(&o.limits.MaxBytes, fetch.DefaultMaxBytes, "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")),
 		row("max-files", "", num(&o.limits.MaxFiles, fetch.DefaultMaxFiles, "limit on the files of one revision")),
 		row("max-file-size", "", size(&o.limits.MaxFileSize, fetch.DefaultMaxFileSize, "limit on the `size` of one file")),

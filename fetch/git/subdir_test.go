@@ -1,12 +1,16 @@
 package git_test
 
 import (
+	"context"
 	"strings"
+	gosync "sync"
 	"testing"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
 	"github.com/ferrysync/ferry/internal/sourcetest"
+	"github.com/ferrysync/ferry/signal"
+	ferrysync "github.com/ferrysync/ferry/sync"
 )
 
 func TestSubdirPublishesOnlyThatTree(t *testing.T) {
@@ -183,4 +187,58 @@ func TestPathsThatAreNotCleanArePermanentConfigurationErrors(t *testing.T) {
 			t.Fatalf("%s: err = %v, want one naming paths", q, err)
 		}
 	}
+}
+
+type notes struct {
+	mu      gosync.Mutex
+	changes []signal.Change
+}
+
+func (n *notes) Notify(c signal.Change) { n.mu.Lock(); n.changes = append(n.changes, c); n.mu.Unlock() }
+
+func (n *notes) count() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.changes) }
+
+// TestIgnoredChangeOfAGitSourcePublishesNothing: the engine's ignore
+// patterns over a real git source: a commit that changes only ignored
+// files is a new commit, yet nothing is published and nobody is told.
+func TestIgnoredChangeOfAGitSourcePublishesNothing(t *testing.T) {
+	t.Parallel()
+	r, srv := serveRepo(t)
+	files := map[string]string{"app.yaml": "v1", "README.md": "docs", "tests/a.yaml": "t"}
+	r.set(files)
+	store, state := newStore(t, fetch.Limits{})
+	src, _ := newSource(t, srv.url("r.git"), git.Options{}, state)
+	rec := &notes{}
+	s, err := ferrysync.New(ferrysync.Config{Store: store, Notifiers: []ferrysync.Notifier{rec},
+		Sources: []ferrysync.Source{{Name: "c", Backend: src, Ignore: []string{"*.md", "tests/"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := func() string {
+		t.Helper()
+		if err := s.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		rev, _ := store.Current("c")
+		return rev
+	}
+	c1 := once()
+	assertPublished(t, store, map[string]string{"app.yaml": "v1"})
+
+	files["README.md"], files["tests/a.yaml"] = "docs v2", "t2"
+	r.set(files)
+	if rev := once(); rev != c1 || rec.count() != 0 {
+		t.Fatalf("an ignored change: revision %s (was %s), %d notifications", rev, c1, rec.count())
+	}
+	posts := srv.uploadPOST.Load()
+	if rev := once(); rev != c1 || srv.uploadPOST.Load() != posts {
+		t.Fatalf("the poll after an ignored change: revision %s, %d fetches", rev, srv.uploadPOST.Load()-posts)
+	}
+
+	files["app.yaml"] = "v2"
+	c3 := r.set(files)
+	if rev := once(); rev != c3 || rec.count() != 1 {
+		t.Fatalf("a change: revision %s, want %s; %d notifications, want 1", rev, c3, rec.count())
+	}
+	assertPublished(t, store, map[string]string{"app.yaml": "v2"})
 }
