@@ -53,7 +53,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if s.scheme == "file" {
 		return s.fetchLocal(ctx, prev, w, start)
 	}
-	auth, err := s.auth()
+	auth, err := s.auth(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -58,6 +58,7 @@ type Source struct {
 	last         atomic.Pointer[origin] // behind the revision the last Fetch returned
 	http         httpMode               // what the HTTP(S) server speaks (v2.go); Fetch's alone
 	sig          signatures             // what must be signed, and by whom (verify.go)
+	app          *appTokens             // GitHub App installation tokens (github.go)
 }
 
 var (
@@ -138,6 +139,9 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		r.User = nil
 	}
 	s.remote = r.String()
+	if isHTTP(s.scheme) && s.opts.usesGitHubApp() {
+		s.app = newAppTokens(s.opts)
+	}
 	return s, nil
 }
 

@@ -224,8 +224,11 @@ func (s *Source) submodule(sm *config.Submodule, h plumbing.Hash, below selectio
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", shown, err)
 	}
-	if sameHost && child.urlUser == "" {
-		child.urlUser = s.urlUser
+	if sameHost {
+		if child.urlUser == "" {
+			child.urlUser = s.urlUser
+		}
+		child.app = s.app // one token cache for the host
 	}
 	child.paths = below
 	child.sub = subLink{run: run, nesting: s.sub.nesting + 1, chain: chain}
