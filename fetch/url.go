@@ -65,10 +65,23 @@ const MaxURLLength = 8 << 10
 // redact.Placeholder: a pre-signed URL's signature, a private_token, an API
 // key. A new option is one line here.
 var shownOptions = redact.Keep{
-	"ref": redact.Semver, "depth": redact.Value, "submodules": redact.Value, "verify": redact.Value, // git
+	"ref": redact.Semver, "depth": redact.Value, "submodules": redact.Value, "verify": redact.Value, "paths": showPaths, // git
 	"archive": redact.Value, "checksum": redact.TypeOnly, // http: a checksum may be file:URL; a signature URL is hidden
 	"region": redact.Value, "version": redact.Value, // s3
 	"tag": redact.Semver, "layer": redact.MediaType, "extract": redact.Value, "platform": redact.Value, // oci
+}
+
+// pathsValue is what ?paths= may show: relative paths and globs, comma
+// separated.
+var pathsValue = regexp.MustCompile(`^[A-Za-z0-9._~+/,*?\[\]!-]*$`)
+
+// showPaths shows a git source's ?paths= when it holds only paths and
+// globs.
+func showPaths(v string) string {
+	if pathsValue.MatchString(v) {
+		return v
+	}
+	return redact.Placeholder
 }
 
 // Redact returns u fit for logs, errors, /status and metrics: scheme, host

@@ -95,6 +95,8 @@ func TestStringShowsOnlyFerrysOptions(t *testing.T) {
 				"https://h/b.tar.gz?archive=tgz&checksum=sha256:REDACTED&%s=REDACTED"},
 			{"git::https://h/r.git//conf?ref=v1.4.0&depth=0&submodules=false&%s=hunter2",
 				"git::https://h/r.git//conf?ref=v1.4.0&depth=0&submodules=false&%s=REDACTED"},
+			{"git::https://h/r.git?paths=conf/prod,shared/*.yaml&submodules=shallow&%s=hunter2",
+				"git::https://h/r.git?paths=conf/prod,shared/*.yaml&submodules=shallow&%s=REDACTED"},
 			{"s3://b/p/app.yaml?region=eu-west-1&version=3HL4kq.Jlc-p_X&%s=hunter2",
 				"s3://b/p/app.yaml?region=eu-west-1&version=3HL4kq.Jlc-p_X&%s=REDACTED"},
 			{"oci://r.example/conf?tag=semver:>=1.2.0 <2 || ~3.1&layer=application/vnd.oci.image.layer.v1.tar+gzip&extract=false&platform=linux/arm64&%s=hunter2",

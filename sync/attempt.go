@@ -73,7 +73,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 		src.repaired()
 	}
 	attrs := []any{"revision", rev, "previous", prev,
-		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "reread", stats.Reread, "damaged", stats.Damaged,
+		"files", stats.Files, "bytes", stats.Bytes, "reused", stats.Reused, "reread", stats.Reread, "damaged", stats.Damaged, "ignored", stats.Ignored,
 		"bytes_written", stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond)}
 	if origin != "" && origin != rev {
 		attrs = append(attrs, "origin_revision", origin)
@@ -178,6 +178,7 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	stage := s.cfg.Store.begin(src.Name, base, src.log)
+	stage.ignore = src.ignore
 	kept := false
 	defer func() {
 		if !kept {
@@ -186,6 +187,10 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 	}()
 	adoptNow := src.takeAdoptNow()
 	since := base
+	alias := src.aliasOf(base)
+	if alias != "" {
+		since = alias
+	}
 	rejected := src.rejectedRevision()
 	if rejected != "" {
 		since = rejected
@@ -195,6 +200,9 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 		since = pending.revision
 	}
 	rev, err := src.Backend.Fetch(fctx, since, stage)
+	if err == nil && alias != "" && rev == alias && since == alias {
+		rev = base // still only the ignored change
+	}
 	stats := stage.Stats()
 	if err == nil && rev == "" {
 		// A source must name what it found; an empty answer with no error
@@ -227,6 +235,14 @@ func (s *Syncer) fetch(ctx context.Context, src *source, base, published string)
 		}
 		src.forgetRejection()
 		src.log.Info("the origin moved on from the rejected revision", "rejected", rejected, "revision", rev)
+	}
+	if err == nil && rev != base && src.ignore != nil && base != "" && base == published {
+		same, serr := stage.sameAs(base)
+		if err = serr; same {
+			src.log.Info("only ignored entries changed; nothing to publish", "revision", base, "source_revision", rev, "ignored", stats.Ignored)
+			src.setAlias(rev, base)
+			return base, stats, nil
+		}
 	}
 	if err == nil && rev != base {
 		if delay := s.window(src, base, rev, adoptNow); delay > 0 {

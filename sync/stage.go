@@ -26,6 +26,7 @@ type Stats struct {
 	BytesWritten int64 // bytes taken from the source (the rest was reused)
 	Damaged      int   // files of the previous revision found changed on disk
 	Reread       int   // reused files whose inode had changed, read and hashed first
+	Ignored      int   // entries skipped by the source's ignore patterns
 }
 
 // Stage is a revision being written. It implements fetch.Writer; its write
@@ -38,7 +39,8 @@ type Stage struct {
 	prevDir string // the previous revision's tree, files are reused from
 	limits  fetch.Limits
 	log     *slog.Logger
-	async   *async // small files written in the background
+	async   *async  // small files written in the background
+	ignore  *ignore // entries to skip (ignore.go)
 	// completed: the writes are done and the links checked (complete).
 	completed bool
 
@@ -58,6 +60,7 @@ type Stage struct {
 	reused       atomic.Int64
 	damaged      atomic.Int64
 	reread       atomic.Int64
+	ignored      atomic.Int64
 }
 
 var _ fetch.Writer = (*Stage)(nil)
@@ -133,6 +136,9 @@ func mkdir(p string) error {
 
 // Mkdir creates an (empty) directory in the revision.
 func (st *Stage) Mkdir(name string) error {
+	if st.skip(name, true) {
+		return nil
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err := st.ensureDirLocked(); err != nil {
@@ -151,6 +157,9 @@ func (st *Stage) Mkdir(name string) error {
 func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch.Opener) error {
 	if err := st.async.failed(); err != nil {
 		return err
+	}
+	if st.skip(name, false) {
+		return nil
 	}
 	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.File(name) })
 	if err != nil {
@@ -343,6 +352,9 @@ var copyBuffers = gosync.Pool{New: func() any { b := make([]byte, 32<<10); retur
 // Symlink records a symlink. Its target must stay inside the revision;
 // that is checked by name now and once more on disk at publish.
 func (st *Stage) Symlink(name, target string) error {
+	if st.skip(name, false) {
+		return nil
+	}
 	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.Symlink(name, target) })
 	if err != nil {
 		return err
@@ -389,6 +401,7 @@ func (st *Stage) Stats() Stats {
 		BytesWritten: st.bytesWritten.Load(),
 		Damaged:      int(st.damaged.Load()),
 		Reread:       int(st.reread.Load()),
+		Ignored:      int(st.ignored.Load()),
 	}
 }
 

@@ -67,6 +67,11 @@ type Source struct {
 	// Validator checks each new revision before it is published; nil
 	// publishes whatever the origin holds.
 	Validator Validator
+	// Ignore holds patterns in .gitignore syntax of entries never
+	// published, whatever the source (ignore.go). A new revision whose
+	// tree differs from the published one only in ignored entries is no
+	// change: nothing is published and nobody is told.
+	Ignore []string
 }
 
 // Config configures a Syncer.
@@ -145,6 +150,8 @@ type source struct {
 	refusal                  *signal.Refusal // the app's, waiting for the loop
 	pending                  *pendingRevision
 	adoptNow                 bool // Adopt was asked
+	ignore                   *ignore
+	alias                    ignoredChange // an answer of the source that changed only ignored entries
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -192,6 +199,9 @@ func New(cfg Config) (*Syncer, error) {
 		if err := cfg.Store.SetPublishMode(src.Name, src.PublishMode); err != nil {
 			return nil, fmt.Errorf("sync: source %s: %w", src.Name, err)
 		}
+		if _, err := parseIgnore(src.Ignore); err != nil {
+			return nil, fmt.Errorf("sync: source %s: %w", src.Name, err)
+		}
 	}
 	if err := cfg.Store.Prepare(names, cfg.Logger); err != nil {
 		return nil, err
@@ -202,8 +212,10 @@ func New(cfg Config) (*Syncer, error) {
 		if err != nil {
 			return nil, err
 		}
+		ig, _ := parseIgnore(src.Ignore)
 		st := &source{
 			Source:   src,
+			ignore:   ig,
 			log:      cfg.Logger.With("source", src.Name),
 			trigger:  make(chan struct{}, 1),
 			revision: rev,

@@ -202,6 +202,7 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 	var errs []error
 	checks := map[*options]sync.Validator{}
 	tells := map[*options]*signal.Notifiers{}
+	ignores := map[*options][]string{}
 	// The scopes of the settings each options' sources use, for the
 	// secret-file warnings: those of their kinds, and the endpoints'.
 	inUse := map[*options]map[string]bool{o: {"api": c.cmd == cmdRun && o.httpAddr != ""}}
@@ -221,6 +222,14 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 			}
 			inUse[so][u.Kind] = true
 		}
+		ignore, seen := ignores[so]
+		if !seen {
+			ignore = so.ignore.split()
+			if err := sync.CheckIgnore(ignore); err != nil {
+				errs = append(errs, sc.errorf(fmt.Sprintf("%s: %v", sc.key("ignore"), err)))
+			}
+			ignores[so] = ignore
+		}
 		check, seen := checks[so]
 		if !seen && so.checks.Enabled() {
 			var cerr error
@@ -238,7 +247,7 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 			tells[so] = tell
 		}
 		if err == nil && tell != nil {
-			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode)})
+			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode), Ignore: ignore})
 			d.notify.add(sc.name, tell)
 		}
 	}

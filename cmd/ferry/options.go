@@ -42,6 +42,7 @@ type options struct {
 	verifyPeriod time.Duration
 	publishMode  string
 	limits       fetch.Limits
+	ignore       listFlag
 
 	httpAddr      string
 	syncTokenFile string
@@ -218,6 +219,19 @@ func (l *listFlag) Set(v string) error {
 	}
 	*l = append(*l, strings.TrimSpace(v))
 	return nil
+}
+
+// split returns the values, each cut at its commas (--ignore 'a,b').
+func (l *listFlag) split() []string {
+	var out []string
+	for _, v := range *l {
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // sizeFlag is a byte count with an optional unit suffix.

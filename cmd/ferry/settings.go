@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/git"
 	fhttp "github.com/ferrysync/ferry/fetch/http"
 	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/fetch/s3"
@@ -86,6 +87,7 @@ func settings(o *options) []setting {
 		row("max-staleness", "", dur(&o.maxStaleness, 0, "/readyz fails when a source has not synced for this long (0: stay ready through outages)")).global().in(cmdRun),
 		row("publish-mode", "sync.PublishMode", str(&o.publishMode, string(sync.PublishSymlink), "how ROOT/NAME shows the current revision: symlink (a link renamed over the last) or exchange (a real directory, swapped with renameat2 RENAME_EXCHANGE, for consumers that cannot follow a symlink)")),
 		row("verify-period", "", dur(&o.verifyPeriod, sync.DefaultVerifyPeriod, "how often the published tree is read back and compared with what was published; a difference is repaired (0: never)")).global().in(cmdRun),
+		row("ignore", "sync.Ignore", list(&o.ignore, "`pattern` in .gitignore syntax of entries never published, whatever the source (e.g. '*.md', 'tests/', '!keep.md'); repeat or separate with commas (env: one per line); a new revision that changes only ignored entries publishes nothing")),
 		row("max-bytes", "", size(&o.limits.MaxBytes, fetch.DefaultMaxBytes, "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")).global(),
 		row("max-files", "", num(&o.limits.MaxFiles, fetch.DefaultMaxFiles, "limit on the files of one revision")).global(),
 		row("max-file-size", "", size(&o.limits.MaxFileSize, fetch.DefaultMaxFileSize, "limit on the `size` of one file")).global(),
@@ -116,6 +118,10 @@ func settings(o *options) []setting {
 		secret("git-ssh-key-file", "git.SSHKeyFile", str(&o.git.SSHKeyFile, "", "`file` holding the private key (unencrypted, OpenSSH or PEM) for git over SSH; re-read on every sync"), &o.git.SSHKeyFile),
 		row("git-known-hosts-file", "git.KnownHostsFile", str(&o.git.KnownHostsFile, "", "known_hosts `file` for git over SSH: an unknown or changed host key is refused (required for SSH)")),
 		row("git-verify-keys-file", "git.VerifyKeysFile", str(&o.git.VerifyKeysFile, "", "`file` of public keys (ASCII-armored OpenPGP, SSH authorized_keys or allowed_signers lines): only commits signed by one are published (?verify=head|tag|tag-and-head); re-read every sync")),
+		row("git-github-app-id", "git.GitHubAppID", num(&o.git.GitHubAppID, 0, "GitHub App `ID`: git over HTTPS authenticates as the app's installation (with --git-github-app-installation-id and --git-github-app-private-key-file)")),
+		row("git-github-app-installation-id", "git.GitHubAppInstallationID", num(&o.git.GitHubAppInstallationID, 0, "`ID` of the GitHub App's installation whose access tokens ferry mints")),
+		secret("git-github-app-private-key-file", "git.GitHubAppPrivateKeyFile", str(&o.git.GitHubAppPrivateKeyFile, "", "`file` holding the GitHub App's private key (PEM); re-read for each token, which is cached until 5 minutes before it expires"), &o.git.GitHubAppPrivateKeyFile),
+		row("git-github-api-url", "git.GitHubAPIURL", str(&o.git.GitHubAPIURL, git.DefaultGitHubAPIURL, "GitHub API `URL` installation tokens are asked from (GitHub Enterprise Server: https://HOST/api/v3)")),
 		row("git-ssh-insecure-ignore-host-key", "git.InsecureIgnoreHostKey", boolean(&o.git.InsecureIgnoreHostKey, "accept any SSH host key, ignoring --git-known-hosts-file (man-in-the-middle risk; logs a warning on every sync)")),
 
 		secret("http-bearer-token-file", "http.BearerTokenFile", str(&o.http.BearerTokenFile, "", "`file` holding a token sent as Authorization: Bearer to HTTP(S) sources; re-read every sync"), &o.http.BearerTokenFile),

@@ -2,6 +2,7 @@ package git
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,8 +19,14 @@ import (
 // auth builds the credentials for one Fetch from the files, read afresh.
 // It returns a nil AuthMethod for anonymous access. s.opts holds only what
 // the URL's scheme uses (forScheme).
-func (s *Source) auth() (transport.AuthMethod, error) {
+func (s *Source) auth(ctx context.Context) (transport.AuthMethod, error) {
 	switch {
+	case s.app != nil:
+		tok, err := s.app.get(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("git %s: %w", s.display, err)
+		}
+		return &githttp.BasicAuth{Username: appTokenUser, Password: tok}, nil
 	case s.opts.PasswordFile != "":
 		pass, err := kit.ReadSecret(s.opts.PasswordFile)
 		if err != nil {

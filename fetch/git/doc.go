@@ -18,10 +18,23 @@
 // The revision is the commit SHA. With a //subdir it is the SHA of the
 // subdirectory's tree, so a commit that leaves the subdirectory alone is
 // no new revision (nothing published, nobody notified); OriginRevision
-// still names the commit. Learning that tree costs the fetch of the new
-// commit (a thin pack); a poll that finds the ref unchanged costs one
-// listing, also after a restart, since the object store keeps the last
-// commit fetched.
+// still names the commit. With ?paths= it is a digest of the mode, id and
+// path of every selected entry (paths.go), //subdir's tree id
+// generalised. Learning that tree costs the fetch of the new commit (a
+// thin pack); a poll that finds the ref unchanged costs one listing, also
+// after a restart, since the object store keeps the last commit fetched.
+//
+// # Submodules
+//
+// ?submodules=recursive (the default, as git-sync's), shallow or off. A
+// submodule is a pinned source of its own (submodule.go): its commit is
+// fetched into a store under the source's state directory with the
+// parent's credentials when it is on the same scheme, host and port (and
+// none otherwise), and its tree written under its path through the same
+// Writer. Each revision above covers the gitlinks it holds, so a moved
+// submodule is a new revision; when .gitmodules maps a submodule into the
+// published tree the mode is appended ("SHA-recursive"), since the same
+// commit with empty submodule directories is another tree.
 //
 // # Limits
 //

@@ -53,6 +53,9 @@ func (s *Source) wrap(ctx context.Context, op string, err error) error {
 		return fail("timed out")
 	case ctx.Err() != nil:
 		return fmt.Errorf("git %s %s: %w", op, s.display, ctx.Err())
+	case errors.Is(err, transport.ErrAuthenticationRequired) && s.app != nil:
+		s.app.forget() // revoked, perhaps: the next attempt mints a new one
+		return fetch.Permanent(fail("authentication failed (HTTP 401): the GitHub App's installation token was refused"))
 	case errors.Is(err, transport.ErrAuthenticationRequired):
 		if s.opts.PasswordFile == "" {
 			return fetch.Permanent(fail("authentication required (HTTP 401), and no git password file is set"))

@@ -200,7 +200,7 @@ func TestNewRejectsBadConfigurationBeforeAnyNetwork(t *testing.T) {
 		{"unknown option", "git::https://example.com/r.git?rev=main", git.Options{}, `"rev" is unknown`},
 		{"negative depth", "git::https://example.com/r.git?depth=-1", git.Options{}, "depth"},
 		{"bad ref", "git::https://example.com/r.git?ref=a..b", git.Options{}, "not a valid branch"},
-		{"submodules asked for", "git::https://example.com/r.git?submodules=true", git.Options{}, "submodules are not supported"},
+		{"unknown submodules mode", "git::https://example.com/r.git?submodules=deep", git.Options{}, "want recursive, shallow or off"},
 		{"submodules with a query typed into it", "git::https://example.com/r.git?submodules=1?token=hunter2", git.Options{}, "submodules=REDACTED"},
 		{"inline ssh key", "git::ssh://git@example.com/r.git?sshkey=AAAA", sshOK, "use SSHKeyFile"},
 		{"ssh without a key", "git::ssh://git@example.com/r.git", git.Options{KnownHostsFile: kh}, "give SSHKeyFile"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -52,7 +53,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	if s.scheme == "file" {
 		return s.fetchLocal(ctx, prev, w, start)
 	}
-	auth, err := s.auth()
+	auth, err := s.auth(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -113,9 +114,10 @@ func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c
 	if err != nil {
 		return "", err
 	}
-	rev := c.Hash.String()
-	if s.subdir != "" {
-		rev = tree.Hash.String()
+	x := &export{objs: objs, w: w, modules: &gitmodules{root: c.TreeHash}}
+	rev, err := s.revision(ctx, x, c, tree)
+	if err != nil {
+		return "", err
 	}
 	// For a //subdir, a commit that left the subdirectory alone is not the
 	// one published: after a restart, which one was is not known.
@@ -127,23 +129,57 @@ func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c
 	if rev == prev {
 		return s.done(c.Hash, prev), nil
 	}
-	if err := s.writeTree(ctx, objs, tree, "", w); err != nil {
+	top := s.sub.nesting == 0
+	if top {
+		s.sub.run = &subRun{stateDir: filepath.Dir(s.storeDir), used: map[string]bool{}}
+	}
+	if err := s.writeTree(ctx, x, tree); err != nil {
 		return "", err
+	}
+	if top {
+		s.removeUnusedSubmodules()
 	}
 	s.log.Info("git commit exported", "commit", c.Hash.String(), "revision", rev, "downloaded", downloaded,
 		"fetch_duration", resolved.Sub(start).Round(time.Millisecond), "export_duration", time.Since(resolved).Round(time.Millisecond))
 	return s.done(c.Hash, rev), nil
 }
 
-// unchanged tells, without the object store, whether commit c is known to
-// publish prev: always when the revision is the commit; for a //subdir,
-// when c is the commit the last Fetch resolved to prev.
-func (s *Source) unchanged(c plumbing.Hash, prev string) bool {
-	if s.subdir == "" {
-		return c.String() == prev
+// revision names what commit c publishes, tree: the commit SHA; the
+// subdirectory's tree SHA for a //subdir; a digest of the selected
+// entries for ?paths= (paths.go). Each covers the gitlinks it holds, so a
+// submodule pinned to another commit is a new revision. When submodules
+// are fetched and .gitmodules maps one inside the tree, the mode is added
+// ("-recursive", "-shallow"): the same commit published by a ferry that
+// left submodules empty (?submodules=off, or before they were fetched) is
+// another tree, and must not pass for unchanged.
+func (s *Source) revision(ctx context.Context, x *export, c *object.Commit, tree *object.Tree) (string, error) {
+	if s.paths != nil {
+		return s.pathsRevision(ctx, x.objs, tree)
 	}
-	o := s.last.Load()
-	return o != nil && o.commit == c && o.rev == prev
+	rev := c.Hash.String()
+	if s.subdir != "" {
+		rev = tree.Hash.String()
+	}
+	subs, err := s.hasSubmodules(x.objs, x.modules)
+	if err != nil {
+		return "", err
+	}
+	if subs {
+		rev += "-" + s.submodules.String()
+	}
+	return rev, nil
+}
+
+// unchanged tells, without the object store, whether commit c is known to
+// publish prev: when c is the commit the last Fetch resolved to prev; or,
+// when the revision can only be the commit SHA (no //subdir, no ?paths=,
+// submodules off), when prev is c's SHA. After a restart, a source whose
+// revision depends on the tree reads it from the store once (no download).
+func (s *Source) unchanged(c plumbing.Hash, prev string) bool {
+	if o := s.last.Load(); o != nil && o.commit == c && o.rev == prev {
+		return true
+	}
+	return s.subdir == "" && s.paths == nil && s.submodules == subOff && c.String() == prev
 }
 
 // done remembers that commit c gave rev, and returns rev.

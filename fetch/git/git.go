@@ -32,13 +32,23 @@ type Source struct {
 	display  string // the redacted URL for errors and logs
 	scheme   string
 	hostPort string // host:port, for SSH known_hosts lookups
+	host     string // as in the URL: a submodule on another gets no credentials
 	urlUser  string
 	ref      string        // as given; "" follows the remote HEAD
 	sha      plumbing.Hash // set when ref is a full commit SHA
 	depth    int
 	subdir   string
+	// submodules says what becomes of a gitlink (submodule.go); paths
+	// keeps only the selected entries (nil: all) and names the revision
+	// after them (paths.go).
+	submodules submoduleMode
+	paths      selection
+	// sub ties the source to the export of its submodules, and a
+	// submodule's to its parent's (submodule.go).
+	sub      subLink
 	opts     Options // only what the scheme uses (forScheme)
 	bounds   bounds  // what one fetch may receive
+	limits   fetch.Limits
 	storeDir string
 	localDir string // file://: the repository, read in place (local.go)
 	// storeDropped: a file:// source removed the store of an earlier
@@ -48,6 +58,7 @@ type Source struct {
 	last         atomic.Pointer[origin] // behind the revision the last Fetch returned
 	http         httpMode               // what the HTTP(S) server speaks (v2.go); Fetch's alone
 	sig          signatures             // what must be signed, and by whom (verify.go)
+	app          *appTokens             // GitHub App installation tokens (github.go)
 }
 
 var (
@@ -76,6 +87,8 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		depth:   DefaultDepth,
 		opts:    o.forScheme(u.URL.Scheme),
 		bounds:  boundsFor(env.Limits),
+		limits:  env.Limits,
+		host:    u.URL.Host,
 		log:     cmp.Or(env.Logger, slog.New(slog.DiscardHandler)),
 	}
 	var errs []error
@@ -126,10 +139,14 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		r.User = nil
 	}
 	s.remote = r.String()
+	if isHTTP(s.scheme) && s.opts.usesGitHubApp() {
+		s.app = newAppTokens(s.opts)
+	}
 	return s, nil
 }
 
-// parseQuery reads the URL options: ref, depth, submodules and verify.
+// parseQuery reads the URL options: ref, depth, submodules, paths and
+// verify.
 func (s *Source) parseQuery(q url.Values) []error {
 	var errs []error
 	for _, key := range slices.Sorted(maps.Keys(q)) {
@@ -156,9 +173,21 @@ func (s *Source) parseQuery(q url.Values) []error {
 			}
 			s.depth = d
 		case "submodules":
-			if b, err := strconv.ParseBool(v); err != nil || b {
-				errs = append(errs, fmt.Errorf("git option submodules=%s: submodules are not supported; a submodule is published as an empty directory, as git clone does by default (add its repository as another source)", redact.Value(v)))
+			m, ok := submoduleModes[v]
+			if b, err := strconv.ParseBool(v); err == nil {
+				// ?submodules=false was accepted before the modes were.
+				m, ok = map[bool]submoduleMode{true: subRecursive, false: subOff}[b], true
 			}
+			if !ok {
+				errs = append(errs, fmt.Errorf("git option submodules=%s: want recursive, shallow or off", redact.Value(v)))
+			}
+			s.submodules = m
+		case "paths":
+			sel, err := parsePaths(v)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			s.paths = sel
 		case "verify":
 			if s.sig.mode = verifyModes[v]; s.sig.mode == verifyOff {
 				errs = append(errs, fmt.Errorf("git option verify=%s: want head, tag or tag-and-head", redact.Value(v)))
@@ -166,7 +195,7 @@ func (s *Source) parseQuery(q url.Values) []error {
 		case "sshkey":
 			errs = append(errs, report.Fieldf("git option sshkey would put a secret in the URL: use {SSHKeyFile}"))
 		default:
-			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules, verify)", key))
+			errs = append(errs, fmt.Errorf("git option %q is unknown (known: ref, depth, submodules, paths, verify)", key))
 		}
 	}
 	return errs

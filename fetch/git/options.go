@@ -31,6 +31,16 @@ type Options struct {
 	// against one of them. Read again on every sync; a change verifies the
 	// published commit again.
 	VerifyKeysFile string
+	// GitHubAppID, GitHubAppInstallationID and GitHubAppPrivateKeyFile
+	// authenticate HTTP(S) sources as a GitHub App installation: ferry
+	// mints installation tokens with the key (re-read for each) and
+	// caches each until shortly before it expires (github.go).
+	GitHubAppID             int
+	GitHubAppInstallationID int
+	GitHubAppPrivateKeyFile string
+	// GitHubAPIURL is where tokens are asked for ("": DefaultGitHubAPIURL;
+	// GitHub Enterprise Server: https://HOST/api/v3).
+	GitHubAPIURL string
 }
 
 // Validate checks every file the options name: it must be readable and
@@ -58,16 +68,19 @@ func (o Options) Validate() error {
 			errs = append(errs, report.Fieldf("{VerifyKeysFile}: %v", err))
 		}
 	}
+	errs = append(errs, o.validateGitHubApp()...)
 	return errors.Join(errs...)
 }
 
-// forScheme keeps what a URL of scheme uses: the user and password over
-// HTTP(S), the key and host keys over SSH, nothing else over git:// or
+// forScheme keeps what a URL of scheme uses: the user and password (or
+// the GitHub App) over HTTP(S), the key and host keys over SSH, nothing else over git:// or
 // file://; the keys that verify signatures whatever the scheme.
 func (o Options) forScheme(scheme string) Options {
 	switch scheme {
 	case "http", "https":
-		return Options{Username: o.Username, PasswordFile: o.PasswordFile, VerifyKeysFile: o.VerifyKeysFile}
+		return Options{Username: o.Username, PasswordFile: o.PasswordFile, VerifyKeysFile: o.VerifyKeysFile,
+			GitHubAppID: o.GitHubAppID, GitHubAppInstallationID: o.GitHubAppInstallationID,
+			GitHubAppPrivateKeyFile: o.GitHubAppPrivateKeyFile, GitHubAPIURL: o.GitHubAPIURL}
 	case "ssh":
 		o.Username, o.PasswordFile = "", ""
 		return o

@@ -1,12 +1,16 @@
 package git_test
 
 import (
+	"context"
 	"strings"
+	gosync "sync"
 	"testing"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/fetch/git"
 	"github.com/ferrysync/ferry/internal/sourcetest"
+	"github.com/ferrysync/ferry/signal"
+	ferrysync "github.com/ferrysync/ferry/sync"
 )
 
 func TestSubdirPublishesOnlyThatTree(t *testing.T) {
@@ -131,4 +135,110 @@ func assertOrigin(t *testing.T, src fetch.OriginReporter, commit string) {
 	if got := src.OriginRevision(); got != commit {
 		t.Fatalf("OriginRevision = %q, want the commit %q", got, commit)
 	}
+}
+
+// TestPathsPublishOnlyTheSelectionAndChangeOnlyWithIt: ?paths= keeps the
+// directories and globs it names, where they are in the repository; a
+// commit that changes nothing selected is no new revision (nothing
+// written, so nothing published and nobody notified).
+func TestPathsPublishOnlyTheSelectionAndChangeOnlyWithIt(t *testing.T) {
+	t.Parallel()
+	r, srv := serveRepo(t)
+	files := map[string]string{"README": "top", "conf/prod/app.yaml": "prod", "conf/prod/x/y": "deep", "conf/dev/app.yaml": "dev",
+		"shared/a.yaml": "a", "shared/b.json": "b", "shared/sub/c.yaml": "c"}
+	r.set(files)
+	store, state := newStore(t, fetch.Limits{})
+	src, _ := newSource(t, "git::"+srv.URL+"/r.git?paths=conf/prod,shared/*.yaml", git.Options{}, state)
+	rev1 := sourcetest.MustSync(t, store, "c", src).Rev
+	assertPublished(t, store, map[string]string{"conf/prod/app.yaml": "prod", "conf/prod/x/y": "deep", "shared/a.yaml": "a"})
+
+	files["README"], files["conf/dev/app.yaml"], files["shared/b.json"], files["shared/sub/c.yaml"] = "top 2", "dev 2", "b 2", "c 2"
+	c2 := r.set(files)
+	if rev := sourcetest.MustSync(t, store, "c", src).Rev; rev != rev1 {
+		t.Fatalf("a change outside the selection: revision %s, want %s unchanged", rev, rev1)
+	}
+	assertOrigin(t, src, c2)
+
+	files["shared/a.yaml"] = "a 2"
+	r.set(files)
+	rev3 := sourcetest.MustSync(t, store, "c", src).Rev
+	if rev3 == rev1 {
+		t.Fatal("a change inside the selection kept the revision")
+	}
+	assertPublished(t, store, map[string]string{"conf/prod/app.yaml": "prod", "conf/prod/x/y": "deep", "shared/a.yaml": "a 2"})
+
+	// Relative to the //subdir, and another selection of the same commit is
+	// another revision.
+	sub, _ := newSource(t, "git::"+srv.URL+"/r.git//conf?paths=*/app.yaml", git.Options{}, state)
+	if rev := sourcetest.MustSync(t, store, "c", sub).Rev; rev == rev3 {
+		t.Fatal("another selection kept the revision")
+	}
+	assertPublished(t, store, map[string]string{"prod/app.yaml": "prod", "dev/app.yaml": "dev 2"})
+}
+
+func TestPathsThatAreNotCleanArePermanentConfigurationErrors(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{"paths=", "paths=../x", "paths=a/[", "paths=a/./b"} {
+		u, err := fetch.Parse("git::https://example.com/r.git?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := git.New(u, git.Options{}, fetch.Env{StateDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "paths") {
+			t.Fatalf("%s: err = %v, want one naming paths", q, err)
+		}
+	}
+}
+
+type notes struct {
+	mu      gosync.Mutex
+	changes []signal.Change
+}
+
+func (n *notes) Notify(c signal.Change) { n.mu.Lock(); n.changes = append(n.changes, c); n.mu.Unlock() }
+
+func (n *notes) count() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.changes) }
+
+// TestIgnoredChangeOfAGitSourcePublishesNothing: the engine's ignore
+// patterns over a real git source: a commit that changes only ignored
+// files is a new commit, yet nothing is published and nobody is told.
+func TestIgnoredChangeOfAGitSourcePublishesNothing(t *testing.T) {
+	t.Parallel()
+	r, srv := serveRepo(t)
+	files := map[string]string{"app.yaml": "v1", "README.md": "docs", "tests/a.yaml": "t"}
+	r.set(files)
+	store, state := newStore(t, fetch.Limits{})
+	src, _ := newSource(t, srv.url("r.git"), git.Options{}, state)
+	rec := &notes{}
+	s, err := ferrysync.New(ferrysync.Config{Store: store, Notifiers: []ferrysync.Notifier{rec},
+		Sources: []ferrysync.Source{{Name: "c", Backend: src, Ignore: []string{"*.md", "tests/"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	once := func() string {
+		t.Helper()
+		if err := s.Once(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		rev, _ := store.Current("c")
+		return rev
+	}
+	c1 := once()
+	assertPublished(t, store, map[string]string{"app.yaml": "v1"})
+
+	files["README.md"], files["tests/a.yaml"] = "docs v2", "t2"
+	r.set(files)
+	if rev := once(); rev != c1 || rec.count() != 0 {
+		t.Fatalf("an ignored change: revision %s (was %s), %d notifications", rev, c1, rec.count())
+	}
+	posts := srv.uploadPOST.Load()
+	if rev := once(); rev != c1 || srv.uploadPOST.Load() != posts {
+		t.Fatalf("the poll after an ignored change: revision %s, %d fetches", rev, srv.uploadPOST.Load()-posts)
+	}
+
+	files["app.yaml"] = "v2"
+	c3 := r.set(files)
+	if rev := once(); rev != c3 || rec.count() != 1 {
+		t.Fatalf("a change: revision %s, want %s; %d notifications, want 1", rev, c3, rec.count())
+	}
+	assertPublished(t, store, map[string]string{"app.yaml": "v2"})
 }
