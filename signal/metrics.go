@@ -14,7 +14,7 @@ const (
 	resultDropped = "dropped"
 )
 
-// metrics is shared by HTTP and Process.
+// metrics is shared by every way of telling.
 type metrics struct {
 	total    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	duration, err := promkit.Register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "ferry_notify_duration_seconds",
-		Help:    "Duration of the request that delivered a notification, by target.",
+		Help:    "Duration of the request or exec hook run that delivered a notification, by target.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"target"}))
 	if err != nil {

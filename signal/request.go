@@ -33,7 +33,7 @@ const (
 )
 
 // send makes one request. A nil error means a 2xx reply.
-func (h *httpNotifier) send(ctx context.Context, t *target, c Change) error {
+func (h *httpNotifier) send(ctx context.Context, t *httpTarget, c Change) error {
 	body, _ := json.Marshal(c) // strings only: cannot fail
 	req, err := http.NewRequestWithContext(ctx, h.method, t.url, bytes.NewReader(body))
 	if err != nil {
@@ -148,7 +148,7 @@ func queryValues(rawQuery string) []string {
 }
 
 // scrub hides the target's query values wherever s repeats them.
-func (t *target) scrub(s string) string {
+func (t *httpTarget) scrub(s string) string {
 	for _, v := range t.secrets {
 		s = strings.ReplaceAll(s, v, redact.Placeholder)
 	}
@@ -159,7 +159,7 @@ func (t *target) scrub(s string) string {
 // with its query (Post "http://app/-/reload?token=..."), to name it as logs
 // do, and scrubs the target's query values from the rest. The original
 // stays in the chain, for errors.Is and As (timeouts, permanence).
-func (t *target) hide(err error) error {
+func (t *httpTarget) hide(err error) error {
 	msg := err.Error()
 	var ue *url.Error
 	if errors.As(err, &ue) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrysync/ferry/internal/redact"
 	"github.com/ferrysync/ferry/internal/report"
+	"github.com/ferrysync/ferry/internal/runcmd"
 )
 
 // Defaults: the command line starts from them; Options takes the two
@@ -31,12 +32,18 @@ const (
 	// at once to a config it cannot load, and a slow reload finishes well
 	// within it.
 	DefaultRejectAfter = 30 * time.Second
+	// DefaultExecTimeout bounds one run of the exec hook, as it bounds
+	// the validate command.
+	DefaultExecTimeout = 30 * time.Second
 )
 
 // Change is one published revision that replaced an earlier one.
 type Change struct {
 	Source   string `json:"source"`
 	Revision string `json:"revision"`
+	// Previous is the revision Revision replaced under Path: the one
+	// before it, or the refused one when Revision is put back.
+	Previous string `json:"previous_revision,omitempty"`
 	// OriginRevision is what the origin calls the revision when that is
 	// not Revision itself: the commit a git //subdir tree was taken from.
 	OriginRevision string `json:"origin_revision,omitempty"`
@@ -57,7 +64,8 @@ type Refusal struct {
 }
 
 // Options says how the application is told of a change: an HTTP request
-// to each of URLs, a signal to the processes called Name, both or neither.
+// to each of URLs, a signal to the processes called Name, a command run,
+// a file touched; any of them, all or none.
 type Options struct {
 	// URLs are the application's reload endpoints: http or https, without
 	// credentials. Each gets its own worker and mailbox, so that a slow
@@ -94,6 +102,24 @@ type Options struct {
 	// Signal is what Name is sent, by name or number: "HUP", "SIGUSR1",
 	// "10". Name and Signal go together.
 	Signal string
+
+	// ExecCommand is a command line run for each change: split into words
+	// as a POSIX shell would, run without one, in Change.Path, with
+	// FERRY_SOURCE, FERRY_REVISION, FERRY_PREVIOUS_REVISION, FERRY_PATH,
+	// FERRY_ORIGIN_REVISION and FERRY_ROLLBACK_OF added to ferry's
+	// environment. A non-zero exit is retried like a failed HTTP request,
+	// with MaxElapsed, the intervals and RejectAfter; only the newest
+	// change of a source waits, and one run happens at a time.
+	ExecCommand string
+	// ExecTimeout bounds one run of ExecCommand; zero takes
+	// DefaultExecTimeout. The command's process group is killed then.
+	ExecTimeout time.Duration
+
+	// TouchFile is an absolute path whose modification time is set to now
+	// for each change, and for a source's first publish (NotifyFirst). It
+	// is created, mode 0644, when missing; its directory must exist, and a
+	// symbolic link there is refused, never followed.
+	TouchFile string
 
 	// Logger receives one line per delivered and per failed notification;
 	// nil discards.
@@ -146,6 +172,15 @@ func (o Options) Validate() error {
 	if strings.ContainsAny(o.Name, "/\x00") {
 		add("{Name} %q: want the base name of a program, not a path", o.Name)
 	}
+	if _, err := runcmd.Parse(o.ExecCommand); err != nil {
+		add("{ExecCommand} %q: %v", o.ExecCommand, err)
+	}
+	if o.ExecTimeout < 0 {
+		add("{ExecTimeout} must not be negative")
+	}
+	if err := checkTouchFile(o.TouchFile); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -195,12 +230,15 @@ type Notifiers struct {
 // notifier is one way of telling the application. Notify must not block.
 type notifier interface{ Notify(Change) }
 
+// firstNotifier is a notifier that wants a source's first publish too.
+type firstNotifier interface{ NotifyFirst(Change) }
+
 // runner is a notifier with work of its own, done until ctx is done.
 type runner interface{ run(ctx context.Context) }
 
 // New validates o and returns its Notifiers; with nothing configured they
-// tell nobody. It makes no network call and does not look for the process
-// yet: the application may start after ferry.
+// tell nobody. It makes no network call, does not look for the process and
+// does not touch the file yet: the application may start after ferry.
 func New(o Options) (*Notifiers, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -213,21 +251,40 @@ func New(o Options) (*Notifiers, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Notifiers{}
+	if o.TouchFile != "" {
+		n.ways = append(n.ways, newTouch(o, m))
+	}
 	if len(o.URLs) > 0 {
 		n.ways = append(n.ways, newHTTP(o, m))
 	}
 	if o.Name != "" {
 		n.ways = append(n.ways, newProcess(o, m))
 	}
+	if o.ExecCommand != "" {
+		n.ways = append(n.ways, newExec(o, m))
+	}
 	return n, nil
 }
 
 // Notify hands c to every way of telling and returns at once: an HTTP
-// request is queued for Run, where a change still pending for the same
-// source is dropped in favour of c; a signal is sent now.
+// request and the exec hook are queued for Run, where a change still
+// pending for the same source is dropped in favour of c; a signal is sent
+// and the touch file touched now.
 func (n *Notifiers) Notify(c Change) {
 	for _, w := range n.ways {
 		w.Notify(c)
+	}
+}
+
+// NotifyFirst is told of a source's first publish, which Notify is not:
+// the app has not started, or has nothing to reload. Only the touch file
+// is touched, as git-sync does after every sync that changed something: an
+// app that waits for it to appear learns that its config is there.
+func (n *Notifiers) NotifyFirst(c Change) {
+	for _, w := range n.ways {
+		if f, ok := w.(firstNotifier); ok {
+			f.NotifyFirst(c)
+		}
 	}
 }
 

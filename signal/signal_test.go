@@ -41,6 +41,11 @@ func TestValidateNamesTheFieldOfEveryProblem(t *testing.T) {
 		{"unknown signal", Options{Signal: "KILLALL", Name: "nginx"}, `Signal "KILLALL": unknown signal`},
 		{"signal out of range", Options{Signal: "99", Name: "nginx"}, `Signal "99": number out of range 1-64`},
 		{"path as name", Options{Signal: "HUP", Name: "/usr/sbin/nginx"}, `Name "/usr/sbin/nginx": want the base name of a program`},
+		{"shell in exec", Options{ExecCommand: "nginx -t && nginx -s reload"}, `ExecCommand "nginx -t && nginx -s reload": "&& nginx -s reload" needs a shell`},
+		{"exec not on PATH", Options{ExecCommand: "no-such-ferry-hook --x"}, `ExecCommand "no-such-ferry-hook --x": no-such-ferry-hook: not found on PATH`},
+		{"negative exec timeout", Options{ExecTimeout: -1}, "ExecTimeout must not be negative"},
+		{"relative touch file", Options{TouchFile: "reload"}, `TouchFile "reload": want an absolute path`},
+		{"touch file dir", Options{TouchFile: "/tmp/"}, `TouchFile "/tmp/": want the path of a file, not a directory`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.o.Validate()

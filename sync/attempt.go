@@ -82,10 +82,14 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	// The app is told of a new revision, and of a tree put back after it
 	// was damaged (what it read may have been wrong); not of a revision
 	// published again only to record its manifest.
-	if prev != "" && (result == "published" || repairing) {
-		c := signal.Change{Source: src.Name, Revision: rev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
-		for _, n := range s.cfg.Notifiers {
+	c := signal.Change{Source: src.Name, Revision: rev, Previous: prev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
+	for _, n := range s.cfg.Notifiers {
+		f, wantsFirst := n.(FirstNotifier)
+		switch {
+		case prev != "" && (result == "published" || repairing):
 			n.Notify(c)
+		case prev == "" && result == "published" && wantsFirst:
+			f.NotifyFirst(c)
 		}
 	}
 	// Housekeeping comes after the app was told: it is not on the path

@@ -57,7 +57,7 @@ func TestIgnoredChangePublishesNothing(t *testing.T) {
 
 	o.set("r3", map[string]string{"app.yaml": "3", "tmp/run.log": "changed"})
 	testkit.Eventually(t, 10*time.Second, "notify of r3", func() bool { return len(rec.got()) == 1 })
-	if got := rec.got()[0]; got != (signal.Change{Source: "c", Revision: "r3", Path: h.store.LinkPath("c")}) {
+	if got := rec.got()[0]; got != (signal.Change{Source: "c", Revision: "r3", Previous: "r1", Path: h.store.LinkPath("c")}) {
 		t.Fatalf("notified %+v", got)
 	}
 	assertTree(t, readTree(t, h.store.LinkPath("c")), map[string]string{"app.yaml": "3"})

@@ -89,7 +89,7 @@ func (s *Syncer) rollBack(ctx context.Context, src *source) {
 	s.metrics.revision(src.Name, cur, prev)
 	s.metrics.rollbacks.WithLabelValues(src.Name).Inc()
 	s.recordRejection(src, rev, ReasonApp, why, "revision rejected by the app, rolled back", "restored", prev)
-	c := signal.Change{Source: src.Name, Revision: prev, OriginRevision: prevOrigin, Path: s.cfg.Store.LinkPath(src.Name), RollbackOf: rev}
+	c := signal.Change{Source: src.Name, Revision: prev, Previous: rev, OriginRevision: prevOrigin, Path: s.cfg.Store.LinkPath(src.Name), RollbackOf: rev}
 	for _, n := range s.cfg.Notifiers {
 		n.Notify(c)
 	}

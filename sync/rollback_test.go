@@ -110,7 +110,7 @@ func TestAppRefusalRollsBackToThePreviousRevision(t *testing.T) {
 	}
 	testkit.Eventually(t, 10*time.Second, "the app told of r1 put back", func() bool {
 		got := a.told()
-		return len(got) == 2 && got[1].Revision == "r1" && got[1].RollbackOf == "r2"
+		return len(got) == 2 && got[1].Revision == "r1" && got[1].RollbackOf == "r2" && got[1].Previous == "r2"
 	})
 	for metric, want := range map[string]float64{
 		"rejected":  testutil.ToFloat64(h.syncer.metrics.rejected.WithLabelValues("c", ReasonApp)),

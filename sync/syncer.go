@@ -45,6 +45,14 @@ type Notifier interface {
 	Notify(signal.Change)
 }
 
+// FirstNotifier is a Notifier that is also told of a source's first
+// publish, which Notify is not (a touch file an app may wait for).
+// NotifyFirst must not block.
+type FirstNotifier interface {
+	Notifier
+	NotifyFirst(signal.Change)
+}
+
 // Source is one configured source.
 type Source struct {
 	// Name is the link under the root, ROOT/NAME.

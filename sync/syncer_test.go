@@ -73,10 +73,17 @@ func (o *origin) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	return rev, nil
 }
 
-// recorder collects notifications.
+// recorder collects notifications, and first publishes apart.
 type recorder struct {
 	mu      gosync.Mutex
 	changes []signal.Change
+	firsts  []signal.Change
+}
+
+func (r *recorder) NotifyFirst(c signal.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.firsts = append(r.firsts, c)
 }
 
 func (r *recorder) Notify(c signal.Change) {
@@ -130,11 +137,17 @@ func TestRunNotifiesOnlyWhenARevisionIsReplaced(t *testing.T) {
 	}
 	o.set("r2", map[string]string{"f": "2"})
 	testkit.Eventually(t, 10*time.Second, "notify of r2", func() bool { return len(rec.got()) == 1 })
-	want := signal.Change{Source: "c", Revision: "r2", Path: h.store.LinkPath("c")}
+	want := signal.Change{Source: "c", Revision: "r2", Previous: "r1", Path: h.store.LinkPath("c")}
 	n = o.fetches.Load()
 	testkit.Eventually(t, 10*time.Second, "more polls", func() bool { return o.fetches.Load() >= n+3 })
 	if got := rec.got(); len(got) != 1 || got[0] != want {
 		t.Fatalf("notifications = %+v, want exactly %+v", got, want)
+	}
+	rec.mu.Lock()
+	firsts := rec.firsts
+	rec.mu.Unlock()
+	if first := (signal.Change{Source: "c", Revision: "r1", Path: h.store.LinkPath("c")}); len(firsts) != 1 || firsts[0] != first {
+		t.Fatalf("first publishes told = %+v, want exactly %+v", firsts, first)
 	}
 	if v := testutil.ToFloat64(h.syncer.metrics.syncs.WithLabelValues("c", "published")); v != 2 {
 		t.Fatalf("ferry_syncs_total{result=published} = %v, want 2", v)

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -85,14 +83,7 @@ func TestCommandTimeoutKillsItsProcessGroup(t *testing.T) {
 	if want := "timed out after 300ms: waiting"; !strings.Contains(e.Error(), want) {
 		t.Errorf("refusal %q does not hold %q", e, want)
 	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	testkit.Eventually(t, 5*time.Second, "the check's background sleep to be killed", func() bool {
-		return pid > 0 && syscall.Kill(pid, 0) != nil
-	})
+	testkit.Killed(t, pidFile)
 }
 
 func TestCommandCancelledIsNotARefusal(t *testing.T) {

@@ -6,7 +6,11 @@ import (
 	gosync "sync"
 
 	"github.com/ferrysync/ferry/signal"
+	"github.com/ferrysync/ferry/sync"
 )
+
+// sync tells a first publish to what has NotifyFirst: the touch file needs it.
+var _ sync.FirstNotifier = (*notifiers)(nil)
 
 // notifiers route each change to the Notifiers of its source, so that a
 // change of source A tells only the apps that asked for A. Sources that
@@ -36,6 +40,14 @@ func (r *notifiers) add(source string, n *signal.Notifiers) {
 func (r *notifiers) Notify(c signal.Change) {
 	if n := r.bySource[c.Source]; n != nil {
 		n.Notify(c)
+	}
+}
+
+// NotifyFirst hands a source's first publish to its Notifiers: only a
+// touch file takes it (signal.Notifiers.NotifyFirst).
+func (r *notifiers) NotifyFirst(c signal.Change) {
+	if n := r.bySource[c.Source]; n != nil {
+		n.NotifyFirst(c)
 	}
 }
 

@@ -153,9 +153,10 @@ func (o *options) validateSource(key func(string) string) []error {
 		errs = append(errs, fmt.Errorf("%s %q: want symlink or exchange", key("publish-mode"), o.publishMode))
 	}
 	if o.rollout.RollbackOnReject {
-		// Only an HTTP endpoint answers; a signal cannot say no.
-		if len(o.notify.URLs) == 0 {
-			errs = append(errs, fmt.Errorf("%s needs %s: only an app's reload endpoint can refuse a revision", key("rollback-on-reject"), key("notify-url")))
+		// Only an HTTP endpoint or a command answers; a signal or a touched
+		// file cannot say no.
+		if len(o.notify.URLs) == 0 && o.notify.ExecCommand == "" {
+			errs = append(errs, fmt.Errorf("%s needs %s or %s: only an app's reload endpoint or a reload command can refuse a revision", key("rollback-on-reject"), key("notify-url"), key("exec-command")))
 		}
 		if o.keep < 2 {
 			errs = append(errs, fmt.Errorf("%s needs %s of at least 2: the previous revision is what it puts back", key("rollback-on-reject"), flagName("keep")))

@@ -13,8 +13,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	gosync "sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +35,24 @@ func Eventually(t testing.TB, limit time.Duration, what string, cond func() bool
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Killed waits until the process whose PID a command under test wrote to
+// pidFile (a shell's "echo $! > FILE") is gone: a timeout must kill what a
+// hook left behind, not only the hook.
+func Killed(t testing.TB, pidFile string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("%s holds no PID: %q", pidFile, b)
+	}
+	Eventually(t, 5*time.Second, "process "+strconv.Itoa(pid)+" to be killed", func() bool {
+		return syscall.Kill(pid, 0) != nil
+	})
 }
 
 // LogBuffer collects log output, safe for concurrent writers.
