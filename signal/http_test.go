@@ -61,6 +61,23 @@ func TestNotifyRetriesAfter503(t *testing.T) {
 	quiet(t, 200*time.Millisecond, "a request after the delivery", func() bool { return len(r.requests()) == 3 })
 }
 
+// TestNotifyRetriesAreLoggedOnceThenNowAndThen: the first failure of a
+// delivery is a WARN with its status (an app refusing every reload must
+// not stay silent until the outcome); the retries that follow within
+// retryLogEvery are DEBUG; then the outcome.
+func TestNotifyRetriesAreLoggedOnceThenNowAndThen(t *testing.T) {
+	r := newReceiver(t, answer(503, 503, 503, 200))
+	n := newNotifiers(t, fastOptions(r.url))
+	n.start(t)
+	n.Notify(Change{Source: "app", Revision: "r1"})
+	testkit.Eventually(t, wait, "a delivery", func() bool { return len(r.delivered()) == 1 })
+	testkit.Eventually(t, wait, "the outcome logged", func() bool { return strings.Contains(n.logs.String(), "notified application") })
+	logs := n.logs.String()
+	if w := strings.Count(logs, `level=WARN msg="notify failed, will retry"`); w != 1 || !strings.Contains(logs, "503") {
+		t.Fatalf("%d WARN lines for three failures in a row, want 1 naming the status:\n%s", w, logs)
+	}
+}
+
 func TestNotifyRetriesUntilReceiverListens(t *testing.T) {
 	addr := freeAddr(t) // the first attempts are refused
 	target := "http://" + addr + "/reload"

@@ -118,7 +118,12 @@ type job struct {
 	attempts int
 	due      time.Time
 	first    time.Time // the first attempt, for RejectAfter
+	warned   time.Time // the last failure logged at WARN
 }
+
+// retryLogEvery bounds the WARN lines of one delivery that keeps failing:
+// the first failure, then one per interval, then the outcome.
+const retryLogEvery = 30 * time.Second
 
 // work delivers to one target. Each source has at most one job; jobs of
 // different sources interleave, so one source in backoff does not hold up
@@ -228,8 +233,14 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 		wait = min(se.RetryAfter, q.maxIvl)
 	}
 	j.due = time.Now().Add(wait)
-	q.log.Debug("notify failed, will retry", t.attr, "source", j.c.Source,
-		"revision", j.c.Revision, "attempts", j.attempts, "wait", wait, "error", err)
+	level := slog.LevelDebug
+	if now := time.Now(); now.Sub(j.warned) >= retryLogEvery {
+		// Silence at info level until the outcome would hide an app that
+		// refuses every reload: say so at once, then now and then.
+		level, j.warned = slog.LevelWarn, now
+	}
+	q.log.Log(ctx, level, "notify failed, will retry", t.attr, "source", j.c.Source,
+		"revision", j.c.Revision, "attempts", j.attempts, "failing_for", time.Since(j.first).Round(time.Millisecond), "retry_in", wait, "error", err)
 	q.metrics.inc(t.name, resultRetry)
 	return false
 }
