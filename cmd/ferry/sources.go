@@ -11,7 +11,7 @@ import (
 
 // sourceHelp is the URL summary in --help.
 const sourceHelp = `Source URLs (go-getter syntax: kind::URL, //subdir, ?options):
-  git::https://host/org/repo.git?ref=main    git (ref: branch, tag or SHA; depth, default 1;
+  git::https://host/org/repo.git?ref=main    git (ref: branch, tag, SHA or semver:RANGE; depth, default 1;
                                               submodules: recursive, shallow or off;
                                               paths: dirs or globs, comma-separated)
   git@host:org/repo.git, git::ssh://...      git over SSH (needs --git-known-hosts-file)

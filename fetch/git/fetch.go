@@ -22,13 +22,17 @@ type origin struct {
 
 // OriginRevision returns the commit the last successful Fetch resolved:
 // for a //subdir source, the newest commit whose subdirectory is the
-// published revision. It is "" before the first. Safe to call while Fetch
-// runs.
+// published revision; with ?ref=semver:RANGE, TAG@COMMIT, the tag picked
+// in front. It is "" before the first. Safe to call while Fetch runs.
 func (s *Source) OriginRevision() string {
-	if o := s.last.Load(); o != nil {
-		return o.commit.String()
+	o := s.last.Load()
+	if o == nil {
+		return ""
 	}
-	return ""
+	if t := s.tag.Load(); s.semver != nil && t != nil {
+		return *t + "@" + o.commit.String() // the tag ?ref=semver: picked
+	}
+	return o.commit.String()
 }
 
 // Fetch resolves the ref and, when it names a commit other than the

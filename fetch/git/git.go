@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -36,8 +37,12 @@ type Source struct {
 	urlUser  string
 	ref      string        // as given; "" follows the remote HEAD
 	sha      plumbing.Hash // set when ref is a full commit SHA
-	depth    int
-	subdir   string
+	// semver, when ref is "semver:RANGE", picks the highest tag in the
+	// range at each poll (refs.go); tag is the one picked last.
+	semver *semver.Constraints
+	tag    atomic.Pointer[string]
+	depth  int
+	subdir string
 	// submodules says what becomes of a gitlink (submodule.go); paths
 	// keeps only the selected entries (nil: all) and names the revision
 	// after them (paths.go).
@@ -158,6 +163,12 @@ func (s *Source) parseQuery(q url.Values) []error {
 				s.ref = "" // the default
 			case v == "":
 				errs = append(errs, errors.New("git option ref is empty (leave it out to follow the remote HEAD)"))
+			case strings.HasPrefix(v, fetch.SemverPrefix):
+				c, err := fetch.ParseVersionRange("git option ref", v)
+				if err != nil {
+					errs = append(errs, err)
+				}
+				s.ref, s.semver = v, c
 			case fullSHA.MatchString(strings.ToLower(v)):
 				s.ref = strings.ToLower(v)
 				s.sha = plumbing.NewHash(s.ref)

@@ -42,7 +42,13 @@ func (s *Source) fetchLocal(ctx context.Context, prev string, w fetch.Writer, st
 	defer st.Close()
 	target := s.sha
 	if target.IsZero() {
-		refs, err := localRefs(st, s.candidates())
+		candidates := s.candidates()
+		if s.semver != nil {
+			if candidates, err = localTags(st); err != nil {
+				return "", fmt.Errorf("git %s: tags: %w", s.display, err)
+			}
+		}
+		refs, err := localRefs(st, candidates)
 		if err != nil {
 			return "", fmt.Errorf("git %s: %w", s.display, err)
 		}
@@ -112,6 +118,23 @@ func localRefs(st storer.ReferenceStorer, candidates []plumbing.ReferenceName) (
 		}
 	}
 	return refs, nil
+}
+
+// localTags lists the names of every tag in st, for ?ref=semver:.
+func localTags(st storer.ReferenceStorer) ([]plumbing.ReferenceName, error) {
+	iter, err := st.IterReferences()
+	if err != nil {
+		return nil, err
+	}
+	defer iter.Close()
+	var tags []plumbing.ReferenceName
+	err = iter.ForEach(func(r *plumbing.Reference) error {
+		if r.Name().IsTag() {
+			tags = append(tags, r.Name())
+		}
+		return nil
+	})
+	return tags, err
 }
 
 // dropStore removes, once, the object store an earlier version of ferry

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	gogit "github.com/go-git/go-git/v5"
@@ -44,12 +45,44 @@ func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*pl
 // given; none, the remote HEAD.
 func (s *Source) candidates() []plumbing.ReferenceName {
 	switch {
+	case s.semver != nil:
+		return []plumbing.ReferenceName{tagsPrefix} // a prefix: every tag
 	case s.ref == "":
 		return []plumbing.ReferenceName{plumbing.HEAD}
 	case strings.HasPrefix(s.ref, "refs/"):
 		return []plumbing.ReferenceName{plumbing.ReferenceName(s.ref)}
 	}
 	return []plumbing.ReferenceName{plumbing.NewBranchReferenceName(s.ref), plumbing.NewTagReferenceName(s.ref)}
+}
+
+// tagsPrefix is where tags are; with ?ref=semver:RANGE the listing asks
+// for every name under it.
+const tagsPrefix = plumbing.ReferenceName("refs/tags/")
+
+// listed tells whether a listing's ref is one resolve may need.
+func (s *Source) listed(name plumbing.ReferenceName) bool {
+	if s.semver != nil {
+		return strings.HasPrefix(name.String(), tagsPrefix.String())
+	}
+	return slices.Contains(s.candidates(), name)
+}
+
+// highestTag picks, for ?ref=semver:RANGE, the highest tag of a listing
+// in the range.
+func (s *Source) highestTag(refs []*plumbing.Reference) (plumbing.ReferenceName, error) {
+	var tags []string
+	for _, r := range refs {
+		if t, ok := strings.CutPrefix(r.Name().String(), tagsPrefix.String()); ok && !strings.HasSuffix(t, "^{}") {
+			tags = append(tags, t)
+		}
+	}
+	tag, ok := fetch.HighestVersion(s.semver, tags, func(t string) string { return t })
+	if !ok {
+		// Not permanent: a tag in the range may be pushed later.
+		return "", fmt.Errorf("git ls-remote %s: no tag of %d matches %s", s.display, len(tags), redact.Semver(s.ref))
+	}
+	s.tag.Store(&tag)
+	return plumbing.NewTagReferenceName(tag), nil
 }
 
 // resolve finds the first candidate in a ref listing, following a
@@ -60,7 +93,15 @@ func (s *Source) resolve(refs []*plumbing.Reference) (wantRef, error) {
 	for _, r := range refs {
 		byName[r.Name()] = r
 	}
-	for _, name := range s.candidates() {
+	candidates := s.candidates()
+	if s.semver != nil {
+		tag, err := s.highestTag(refs)
+		if err != nil {
+			return wantRef{}, err
+		}
+		candidates = []plumbing.ReferenceName{tag}
+	}
+	for _, name := range candidates {
 		ref, ok := byName[name]
 		if !ok {
 			continue

@@ -200,15 +200,15 @@ func (ss *session) lsRefs() ([]*plumbing.Reference, error) {
 		return nil, err
 	}
 	defer res.Body.Close()
-	return readLsRefs(pktline.NewScanner(res.Body), ss.s.candidates())
+	return readLsRefs(pktline.NewScanner(res.Body), ss.s.listed)
 }
 
 // readLsRefs reads an ls-refs answer: one "OID NAME[ ATTRIBUTE]..." line
-// a ref, up to a flush-pkt. It keeps the candidates only (a prefix also
-// matches longer names: refs/tags/v1 matches refs/tags/v1.2), listed as
+// a ref, up to a flush-pkt. It keeps the refs keep says resolve may need
+// (a prefix also matches longer names: refs/tags/v1 matches refs/tags/v1.2), listed as
 // go-git's Remote.List lists them: a symbolic ref with its target, and an
 // annotated tag's commit as "NAME^{}".
-func readLsRefs(sc *pktline.Scanner, candidates []plumbing.ReferenceName) ([]*plumbing.Reference, error) {
+func readLsRefs(sc *pktline.Scanner, keep func(plumbing.ReferenceName) bool) ([]*plumbing.Reference, error) {
 	var refs []*plumbing.Reference
 	for {
 		line, err := nextLine(sc)
@@ -223,7 +223,7 @@ func readLsRefs(sc *pktline.Scanner, candidates []plumbing.ReferenceName) ([]*pl
 			return nil, fmt.Errorf("ls-refs: unexpected line %.80q", line)
 		}
 		name, hash := plumbing.ReferenceName(f[1]), plumbing.NewHash(f[0])
-		if !slices.Contains(candidates, name) {
+		if !keep(name) {
 			continue
 		}
 		ref := plumbing.NewHashReference(name, hash)

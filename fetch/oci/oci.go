@@ -180,10 +180,10 @@ func (s *Source) parseOptions(u *fetch.URL) error {
 		switch {
 		case s.tag != "" || s.digest != "":
 			errs = append(errs, errors.New("?tag= with a tag or digest in the path: give one"))
-		case strings.HasPrefix(t, SemverPrefix):
-			c, err := ParseRange("tag", t)
+		case strings.HasPrefix(t, fetch.SemverPrefix):
+			c, err := fetch.ParseVersionRange("tag", t)
 			errs = append(errs, err)
-			s.semver, s.semverText = c, strings.TrimPrefix(t, SemverPrefix)
+			s.semver, s.semverText = c, strings.TrimPrefix(t, fetch.SemverPrefix)
 		default:
 			s.tag = t
 			if _, err := name.NewTag(s.repo.Name()+":"+t, name.StrictValidation); err != nil {

@@ -278,7 +278,7 @@ func TestHighestBreaksBuildTiesTheSameWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, names := range [][]string{{"1.0.0+b", "1.0.0+a"}, {"1.0.0+a", "1.0.0+b"}} {
-		if got, _ := Highest(c, names, tagVersion); got != "1.0.0+b" {
+		if got, _ := fetch.HighestVersion(c, names, tagVersion); got != "1.0.0+b" {
 			t.Fatalf("Highest(%v) = %q", names, got)
 		}
 	}
