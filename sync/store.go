@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -46,6 +47,33 @@ type Store struct {
 	mu        gosync.Mutex
 	manifests map[string]cachedManifest // by source: the last one written
 	modes     map[string]PublishMode    // by source; symlink when absent
+	bySource  map[string]fetch.Limits   // by source; the Store's limits when absent
+}
+
+// setLimits gives source name limits of its own; a zero field keeps the
+// Store's.
+func (s *Store) setLimits(name string, l fetch.Limits) {
+	l = fetch.Limits{
+		MaxBytes:    cmp.Or(l.MaxBytes, s.limits.MaxBytes),
+		MaxFiles:    cmp.Or(l.MaxFiles, s.limits.MaxFiles),
+		MaxFileSize: cmp.Or(l.MaxFileSize, s.limits.MaxFileSize),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bySource == nil {
+		s.bySource = map[string]fetch.Limits{}
+	}
+	s.bySource[name] = l
+}
+
+// limitsOf returns the limits of source name.
+func (s *Store) limitsOf(name string) fetch.Limits {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.bySource[name]; ok {
+		return l
+	}
+	return s.limits
 }
 
 // OpenStore prepares root for publishing: it creates ROOT/.ferry, takes the
@@ -220,7 +248,7 @@ func (s *Store) begin(name, prev string, log *slog.Logger) *Stage {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Stage{store: s, name: name, prev: prev, prevDir: s.revDir(name, prev), limits: s.limits, log: log, async: newAsync()}
+	return &Stage{store: s, name: name, prev: prev, prevDir: s.revDir(name, prev), limits: s.limitsOf(name), log: log, async: newAsync()}
 }
 
 // swap points ROOT/NAME at rev: a new link under a random name, renamed over

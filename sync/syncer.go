@@ -64,6 +64,9 @@ type Source struct {
 	// PublishMode is how ROOT/NAME shows the current revision: a symlink
 	// (the default) or, in exchange mode, a real directory.
 	PublishMode PublishMode
+	// Limits bound one revision of this source; zero fields take the
+	// Store's.
+	Limits fetch.Limits
 	// Validator checks each new revision before it is published; nil
 	// publishes whatever the origin holds.
 	Validator Validator
@@ -196,6 +199,7 @@ func New(cfg Config) (*Syncer, error) {
 			return nil, fmt.Errorf("sync: source %q given twice", src.Name)
 		}
 		seen[src.Name] = true
+		cfg.Store.setLimits(src.Name, src.Limits)
 		if err := cfg.Store.SetPublishMode(src.Name, src.PublishMode); err != nil {
 			return nil, fmt.Errorf("sync: source %s: %w", src.Name, err)
 		}

@@ -200,3 +200,22 @@ func TestEverySettingIsAKeyOfTheFile(t *testing.T) {
 		t.Fatalf("exit %d, want 2 with --root alone missing:\n%s", code, stderr)
 	}
 }
+
+// TestLimitsAreEachSources: a source's own max-bytes holds for it alone.
+func TestLimitsAreEachSources(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"big", "small"} {
+		os.MkdirAll(filepath.Join(dir, name), 0o755)
+		os.WriteFile(filepath.Join(dir, name, "f"), []byte(strings.Repeat("x", 4096)), 0o644)
+	}
+	cfg := writeConfig(t, "root: "+filepath.Join(dir, "root")+"\nmax-bytes: 1Ki\nsources:\n"+
+		"  - name: big\n    url: "+filepath.Join(dir, "big")+"\n    max-bytes: 1Mi\n"+
+		"  - name: small\n    url: "+filepath.Join(dir, "small")+"\n")
+	code, _, stderr := runFerry(t, nil, "once", "--config", cfg, "--once-timeout", "2s")
+	if code != exitFailed || !strings.Contains(stderr, `"source":"small"`) || !strings.Contains(stderr, "max-bytes") {
+		t.Fatalf("exit %d, want 1 with small refused for max-bytes:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "root", "big", "f")); err != nil {
+		t.Fatalf("big, within its own limit, was not published: %v\n%s", err, stderr)
+	}
+}

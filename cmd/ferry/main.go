@@ -208,7 +208,7 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 	inUse := map[*options]map[string]bool{o: {"api": c.cmd == cmdRun && o.httpAddr != ""}}
 	for _, sc := range c.sources {
 		so := sc.opts
-		env := fetch.Env{StateDir: sync.StateDir(root, sc.name), Logger: log.With("source", sc.name), Limits: limits, Root: root}
+		env := fetch.Env{StateDir: sync.StateDir(root, sc.name), Logger: log.With("source", sc.name), Limits: so.limits.WithDefaults(), Root: root}
 		src, u, err := sources(so).Open(sc.url, env)
 		if err != nil {
 			scope := ""
@@ -247,7 +247,7 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 			tells[so] = tell
 		}
 		if err == nil && tell != nil {
-			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode), Ignore: ignore})
+			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode), Ignore: ignore, Limits: so.limits.WithDefaults()})
 			d.notify.add(sc.name, tell)
 		}
 	}

@@ -117,8 +117,8 @@ func (o *options) validateGlobal(fileSources bool) []error {
 	if o.verifyPeriod < 0 {
 		errs = append(errs, errors.New("--verify-period must not be negative (0 turns the deep check off)"))
 	}
-	if o.maxFailures < 0 || o.maxStaleness < 0 || o.limits.MaxFiles < 1 || o.limits.MaxBytes < 1 || o.limits.MaxFileSize < 1 {
-		errs = append(errs, errors.New("--max-* limits must be positive (--max-failures and --max-staleness may be 0)"))
+	if o.maxFailures < 0 || o.maxStaleness < 0 {
+		errs = append(errs, errors.New("--max-failures and --max-staleness must not be negative (0: never)"))
 	}
 	if err := o.rollout.Validate(); err != nil {
 		errs = append(errs, errors.New(describe(o, "sync", err, flagName)))
@@ -138,6 +138,9 @@ func (o *options) validateGlobal(fileSources bool) []error {
 // naming them with key.
 func (o *options) validateSource(key func(string) string) []error {
 	var errs []error
+	if o.limits.MaxFiles < 1 || o.limits.MaxBytes < 1 || o.limits.MaxFileSize < 1 {
+		errs = append(errs, fmt.Errorf("%s, %s and %s must be positive", key("max-bytes"), key("max-files"), key("max-file-size")))
+	}
 	if o.http.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("%s must be positive", key("http-max-body")))
 	}
