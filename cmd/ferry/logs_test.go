@@ -2,11 +2,16 @@ package main
 
 import (
 	"context"
+	"time"
+
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ferrysync/ferry/internal/testkit"
+	"github.com/ferrysync/ferry/signal"
 
 	"github.com/ferrysync/ferry/internal/localproc"
 )
@@ -39,7 +44,7 @@ func TestLogLinesAreGolden(t *testing.T) {
 		{regexp.MustCompile(regexp.QuoteMeta(closed)), "127.0.0.1:PORT"},
 		{regexp.MustCompile(`time=\S+`), "time=T"},
 		{regexp.MustCompile(`"time":"[^"]*"`), `"time":"T"`},
-		{regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|ms|s|m|h)\b`), "D"},
+		{regexp.MustCompile(`\b(?:\d+(?:\.\d+)?(?:ns|µs|ms|h|m|s))+\b`), "D"},
 		{regexp.MustCompile(`\b\d+ attempts?\b`), "N attempts"},
 	}
 	for _, format := range []string{"text", "json"} {
@@ -53,6 +58,7 @@ func TestLogLinesAreGolden(t *testing.T) {
 				run(context.Background(), append(args, "--log-format", format), noEnv, &stdout, &stderr)
 				out.WriteString(stderr.String())
 			}
+			out.WriteString(notifyRetryLine(t, format, closed))
 			got := out.String()
 			for _, m := range mask {
 				got = m.re.ReplaceAllString(got, m.with)
@@ -72,4 +78,28 @@ func TestLogLinesAreGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// notifyRetryLine is the first line a failing notify writes, through the
+// logger run gives the notifiers, in format.
+func notifyRetryLine(t *testing.T, format, closed string) string {
+	t.Helper()
+	var buf testkit.LogBuffer
+	log, err := newLogger(&options{logFormat: format, logLevel: "info"}, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := signal.New(signal.Options{URLs: []string{"http://" + closed + "/-/reload"}, Method: signal.DefaultMethod, Timeout: time.Second, MaxInterval: time.Hour,
+		InitialInterval: time.Hour, Logger: log}) // one attempt, then a long wait
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	n.Notify(signal.Change{Source: "app", Revision: "ac440780e7dabac7d0752887f96627bdf1943bf6b9ef55aab07e655010f549dc", Path: "/srv/config/app"})
+	testkit.Eventually(t, 10*time.Second, "the first failure logged", func() bool { return strings.Contains(buf.String(), "will retry") })
+	cancel()
+	<-done
+	return buf.String()
 }
