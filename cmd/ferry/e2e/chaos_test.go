@@ -32,7 +32,13 @@ const chaosKills = 24
 // publish the newest generation and leave nothing behind.
 func TestSIGKILLAnywhereLeavesACompleteRevisionAndARestartConverges(t *testing.T) {
 	t.Parallel()
-	for _, k := range originKinds {
+	// OCI beside the kinds every hardening test runs: a registry in
+	// process, each generation pushed under one tag.
+	kinds := append(originKinds[:len(originKinds):len(originKinds)], struct {
+		kind string
+		new  func(t testing.TB) origin
+	}{"oci", func(t testing.TB) origin { return newOCIOrigin(t) }})
+	for _, k := range kinds {
 		t.Run(k.kind, func(t *testing.T) {
 			t.Parallel()
 			chaos(t, k.new(t))
