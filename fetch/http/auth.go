@@ -47,14 +47,14 @@ func (o Options) auth() (auth, error) {
 			err = fmt.Errorf("%s: the token holds characters not allowed in a header", p)
 		}
 		if err != nil {
-			return a, &fileError{"BearerTokenFile", "bearer token file", err}
+			return a, &kit.FileError{Field: "BearerTokenFile", What: "bearer token file", Err: err}
 		}
 		a.bearer = tok
 	}
 	if p := o.PasswordFile; p != "" {
 		pass, err := kit.ReadSecret(p)
 		if err != nil {
-			return a, &fileError{"PasswordFile", "password file", err}
+			return a, &kit.FileError{Field: "PasswordFile", What: "password file", Err: err}
 		}
 		a.user, a.pass = o.Username, pass
 	}
@@ -64,7 +64,7 @@ func (o Options) auth() (auth, error) {
 			err = fmt.Errorf("%s sets Authorization, which the bearer token or basic auth also set", p)
 		}
 		if err != nil {
-			return a, &fileError{"HeaderFile", "header file", err}
+			return a, &kit.FileError{Field: "HeaderFile", What: "header file", Err: err}
 		}
 		a.headers = h
 	}

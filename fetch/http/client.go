@@ -29,7 +29,7 @@ func (o Options) caFile() ([]byte, error) {
 	}
 	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
-		return nil, &fileError{"CAFile", "CA file", err}
+		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: err}
 	}
 	return pem, nil
 }
@@ -39,7 +39,7 @@ func (o Options) caFile() ([]byte, error) {
 func (o Options) client(pem []byte) (*nethttp.Client, error) {
 	tr, err := kit.TLSTransport(pem, o.InsecureSkipVerify)
 	if err != nil {
-		return nil, &fileError{"CAFile", "CA file", fmt.Errorf("%s %w", o.CAFile, err)}
+		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: fmt.Errorf("%s %w", o.CAFile, err)}
 	}
 	// The digest is of the bytes the server sends; transparent gzip would
 	// hide the wire length from the Content-Length check.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/ferrysync/ferry/fetch/kit"
 	"github.com/ferrysync/ferry/fetch/trust"
 	"github.com/ferrysync/ferry/internal/report"
 )
@@ -65,7 +66,7 @@ func (o Options) problems() []error {
 		errs = append(errs, report.Fieldf("{MaxBodyBytes} must not be negative, got %d", o.MaxBodyBytes))
 	}
 	if _, err := o.auth(); err != nil {
-		errs = append(errs, fieldError(err))
+		errs = append(errs, kit.FieldError(err))
 	}
 	if o.VerifyKeysFile != "" {
 		if _, err := trust.NewFile(o.VerifyKeysFile).Load(); err != nil {
@@ -77,28 +78,7 @@ func (o Options) problems() []error {
 		_, err = o.client(pem)
 	}
 	if err != nil {
-		errs = append(errs, fieldError(err))
+		errs = append(errs, kit.FieldError(err))
 	}
 	return errs
-}
-
-// fileError is a file an option names that cannot be used. Its message
-// says which file in plain words, for a sync that meets it (logs,
-// /status); fieldError names the option instead, for a configuration
-// error that the command line renders in its own vocabulary.
-type fileError struct {
-	field string // of Options
-	what  string // the file, in plain words
-	err   error  // names the path, never the content
-}
-
-func (e *fileError) Error() string { return e.what + ": " + e.err.Error() }
-func (e *fileError) Unwrap() error { return e.err }
-
-func fieldError(err error) error {
-	var fe *fileError
-	if errors.As(err, &fe) {
-		return report.Fieldf("{"+fe.field+"}: %v", fe.err)
-	}
-	return err
 }

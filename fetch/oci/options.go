@@ -60,36 +60,16 @@ func (o Options) Validate() error {
 		errs = append(errs, report.Fieldf("{Username} and {PasswordFile} go together"))
 	}
 	if _, err := o.credentials(name.Registry{}); err != nil {
-		errs = append(errs, fieldError(err))
+		errs = append(errs, kit.FieldError(err))
 	}
 	pem, err := o.caFile()
 	if err == nil {
 		_, err = o.transport(pem)
 	}
 	if err != nil {
-		errs = append(errs, fieldError(err))
+		errs = append(errs, kit.FieldError(err))
 	}
 	return errors.Join(errs...)
-}
-
-// fileError is a file an option names that cannot be used: its message
-// says which file in plain words, for a sync that meets it; fieldError
-// names the option instead, for a configuration error.
-type fileError struct {
-	field string // of Options
-	what  string // the file, in plain words
-	err   error  // names the path, never the content
-}
-
-func (e *fileError) Error() string { return e.what + ": " + e.err.Error() }
-func (e *fileError) Unwrap() error { return e.err }
-
-func fieldError(err error) error {
-	var fe *fileError
-	if errors.As(err, &fe) {
-		return report.Fieldf("{"+fe.field+"}: %v", fe.err)
-	}
-	return err
 }
 
 // credentials reads the secret files for reg, by the kit's rule. A
@@ -102,7 +82,7 @@ func (o Options) credentials(reg name.Registry) (authn.AuthConfig, error) {
 	case o.PasswordFile != "":
 		pass, err := kit.ReadSecret(o.PasswordFile)
 		if err != nil {
-			return authn.AuthConfig{}, &fileError{"PasswordFile", "password file", err}
+			return authn.AuthConfig{}, &kit.FileError{Field: "PasswordFile", What: "password file", Err: err}
 		}
 		return authn.AuthConfig{Username: o.Username, Password: pass}, nil
 	case o.BearerTokenFile != "":
@@ -111,7 +91,7 @@ func (o Options) credentials(reg name.Registry) (authn.AuthConfig, error) {
 			err = fmt.Errorf("%s: the token holds white space", o.BearerTokenFile)
 		}
 		if err != nil {
-			return authn.AuthConfig{}, &fileError{"BearerTokenFile", "bearer token file", err}
+			return authn.AuthConfig{}, &kit.FileError{Field: "BearerTokenFile", What: "bearer token file", Err: err}
 		}
 		return authn.AuthConfig{RegistryToken: tok}, nil
 	}
@@ -126,12 +106,12 @@ func (o Options) dockerConfig(reg name.Registry) (authn.AuthConfig, error) {
 		err = fmt.Errorf("%s is not JSON (want a Docker config.json, as a kubernetes.io/dockerconfigjson Secret holds it)", o.DockerConfigFile)
 	}
 	if err != nil {
-		return authn.AuthConfig{}, &fileError{"DockerConfigFile", "Docker config file", err}
+		return authn.AuthConfig{}, &kit.FileError{Field: "DockerConfigFile", What: "Docker config file", Err: err}
 	}
 	cf, err := config.LoadFromReader(bytes.NewReader(data))
 	if err != nil {
 		// Its message may quote a base64 "auth" that does not decode.
-		return authn.AuthConfig{}, &fileError{"DockerConfigFile", "Docker config file", fmt.Errorf("%s: an entry of \"auths\" does not parse", o.DockerConfigFile)}
+		return authn.AuthConfig{}, &kit.FileError{Field: "DockerConfigFile", What: "Docker config file", Err: fmt.Errorf("%s: an entry of \"auths\" does not parse", o.DockerConfigFile)}
 	}
 	if reg.RegistryStr() == "" {
 		return authn.AuthConfig{}, nil
@@ -144,7 +124,7 @@ func (o Options) dockerConfig(reg name.Registry) (authn.AuthConfig, error) {
 	}
 	ac, err := cf.GetAuthConfig(key)
 	if err != nil {
-		return authn.AuthConfig{}, &fileError{"DockerConfigFile", "Docker config file", fmt.Errorf("%s: entry for %s: does not parse", o.DockerConfigFile, reg.RegistryStr())}
+		return authn.AuthConfig{}, &kit.FileError{Field: "DockerConfigFile", What: "Docker config file", Err: fmt.Errorf("%s: entry for %s: does not parse", o.DockerConfigFile, reg.RegistryStr())}
 	}
 	return authn.AuthConfig{Username: ac.Username, Password: ac.Password, Auth: ac.Auth,
 		IdentityToken: ac.IdentityToken, RegistryToken: ac.RegistryToken}, nil
@@ -160,7 +140,7 @@ func (o Options) caFile() ([]byte, error) {
 	}
 	pem, err := os.ReadFile(o.CAFile)
 	if err != nil {
-		return nil, &fileError{"CAFile", "CA file", err}
+		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: err}
 	}
 	return pem, nil
 }
@@ -169,7 +149,7 @@ func (o Options) caFile() ([]byte, error) {
 func (o Options) transport(pem []byte) (*nethttp.Transport, error) {
 	tr, err := kit.TLSTransport(pem, o.InsecureSkipVerify)
 	if err != nil {
-		return nil, &fileError{"CAFile", "CA file", fmt.Errorf("%s %w", o.CAFile, err)}
+		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: fmt.Errorf("%s %w", o.CAFile, err)}
 	}
 	return tr, nil
 }
