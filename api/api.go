@@ -3,6 +3,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,9 @@ type Syncer interface {
 	// Adopt is Trigger that publishes what it finds at once, whatever
 	// the rollout window: POST /sync?adopt=now.
 	Adopt(source string) error
+	// WaitChange returns a source's status once its revision is not rev,
+	// or as it is when ctx ends: the pull API's long poll.
+	WaitChange(ctx context.Context, source, rev string) (sync.SourceStatus, bool, error)
 }
 
 // Options configure the endpoints, for Handler and Serve.
@@ -82,6 +86,9 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"sources": s.Status()})
 	})
+	p := &pull{s: s}
+	mux.HandleFunc("GET "+SourcesPath, p.sources)
+	mux.HandleFunc("GET "+SourcesPath+"/{name}", p.source)
 	mux.HandleFunc("POST "+SyncPath, func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, o.TokenFile, cop); err != nil {
 			refused.event("remote", r.RemoteAddr, "reason", err.Error())

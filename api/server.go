@@ -81,7 +81,9 @@ func Serve(ctx context.Context, ln net.Listener, s Syncer, o Options) error {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnState:         conns.track,
-		ErrorLog:          failed.stdLogger(),
+		// Requests end with the server: a long poll returns at shutdown.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ErrorLog:    failed.stdLogger(),
 	}
 	o.Logger.Info("serving endpoints", "addr", ln.Addr().String(), "max_conns", conns.max)
 	served := make(chan error, 1)

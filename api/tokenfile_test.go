@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -59,3 +60,6 @@ func (fakeSyncer) Healthy() (bool, string)     { return true, "ok" }
 func (fakeSyncer) Status() []sync.SourceStatus { return nil }
 func (fakeSyncer) Trigger(source string) error { return nil }
 func (fakeSyncer) Adopt(source string) error   { return nil }
+func (fakeSyncer) WaitChange(context.Context, string, string) (sync.SourceStatus, bool, error) {
+	return sync.SourceStatus{}, false, nil
+}

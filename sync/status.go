@@ -9,9 +9,12 @@ import (
 // SourceStatus is what /status shows of one source. It holds no secret: the
 // URL is redacted and errors name causes, not credentials.
 type SourceStatus struct {
-	Name                string     `json:"name"`
-	URL                 string     `json:"url"`
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Path is ROOT/NAME, where the app reads the revision.
+	Path                string     `json:"path"`
 	Revision            string     `json:"revision"`
+	PreviousRevision    string     `json:"previous_revision,omitempty"`
 	OriginRevision      string     `json:"origin_revision,omitempty"`
 	Published           *time.Time `json:"published,omitempty"`
 	LastAttempt         *time.Time `json:"last_attempt,omitempty"`
@@ -42,7 +45,9 @@ func (s *Syncer) Status() []SourceStatus {
 		out = append(out, SourceStatus{
 			Name:                src.Name,
 			URL:                 src.URL,
+			Path:                s.cfg.Store.LinkPath(src.Name),
 			Revision:            src.revision,
+			PreviousRevision:    src.previous,
 			OriginRevision:      src.origin,
 			Published:           timePtr(src.published),
 			LastAttempt:         timePtr(src.lastAttempt),

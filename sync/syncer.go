@@ -127,6 +127,9 @@ type Syncer struct {
 	sources []*source
 	started time.Time
 	once    bool // Once runs: no rollout window
+
+	changeMu gosync.Mutex
+	changed  changes // wait.go
 }
 
 // source is the per-source state of the loop.
@@ -187,7 +190,7 @@ func New(cfg Config) (*Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sync: metrics: %w", err)
 	}
-	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now()}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now(), changed: changes{ch: make(chan struct{})}}
 	seen := map[string]bool{}
 	var names []string
 	for _, src := range cfg.Sources {
@@ -276,6 +279,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 		var wait time.Duration
 		published := src.publishedAt()
 		err := s.syncOnce(ctx, src)
+		s.broadcast() // long polls look again (wait.go)
 		if s.cfg.ReleaseMemory && src.publishedAt() != published {
 			// A publish allocates in proportion to the tree, and a loop
 			// that then idles allocates too little to collect it for

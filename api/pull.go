@@ -1,0 +1,98 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ferrysync/ferry/sync"
+)
+
+// The pull API, for apps that would rather ask than be told: read-only,
+// as open as /status (nothing it returns is a secret).
+const (
+	SourcesPath = "/v1/sources"
+	// maxWait bounds a long poll (?wait=); a longer one waits this long.
+	maxWait = 60 * time.Second
+)
+
+// sourceView is one source as the pull API shows it: its status, and its
+// kind.
+type sourceView struct {
+	Kind string `json:"kind"`
+	sync.SourceStatus
+}
+
+func viewOf(st sync.SourceStatus) sourceView {
+	kind, _, ok := strings.Cut(st.URL, "::")
+	if !ok {
+		kind = "file"
+	}
+	return sourceView{Kind: kind, SourceStatus: st}
+}
+
+// etag is a revision as an HTTP entity tag.
+func etag(rev string) string { return `"` + rev + `"` }
+
+func (h *pull) sources(w http.ResponseWriter, r *http.Request) {
+	var out []sourceView
+	for _, st := range h.s.Status() {
+		out = append(out, viewOf(st))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sources": out})
+}
+
+// source answers GET /v1/sources/NAME: at once, or, with If-None-Match
+// naming the current revision and ?wait=D, when the revision changes or D
+// has passed (304). The ETag is the revision.
+func (h *pull) source(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	have := strings.Trim(r.Header.Get("If-None-Match"), `"`)
+	var wait time.Duration
+	if v := r.URL.Query().Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			http.Error(w, fmt.Sprintf("wait=%q: want a duration such as 30s", v), http.StatusBadRequest)
+			return
+		}
+		wait = min(d, maxWait)
+	}
+	ctx := r.Context()
+	if wait > 0 && have != "" {
+		// The answer may come late: the server's write bound counts from
+		// the end of the request.
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout))
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		cancel() // no wait: look once
+	}
+	st, _, err := h.s.WaitChange(ctx, name, have)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("ETag", etag(st.Revision))
+	if have != "" && st.Revision == have {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewOf(st))
+}
+
+// pull serves the pull API from the sync loop.
+type pull struct{ s Syncer }
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

@@ -1,0 +1,104 @@
+package api_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/internal/testkit"
+)
+
+func writeOrigin(t *testing.T, dir, content string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type pulled struct {
+	Kind, Name, Path, Revision string
+}
+
+func getSource(t *testing.T, url, ifNoneMatch string) (*http.Response, pulled) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", ifNoneMatch)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p pulled
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp, p
+}
+
+// TestPullAPIAnswersAndLongPolls: GET /v1/sources/NAME says where the
+// revision is and names it as its ETag; If-None-Match with that ETag is
+// 304; with ?wait= it answers as soon as a new revision is published, or
+// 304 once the wait is over.
+func TestPullAPIAnswersAndLongPolls(t *testing.T) {
+	d := startDaemon(t, "")
+	writeOrigin(t, d.origin, "v: 1\n")
+	url := d.srv.URL + "/v1/sources/config"
+	var first pulled
+	var tag string
+	testkit.Eventually(t, 10*time.Second, "a first revision", func() bool {
+		resp, p := getSource(t, url, "")
+		first, tag = p, resp.Header.Get("ETag")
+		return resp.StatusCode == http.StatusOK && p.Revision != ""
+	})
+	if first.Kind != "file" || first.Name != "config" || !strings.HasSuffix(first.Path, "/config") || tag != `"`+first.Revision+`"` {
+		t.Fatalf("GET %s = %+v, ETag %s", url, first, tag)
+	}
+	if resp, _ := getSource(t, url, tag); resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("If-None-Match the current revision: %d, want 304", resp.StatusCode)
+	}
+
+	// Nothing changes: 304 once the wait is over.
+	start := time.Now()
+	if resp, _ := getSource(t, url+"?wait=300ms", tag); resp.StatusCode != http.StatusNotModified || time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("long poll with no change: %d after %s, want 304 after the wait", resp.StatusCode, time.Since(start))
+	}
+
+	// A change arrives during the wait: answered with it, before the wait.
+	got := make(chan pulled, 1)
+	go func() {
+		_, p := getSource(t, url+"?wait=30s", tag)
+		got <- p
+	}()
+	time.Sleep(50 * time.Millisecond) // the poll is waiting
+	writeOrigin(t, d.origin, "v: 2\n")
+	select {
+	case p := <-got:
+		if p.Revision == "" || p.Revision == first.Revision {
+			t.Fatalf("long poll answered %+v, want the new revision", p)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the long poll did not answer the new revision")
+	}
+
+	code, body := get(t, d.srv.URL+"/v1/sources")
+	if code != http.StatusOK || !strings.Contains(body, `"name": "config"`) {
+		t.Fatalf("GET /v1/sources = %d %s", code, body)
+	}
+	if code, _ := get(t, d.srv.URL+"/v1/sources/nope"); code != http.StatusNotFound {
+		t.Fatalf("an unknown source: %d, want 404", code)
+	}
+	if code, _ := get(t, url+"?wait=soon"); code != http.StatusBadRequest {
+		t.Fatalf("wait=soon: %d, want 400", code)
+	}
+}
