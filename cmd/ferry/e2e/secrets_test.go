@@ -201,7 +201,7 @@ func TestSecretsNeverShow(t *testing.T) {
 	})
 	var seen []string
 	collect := func() {
-		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/healthz"), p.get("/readyz"))
+		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/healthz"), p.get("/readyz"), p.get("/v1/sources"))
 	}
 	collect()
 
@@ -285,7 +285,7 @@ func TestBasicAuthPasswordNeverShows(t *testing.T) {
 	for _, code := range []int{500, 401} {
 		broken.Store("x", reflector(code))
 		testkit.Eventually(t, 20*time.Second, "a failure", func() bool { return p.status()["web"].ConsecutiveFailures > 0 })
-		seen = append(seen, p.get("/status"), p.get("/metrics"))
+		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/v1/sources"))
 		broken.Delete("x")
 		testkit.Eventually(t, 20*time.Second, "recovery", func() bool { return p.status()["web"].ConsecutiveFailures == 0 })
 	}
@@ -501,7 +501,7 @@ func TestURLSecretsNeverShow(t *testing.T) {
 	root := t.TempDir()
 	p := startFerry(t, procOptions{root: root, args: args})
 	var seen []string
-	collect := func() { seen = append(seen, p.get("/status"), p.get("/metrics")) }
+	collect := func() { seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/v1/sources")) }
 
 	testkit.Eventually(t, 30*time.Second, "web and repo published, deadweb and deadrepo failing", func() bool {
 		st := p.status()
