@@ -49,6 +49,11 @@ type Options struct {
 	// It is read on every such request, so a rotated Secret takes effect
 	// at once. Empty refuses every such trigger.
 	TokenFile string
+	// APITokenFile, when set, holds the bearer token GET /status and the
+	// pull API need from a non-loopback address (a port exposed beyond
+	// the pod); read on every such request. Unset, they are as open as
+	// the probes.
+	APITokenFile string
 	// Logger receives refusals and server errors; nil discards them.
 	Logger *slog.Logger
 }
@@ -80,15 +85,15 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 	mux.HandleFunc("GET "+HealthPath, probe(s.Healthy))
 	mux.HandleFunc("GET "+ReadyPath, probe(s.Ready))
 	mux.Handle("GET "+MetricsPath, promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET "+StatusPath, func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+StatusPath, readers(o.APITokenFile, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"sources": s.Status()})
-	})
+	}))
 	p := &pull{s: s}
-	mux.HandleFunc("GET "+SourcesPath, p.sources)
-	mux.HandleFunc("GET "+SourcesPath+"/{name}", p.source)
+	mux.HandleFunc("GET "+SourcesPath, readers(o.APITokenFile, p.sources))
+	mux.HandleFunc("GET "+SourcesPath+"/{name}", readers(o.APITokenFile, p.source))
 	mux.HandleFunc("POST "+SyncPath, func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, o.TokenFile, cop); err != nil {
 			refused.event("remote", r.RemoteAddr, "reason", err.Error())

@@ -89,3 +89,21 @@ func isLoopbackHost(hostport string) bool {
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
 }
+
+// readers guards a read-only endpoint with tokenFile: a request from
+// another address needs its bearer token; from loopback, or with no
+// token file, none.
+func readers(tokenFile string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tokenFile != "" && !isLoopback(r.RemoteAddr) {
+			want, err := kit.ReadSecret(tokenFile)
+			got, ok := bearerToken(r.Header.Get("Authorization"))
+			if err != nil || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+				w.Header().Set("WWW-Authenticate", "Bearer")
+				http.Error(w, "a bearer token is needed from another address", http.StatusUnauthorized)
+				return
+			}
+		}
+		h(w, r)
+	}
+}

@@ -3,12 +3,14 @@ package api_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
 
@@ -100,5 +102,40 @@ func TestPullAPIAnswersAndLongPolls(t *testing.T) {
 	}
 	if code, _ := get(t, url+"?wait=soon"); code != http.StatusBadRequest {
 		t.Fatalf("wait=soon: %d, want 400", code)
+	}
+}
+
+// TestAPITokenGuardsReadsFromOtherAddresses: with APITokenFile, /status
+// and the pull API want the token from another address, never from
+// loopback; without one they are open, like the probes.
+func TestAPITokenGuardsReadsFromOtherAddresses(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret-api\n"), 0o600)
+	d := startDaemon(t, "")
+	for _, tc := range []struct {
+		name, tokenFile, remote, auth string
+		want                          int
+	}{
+		{"open without a token file", "", "10.1.2.3:41000", "", http.StatusOK},
+		{"no token sent", tokenFile, "10.1.2.3:41000", "", http.StatusUnauthorized},
+		{"wrong token", tokenFile, "10.1.2.3:41000", "Bearer nope", http.StatusUnauthorized},
+		{"right token", tokenFile, "10.1.2.3:41000", "Bearer s3cret-api", http.StatusOK},
+		{"loopback needs none", tokenFile, "127.0.0.1:41000", "", http.StatusOK},
+	} {
+		for _, path := range []string{"/status", "/v1/sources"} {
+			t.Run(tc.name+path, func(t *testing.T) {
+				h := api.Handler(d.syncer, api.Options{APITokenFile: tc.tokenFile})
+				req := httptest.NewRequest("GET", path, nil)
+				req.RemoteAddr = tc.remote
+				if tc.auth != "" {
+					req.Header.Set("Authorization", tc.auth)
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != tc.want || strings.Contains(rec.Body.String(), "s3cret") {
+					t.Fatalf("status = %d (%s), want %d", rec.Code, rec.Body, tc.want)
+				}
+			})
+		}
 	}
 }

@@ -346,7 +346,7 @@ func (d *daemon) run(ctx context.Context) int {
 		go func() {
 			defer wg.Done()
 			err := api.Serve(ctx, ln, d.syncer, api.Options{
-				Gatherer: d.registry, TokenFile: d.opts.syncTokenFile, Logger: d.log,
+				Gatherer: d.registry, TokenFile: d.opts.syncTokenFile, APITokenFile: d.opts.apiTokenFile, Logger: d.log,
 			})
 			if err != nil {
 				d.log.Error("endpoints stopped", "error", err)

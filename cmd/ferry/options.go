@@ -46,6 +46,7 @@ type options struct {
 
 	httpAddr      string
 	syncTokenFile string
+	apiTokenFile  string
 
 	notify  signal.Options
 	checks  validate.Options
