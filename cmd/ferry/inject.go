@@ -41,7 +41,7 @@ func (o *injectOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.file, "f", "-", "`file` of Kubernetes YAML to read (-: standard input)")
 	fs.StringVar(&o.mountPath, "mount-path", defaultMountPath, "absolute `path` at which the app containers see the shared volume, read-only")
 	fs.Var(&o.containers, "container", "`name` of an app container that gets the volume; repeat for several (default: every container); a pod with none of them is left alone")
-	fs.StringVar(&o.mode, "mode", modeSidecar, "sidecar (a native sidecar running 'ferry run') or init (a classic init container running 'ferry once')")
+	fs.StringVar(&o.mode, "mode", modeSidecar, "`sidecar|init`: a native sidecar running 'ferry run', or a classic init container running 'ferry once'")
 	fs.StringVar(&o.kubeVersion, "kube-version", defaultKubeVersion, "Kubernetes `version` of the cluster; sidecar mode needs 1.29 or later")
 	fs.StringVar(&o.image, "image", defaultImage, "ferry's container `image`; an injected container keeps its own unless this is given")
 }
