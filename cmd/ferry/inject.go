@@ -108,6 +108,7 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 	fs := flagSet(&options{}, cmdCheck, io.Discard)
 	opts.declare(fs)
 	fs.Usage = func() {}
+	fs.VisitAll(func(f *flag.Flag) { f.Value = &spelled{Value: f.Value} })
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			injectUsage(help)
@@ -158,7 +159,7 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 			errs = append(errs, fmt.Errorf("--%s is not used by 'ferry %s' (--mode %s)", s.flag, cmd, opts.mode))
 			continue
 		}
-		for _, v := range valuesOf(fs.Lookup(s.flag).Value) {
+		for _, v := range fs.Lookup(s.flag).Value.(*spelled).given {
 			in.args = append(in.args, "--"+s.flag+"="+v)
 		}
 	}
@@ -184,6 +185,30 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 		return nil, err
 	}
 	return &injectRun{injection: in, file: opts.file}, nil
+}
+
+// spelled keeps the values given to a flag as the user wrote them ("2m",
+// not "2m0s"), for ferry's args: the manifest is theirs to read.
+type spelled struct {
+	flag.Value
+	given []string
+}
+
+func (s *spelled) Set(v string) error {
+	if err := s.Value.Set(v); err != nil {
+		return err
+	}
+	if _, isList := s.Value.(*listFlag); !isList {
+		s.given = nil // a later one wins
+	}
+	s.given = append(s.given, v)
+	return nil
+}
+
+// IsBoolFlag lets --flag stand for --flag=true, as the wrapped flag does.
+func (s *spelled) IsBoolFlag() bool {
+	b, ok := s.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // kubeVersion is what --kube-version takes: 1.31, v1.31 or v1.31.2.

@@ -299,3 +299,20 @@ func TestInjectReadsAFileOrStdin(t *testing.T) {
 		t.Errorf("-f %s: exit %d, %s\n%s", file, code, stderr.String(), lineDiff(fromStdin, stdout.String()))
 	}
 }
+
+// TestInjectIntoFlowStyle: a pod spec written in flow style gets ferry in
+// block style (flow around it would force it into flow too), and what
+// ferry does not touch keeps its style.
+func TestInjectIntoFlowStyle(t *testing.T) {
+	input := []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: flow}\nspec: {selector: {matchLabels: {app: a}}, template: {metadata: {labels: {app: a}}, spec: {containers: [{name: a, image: x, ports: [{containerPort: 80}]}]}}}\n")
+	out := mustInject(t, input, "--source=https://example.com/c.json")
+	if !strings.Contains(out, "metadata: {name: flow}") || !strings.Contains(out, "selector: {matchLabels: {app: a}}") || !strings.Contains(out, "\n        - name: ferry\n") {
+		t.Errorf("styles:\n%s", out)
+	}
+	if spec := podSpecs(t, out)["Deployment flow"]; !hasMount(spec.Containers[0], "/config", true) {
+		t.Errorf("no mount in the app:\n%s", out)
+	}
+	if again := mustInject(t, []byte(out), "--source=https://example.com/c.json"); again != out {
+		t.Errorf("not idempotent:\n%s", lineDiff(out, again))
+	}
+}

@@ -99,13 +99,24 @@ func (in *injection) object(obj *yaml.Node) error {
 		return nil
 	}
 	spec := obj
+	way := []*yaml.Node{obj}
 	for _, key := range path {
 		if spec = lookup(spec, key); spec == nil || spec.Kind != yaml.MappingNode {
 			return fmt.Errorf("%s: no pod spec at %s", label, dotted(path))
 		}
+		way = append(way, spec)
 	}
-	if err := in.pod(spec); err != nil {
+	injected, err := in.pod(spec)
+	if err != nil {
 		return fmt.Errorf("%s: %w", label, err)
+	}
+	if injected {
+		// What ferry adds is written in block style, which a flow
+		// collection around it would force into flow: the way to the pod
+		// spec, and in it what holds ferry's additions, become block.
+		for _, n := range way {
+			n.Style &^= yaml.FlowStyle
+		}
 	}
 	return nil
 }
@@ -119,23 +130,23 @@ func dotted(path []string) string {
 }
 
 // pod adds ferry, its volume and the app containers' mounts to spec, or
-// updates what an earlier injection added.
-func (in *injection) pod(spec *yaml.Node) error {
+// updates what an earlier injection added, and reports whether it did.
+func (in *injection) pod(spec *yaml.Node) (bool, error) {
 	containers := lookup(spec, "containers")
 	if containers == nil || containers.Kind != yaml.SequenceNode {
-		return errors.New("no containers")
+		return false, errors.New("no containers")
 	}
 	var names []string
 	for _, c := range containers.Content {
 		names = append(names, scalarAt(c, "name"))
 	}
 	if slices.Contains(names, ferryName) {
-		return fmt.Errorf("an app container is named %s, the name of the one inject adds", ferryName)
+		return false, fmt.Errorf("an app container is named %s, the name of the one inject adds", ferryName)
 	}
 	// With --container, a pod spec that has none of the names is another
 	// app's: it is left alone.
 	if in.containers != nil && !slices.ContainsFunc(names, func(n string) bool { return slices.Contains(in.containers, n) }) {
-		return nil
+		return false, nil
 	}
 	for _, n := range names {
 		in.found[n] = true
@@ -144,7 +155,7 @@ func (in *injection) pod(spec *yaml.Node) error {
 	for _, c := range containers.Content {
 		if targets(scalarAt(c, "name")) {
 			if err := mountFree(c, in.mountPath); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
@@ -155,17 +166,21 @@ func (in *injection) pod(spec *yaml.Node) error {
 		inits.Content = append(inits.Content, f)
 	}
 	if err := mountFree(f, in.root); err != nil {
-		return err
+		return false, err
 	}
 	volumes := ensure(spec, "volumes", yaml.SequenceNode, "")
 	if v := named(volumes, ferryName); v == nil {
 		volumes.Content = append(volumes.Content, yMap("name", yStr(ferryName), "emptyDir", flow(yMap())))
 	} else if lookup(v, "emptyDir") == nil {
-		return fmt.Errorf("a volume named %s is there and is not an emptyDir", ferryName)
+		return false, fmt.Errorf("a volume named %s is there and is not an emptyDir", ferryName)
 	}
 	in.container(f)
+	for _, n := range []*yaml.Node{spec, containers, inits, f, volumes} {
+		n.Style &^= yaml.FlowStyle
+	}
 	for _, c := range containers.Content {
 		if targets(scalarAt(c, "name")) {
+			c.Style &^= yaml.FlowStyle
 			setMount(c, in.mountPath, true)
 		} else if mounts := lookup(c, "volumeMounts"); mounts != nil {
 			mounts.Content = slices.DeleteFunc(mounts.Content, func(m *yaml.Node) bool { return scalarAt(m, "name") == ferryName })
@@ -174,7 +189,7 @@ func (in *injection) pod(spec *yaml.Node) error {
 			}
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // mountFree fails when container c mounts a volume other than ferry's at p.
