@@ -143,6 +143,11 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	in.imageGiven = given["image"]
 
+	if given["config"] && !given["root"] {
+		// The file's root is in the pod; inject cannot read it to mount
+		// the volume there, and a --root of its own would conflict.
+		errs = append(errs, errors.New("--config needs --root too: where ferry mounts the volume, the file's root if it sets one"))
+	}
 	// ferry's arguments: the settings given, in the table's order, each
 	// value as its flag takes it back. Secrets are paths of files.
 	used := flagSet(&options{}, cmd, io.Discard)
@@ -242,8 +247,9 @@ an emptyDir volume named ferry, mounted at --root in ferry and read-only at
 
 Every flag of 'ferry run' (with --mode init, of 'ferry once') is checked as
 that command would and written into ferry's args, secrets as the paths of
-their files (mount their Secrets in the ferry container yourself); --root
-defaults to --mount-path. The environment is not read. Injecting again
+their files (mount their Secrets in the ferry container yourself). --root
+defaults to --mount-path; a --config file is a path in the pod, passed on
+unread, and needs --root. The environment is not read. Injecting again
 changes nothing, or updates ferry in place when the flags changed; other
 documents, fields, comments and key order are kept. A pod that already
 mounts something else at --mount-path is refused, and exits 2.

@@ -273,6 +273,7 @@ func TestInjectRefuses(t *testing.T) {
 		{"bad setting", nil, []string{"--source=https://example.com/c.json", "--keep=0"}, "ferry: --keep must be at least 1"},
 		{"no source", nil, nil, "ferry: --source is required (or sources in a --config file)"},
 		{"run's flag in init mode", nil, []string{"--mode=init", "--source=https://example.com/c.json", "--notify-url=http://localhost/"}, "ferry: --notify-url is not used by 'ferry once' (--mode init)"},
+		{"config without root", nil, []string{"--config=/etc/ferry/ferry.yaml"}, "ferry: --config needs --root too: where ferry mounts the volume, the file's root if it sets one"},
 		{"bad mode", nil, []string{"--mode=daemon", "--source=https://example.com/c.json"}, `ferry: --mode "daemon": want sidecar or init`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,6 +287,10 @@ func TestInjectRefuses(t *testing.T) {
 	// native sidecars.
 	mustInject(t, taken, "--source=https://example.com/c.json", "--mount-path=/ferry")
 	mustInject(t, taken, "--source=https://example.com/c.json", "--mount-path=/ferry", "--mode=init", "--kube-version=v1.27.3")
+	// A --config file is a path in the pod: passed on, not read.
+	if out := mustInject(t, taken, "--config=/etc/ferry/ferry.yaml", "--root=/srv", "--mount-path=/ferry"); !strings.Contains(out, "- run\n        - --config=/etc/ferry/ferry.yaml\n        - --root=/srv\n") {
+		t.Errorf("--config not passed on:\n%s", out)
+	}
 }
 
 // TestInjectReadsAFileOrStdin: -f names the file; without it, stdin; and
