@@ -76,6 +76,7 @@ func topUsage(w io.Writer) {
   ferry once  --source [NAME=]URL ... --root DIR [flags]   sync once, exit
   ferry run   --config FILE [flags]                        the same, sources from a file
   ferry check --config FILE [flags]                        check the configuration, show it
+  ferry inject [-f FILE] [run's flags]                     add ferry to Kubernetes YAML
   ferry version
 
 Run 'ferry COMMAND --help' for the flags of a command.

@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite the golden files of the --help 
 // 'go test ./cmd/ferry -run TestHelpIsGolden -update', and shows in review
 // as a change to testdata/help-*.golden.
 func TestHelpIsGolden(t *testing.T) {
-	for _, cmd := range []string{cmdRun, cmdOnce, cmdCheck} {
+	for _, cmd := range []string{cmdRun, cmdOnce, cmdCheck, cmdInject} {
 		t.Run(cmd, func(t *testing.T) {
 			var stdout, stderr strings.Builder
 			code := run(context.Background(), []string{cmd, "--help"}, func(string) (string, bool) { return "", false }, &stdout, &stderr)

@@ -65,9 +65,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	case "help", "-h", "--help", "-help":
 		topUsage(stdout)
 		return exitOK
+	case cmdInject:
+		return runInject(args[1:], os.Stdin, stdout, stderr)
 	case cmdRun, cmdOnce, cmdCheck:
 	default:
-		fmt.Fprintf(stderr, "ferry: unknown command %q (want run, once, check or version; see 'ferry help')\n", cmd)
+		fmt.Fprintf(stderr, "ferry: unknown command %q (want run, once, check, inject or version; see 'ferry help')\n", cmd)
 		return exitUsage
 	}
 	c, err := parse(cmd, args[1:], lookupEnv, stdout)
