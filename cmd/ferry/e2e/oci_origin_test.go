@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -15,6 +16,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
+
+// ociPadFiles lengthens each generation of the OCI origin.
+const ociPadFiles = 400
 
 // ociOrigin is a registry (go-containerregistry's, in process) holding
 // each generation as an OCI artifact of one tar+gzip layer, pushed under
@@ -36,7 +40,16 @@ func (o *ociOrigin) source(name string) []string {
 
 func (o *ociOrigin) set(t testing.TB, gen int, extra map[string]string) {
 	t.Helper()
-	layer := static.NewLayer(tarGz(t, generation(gen, extra)), types.OCILayer)
+	// A registry answers fast and a small layer expands in no time: with
+	// more files, a publish lasts long enough for the chaos test's kills
+	// to land in it too, not only between polls.
+	files := generation(gen, extra)
+	for i := range ociPadFiles {
+		if _, ok := files[fmt.Sprintf("pad/p%03d", i)]; !ok {
+			files[fmt.Sprintf("pad/p%03d", i)] = fmt.Sprintf("gen %d pad %d\n", gen, i)
+		}
+	}
+	layer := static.NewLayer(tarGz(t, files), types.OCILayer)
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{Layer: layer, MediaType: types.OCILayer})
 	if err != nil {
 		t.Fatal(err)
