@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,6 +39,9 @@ type Syncer interface {
 	// WaitChange returns a source's status once its revision is not rev,
 	// or as it is when ctx ends: the pull API's long poll.
 	WaitChange(ctx context.Context, source, rev string) (sync.SourceStatus, bool, error)
+	// OpenFile opens one file of a source's published revision, never
+	// outside it, and names the revision.
+	OpenFile(source, path string) (*os.File, string, error)
 }
 
 // Options configure the endpoints, for Handler and Serve.
@@ -94,6 +98,7 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 	p := &pull{s: s}
 	mux.HandleFunc("GET "+SourcesPath, readers(o.APITokenFile, p.sources))
 	mux.HandleFunc("GET "+SourcesPath+"/{name}", readers(o.APITokenFile, p.source))
+	mux.HandleFunc("GET "+SourcesPath+"/{name}/files/{path...}", readers(o.APITokenFile, p.file))
 	mux.HandleFunc("POST "+SyncPath, func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, o.TokenFile, cop); err != nil {
 			refused.event("remote", r.RemoteAddr, "reason", err.Error())

@@ -25,6 +25,7 @@ import (
 // daemon is a real Syncer on a local-dir source, served on a real listener.
 type daemon struct {
 	origin string
+	root   string // the store's
 	srv    *httptest.Server
 	syncer *sync.Syncer
 }
@@ -53,7 +54,7 @@ func startDaemon(t *testing.T, tokenFile string) *daemon {
 	t.Cleanup(func() { cancel(); <-done })
 	srv := httptest.NewServer(api.Handler(s, api.Options{Gatherer: reg, TokenFile: tokenFile}))
 	t.Cleanup(srv.Close)
-	return &daemon{origin: origin, srv: srv, syncer: s}
+	return &daemon{origin: origin, root: store.Root(), srv: srv, syncer: s}
 }
 
 func get(t *testing.T, url string) (int, string) {

@@ -3,8 +3,11 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -84,6 +87,33 @@ func (h *pull) source(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, viewOf(st))
+}
+
+// file answers GET /v1/sources/NAME/files/PATH: one file of the
+// published revision, for an app that would rather fetch than mount, with
+// the revision as its ETag (If-None-Match and ranges as http.ServeContent
+// does them). A path out of the revision is refused.
+func (h *pull) file(w http.ResponseWriter, r *http.Request) {
+	f, rev, err := h.s.OpenFile(r.PathValue("name"), r.PathValue("path"))
+	switch {
+	case errors.Is(err, sync.ErrOutside):
+		http.Error(w, "the path leaves the revision", http.StatusForbidden)
+		return
+	case errors.Is(err, fs.ErrNotExist):
+		http.Error(w, "no such file in the published revision", http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, "the file cannot be read", http.StatusInternalServerError)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		http.Error(w, "the file cannot be read", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("ETag", etag(rev))
+	http.ServeContent(w, r, path.Base(r.PathValue("path")), fi.ModTime(), f)
 }
 
 // pull serves the pull API from the sync loop.

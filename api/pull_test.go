@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/internal/testkit"
+	"github.com/ferrysync/ferry/sync"
 )
 
 func writeOrigin(t *testing.T, dir, content string) {
@@ -137,5 +139,53 @@ func TestAPITokenGuardsReadsFromOtherAddresses(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestPullAPIServesFilesOfTheRevisionOnly: GET .../files/PATH serves one
+// file of the published revision with its revision as ETag; a symlink
+// that leads out of the revision, a path out of it, and a file that is
+// not there are refused.
+func TestPullAPIServesFilesOfTheRevisionOnly(t *testing.T) {
+	d := startDaemon(t, "")
+	writeOrigin(t, d.origin, "v: 1\n")
+	os.MkdirAll(filepath.Join(d.origin, "sub"), 0o755)
+	os.WriteFile(filepath.Join(d.origin, "sub", "b.conf"), []byte("b\n"), 0o644)
+	base := d.srv.URL + "/v1/sources/config/files/"
+	var rev string
+	testkit.Eventually(t, 10*time.Second, "a first revision", func() bool {
+		resp, p := getSource(t, d.srv.URL+"/v1/sources/config", "")
+		rev = p.Revision
+		return resp.StatusCode == http.StatusOK && rev != ""
+	})
+	code, body := get(t, base+"sub/b.conf")
+	if code != http.StatusOK || body != "b\n" {
+		t.Fatalf("GET files/sub/b.conf = %d %q", code, body)
+	}
+	resp, _ := getSource(t, base+"app.yaml", `"`+rev+`"`)
+	if resp.StatusCode != http.StatusNotModified || resp.Header.Get("ETag") != `"`+rev+`"` {
+		t.Fatalf("If-None-Match the revision: %d, ETag %s", resp.StatusCode, resp.Header.Get("ETag"))
+	}
+	if code, _ := get(t, base+"nope.yaml"); code != http.StatusNotFound {
+		t.Fatalf("a file not in the revision: %d, want 404", code)
+	}
+	if code, _ := get(t, base+"sub"); code != http.StatusNotFound {
+		t.Fatalf("a directory: %d, want 404", code)
+	}
+	// A symlink planted in the published tree, out of it: not followed.
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte("s3cret"), 0o600)
+	tree, err := filepath.EvalSymlinks(filepath.Join(d.root, "config"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(tree, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+"escape"); code != http.StatusForbidden || strings.Contains(body, "s3cret") {
+		t.Fatalf("a symlink out of the revision: %d %q, want 403", code, body)
+	}
+	if _, _, err := d.syncer.OpenFile("config", "../../etc/hostname"); !errors.Is(err, sync.ErrOutside) {
+		t.Fatalf("OpenFile(../../etc/hostname) = %v, want ErrOutside", err)
 	}
 }

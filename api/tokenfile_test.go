@@ -63,3 +63,4 @@ func (fakeSyncer) Adopt(source string) error   { return nil }
 func (fakeSyncer) WaitChange(context.Context, string, string) (sync.SourceStatus, bool, error) {
 	return sync.SourceStatus{}, false, nil
 }
+func (fakeSyncer) OpenFile(string, string) (*os.File, string, error) { return nil, "", os.ErrNotExist }
