@@ -42,6 +42,9 @@ type Syncer interface {
 	// OpenFile opens one file of a source's published revision, never
 	// outside it, and names the revision.
 	OpenFile(source, path string) (*os.File, string, error)
+	// Events returns the events after ID after, waiting for one until ctx
+	// ends: GET /v1/events.
+	Events(ctx context.Context, after uint64) []sync.Event
 }
 
 // Options configure the endpoints, for Handler and Serve.
@@ -99,6 +102,7 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 	mux.HandleFunc("GET "+SourcesPath, readers(o.APITokenFile, p.sources))
 	mux.HandleFunc("GET "+SourcesPath+"/{name}", readers(o.APITokenFile, p.source))
 	mux.HandleFunc("GET "+SourcesPath+"/{name}/files/{path...}", readers(o.APITokenFile, p.file))
+	mux.HandleFunc("GET "+EventsPath, readers(o.APITokenFile, p.events))
 	mux.HandleFunc("POST "+SyncPath, func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(r, o.TokenFile, cop); err != nil {
 			refused.event("remote", r.RemoteAddr, "reason", err.Error())

@@ -1,8 +1,11 @@
 package api_test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -187,5 +190,60 @@ func TestPullAPIServesFilesOfTheRevisionOnly(t *testing.T) {
 	}
 	if _, _, err := d.syncer.OpenFile("config", "../../etc/hostname"); !errors.Is(err, sync.ErrOutside) {
 		t.Fatalf("OpenFile(../../etc/hostname) = %v, want ErrOutside", err)
+	}
+}
+
+// readEvents reads Server-Sent Events from body until n have come, and
+// returns their ids and kinds ("1 published").
+func readEvents(t *testing.T, body io.Reader, n int) []string {
+	t.Helper()
+	var out []string
+	sc := bufio.NewScanner(body)
+	id := ""
+	for len(out) < n && sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "event: "):
+			out = append(out, id+" "+strings.TrimPrefix(line, "event: "))
+		}
+	}
+	return out
+}
+
+// TestEventsStreamPublishesAndResume: GET /v1/events streams each publish
+// as it happens; a client that comes back with Last-Event-ID gets what it
+// missed at once.
+func TestEventsStreamPublishesAndResume(t *testing.T) {
+	d := startDaemon(t, "")
+	writeOrigin(t, d.origin, "v: 1\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.srv.URL+"/v1/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	first := readEvents(t, resp.Body, 1)
+	writeOrigin(t, d.origin, "v: 2\n")
+	second := readEvents(t, resp.Body, 1)
+	if len(first) != 1 || len(second) != 1 || first[0] != "1 published" || second[0] != "2 published" {
+		t.Fatalf("events %v then %v, want 1 published then 2 published", first, second)
+	}
+
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, d.srv.URL+"/v1/events", nil)
+	req.Header.Set("Last-Event-ID", "1")
+	again, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Body.Close()
+	if got := readEvents(t, again.Body, 1); len(got) != 1 || got[0] != "2 published" {
+		t.Fatalf("resumed after 1: %v, want 2 published", got)
 	}
 }

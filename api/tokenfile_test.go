@@ -64,3 +64,4 @@ func (fakeSyncer) WaitChange(context.Context, string, string) (sync.SourceStatus
 	return sync.SourceStatus{}, false, nil
 }
 func (fakeSyncer) OpenFile(string, string) (*os.File, string, error) { return nil, "", os.ErrNotExist }
+func (fakeSyncer) Events(context.Context, uint64) []sync.Event       { return nil }

@@ -79,6 +79,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 		attrs = append(attrs, "origin_revision", origin)
 	}
 	src.log.Info(result, attrs...)
+	s.record(Event{Source: src.Name, Kind: result, Revision: rev, Previous: prev})
 	// The app is told of a new revision, and of a tree put back after it
 	// was damaged (what it read may have been wrong); not of a revision
 	// published again only to record its manifest.

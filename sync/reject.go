@@ -87,6 +87,7 @@ func (s *Syncer) recordRejection(src *source, rev, reason string, err error, msg
 		all = append(all, "output", o.Output())
 	}
 	src.log.Error(msg, append(all, attrs...)...)
+	s.record(Event{Source: src.Name, Kind: "rejected", Revision: rev, Previous: published, Reason: reason})
 }
 
 // rejectedRevision returns the revision src refused last, "" when none.

@@ -89,6 +89,7 @@ func (s *Syncer) rollBack(ctx context.Context, src *source) {
 	s.metrics.revision(src.Name, cur, prev)
 	s.metrics.rollbacks.WithLabelValues(src.Name).Inc()
 	s.recordRejection(src, rev, ReasonApp, why, "revision rejected by the app, rolled back", "restored", prev)
+	s.record(Event{Source: src.Name, Kind: "rolled-back", Revision: prev, Previous: rev, Reason: ReasonApp})
 	c := signal.Change{Source: src.Name, Revision: prev, Previous: rev, OriginRevision: prevOrigin, Path: s.cfg.Store.LinkPath(src.Name), RollbackOf: rev}
 	for _, n := range s.cfg.Notifiers {
 		n.Notify(c)

@@ -128,8 +128,10 @@ type Syncer struct {
 	started time.Time
 	once    bool // Once runs: no rollout window
 
-	changeMu gosync.Mutex
-	changed  changes // wait.go
+	changeMu    gosync.Mutex
+	changed     changes // wait.go
+	events      []Event // events.go: the newest eventHistory
+	lastEventID uint64
 }
 
 // source is the per-source state of the loop.

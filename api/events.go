@@ -1,0 +1,56 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// EventsPath streams the sync loop's events as Server-Sent Events.
+const EventsPath = "/v1/events"
+
+// heartbeat is how often an idle event stream says it is alive (a comment
+// line), so proxies and clients do not take it for dead.
+const heartbeat = 15 * time.Second
+
+// events streams each publish, repair, rejection and rollback as one
+// Server-Sent Event ("id", "event" the kind, "data" the JSON). A client
+// that reconnects with Last-Event-ID gets what it missed, as far as the
+// loop's bounded history reaches.
+func (h *pull) events(w http.ResponseWriter, r *http.Request) {
+	var after uint64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, fmt.Sprintf("Last-Event-ID %q: want the id of an event", v), http.StatusBadRequest)
+			return
+		}
+		after = n
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	for r.Context().Err() == nil {
+		// Each write gets the server's bound anew: a stream is long, one
+		// write of it is not.
+		rc.SetWriteDeadline(time.Now().Add(heartbeat + writeTimeout))
+		ctx, cancel := context.WithTimeout(r.Context(), heartbeat)
+		evs := h.s.Events(ctx, after)
+		cancel()
+		if len(evs) == 0 {
+			fmt.Fprint(w, ": alive\n\n")
+		}
+		for _, e := range evs {
+			data, _ := json.Marshal(e)
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Kind, data)
+			after = e.ID
+		}
+		if err := rc.Flush(); err != nil {
+			return // the client went away
+		}
+	}
+}
