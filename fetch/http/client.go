@@ -10,7 +10,6 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -22,24 +21,12 @@ import (
 // maxRedirects is how many redirects one GET follows.
 const maxRedirects = 5
 
-// caFile reads CAFile: nil when none is given.
-func (o Options) caFile() ([]byte, error) {
-	if o.CAFile == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(o.CAFile)
-	if err != nil {
-		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: err}
-	}
-	return pem, nil
-}
-
 // client builds a client that trusts the system roots and the
 // certificates of pem, the CA file's content.
 func (o Options) client(pem []byte) (*nethttp.Client, error) {
-	tr, err := kit.TLSTransport(pem, o.InsecureSkipVerify)
+	tr, err := kit.CATransport(pem, o.CAFile, o.InsecureSkipVerify)
 	if err != nil {
-		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: fmt.Errorf("%s %w", o.CAFile, err)}
+		return nil, err
 	}
 	// The digest is of the bytes the server sends; transparent gzip would
 	// hide the wire length from the Content-Length check.
@@ -50,7 +37,7 @@ func (o Options) client(pem []byte) (*nethttp.Client, error) {
 // httpClient returns the client, rebuilt when the CA file changed since the
 // last call (cert-manager rotates CA bundles in place).
 func (s *Source) httpClient() (*nethttp.Client, error) {
-	pem, err := s.opts.caFile()
+	pem, err := kit.ReadCAFile(s.opts.CAFile)
 	if err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ func (o Options) problems() []error {
 			errs = append(errs, report.Fieldf("{VerifyKeysFile}: %v", err))
 		}
 	}
-	pem, err := o.caFile()
+	pem, err := kit.ReadCAFile(o.CAFile)
 	if err == nil {
 		_, err = o.client(pem)
 	}

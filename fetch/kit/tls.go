@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
+	"os"
 )
 
 // ErrNoPEM is TLSTransport's answer to a CA file that holds no certificate.
@@ -31,6 +33,29 @@ func TLSTransport(pem []byte, insecure bool) (*http.Transport, error) {
 		RootCAs:            roots,
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: insecure, // #nosec G402 -- opt-in, warned on every sync
+	}
+	return tr, nil
+}
+
+// ReadCAFile reads the PEM file path, an option's CAFile: nil when path is
+// empty. Its error is a FileError of the field CAFile.
+func ReadCAFile(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &FileError{Field: "CAFile", What: "CA file", Err: err}
+	}
+	return pem, nil
+}
+
+// CATransport is TLSTransport for the content pem of the CA file path,
+// its error a FileError of the field CAFile that names the file.
+func CATransport(pem []byte, path string, insecure bool) (*http.Transport, error) {
+	tr, err := TLSTransport(pem, insecure)
+	if err != nil {
+		return nil, &FileError{Field: "CAFile", What: "CA file", Err: fmt.Errorf("%s %w", path, err)}
 	}
 	return tr, nil
 }

@@ -94,7 +94,7 @@ func (s *Source) client(ctx context.Context) (*remote.Puller, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	pem, err := s.opts.caFile()
+	pem, err := kit.ReadCAFile(s.opts.CAFile)
 	if err != nil {
 		return nil, false, err
 	}
@@ -102,7 +102,7 @@ func (s *Source) client(ctx context.Context) (*remote.Puller, bool, error) {
 	if s.puller != nil && key == s.clientKey {
 		return s.puller, hasCredentials(creds), nil
 	}
-	tr, err := s.opts.transport(pem)
+	tr, err := kit.CATransport(pem, s.opts.CAFile, s.opts.InsecureSkipVerify)
 	if err != nil {
 		return nil, false, err
 	}

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	nethttp "net/http"
-	"os"
 	"strings"
 
 	"github.com/docker/cli/cli/config"
@@ -62,9 +60,9 @@ func (o Options) Validate() error {
 	if _, err := o.credentials(name.Registry{}); err != nil {
 		errs = append(errs, kit.FieldError(err))
 	}
-	pem, err := o.caFile()
+	pem, err := kit.ReadCAFile(o.CAFile)
 	if err == nil {
-		_, err = o.transport(pem)
+		_, err = kit.CATransport(pem, o.CAFile, o.InsecureSkipVerify)
 	}
 	if err != nil {
 		errs = append(errs, kit.FieldError(err))
@@ -132,27 +130,6 @@ func (o Options) dockerConfig(reg name.Registry) (authn.AuthConfig, error) {
 
 // any reports whether c holds a credential.
 func hasCredentials(c authn.AuthConfig) bool { return c != authn.AuthConfig{} }
-
-// caFile reads CAFile: nil when none is given.
-func (o Options) caFile() ([]byte, error) {
-	if o.CAFile == "" {
-		return nil, nil
-	}
-	pem, err := os.ReadFile(o.CAFile)
-	if err != nil {
-		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: err}
-	}
-	return pem, nil
-}
-
-// transport trusts the system roots and the certificates of pem.
-func (o Options) transport(pem []byte) (*nethttp.Transport, error) {
-	tr, err := kit.TLSTransport(pem, o.InsecureSkipVerify)
-	if err != nil {
-		return nil, &kit.FileError{Field: "CAFile", What: "CA file", Err: fmt.Errorf("%s %w", o.CAFile, err)}
-	}
-	return tr, nil
-}
 
 // clientKey identifies what a cached client was built from: the
 // credentials and the CA file's content.
