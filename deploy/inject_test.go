@@ -13,7 +13,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/internal/demoapp"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
@@ -69,14 +68,7 @@ func TestInjectedPodLifecycle(t *testing.T) {
 	f := m.ferry(t)
 	o := newOrigin(t, config("one"))
 
-	var ferryLog bytes.Buffer
-	ferry := k.ferryCommand(ferryBin, f, o.url(), nil)
-	ferry.Stderr = &ferryLog
-	if err := ferry.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ferry.Process.Kill()
-	k.startupProbe(f)
+	ferry, ferryLog := k.startSidecar(ferryBin, f, o.url())
 
 	app := &pod.Containers[0]
 	appAddr := k.ports[app.Ports[0].ContainerPort]
@@ -89,11 +81,7 @@ func TestInjectedPodLifecycle(t *testing.T) {
 	testkit.Eventually(t, 15*time.Second, "the app", func() bool { st, err := demoapp.Get(appAddr); return err == nil && st.Greeting == "one" })
 
 	o.set(t, config("two"))
-	resp, err := http.Post("http://"+k.port(f, f.LivenessProbe)+api.SyncPath, "", nil)
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST /sync: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	k.triggerSync(f)
 	testkit.Eventually(t, 15*time.Second, "the reload", func() bool { st, _ := demoapp.Get(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
 	if lp := f.LivenessProbe; status("http://"+k.port(f, lp)+lp.HTTPGet.Path) != http.StatusOK {
 		t.Fatal("livenessProbe fails while syncing")

@@ -179,6 +179,33 @@ func (k *kubelet) ferryCommand(bin string, c *corev1.Container, sourceURL string
 	return cmd
 }
 
+// startSidecar starts ferry's container c as the kubelet starts a native
+// sidecar, against sourceURL, and returns once its startupProbe passed;
+// the process is killed when the test ends, if it still runs.
+func (k *kubelet) startSidecar(bin string, c *corev1.Container, sourceURL string) (*exec.Cmd, *bytes.Buffer) {
+	k.t.Helper()
+	var log bytes.Buffer
+	cmd := k.ferryCommand(bin, c, sourceURL, nil)
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	k.t.Cleanup(func() { cmd.Process.Kill() })
+	k.startupProbe(c)
+	return cmd, &log
+}
+
+// triggerSync asks ferry's container c for a sync now (the manifests poll
+// every 30s), from loopback, as a CI hook would.
+func (k *kubelet) triggerSync(c *corev1.Container) {
+	k.t.Helper()
+	resp, err := http.Post("http://"+k.port(c, c.LivenessProbe)+api.SyncPath, "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		k.t.Fatalf("POST /sync: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
 // appDir finds the directory the app reads (ROOT/NAME) and maps it.
 func (k *kubelet) appDir(app *corev1.Container, root, name string) string {
 	return k.path(app, root+"/"+name)
@@ -252,14 +279,7 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 	f := m.ferry(t)
 	o := newOrigin(t, config("one"))
 
-	var ferryLog bytes.Buffer
-	ferry := k.ferryCommand(ferryBin, f, o.url(), nil)
-	ferry.Stderr = &ferryLog
-	if err := ferry.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ferry.Process.Kill()
-	k.startupProbe(f)
+	ferry, ferryLog := k.startSidecar(ferryBin, f, o.url())
 
 	app := &m.pod().Containers[0]
 	root, name := flag(f.Args, "root"), strings.Split(flag(f.Args, "source"), "=")[0]
@@ -275,11 +295,7 @@ func TestNativeSidecarPodLifecycle(t *testing.T) {
 	o.set(t, config("two"))
 	// The manifest polls every 30s (the default); ask for a sync now, as a
 	// CI hook would, from loopback.
-	resp, err := http.Post("http://"+k.port(f, f.LivenessProbe)+api.SyncPath, "", nil)
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST /sync: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	k.triggerSync(f)
 	testkit.Eventually(t, 15*time.Second, "the reload", func() bool { st, _ := demoapp.Get(appAddr); return st.Reloads == 1 && st.Greeting == "two" })
 	if lp := f.LivenessProbe; status("http://"+k.port(f, lp)+lp.HTTPGet.Path) != http.StatusOK {
 		t.Fatal("livenessProbe fails while syncing")
@@ -359,14 +375,7 @@ func TestQuickstartPodLifecycle(t *testing.T) {
 	f := m.ferry(t)
 	o := newOrigin(t, config("one"))
 
-	var ferryLog bytes.Buffer
-	ferry := k.ferryCommand(ferryBin, f, o.url(), nil)
-	ferry.Stderr = &ferryLog
-	if err := ferry.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ferry.Process.Kill()
-	k.startupProbe(f)
+	ferry, ferryLog := k.startSidecar(ferryBin, f, o.url())
 
 	// httpd -h DIR serves what the app's mount shows at DIR.
 	app := &m.pod().Containers[0]
@@ -379,11 +388,7 @@ func TestQuickstartPodLifecycle(t *testing.T) {
 		t.Fatalf("the app's %s/app.yaml = %q once ferry is ready\n%s", served, got, ferryLog.String())
 	}
 	o.set(t, config("two"))
-	resp, err := http.Post("http://"+k.port(f, f.LivenessProbe)+api.SyncPath, "", nil)
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST /sync: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	k.triggerSync(f)
 	testkit.Eventually(t, 15*time.Second, "the new revision at the app's path", func() bool { return read() == "greeting: two\n" })
 	if code, took := sigterm(t, ferry); code != 0 || took > 2*time.Second {
 		t.Fatalf("ferry exit %d after %s on SIGTERM, want 0 promptly\n%s", code, took, ferryLog.String())
