@@ -235,14 +235,18 @@ func (s *Store) exchangeIn(dir, root *os.File, name, in, out string) error {
 	return renameAt(dir, swappedOut, retiredPrefix+randomSuffix()+"-"+out)
 }
 
+// retiredRand is the length of the random part of a retired mirror's
+// name, with its "-": randomSuffix's 16 hex digits.
+const retiredRand = 16 + 1
+
 // retiredRev is the revision a retired mirror's name says it holds, "" for
 // none (or one that was not known).
 func retiredRev(entry string) string {
 	rest, ok := strings.CutPrefix(entry, retiredPrefix)
-	if !ok || len(rest) < 17 {
+	if !ok || len(rest) < retiredRand {
 		return ""
 	}
-	return rest[17:]
+	return rest[retiredRand:]
 }
 
 // swapMirrorForLink puts ferry's symlink, made as link in the source's

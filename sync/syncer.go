@@ -129,8 +129,8 @@ type Syncer struct {
 	once    bool // Once runs: no rollout window
 
 	changeMu    gosync.Mutex
-	changed     changes // wait.go
-	events      []Event // events.go: the newest eventHistory
+	changed     chan struct{} // closed at each change: wait.go
+	events      []Event       // events.go: the newest eventHistory
 	lastEventID uint64
 }
 
@@ -192,7 +192,7 @@ func New(cfg Config) (*Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sync: metrics: %w", err)
 	}
-	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now(), changed: changes{ch: make(chan struct{})}}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now(), changed: make(chan struct{})}
 	seen := map[string]bool{}
 	var names []string
 	for _, src := range cfg.Sources {

@@ -5,24 +5,20 @@ import (
 	"fmt"
 )
 
-// changes wakes those waiting for a source's revision to change: a
-// channel closed, and replaced, after every attempt of the loop.
-type changes struct {
-	ch chan struct{}
-}
-
-// broadcast wakes every waiter; they look again.
+// broadcast wakes every waiter (a long poll, an event stream): the
+// channel they wait on is closed, and replaced, after every attempt of
+// the loop and every event; they look again.
 func (s *Syncer) broadcast() {
 	s.changeMu.Lock()
-	close(s.changed.ch)
-	s.changed.ch = make(chan struct{})
+	close(s.changed)
+	s.changed = make(chan struct{})
 	s.changeMu.Unlock()
 }
 
 func (s *Syncer) changedCh() <-chan struct{} {
 	s.changeMu.Lock()
 	defer s.changeMu.Unlock()
-	return s.changed.ch
+	return s.changed
 }
 
 // WaitChange returns the status of source name once its published
