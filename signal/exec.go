@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/ferrysync/ferry/internal/report"
@@ -38,31 +39,26 @@ func newExec(o Options, m *metrics) *execHook {
 	return e
 }
 
-// exec runs the command once for c. It logs what the command printed: a
+// exec runs the command once for cs. It logs what the command printed: a
 // failure at WARN, its first and last lines; the whole output (up to
 // execOutputLimit) at DEBUG.
-func (e *execHook) exec(ctx context.Context, c Change) error {
+func (e *execHook) exec(ctx context.Context, cs Changes) error {
 	start := time.Now()
+	dir := cs[0].Path // the published tree of a single change
+	if len(cs) > 1 {
+		dir = filepath.Dir(dir) // the root, above every source's link
+	}
 	out, err := e.cmd.Run(ctx, runcmd.Run{
-		Dir: c.Path,
-		// All set, empty or not: a value from ferry's own environment
-		// (FERRY_SOURCE configures it) must not pass for the change's.
-		Env: []string{
-			"FERRY_SOURCE=" + c.Source,
-			"FERRY_REVISION=" + c.Revision,
-			"FERRY_PREVIOUS_REVISION=" + c.Previous,
-			"FERRY_PATH=" + c.Path,
-			"FERRY_ORIGIN_REVISION=" + c.OriginRevision,
-			"FERRY_ROLLBACK_OF=" + c.RollbackOf,
-		},
+		Dir:         dir,
+		Env:         execEnv(cs),
 		Timeout:     e.timeout,
 		OutputLimit: execOutputLimit,
 	})
 	if ctx.Err() != nil {
 		return err // shutting down: not the hook's failure
 	}
-	attrs := []any{"command", e.cmd.Argv[0], "source", c.Source, "revision", c.Revision,
-		"duration", time.Since(start).Round(time.Millisecond)}
+	attrs := append(append([]any{"command", e.cmd.Argv[0]}, cs.logAttrs()...),
+		"duration", time.Since(start).Round(time.Millisecond))
 	if err == nil {
 		e.log.Debug("exec hook done", append(attrs, "output", out)...)
 		return nil
@@ -77,4 +73,21 @@ func (e *execHook) exec(ctx context.Context, c Change) error {
 		msg += ": " + o
 	}
 	return report.Errorf(err, "%s", msg)
+}
+
+// execEnv is what the hook's environment says of cs: each field of a single
+// change, or of every change, comma-separated in the same order; and the
+// notification's JSON body in FERRY_CHANGES. All are set, empty or not: a
+// value from ferry's own environment (FERRY_SOURCE configures it) must not
+// pass for the change's.
+func execEnv(cs Changes) []string {
+	return []string{
+		"FERRY_SOURCE=" + cs.sources(),
+		"FERRY_REVISION=" + cs.revisions(),
+		"FERRY_PREVIOUS_REVISION=" + cs.join(func(c Change) string { return c.Previous }),
+		"FERRY_PATH=" + cs.join(func(c Change) string { return c.Path }),
+		"FERRY_ORIGIN_REVISION=" + cs.join(func(c Change) string { return c.OriginRevision }),
+		"FERRY_ROLLBACK_OF=" + cs.join(func(c Change) string { return c.RollbackOf }),
+		"FERRY_CHANGES=" + string(cs.body()),
+	}
 }

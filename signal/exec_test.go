@@ -69,6 +69,26 @@ func TestExecHookSeesTheChangeInItsEnvironment(t *testing.T) {
 	}
 }
 
+// TestExecHookSeesSeveralChangesAtOnce: changes told together run the hook
+// once, in the root above their links, each variable listing every change.
+func TestExecHookSeesSeveralChangesAtOnce(t *testing.T) {
+	root, out := hookDir(t)
+	n := newNotifiers(t, execOptions(`/bin/sh -c 'env | grep -E "^FERRY_(SOURCE|REVISION|PATH|CHANGES)=" | sort > `+out+`; echo "pwd=$(pwd)" >> `+out+`'`))
+	n.start(t)
+	n.Notify(Change{Source: "web", Revision: "w2", Path: root + "/web"}, Change{Source: "db", Revision: "d2", Path: root + "/db"})
+	n.waitTotal(t, "exec:/bin/sh", resultOK, 1)
+	b, _ := os.ReadFile(out)
+	real, _ := filepath.EvalSymlinks(root)
+	want := `FERRY_CHANGES={"changes":[{"source":"db","revision":"d2","path":"` + root + `/db"},{"source":"web","revision":"w2","path":"` + root + `/web"}]}` + "\n" +
+		"FERRY_PATH=" + root + "/db," + root + "/web\nFERRY_REVISION=d2,w2\nFERRY_SOURCE=db,web\npwd=" + real + "\n"
+	if string(b) != want {
+		t.Errorf("the hook saw\n%s\nwant\n%s", b, want)
+	}
+	if logs := n.logs.String(); !strings.Contains(logs, `msg="notified application" command=/bin/sh sources=db,web revisions=d2,w2 attempts=1`) {
+		t.Errorf("logs lack the delivery of both:\n%s", logs)
+	}
+}
+
 func TestExecHookIsRetriedUntilItExitsZero(t *testing.T) {
 	dir, log := hookDir(t)
 	n := newNotifiers(t, execOptions(`sh -c 'echo run >> runs; [ $(wc -l < runs) -ge 3 ] || { echo "first line"; echo "not yet"; exit 4; }'`))

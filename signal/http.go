@@ -40,7 +40,7 @@ func newHTTP(o Options, m *metrics) *httpNotifier {
 	for _, raw := range o.URLs {
 		u, _ := url.Parse(raw)
 		t := &httpTarget{url: raw, name: displayName(u), secrets: queryValues(u.RawQuery)}
-		h.add(t.name, slog.String("url", t.name), func(ctx context.Context, c Change) error { return h.send(ctx, t, c) })
+		h.add(t.name, slog.String("url", t.name), func(ctx context.Context, cs Changes) error { return h.send(ctx, t, cs) })
 	}
 	return h
 }

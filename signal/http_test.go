@@ -32,13 +32,11 @@ func TestNotifySendsJSONBodyAndHeaders(t *testing.T) {
 	if q.method != http.MethodPut {
 		t.Errorf("method = %q, want PUT", q.method)
 	}
-	var body map[string]string
-	if err := json.Unmarshal(q.body, &body); err != nil {
-		t.Fatalf("body %q is not JSON: %v", q.body, err)
-	}
-	want := map[string]string{"source": "app", "revision": "abc123", "path": "/config/app"}
-	if fmt.Sprint(body) != fmt.Sprint(want) {
-		t.Errorf("body = %v, want %v", body, want)
+	// One change: its fields at the top level, as receivers written for
+	// one source read them, and under "changes", as the others do.
+	want := `{"source":"app","revision":"abc123","path":"/config/app","changes":[{"source":"app","revision":"abc123","path":"/config/app"}]}`
+	if string(q.body) != want {
+		t.Errorf("body = %s\nwant   %s", q.body, want)
 	}
 	for k, v := range map[string]string{
 		"Content-Type":   "application/json",
@@ -49,6 +47,42 @@ func TestNotifySendsJSONBodyAndHeaders(t *testing.T) {
 		if got := q.header.Get(k); got != v {
 			t.Errorf("header %s = %q, want %q", k, got, v)
 		}
+	}
+}
+
+// TestNotifyTellsChangesTogetherInOneRequest: changes handed over together
+// are one request, whose body lists them all and nothing at the top level;
+// a change that replaces one of them while it is being retried takes the
+// others along.
+func TestNotifyTellsChangesTogetherInOneRequest(t *testing.T) {
+	r := newReceiver(t, answer(503, 200, 200))
+	o := fastOptions(r.url)
+	// The retry must not come before a2 does; a2 is sent at once.
+	o.InitialInterval, o.MaxInterval = 10*time.Second, 10*time.Second
+	n := newNotifiers(t, o)
+	n.start(t)
+	n.Notify(Change{Source: "b", Revision: "b1", Path: "/c/b"}, Change{Source: "a", Revision: "a1", Path: "/c/a"})
+	testkit.Eventually(t, wait, "the first attempt", func() bool { return len(r.requests()) == 1 })
+	n.Notify(Change{Source: "c", Revision: "c1", Path: "/c/c"}) // apart: a source of its own
+	n.Notify(Change{Source: "a", Revision: "a2", Path: "/c/a"}) // replaces a1, takes b1 along
+	testkit.Eventually(t, wait, "two deliveries", func() bool { return len(r.delivered()) == 2 })
+	quiet(t, 200*time.Millisecond, "another request", func() bool { return len(r.requests()) == 3 })
+
+	var got []string
+	for _, q := range r.requests() {
+		got = append(got, q.header.Get("Ferry-Source")+" "+q.header.Get("Ferry-Revision")+" "+string(q.body))
+	}
+	slices.Sort(got[1:]) // the two deliveries run in either order
+	want := []string{
+		`a,b a1,b1 {"changes":[{"source":"a","revision":"a1","path":"/c/a"},{"source":"b","revision":"b1","path":"/c/b"}]}`,
+		`a,b a2,b1 {"changes":[{"source":"a","revision":"a2","path":"/c/a"},{"source":"b","revision":"b1","path":"/c/b"}]}`,
+		`c c1 {"source":"c","revision":"c1","path":"/c/c","changes":[{"source":"c","revision":"c1","path":"/c/c"}]}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if v := n.total(t, r.url, resultDropped); v != 1 {
+		t.Errorf("dropped = %v, want 1 (a1)", v)
 	}
 }
 

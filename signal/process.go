@@ -46,18 +46,18 @@ func newProcess(o Options, m *metrics) *process {
 	return p
 }
 
-// Notify sends the signal now and logs the outcome; c only labels the log.
-// It reads /proc once and never waits on the application.
-func (p *process) Notify(c Change) {
+// Notify sends the signal now, once for all of cs, and logs the outcome;
+// cs only labels the log. It reads /proc once and never waits on the
+// application.
+func (p *process) Notify(cs Changes) {
 	n, err := p.kill()
+	attrs := append([]any{"process", p.name, "signal", signalName(p.sig)}, cs.logAttrs()...)
 	if err != nil {
-		p.log.Error("signal application failed", "process", p.name, "signal", signalName(p.sig),
-			"source", c.Source, "revision", c.Revision, "signalled", n, "error", err)
+		p.log.Error("signal application failed", append(attrs, "signalled", n, "error", err)...)
 		p.metrics.inc(p.target, resultFailed)
 		return
 	}
-	p.log.Info("signalled application", "process", p.name, "signal", signalName(p.sig),
-		"source", c.Source, "revision", c.Revision, "signalled", n)
+	p.log.Info("signalled application", append(attrs, "signalled", n)...)
 	p.metrics.inc(p.target, resultOK)
 }
 

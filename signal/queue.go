@@ -17,9 +17,10 @@ var _ runner = (*queue)(nil)
 
 // queue delivers changes to its targets in the background, the way every
 // way of telling that can fail and be retried does (HTTP requests, the exec
-// hook): Notify puts a change in each target's mailbox, run delivers. For
-// each target and source only the newest change is delivered; each is
-// retried with its own backoff, and may end as a Refusal.
+// hook): Notify puts changes in each target's mailbox, run delivers. The
+// changes handed over together are delivered together; for each target
+// and source only the newest change is delivered; each delivery is retried
+// with its own backoff, and may end as a Refusal of each of its changes.
 type queue struct {
 	maxElapsed  time.Duration
 	initial     time.Duration
@@ -38,56 +39,49 @@ func newQueue(o Options, m *metrics) *queue {
 	return q
 }
 
-// target is one place a change is delivered, with its mailbox: at most one
-// pending change per source, the newest, in order of arrival.
+// target is one place changes are delivered, with its mailbox: the
+// batches handed to Notify, in order of arrival.
 type target struct {
 	name string    // as logs and metric labels show it
 	attr slog.Attr // names it in a log line: url=..., command=...
-	// send delivers a change once; nil means delivered. An error that
-	// retryable says is final ends the change at once.
-	send func(ctx context.Context, c Change) error
+	// send delivers changes once; nil means delivered. An error that
+	// retryable says is final ends the delivery at once.
+	send func(ctx context.Context, cs Changes) error
 
 	mu    sync.Mutex
-	inbox []Change
+	inbox []Changes
 	wake  chan struct{} // capacity 1: "the inbox changed"
 }
 
 // add makes a target of the queue and shows its metric series at 0.
-func (q *queue) add(name string, attr slog.Attr, send func(context.Context, Change) error) *target {
+func (q *queue) add(name string, attr slog.Attr, send func(context.Context, Changes) error) *target {
 	t := &target{name: name, attr: attr, send: send, wake: make(chan struct{}, 1)}
 	q.metrics.initTarget(t.name, resultOK, resultRetry, resultFailed, resultDropped)
 	q.targets = append(q.targets, t)
 	return t
 }
 
-// Notify queues c for every target. A change still pending or being
-// retried for the same source is dropped in favour of c.
-func (q *queue) Notify(c Change) {
+// Notify queues cs for every target, to be delivered together. A change
+// still pending or being retried for one of their sources is dropped in
+// favour of theirs, and the other changes delivered with it join cs.
+func (q *queue) Notify(cs Changes) {
 	for _, t := range q.targets {
-		if old, replaced := t.put(c); replaced {
-			q.dropped(t, old, c)
-		}
+		t.put(cs)
 	}
 }
 
-func (t *target) put(c Change) (old Change, replaced bool) {
+func (t *target) put(cs Changes) {
 	t.mu.Lock()
-	if i := slices.IndexFunc(t.inbox, func(p Change) bool { return p.Source == c.Source }); i >= 0 {
-		old, replaced = t.inbox[i], true
-		t.inbox[i] = c
-	} else {
-		t.inbox = append(t.inbox, c)
-	}
+	t.inbox = append(t.inbox, cs)
 	t.mu.Unlock()
 	select {
 	case t.wake <- struct{}{}:
-	default: // a wake-up is already pending; it will see c
+	default: // a wake-up is already pending; it will see cs
 	}
-	return old, replaced
 }
 
 // take empties the inbox, oldest arrival first.
-func (t *target) take() []Change {
+func (t *target) take() []Changes {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := t.inbox
@@ -95,10 +89,17 @@ func (t *target) take() []Change {
 	return out
 }
 
-func (q *queue) dropped(t *target, old, c Change) {
-	q.metrics.inc(t.name, resultDropped)
-	q.log.Debug("notify superseded by a newer revision", t.attr, "source", c.Source,
-		"revision", old.Revision, "newer", c.Revision)
+// dropped counts and logs each change of old that one of newer replaces.
+func (q *queue) dropped(t *target, old, newer Changes) {
+	for _, c := range old {
+		for _, n := range newer {
+			if n.Source == c.Source {
+				q.metrics.inc(t.name, resultDropped)
+				q.log.Debug("notify superseded by a newer revision", t.attr, "source", c.Source,
+					"revision", c.Revision, "newer", n.Revision)
+			}
+		}
+	}
 }
 
 // run delivers queued changes, one worker per target, until ctx is done.
@@ -110,9 +111,10 @@ func (q *queue) run(ctx context.Context) {
 	wg.Wait()
 }
 
-// job is one change being delivered to one target, with its own backoff.
+// job is changes being delivered together to one target, with their own
+// backoff.
 type job struct {
-	c        Change
+	cs       Changes
 	seq      uint64 // arrival order, to break ties between due jobs
 	bo       *backoff.ExponentialBackOff
 	attempts int
@@ -125,23 +127,30 @@ type job struct {
 // the first failure, then one per interval, then the outcome.
 const retryLogEvery = 30 * time.Second
 
-// work delivers to one target. Each source has at most one job; jobs of
-// different sources interleave, so one source in backoff does not hold up
-// another, and a newer change replaces its source's job at once, even in
-// the middle of a long wait.
+// work delivers to one target. Each source is in at most one job; jobs
+// of different sources interleave, so one source in backoff does not hold
+// up another. Changes that name a source of a waiting job replace its
+// change of that source and take the rest of it along, at once, even in
+// the middle of a long wait: the newest of each source is delivered, and
+// what was to be told together still is.
 func (q *queue) work(ctx context.Context, t *target) {
-	jobs := make(map[string]*job)
+	var jobs []*job
 	var seq uint64
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
-		for _, c := range t.take() {
-			if old, ok := jobs[c.Source]; ok {
-				q.dropped(t, old.c, c)
-			}
+		for _, cs := range t.take() {
+			jobs = slices.DeleteFunc(jobs, func(old *job) bool {
+				if !old.cs.overlaps(cs) {
+					return false
+				}
+				q.dropped(t, old.cs, cs)
+				cs = merge(cs, old.cs)
+				return true
+			})
 			seq++
-			jobs[c.Source] = q.newJob(c, seq)
+			jobs = append(jobs, q.newJob(cs, seq))
 		}
 		j := nextJob(jobs)
 		if j == nil {
@@ -164,7 +173,7 @@ func (q *queue) work(ctx context.Context, t *target) {
 			continue // look at the inbox again before sending anything
 		}
 		if q.attempt(ctx, t, j) {
-			delete(jobs, j.c.Source)
+			jobs = slices.DeleteFunc(jobs, func(o *job) bool { return o == j })
 		}
 		if ctx.Err() != nil {
 			return
@@ -172,7 +181,12 @@ func (q *queue) work(ctx context.Context, t *target) {
 	}
 }
 
-func (q *queue) newJob(c Change, seq uint64) *job {
+// logAttrs name the target and the changes of j in a log line, then more.
+func (j *job) logAttrs(t *target, more ...any) []any {
+	return append(append([]any{t.attr}, j.cs.logAttrs()...), more...)
+}
+
+func (q *queue) newJob(cs Changes, seq uint64) *job {
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(q.initial),
 		backoff.WithMaxInterval(q.maxIvl),
@@ -180,10 +194,10 @@ func (q *queue) newJob(c Change, seq uint64) *job {
 		// its 0 is ours, never.
 		backoff.WithMaxElapsedTime(q.maxElapsed),
 	)
-	return &job{c: c, seq: seq, bo: bo, due: time.Now()}
+	return &job{cs: cs, seq: seq, bo: bo, due: time.Now()}
 }
 
-func nextJob(jobs map[string]*job) *job {
+func nextJob(jobs []*job) *job {
 	var best *job
 	for _, j := range jobs {
 		if best == nil || j.due.Before(best.due) || (j.due.Equal(best.due) && j.seq < best.seq) {
@@ -201,10 +215,9 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 	if j.first.IsZero() {
 		j.first = start
 	}
-	err := t.send(ctx, j.c)
+	err := t.send(ctx, j.cs)
 	if err == nil {
-		q.log.Info("notified application", t.attr, "source", j.c.Source,
-			"revision", j.c.Revision, "attempts", j.attempts)
+		q.log.Info("notified application", j.logAttrs(t, "attempts", j.attempts)...)
 		// The counter moves last: whoever sees it can rely on the rest.
 		q.metrics.observe(t.name, time.Since(start).Seconds())
 		q.metrics.inc(t.name, resultOK)
@@ -239,21 +252,24 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 		// refuses every reload: say so at once, then now and then.
 		level, j.warned = slog.LevelWarn, now
 	}
-	q.log.Log(ctx, level, "notify failed, will retry", t.attr, "source", j.c.Source,
-		"revision", j.c.Revision, "attempts", j.attempts, "failing_for", time.Since(j.first).Round(time.Millisecond), "retry_in", wait, "error", err)
+	q.log.Log(ctx, level, "notify failed, will retry", j.logAttrs(t,
+		"attempts", j.attempts, "failing_for", time.Since(j.first).Round(time.Millisecond), "retry_in", wait, "error", err)...)
 	q.metrics.inc(t.name, resultRetry)
 	return false
 }
 
-// refuse tells Refused, when set, that t refused j's change for good.
+// refuse tells Refused, when set, that t refused each of j's changes for
+// good.
 func (q *queue) refuse(t *target, j *job, err error) {
-	if q.refused != nil {
-		q.refused(Refusal{Change: j.c, Target: t.name, Err: err})
+	if q.refused == nil {
+		return
+	}
+	for _, c := range j.cs {
+		q.refused(Refusal{Change: c, Target: t.name, Err: err})
 	}
 }
 
 func (q *queue) failed(t *target, j *job, err error, msg string) {
-	q.log.Error(msg, t.attr, "source", j.c.Source, "revision", j.c.Revision,
-		"attempts", j.attempts, "error", err)
+	q.log.Error(msg, j.logAttrs(t, "attempts", j.attempts, "error", err)...)
 	q.metrics.inc(t.name, resultFailed)
 }

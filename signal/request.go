@@ -3,7 +3,6 @@ package signal
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,15 +32,14 @@ const (
 )
 
 // send makes one request. A nil error means a 2xx reply.
-func (h *httpNotifier) send(ctx context.Context, t *httpTarget, c Change) error {
-	body, _ := json.Marshal(c) // strings only: cannot fail
-	req, err := http.NewRequestWithContext(ctx, h.method, t.url, bytes.NewReader(body))
+func (h *httpNotifier) send(ctx context.Context, t *httpTarget, cs Changes) error {
+	req, err := http.NewRequestWithContext(ctx, h.method, t.url, bytes.NewReader(cs.body()))
 	if err != nil {
 		return backoff.Permanent(fmt.Errorf("build notify request for %s: %w", t.name, t.hide(err)))
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Ferry-Source", headerValue(c.Source))
-	req.Header.Set("Ferry-Revision", headerValue(c.Revision))
+	req.Header.Set("Ferry-Source", headerValue(cs.sources()))
+	req.Header.Set("Ferry-Revision", headerValue(cs.revisions()))
 	req.Header.Set("User-Agent", "ferry")
 	resp, err := h.client.Do(req)
 	if err != nil {

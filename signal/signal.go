@@ -228,10 +228,10 @@ type Notifiers struct {
 }
 
 // notifier is one way of telling the application. Notify must not block.
-type notifier interface{ Notify(Change) }
+type notifier interface{ Notify(Changes) }
 
 // firstNotifier is a notifier that wants a source's first publish too.
-type firstNotifier interface{ NotifyFirst(Change) }
+type firstNotifier interface{ NotifyFirst(Changes) }
 
 // runner is a notifier with work of its own, done until ctx is done.
 type runner interface{ run(ctx context.Context) }
@@ -266,13 +266,18 @@ func New(o Options) (*Notifiers, error) {
 	return n, nil
 }
 
-// Notify hands c to every way of telling and returns at once: an HTTP
-// request and the exec hook are queued for Run, where a change still
-// pending for the same source is dropped in favour of c; a signal is sent
-// and the touch file touched now.
-func (n *Notifiers) Notify(c Change) {
+// Notify hands cs, changes of distinct sources, to every way of telling,
+// to be told at once, and returns at once: an HTTP request and the exec
+// hook are queued for Run, where a change still pending for one of their
+// sources is dropped in favour of theirs; a signal is sent and the touch
+// file touched now. It tells nothing of no change.
+func (n *Notifiers) Notify(cs ...Change) {
+	if len(cs) == 0 {
+		return
+	}
+	batch := merge(cs, nil)
 	for _, w := range n.ways {
-		w.Notify(c)
+		w.Notify(batch)
 	}
 }
 
@@ -280,10 +285,14 @@ func (n *Notifiers) Notify(c Change) {
 // the app has not started, or has nothing to reload. Only the touch file
 // is touched, as git-sync does after every sync that changed something: an
 // app that waits for it to appear learns that its config is there.
-func (n *Notifiers) NotifyFirst(c Change) {
+func (n *Notifiers) NotifyFirst(cs ...Change) {
+	if len(cs) == 0 {
+		return
+	}
+	batch := merge(cs, nil)
 	for _, w := range n.ways {
 		if f, ok := w.(firstNotifier); ok {
-			f.NotifyFirst(c)
+			f.NotifyFirst(batch)
 		}
 	}
 }

@@ -48,20 +48,21 @@ func newTouch(o Options, m *metrics) *touch {
 	return t
 }
 
-// Notify touches the file now; c only labels the log. A failure is logged
-// and counted, not retried: the next change touches it again.
-func (t *touch) Notify(c Change) {
+// Notify touches the file now, once for all of cs; cs only labels the
+// log. A failure is logged and counted, not retried: the next change
+// touches it again.
+func (t *touch) Notify(cs Changes) {
 	if err := touchFile(t.path); err != nil {
-		t.log.Error("touch file failed", "touch_file", t.path, "source", c.Source, "revision", c.Revision, "error", err)
+		t.log.Error("touch file failed", append([]any{"touch_file", t.path}, append(cs.logAttrs(), "error", err)...)...)
 		t.metrics.inc(t.target, resultFailed)
 		return
 	}
-	t.log.Info("touched file", "touch_file", t.path, "source", c.Source, "revision", c.Revision)
+	t.log.Info("touched file", append([]any{"touch_file", t.path}, cs.logAttrs()...)...)
 	t.metrics.inc(t.target, resultOK)
 }
 
 // NotifyFirst touches the file for a first publish as for a change.
-func (t *touch) NotifyFirst(c Change) { t.Notify(c) }
+func (t *touch) NotifyFirst(cs Changes) { t.Notify(cs) }
 
 // touchFile sets path's access and modification times to now, creating it
 // mode 0644 when missing. A symbolic link at path is refused, never
