@@ -15,7 +15,9 @@ import (
 // first, and repaired: a link deleted or moved is linked again, a tree
 // damaged is fetched and published again, whether or not the origin moved.
 func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
-	s.rollBack(ctx, src)
+	m := s.round.join(src.Name)
+	defer m.leave()
+	s.rollBack(ctx, src, m)
 	start := time.Now()
 	src.mu.Lock()
 	src.lastAttempt = start
@@ -84,14 +86,11 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	// was damaged (what it read may have been wrong); not of a revision
 	// published again only to record its manifest.
 	c := signal.Change{Source: src.Name, Revision: rev, Previous: prev, OriginRevision: origin, Path: s.cfg.Store.LinkPath(src.Name)}
-	for _, n := range s.cfg.Notifiers {
-		f, wantsFirst := n.(FirstNotifier)
-		switch {
-		case prev != "" && (result == "published" || repairing):
-			n.Notify(c)
-		case prev == "" && result == "published" && wantsFirst:
-			f.NotifyFirst(c)
-		}
+	switch {
+	case prev != "" && (result == "published" || repairing):
+		m.publish(c, false)
+	case prev == "" && result == "published":
+		m.publish(c, true)
 	}
 	// Housekeeping comes after the app was told: it is not on the path
 	// from a change to the app.

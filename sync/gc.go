@@ -10,8 +10,9 @@ import (
 )
 
 // GC removes the oldest revisions of source name beyond keep, by publish
-// time. The current revision is never removed, and nothing is followed
-// through a symlink: only real directories under ROOT/.ferry/NAME count.
+// time. The current revision is never removed, nor the one the generation
+// link shows, and nothing is followed through a symlink: only real
+// directories under ROOT/.ferry/NAME count.
 func (s *Store) GC(name string, keep int) error {
 	if keep < 1 {
 		keep = 1
@@ -34,8 +35,9 @@ func (s *Store) GC(name string, keep int) error {
 		mod time.Time
 	}
 	var revs []revInfo
+	pinned := s.pinned(name)
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == current {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") || e.Name() == current || e.Name() == pinned {
 			continue
 		}
 		info, err := e.Info()
@@ -50,7 +52,7 @@ func (s *Store) GC(name string, keep int) error {
 		keepOthers = keep
 	}
 	var errs []error
-	kept := map[string]bool{current: current != ""}
+	kept := map[string]bool{current: current != "", pinned: pinned != ""}
 	for i, r := range revs {
 		if i < keepOthers {
 			kept[r.rev] = true

@@ -22,6 +22,7 @@ func (s *Syncer) Once(ctx context.Context) error {
 	errs := make([]error, len(s.sources))
 	var wg gosync.WaitGroup
 	for i, src := range s.sources {
+		s.round.reserve(src.Name) // told together, and the generation written once
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -41,6 +42,12 @@ func (s *Syncer) Once(ctx context.Context) error {
 			errs = append(errs, &SourceError{src.Name, errors.New("nothing published")})
 		} else if err := s.cfg.Store.Check(src.Name, rev); err != nil {
 			errs = append(errs, &SourceError{src.Name, err})
+		}
+	}
+	if s.cfg.GenerationLink != "" && errors.Join(errs...) == nil {
+		// Written at the round's end, when the last source was done.
+		if err := s.publishGeneration(); err != nil {
+			errs = append(errs, fmt.Errorf("generation link %s: %w", s.cfg.GenerationLink, err))
 		}
 	}
 	return errors.Join(errs...)

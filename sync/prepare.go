@@ -65,8 +65,9 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 		return fmt.Errorf("read %s: %w", s.root, err)
 	}
 	var errs []error
+	genLink := s.generationLink()
 	for _, n := range names {
-		if configured[n] || !ValidName(n) {
+		if configured[n] || !ValidName(n) || n == genLink {
 			continue
 		}
 		if fi, err := os.Lstat(filepath.Join(s.root, n)); err == nil && fi.IsDir() {
@@ -89,6 +90,14 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 		if !ok || configured[src] || src != n && configured[n] {
 			continue
 		}
+		if src == generationsDir {
+			if err := unix.Unlinkat(int(rootDir.Fd()), n, 0); err != nil {
+				errs = append(errs, fmt.Errorf("remove link %s: %w", filepath.Join(s.root, n), err))
+				continue
+			}
+			log.Info("removed a generation link no longer configured", "link", filepath.Join(s.root, n))
+			continue
+		}
 		if err := unix.Unlinkat(int(rootDir.Fd()), n, 0); err != nil {
 			errs = append(errs, fmt.Errorf("remove link %s: %w", filepath.Join(s.root, n), err))
 			continue
@@ -100,7 +109,7 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 		return err
 	}
 	for _, n := range dirs {
-		if configured[n] || !ValidName(n) {
+		if configured[n] || !ValidName(n) || n == generationsDir && genLink != "" {
 			continue
 		}
 		if fi, err := os.Lstat(filepath.Join(s.root, metaDir, n)); err != nil || !fi.IsDir() {
@@ -108,6 +117,10 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 		}
 		if err := removeAllAt(s.meta, n); err != nil {
 			errs = append(errs, fmt.Errorf("remove revisions of %s: %w", n, err))
+			continue
+		}
+		if n == generationsDir {
+			log.Info("removed the generations of a generation link no longer configured")
 			continue
 		}
 		log.Info("removed the revisions of a source no longer configured", "source", n)

@@ -50,9 +50,9 @@ func (s *Syncer) Refused(r signal.Refusal) {
 // revision, when it is still the published one, is replaced by the one it
 // replaced, after a deep check of that tree; the app is told; and the
 // refused revision is recorded as rejected, so that the poll that follows
-// holds it back until the origin moves on. It runs in src's loop, so no
-// publish runs beside it.
-func (s *Syncer) rollBack(ctx context.Context, src *source) {
+// holds it back until the origin moves on. It runs in src's loop, in the
+// attempt m, so no publish runs beside it.
+func (s *Syncer) rollBack(ctx context.Context, src *source, m *member) {
 	src.mu.Lock()
 	r := src.refusal
 	src.refusal = nil
@@ -90,10 +90,7 @@ func (s *Syncer) rollBack(ctx context.Context, src *source) {
 	s.metrics.rollbacks.WithLabelValues(src.Name).Inc()
 	s.recordRejection(src, rev, ReasonApp, why, "revision rejected by the app, rolled back", "restored", prev)
 	s.record(Event{Source: src.Name, Kind: "rolled-back", Revision: prev, Previous: rev, Reason: ReasonApp})
-	c := signal.Change{Source: src.Name, Revision: prev, Previous: rev, OriginRevision: prevOrigin, Path: s.cfg.Store.LinkPath(src.Name), RollbackOf: rev}
-	for _, n := range s.cfg.Notifiers {
-		n.Notify(c)
-	}
+	m.publish(signal.Change{Source: src.Name, Revision: prev, Previous: rev, OriginRevision: prevOrigin, Path: s.cfg.Store.LinkPath(src.Name), RollbackOf: rev}, false)
 }
 
 // restore points src's link back at rev, a revision kept on disk, once a

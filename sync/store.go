@@ -26,6 +26,7 @@ import (
 //	ROOT/.ferry/NAME/.state/      private to the source (object store, validators)
 //	ROOT/.ferry/NAME/.stage-*     staging, removed at start
 //	ROOT/.ferry/NAME/.link-*      temporary links, removed at start
+//	ROOT/.ferry/.generations/     the generation link's sets (generation.go)
 const (
 	metaDir      = ".ferry"
 	manifestDir  = ".meta"
@@ -48,6 +49,8 @@ type Store struct {
 	manifests map[string]cachedManifest // by source: the last one written
 	modes     map[string]PublishMode    // by source; symlink when absent
 	bySource  map[string]fetch.Limits   // by source; the Store's limits when absent
+	genLink   string                    // the generation link's name, or ""
+	gen       Generation                // what it points at: GC keeps these revisions
 }
 
 // setLimits gives source name limits of its own; a zero field keeps the

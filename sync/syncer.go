@@ -39,10 +39,11 @@ const (
 	stallPeriods = 3
 )
 
-// Notifier is told about every publish that replaced an earlier revision.
-// Notify must not block.
+// Notifier is told about every publish that replaced an earlier revision:
+// those of one round together, one change per source. Notify must not
+// block.
 type Notifier interface {
-	Notify(signal.Change)
+	Notify(changes ...signal.Change)
 }
 
 // FirstNotifier is a Notifier that is also told of a source's first
@@ -50,7 +51,7 @@ type Notifier interface {
 // NotifyFirst must not block.
 type FirstNotifier interface {
 	Notifier
-	NotifyFirst(signal.Change)
+	NotifyFirst(changes ...signal.Change)
 }
 
 // Source is one configured source.
@@ -110,6 +111,14 @@ type Config struct {
 	Rollout Rollout
 	// Notifiers are told about each publish that replaced a revision.
 	Notifiers []Notifier
+	// Settle bounds how long a published change waits for the other
+	// sources of its round, still syncing, before the notifiers are told:
+	// zero means DefaultSettle.
+	Settle time.Duration
+	// GenerationLink, when set, names a link in the root to a generation:
+	// one link per source to its revision, all swapped at once at the end
+	// of each round (generation.go). Not with PublishExchange.
+	GenerationLink string
 	// Logger receives the loop's logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers nothing.
@@ -127,6 +136,7 @@ type Syncer struct {
 	sources []*source
 	started time.Time
 	once    bool // Once runs: no rollout window
+	round   round
 
 	changeMu    gosync.Mutex
 	changed     chan struct{} // closed at each change: wait.go
@@ -158,6 +168,7 @@ type source struct {
 	refusal                  *signal.Refusal // the app's, waiting for the loop
 	pending                  *pendingRevision
 	adoptNow                 bool // Adopt was asked
+	retrying                 bool // the loop waits out a backoff: ticks leave it be
 	ignore                   *ignore
 	alias                    ignoredChange // an answer of the source that changed only ignored entries
 }
@@ -171,8 +182,8 @@ func New(cfg Config) (*Syncer, error) {
 	if len(cfg.Sources) == 0 {
 		return nil, errors.New("sync: no sources")
 	}
-	if cfg.Period < 0 || cfg.Keep < 0 || cfg.Timeout < 0 || cfg.OnceTimeout < 0 || cfg.VerifyPeriod < 0 {
-		return nil, errors.New("sync: negative period, keep or timeout")
+	if cfg.Period < 0 || cfg.Keep < 0 || cfg.Timeout < 0 || cfg.OnceTimeout < 0 || cfg.VerifyPeriod < 0 || cfg.Settle < 0 {
+		return nil, errors.New("sync: negative period, keep, settle or timeout")
 	}
 	if err := cfg.Rollout.Validate(); err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
@@ -185,6 +196,7 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	cfg.Timeout = cmp.Or(cfg.Timeout, DefaultTimeout)
 	cfg.OnceTimeout = cmp.Or(cfg.OnceTimeout, DefaultOnceTimeout)
+	cfg.Settle = cmp.Or(cfg.Settle, DefaultSettle)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -193,15 +205,29 @@ func New(cfg Config) (*Syncer, error) {
 		return nil, fmt.Errorf("sync: metrics: %w", err)
 	}
 	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now(), changed: make(chan struct{})}
-	seen := map[string]bool{}
+	s.round = round{settle: cfg.Settle, end: s.endRound}
+	if err := cfg.Store.SetGenerationLink(cfg.GenerationLink); err != nil {
+		return nil, fmt.Errorf("sync: %w", err)
+	}
+	seen := map[string]bool{cfg.GenerationLink: cfg.GenerationLink != ""}
+	if cfg.GenerationLink != "" {
+		// Its generations live in ROOT/.ferry/.generations.
+		seen[generationsDir] = true
+	}
 	var names []string
 	for _, src := range cfg.Sources {
 		names = append(names, src.Name)
 		if !ValidName(src.Name) {
 			return nil, fmt.Errorf("sync: invalid source name %q", src.Name)
 		}
+		if src.Name == cfg.GenerationLink || cfg.GenerationLink != "" && src.Name == generationsDir {
+			return nil, fmt.Errorf("sync: source %q: the name is the generation link's", src.Name)
+		}
 		if seen[src.Name] {
 			return nil, fmt.Errorf("sync: source %q given twice", src.Name)
+		}
+		if cfg.GenerationLink != "" && src.PublishMode == PublishExchange {
+			return nil, fmt.Errorf("sync: source %s: a generation link points at revisions; publish mode exchange has none to point at", src.Name)
 		}
 		seen[src.Name] = true
 		cfg.Store.setLimits(src.Name, src.Limits)
@@ -215,6 +241,7 @@ func New(cfg Config) (*Syncer, error) {
 	if err := cfg.Store.Prepare(names, cfg.Logger); err != nil {
 		return nil, err
 	}
+	cfg.Store.CurrentGeneration() // GC keeps what it shows
 	now := time.Now()
 	for _, src := range cfg.Sources {
 		rev, err := cfg.Store.Current(src.Name)
@@ -248,6 +275,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	defer cancel(nil)
 	var wg gosync.WaitGroup
 	for _, src := range s.sources {
+		s.round.reserve(src.Name) // the first round is every source's
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -256,6 +284,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Go(func() { s.tick(ctx) })
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -279,6 +308,9 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			timer.Stop()
 		}
 		var wait time.Duration
+		src.mu.Lock()
+		src.retrying = false
+		src.mu.Unlock()
 		published := src.publishedAt()
 		err := s.syncOnce(ctx, src)
 		s.broadcast() // long polls look again (wait.go)
@@ -289,10 +321,10 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			debug.FreeOSMemory()
 		}
 		if IsRejected(err) {
-			// Logged already; retrying sooner than a period cannot help:
-			// the origin has to move on.
+			// Logged already; retrying sooner than the next round cannot
+			// help: the origin has to move on.
 			retry.Reset()
-			wait = jittered(s.cfg.Period)
+			wait = never
 		} else if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -302,10 +334,13 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 				return &SourceError{src.Name, fmt.Errorf("%w (%d): %w", ErrTooManyFailures, failures, err)}
 			}
 			wait = retry.NextBackOff()
+			src.mu.Lock()
+			src.retrying = true
+			src.mu.Unlock()
 			src.log.Log(ctx, failureLevel(err), "sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
 		} else {
 			retry.Reset()
-			wait = jittered(s.cfg.Period)
+			wait = never // the next round's tick
 		}
 		timer.Reset(src.untilAdoption(wait))
 	}
@@ -334,14 +369,24 @@ func (s *Syncer) Trigger(name string) error {
 	for _, src := range s.sources {
 		if name == "" || src.Name == name {
 			found = true
-			select {
-			case src.trigger <- struct{}{}:
-			default:
-			}
+			s.trigger(src)
 		}
 	}
 	if !found {
 		return fmt.Errorf("no source named %q", name)
 	}
 	return nil
+}
+
+// trigger asks src's loop for an attempt now, with a place in the round.
+func (s *Syncer) trigger(src *source) {
+	// The place comes first: the loop may take the trigger at once.
+	placed := s.round.reserve(src.Name)
+	select {
+	case src.trigger <- struct{}{}:
+	default: // a trigger waits already, and the attempt it starts joins
+		if placed {
+			s.round.unreserve(src.Name)
+		}
+	}
 }

@@ -73,23 +73,26 @@ func (o *origin) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 	return rev, nil
 }
 
-// recorder collects notifications, and first publishes apart.
+// recorder collects notifications, each change and each call, and first
+// publishes apart.
 type recorder struct {
 	mu      gosync.Mutex
 	changes []signal.Change
+	calls   [][]signal.Change
 	firsts  []signal.Change
 }
 
-func (r *recorder) NotifyFirst(c signal.Change) {
+func (r *recorder) NotifyFirst(cs ...signal.Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.firsts = append(r.firsts, c)
+	r.firsts = append(r.firsts, cs...)
 }
 
-func (r *recorder) Notify(c signal.Change) {
+func (r *recorder) Notify(cs ...signal.Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.changes = append(r.changes, c)
+	r.changes = append(r.changes, cs...)
+	r.calls = append(r.calls, cs)
 }
 
 func (r *recorder) got() []signal.Change {

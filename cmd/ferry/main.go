@@ -293,6 +293,7 @@ func (d *daemon) open() error {
 		Period: o.period, Keep: o.keep, Timeout: o.timeout,
 		MaxFailures: o.maxFailures, OnceTimeout: o.onceTimeout, MaxStaleness: o.maxStaleness,
 		VerifyPeriod: o.verifyPeriod, ReleaseMemory: true, Rollout: d.rollout,
+		Settle: o.settle, GenerationLink: o.genLink,
 		Notifiers: []sync.Notifier{d.notify}, Logger: d.log, Registerer: d.registry,
 	})
 	if err != nil {

@@ -35,20 +35,32 @@ func (r *notifiers) add(source string, n *signal.Notifiers) {
 	r.distinct = append(r.distinct, n)
 }
 
-// Notify hands c to its source's Notifiers; a source nobody listens to is
-// told to no one.
-func (r *notifiers) Notify(c signal.Change) {
-	if n := r.bySource[c.Source]; n != nil {
-		n.Notify(c)
+// Notify hands each Notifiers the changes of its sources, together: those
+// of one round that share their options are one notification. A source
+// nobody listens to is told to no one.
+func (r *notifiers) Notify(cs ...signal.Change) {
+	for n, mine := range r.route(cs) {
+		n.Notify(mine...)
 	}
 }
 
-// NotifyFirst hands a source's first publish to its Notifiers: only a
-// touch file takes it (signal.Notifiers.NotifyFirst).
-func (r *notifiers) NotifyFirst(c signal.Change) {
-	if n := r.bySource[c.Source]; n != nil {
-		n.NotifyFirst(c)
+// NotifyFirst hands sources' first publishes to their Notifiers: only a
+// touch file takes them (signal.Notifiers.NotifyFirst).
+func (r *notifiers) NotifyFirst(cs ...signal.Change) {
+	for n, mine := range r.route(cs) {
+		n.NotifyFirst(mine...)
 	}
+}
+
+// route groups cs by the Notifiers of their sources.
+func (r *notifiers) route(cs []signal.Change) map[*signal.Notifiers][]signal.Change {
+	out := map[*signal.Notifiers][]signal.Change{}
+	for _, c := range cs {
+		if n := r.bySource[c.Source]; n != nil {
+			out[n] = append(out[n], c)
+		}
+	}
+	return out
 }
 
 // Run runs every Notifiers until ctx is done; the first to fail stops

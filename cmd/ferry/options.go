@@ -40,6 +40,8 @@ type options struct {
 	maxFailures  int
 	maxStaleness time.Duration
 	verifyPeriod time.Duration
+	settle       time.Duration
+	genLink      string
 	publishMode  string
 	limits       fetch.Limits
 	ignore       listFlag
@@ -117,6 +119,12 @@ func (o *options) validateGlobal(fileSources bool) []error {
 	}
 	if o.verifyPeriod < 0 {
 		errs = append(errs, errors.New("--verify-period must not be negative (0 turns the deep check off)"))
+	}
+	if o.settle <= 0 {
+		errs = append(errs, errors.New("--settle must be positive"))
+	}
+	if o.genLink != "" && !sync.ValidName(o.genLink) {
+		errs = append(errs, fmt.Errorf("--generation-link %q: must match [A-Za-z0-9._-]+ and not be ., .. or .ferry", o.genLink))
 	}
 	if o.maxFailures < 0 || o.maxStaleness < 0 {
 		errs = append(errs, errors.New("--max-failures and --max-staleness must not be negative (0: never)"))

@@ -194,7 +194,11 @@ type notes struct {
 	changes []signal.Change
 }
 
-func (n *notes) Notify(c signal.Change) { n.mu.Lock(); n.changes = append(n.changes, c); n.mu.Unlock() }
+func (n *notes) Notify(cs ...signal.Change) {
+	n.mu.Lock()
+	n.changes = append(n.changes, cs...)
+	n.mu.Unlock()
+}
 
 func (n *notes) count() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.changes) }
 

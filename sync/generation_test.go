@@ -1,0 +1,154 @@
+package sync
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/testkit"
+)
+
+// TestGenerationLinkIsWrittenByOnceAndMendedByTheNextRound: once exits
+// with the generation in place; a generation link removed is written again
+// by the next round, and one that points elsewhere is replaced.
+func TestGenerationLinkIsWrittenByOnceAndMendedByTheNextRound(t *testing.T) {
+	origins := threeOrigins(1)
+	store, s := onceWithGenerationLink(t, origins)
+	link := store.LinkPath("all")
+	if got := readThrough(t, link); got != "1 1 1" {
+		t.Fatalf("after once: %s", got)
+	}
+	if ok, why := s.Ready(); !ok {
+		t.Fatalf("not ready after once: %s", why)
+	}
+
+	h := startSyncer(t, Config{Store: store, Sources: sourcesOf(origins), Period: time.Hour, GenerationLink: "all"})
+	os.Remove(link)
+	h.syncer.Trigger("")
+	testkit.Eventually(t, 10*time.Second, "the link written again", func() bool { return readThrough(t, link) == "1 1 1" })
+	os.Remove(link)
+	os.Symlink(".ferry/a/r1", link) // not a generation
+	h.syncer.Trigger("")
+	testkit.Eventually(t, 10*time.Second, "the link replaced", func() bool { return readThrough(t, link) == "1 1 1" })
+}
+
+// TestGCKeepsWhatTheGenerationShows: with keep 1, a revision the
+// generation link still shows is not removed before the generation that
+// replaces it is written, and goes with the next GC after that.
+func TestGCKeepsWhatTheGenerationShows(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	if err := s.SetGenerationLink("all"); err != nil {
+		t.Fatal(err)
+	}
+	publishFiles(t, s, "a", "r1", map[string]string{"n": "1"})
+	if err := s.PublishGeneration(Generation{"a": "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	publishFiles(t, s, "a", "r2", map[string]string{"n": "2"})
+	if err := s.GC("a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if !s.treeThere("a", "r1") {
+		t.Fatal("GC removed r1, which the generation link shows")
+	}
+	if err := s.PublishGeneration(Generation{"a": "r2"}); err != nil {
+		t.Fatal(err)
+	}
+	publishFiles(t, s, "a", "r3", map[string]string{"n": "3"})
+	if err := s.PublishGeneration(Generation{"a": "r3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GC("a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if s.treeThere("a", "r1") || s.treeThere("a", "r2") {
+		t.Fatal("GC kept revisions no generation shows")
+	}
+	// The generation of r1 went once r1 did; only the current one is left
+	// after the next generation's GC.
+	if err := s.PublishGeneration(Generation{"a": "r3"}); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.Root(), ".ferry/.generations"))
+	if len(entries) != 1 {
+		t.Fatalf("generations left: %v", entries)
+	}
+}
+
+// TestNewRefusesWhatAGenerationLinkCannotShow: a source with the link's
+// name, or published in exchange mode, is refused at start.
+func TestNewRefusesWhatAGenerationLinkCannotShow(t *testing.T) {
+	for _, tc := range []struct {
+		src  Source
+		want string
+	}{
+		{Source{Name: "all", Backend: &origin{}}, "the name is the generation link's"},
+		{Source{Name: ".generations", Backend: &origin{}}, "the name is the generation link's"},
+		{Source{Name: "x", Backend: &origin{}, PublishMode: PublishExchange}, "publish mode exchange"},
+	} {
+		_, err := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{tc.src}, GenerationLink: "all"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("source %+v: error %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+// TestPrepareRemovesAGenerationLinkNoLongerConfigured: a restart without
+// --generation-link removes the link and its generations, and nothing of
+// the sources.
+func TestPrepareRemovesAGenerationLinkNoLongerConfigured(t *testing.T) {
+	origins := threeOrigins(1)
+	store, _ := onceWithGenerationLink(t, origins)
+	if _, err := New(Config{Store: store, Sources: sourcesOf(origins)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(store.LinkPath("all")); !os.IsNotExist(err) {
+		t.Errorf("generation link left: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(store.Root(), ".ferry/.generations")); !os.IsNotExist(err) {
+		t.Errorf("generations left: %v", err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		if rev, _ := store.Current(name); rev != "r1" {
+			t.Errorf("source %s at %q after the restart", name, rev)
+		}
+	}
+}
+
+// onceWithGenerationLink runs Once of sources a, b and c of origins on a
+// new store, with the generation link "all".
+func onceWithGenerationLink(t *testing.T, origins map[string]*origin) (*Store, *Syncer) {
+	t.Helper()
+	store := newStore(t, fetch.Limits{})
+	s, err := New(Config{Store: store, Sources: sourcesOf(origins), GenerationLink: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return store, s
+}
+
+// readThrough resolves a generation link once and reads each source's
+// file n through it.
+func readThrough(t *testing.T, link string) string {
+	t.Helper()
+	target, err := os.Readlink(link)
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, src := range []string{"a", "b", "c"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(link), target, src, "n"))
+		if err != nil {
+			return err.Error()
+		}
+		out = append(out, string(b))
+	}
+	return strings.Join(out, " ")
+}
