@@ -1,7 +1,7 @@
 package e2e
 
 // The pull API's long poll against the ferry binary (issue 16): how soon
-// it answers a publish.
+// it answers a publish, and what a thousand parked at once cost.
 
 import (
 	"bufio"
@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ferrysync/ferry/internal/localproc"
 	"github.com/ferrysync/ferry/internal/testkit"
 )
 
@@ -121,3 +123,122 @@ func TestLongPollAnswersWithin100msOfAPublish(t *testing.T) {
 		t.Fatalf("long polls answered %v after the publish; want four of five within 100ms, none over 1s", took)
 	}
 }
+
+// TestThousandLongPollsCostUnder30MiBAndAllReturnOnThePublish parks 1,000
+// long polls at once on the ferry binary (built as shipped, never with
+// -race), measures what they add to its resident memory, probes it, then
+// publishes: every one must be answered with the new revision.
+func TestThousandLongPollsCostUnder30MiBAndAllReturnOnThePublish(t *testing.T) {
+	const (
+		polls = 1000
+		batch = 100 // at once: fewer than the connections ferry lets wait for their header
+	)
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Max < 4*polls+64 {
+		// ferry parks at most a quarter of its descriptor limit; the
+		// test's process and ferry both raise theirs to the hard limit.
+		t.Skipf("RLIMIT_NOFILE hard limit %d (%v): want %d for %d long polls", lim.Max, err, 4*polls+64, polls)
+	}
+	o := newTarOrigin(t)
+	p, _ := startAtGen1(t, o, "--period", "1h")
+	rev := p.revisionOf(t)
+	// Warm what every request uses (the long poll's path included) before
+	// taking the baseline.
+	warm, err := sendLongPoll(p.addr, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := readLongPoll(warm); a.code != http.StatusOK {
+		t.Fatalf("a long poll for another revision: %d %v, want 200 at once", a.code, a.err)
+	}
+	warm.Close()
+	p.metric(parkedMetric)
+	before := settledRSS(t, p)
+
+	answers := make(chan pollAnswer, polls)
+	conns := make([]net.Conn, 0, polls)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	start := time.Now()
+	for len(conns) < polls {
+		for range batch {
+			c, err := sendLongPoll(p.addr, rev)
+			if err != nil {
+				t.Fatalf("long poll %d: %v", len(conns), err)
+			}
+			conns = append(conns, c)
+			go func() { answers <- readLongPoll(c) }()
+		}
+		n := float64(len(conns))
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("%d long polls parked", len(conns)), func() bool { return p.metric(parkedMetric) == n })
+	}
+	parkedIn := time.Since(start)
+	after := settledRSS(t, p)
+	if len(answers) > 0 {
+		a := <-answers
+		t.Fatalf("a parked long poll was answered before any publish: %d %v", a.code, a.err)
+	}
+	extra := after["VmRSS"] - before["VmRSS"]
+	t.Logf("%d long polls parked in %s: VmRSS %.1f -> %.1f MiB (+%.1f MiB, %.1f KiB a poll), RssAnon +%.1f MiB",
+		polls, parkedIn.Round(time.Millisecond), mib(before["VmRSS"]), mib(after["VmRSS"]), mib(extra),
+		float64(extra)/polls/1024, mib(after["RssAnon"]-before["RssAnon"]))
+	if extra >= 30<<20 {
+		t.Errorf("%d parked long polls added %.1f MiB of RSS; want under 30 MiB", polls, mib(extra))
+	}
+	if code := testkit.HTTPStatus("http://" + p.addr + "/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz beside %d parked long polls: %d", polls, code)
+	}
+
+	o.set(t, 2, nil)
+	triggered := time.Now()
+	if code := httpPost("http://" + p.addr + "/sync"); code != http.StatusAccepted {
+		t.Fatalf("POST /sync: %d", code)
+	}
+	revs := map[string]int{}
+	var published, last time.Time
+	deadline := time.After(10 * time.Second)
+	for i := range polls {
+		select {
+		case a := <-answers:
+			if a.err != nil || a.code != http.StatusOK || a.source.Published == nil {
+				t.Fatalf("long poll answer %d: %d %+v %v, want 200 with the new revision", i, a.code, a.source, a.err)
+			}
+			revs[a.source.Revision]++
+			published = *a.source.Published
+			if a.at.After(last) {
+				last = a.at
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d long polls answered within 10s of the change; parked now: %v", i, polls, p.metric(parkedMetric))
+		}
+	}
+	if revs[rev] != 0 || len(revs) != 1 {
+		t.Fatalf("long polls answered revisions %v; want one new revision, never %s", revs, rev)
+	}
+	t.Logf("all %d answered with the new revision, the last %s after its publish (%s after POST /sync)",
+		polls, last.Sub(published).Round(time.Millisecond), last.Sub(triggered).Round(time.Millisecond))
+}
+
+// settledRSS waits, up to 5s, until ferry's resident memory stops growing
+// and returns it.
+func settledRSS(t *testing.T, p *ferryProc) map[string]int64 {
+	t.Helper()
+	var last map[string]int64
+	for range 50 {
+		cur, err := localproc.Status(p.cmd.Process.Pid, "VmRSS", "RssAnon")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last != nil && cur["VmRSS"] <= last["VmRSS"]+64<<10 {
+			return cur
+		}
+		last = cur
+		time.Sleep(100 * time.Millisecond)
+	}
+	return last
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
