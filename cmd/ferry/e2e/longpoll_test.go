@@ -1,7 +1,8 @@
 package e2e
 
 // The pull API's long poll against the ferry binary (issue 16): how soon
-// it answers a publish, and what a thousand parked at once cost.
+// it answers a publish, what a thousand parked at once cost, and that
+// SIGTERM answers every one.
 
 import (
 	"bufio"
@@ -242,3 +243,59 @@ func settledRSS(t *testing.T, p *ferryProc) map[string]int64 {
 }
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// TestSIGTERMAnswersParkedLongPollsAndStreams: at shutdown every parked
+// long poll is answered (304: nothing changed) and every event stream
+// ends, and ferry exits at once.
+func TestSIGTERMAnswersParkedLongPollsAndStreams(t *testing.T) {
+	const polls = 100
+	o := newTarOrigin(t)
+	p, _ := startAtGen1(t, o, "--period", "1h")
+	rev := p.revisionOf(t)
+	answers := make(chan pollAnswer, polls)
+	for range polls {
+		c, err := sendLongPoll(p.addr, rev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() { answers <- readLongPoll(c) }()
+	}
+	stream, err := http.Get("http://" + p.addr + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	ended := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stream.Body)
+		for sc.Scan() {
+		}
+		ended <- sc.Err()
+	}()
+	testkit.Eventually(t, 10*time.Second, "the long polls and the stream parked", func() bool { return p.metric(parkedMetric) == polls+1 })
+
+	code, took := p.term()
+	if code != 0 || took > 2*time.Second {
+		t.Fatalf("ferry exit %d after %s on SIGTERM, want 0 within 2s\n%s", code, took, tail(p.stderr.String(), 10))
+	}
+	for i := range polls {
+		select {
+		case a := <-answers:
+			if a.err != nil || a.code != http.StatusNotModified {
+				t.Fatalf("long poll %d at shutdown: %d %v, want 304", i, a.code, a.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of %d long polls answered at shutdown", i, polls)
+		}
+	}
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("the event stream was cut at shutdown: %v; want its end", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the event stream did not end at shutdown")
+	}
+	t.Logf("SIGTERM with %d long polls and a stream parked: exit 0 after %s", polls, took.Round(time.Millisecond))
+}
