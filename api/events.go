@@ -30,6 +30,11 @@ func (h *pull) events(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
+	release, ok := park(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

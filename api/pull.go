@@ -65,6 +65,11 @@ func (h *pull) source(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if wait > 0 && have != "" {
+		release, ok := park(w, r)
+		if !ok {
+			return
+		}
+		defer release()
 		// The answer may come late: the server's write bound counts from
 		// the end of the request.
 		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout))

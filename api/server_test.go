@@ -57,7 +57,7 @@ func serveUnderLimit(nofile string) int {
 	ctx, stop := ossignal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := api.Serve(ctx, ln, fakeSyncer{}, api.Options{Logger: log}); err != nil {
+	if err := api.Serve(ctx, ln, waitingSyncer{}, api.Options{Logger: log}); err != nil {
 		log.Error("serve", "error", err)
 		return 1
 	}
