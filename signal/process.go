@@ -53,11 +53,13 @@ func (p *process) Notify(c Change) {
 	if err != nil {
 		p.log.Error("signal application failed", "process", p.name, "signal", signalName(p.sig),
 			"source", c.Source, "revision", c.Revision, "signalled", n, "error", err)
+		p.metrics.last.note(p.target, c, resultFailed, err)
 		p.metrics.inc(p.target, resultFailed)
 		return
 	}
 	p.log.Info("signalled application", "process", p.name, "signal", signalName(p.sig),
 		"source", c.Source, "revision", c.Revision, "signalled", n)
+	p.metrics.last.note(p.target, c, resultOK, nil)
 	p.metrics.inc(p.target, resultOK)
 }
 

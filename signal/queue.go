@@ -205,6 +205,7 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 	if err == nil {
 		q.log.Info("notified application", t.attr, "source", j.c.Source,
 			"revision", j.c.Revision, "attempts", j.attempts)
+		q.metrics.last.note(t.name, j.c, resultOK, nil)
 		// The counter moves last: whoever sees it can rely on the rest.
 		q.metrics.observe(t.name, time.Since(start).Seconds())
 		q.metrics.inc(t.name, resultOK)
@@ -241,6 +242,7 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 	}
 	q.log.Log(ctx, level, "notify failed, will retry", t.attr, "source", j.c.Source,
 		"revision", j.c.Revision, "attempts", j.attempts, "failing_for", time.Since(j.first).Round(time.Millisecond), "retry_in", wait, "error", err)
+	q.metrics.last.note(t.name, j.c, resultRetry, err)
 	q.metrics.inc(t.name, resultRetry)
 	return false
 }
@@ -255,5 +257,6 @@ func (q *queue) refuse(t *target, j *job, err error) {
 func (q *queue) failed(t *target, j *job, err error, msg string) {
 	q.log.Error(msg, t.attr, "source", j.c.Source, "revision", j.c.Revision,
 		"attempts", j.attempts, "error", err)
+	q.metrics.last.note(t.name, j.c, resultFailed, err)
 	q.metrics.inc(t.name, resultFailed)
 }

@@ -53,10 +53,12 @@ func newTouch(o Options, m *metrics) *touch {
 func (t *touch) Notify(c Change) {
 	if err := touchFile(t.path); err != nil {
 		t.log.Error("touch file failed", "touch_file", t.path, "source", c.Source, "revision", c.Revision, "error", err)
+		t.metrics.last.note(t.target, c, resultFailed, err)
 		t.metrics.inc(t.target, resultFailed)
 		return
 	}
 	t.log.Info("touched file", "touch_file", t.path, "source", c.Source, "revision", c.Revision)
+	t.metrics.last.note(t.target, c, resultOK, nil)
 	t.metrics.inc(t.target, resultOK)
 }
 
