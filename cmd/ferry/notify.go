@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	gosync "sync"
 
+	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -49,6 +52,19 @@ func (r *notifiers) NotifyFirst(c signal.Change) {
 	if n := r.bySource[c.Source]; n != nil {
 		n.NotifyFirst(c)
 	}
+}
+
+// results says how telling the app went, per source and target, for the
+// status page.
+func (r *notifiers) results() []api.NotifyResult {
+	var out []api.NotifyResult
+	for _, source := range slices.Sorted(maps.Keys(r.bySource)) {
+		for _, res := range r.bySource[source].Results(source) {
+			out = append(out, api.NotifyResult{Target: res.Target, Source: res.Source, Revision: res.Revision,
+				Result: res.Outcome, Time: res.Time, Error: res.Err})
+		}
+	}
+	return out
 }
 
 // Run runs every Notifiers until ctx is done; the first to fail stops
