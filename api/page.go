@@ -46,7 +46,8 @@ type NotifyResult struct {
 var pageFS embed.FS
 
 var pageTemplate = template.Must(template.New("page.html").Funcs(template.FuncMap{
-	"when": func(now, t time.Time) whenView { return whenView{T: t, Ago: ago(now, t)} },
+	"when":  func(now, t time.Time) whenView { return whenView{T: t, Ago: ago(now, t)} },
+	"short": short,
 }).ParseFS(pageFS, "page.html"))
 
 // whenView is a time as the page shows it: how long ago, and the time
@@ -170,13 +171,15 @@ func page(s Syncer, notify func() []NotifyResult) http.HandlerFunc {
 	}
 }
 
-// newNonce returns a fresh CSP nonce: 128 random bits.
+// newNonce returns a fresh CSP nonce: 128 random bits, in the URL-safe
+// alphabet CSP allows, which html/template leaves as it is in an
+// attribute ("+" would become "&#43;").
 func newNonce() (string, error) {
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return base64.StdEncoding.EncodeToString(b), nil
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
 // ago says how long before now t was, as a person would ("3m ago"); a
@@ -204,6 +207,18 @@ func ago(now, t time.Time) string {
 		return "in " + s
 	}
 	return s + " ago"
+}
+
+// shortRevision is how much of a revision names it in a list; the whole
+// is in a title, and on the source's card.
+const shortRevision = 12
+
+// short cuts a revision for a list, as git shows a commit.
+func short(rev string) string {
+	if len(rev) <= shortRevision {
+		return rev
+	}
+	return rev[:shortRevision]
 }
 
 // plural is "1 source" or "2 sources".
