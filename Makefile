@@ -14,8 +14,9 @@ STATICCHECK_VERSION := v0.8.2
 SOAK_DURATION ?= 3m
 
 # promtool and nginx are real checkers the validation tests run as
-# --validate-command (Debian packages prometheus and nginx); under make test
-# a test that needs one fails when it is missing, instead of skipping.
+# --validate-command (Debian packages prometheus and nginx), and chromium the
+# real browser the status page is tested in; under make test a test that
+# needs one fails when it is missing, instead of skipping.
 TEST_TOOLS_PATH := $(PATH):/usr/sbin
 
 .PHONY: all build test tidy vet staticcheck demo bench bench-compare bench-tools soak clean image test-tools
@@ -30,14 +31,14 @@ build:
 test: tidy vet staticcheck test-tools $(VERSITYGW)
 	PATH='$(TEST_TOOLS_PATH)' FERRY_TEST_REQUIRE_TOOLS=1 FERRY_TEST_VERSITYGW=$(VERSITYGW) $(GO) test -race -count=1 ./...
 
-# test-tools installs promtool, prometheus, nginx and docker-registry
-# (docker/distribution, for the OCI source) with apt when they are
-# missing (as root, as CI runs). RUNLEVEL=1 keeps the packages from
-# starting their services.
+# test-tools installs promtool, prometheus, nginx, docker-registry
+# (docker/distribution, for the OCI source) and chromium (headless, for the
+# status page) with apt when they are missing (as root, as CI runs).
+# RUNLEVEL=1 keeps the packages from starting their services.
 test-tools:
-	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v nginx >/dev/null || ! command -v docker-registry >/dev/null; then \
-		echo "installing Debian packages prometheus, nginx and docker-registry (promtool, prometheus, nginx -t, a registry) for the validation, rollback and OCI tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx docker-registry >/dev/null; \
+	@export PATH='$(TEST_TOOLS_PATH)'; if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null || ! command -v nginx >/dev/null || ! command -v docker-registry >/dev/null || ! command -v chromium >/dev/null; then \
+		echo "installing Debian packages prometheus, nginx, docker-registry and chromium (promtool, prometheus, nginx -t, a registry, a browser) for the validation, rollback, OCI and status page tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends prometheus nginx docker-registry chromium >/dev/null; \
 	fi
 
 # tidy fails when go.mod or go.sum would change: every direct dependency

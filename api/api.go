@@ -1,5 +1,6 @@
 // Package api serves ferry's HTTP endpoints: probes for the kubelet,
-// Prometheus metrics, a JSON status page and a trigger for an early sync.
+// Prometheus metrics, a JSON status and a status page for people, the pull
+// API and a trigger for an early sync.
 package api
 
 import (
@@ -63,6 +64,9 @@ type Options struct {
 	APITokenFile string
 	// Logger receives refusals and server errors; nil discards them.
 	Logger *slog.Logger
+	// Notify, when set, says how telling the app went, per source and
+	// target, for the status page; nil shows no notify targets.
+	Notify func() []NotifyResult
 }
 
 // Handler returns the endpoints on a mux of their own: nothing else (no
@@ -98,6 +102,7 @@ func handler(s Syncer, o Options, refused *throttle) http.Handler {
 		enc.SetIndent("", "  ")
 		enc.Encode(map[string]any{"sources": s.Status()})
 	}))
+	mux.HandleFunc("GET "+PagePath+"{$}", readers(o.APITokenFile, page(s, o.Notify)))
 	p := &pull{s: s}
 	mux.HandleFunc("GET "+SourcesPath, readers(o.APITokenFile, p.sources))
 	mux.HandleFunc("GET "+SourcesPath+"/{name}", readers(o.APITokenFile, p.source))

@@ -180,9 +180,11 @@ func TestSyncTriggerFromElsewhereNeedsToken(t *testing.T) {
 	}
 }
 
+// TestNothingElseIsServed: no pprof, and nothing under the status page at
+// GET / (exactly).
 func TestNothingElseIsServed(t *testing.T) {
 	d := startDaemon(t, "")
-	for _, p := range []string{"/debug/pprof/", "/", "/metricsx"} {
+	for _, p := range []string{"/debug/pprof/", "/index.html", "/metricsx", "/v1/"} {
 		if code, _ := get(t, d.srv.URL+p); code != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", p, code)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -29,7 +30,12 @@ type sourceView struct {
 	sync.SourceStatus
 }
 
+// viewOf reads the kind from the URL's grammar, which a redacted URL
+// keeps: "https://host/app.yaml" is http, "s3://bucket/" s3, not file.
 func viewOf(st sync.SourceStatus) sourceView {
+	if u, err := fetch.Parse(st.URL); err == nil {
+		return sourceView{Kind: u.Kind, SourceStatus: st}
+	}
 	kind, _, ok := strings.Cut(st.URL, "::")
 	if !ok {
 		kind = "file"

@@ -247,3 +247,58 @@ func TestEventsStreamPublishesAndResume(t *testing.T) {
 		t.Fatalf("resumed after 1: %v, want 2 published", got)
 	}
 }
+
+// statusSyncer is a Syncer with set statuses and events.
+type statusSyncer struct {
+	fakeSyncer
+	status []sync.SourceStatus
+	events []sync.Event
+}
+
+func (s statusSyncer) Status() []sync.SourceStatus { return s.status }
+
+func (s statusSyncer) Events(ctx context.Context, after uint64) []sync.Event {
+	var out []sync.Event
+	for _, e := range s.events {
+		if e.ID > after {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestPullAPINamesEachSourceKind: the kind comes from the URL's grammar,
+// redacted as it is: a URL whose scheme names its kind has no "kind::".
+func TestPullAPINamesEachSourceKind(t *testing.T) {
+	want := map[string]string{
+		"web":    "http",
+		"bucket": "s3",
+		"minio":  "s3",
+		"repo":   "git",
+		"image":  "oci",
+		"dir":    "file",
+	}
+	s := statusSyncer{status: []sync.SourceStatus{
+		{Name: "web", URL: "https://conf.example/app.tar.gz?private_token=REDACTED"},
+		{Name: "bucket", URL: "s3://bucket/conf/?region=eu-west-1"},
+		{Name: "minio", URL: "s3::http://127.0.0.1:9000/bucket/conf/"},
+		{Name: "repo", URL: "git::https://REDACTED@git.example/repo.git//prod?ref=main"},
+		{Name: "image", URL: "oci://registry.example/conf:v1"},
+		{Name: "dir", URL: "file:///srv/conf"},
+	}}
+	srv := httptest.NewServer(api.Handler(s, api.Options{}))
+	defer srv.Close()
+	_, body := get(t, srv.URL+"/v1/sources")
+	var got struct{ Sources []pulled }
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range got.Sources {
+		if p.Kind != want[p.Name] {
+			t.Errorf("%s: kind %q, want %q", p.Name, p.Kind, want[p.Name])
+		}
+	}
+	if len(got.Sources) != len(want) {
+		t.Errorf("%d sources, want %d", len(got.Sources), len(want))
+	}
+}

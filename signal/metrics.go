@@ -18,6 +18,9 @@ const (
 type metrics struct {
 	total    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// last is each target's last outcome per source, for the status
+	// page: kept here, beside the counters every way already reports to.
+	last *results
 }
 
 // newMetrics registers the notify metrics with reg by promkit's convention:
@@ -39,15 +42,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &metrics{total: total, duration: duration}, nil
+	return &metrics{total: total, duration: duration, last: &results{}}, nil
 }
 
 // initTarget makes every result of target visible as 0 before the first
-// notification, so that rate() and alerts see the series from the start.
+// notification, so that rate() and alerts see the series from the start,
+// and the status page lists the target.
 func (m *metrics) initTarget(target string, results ...string) {
 	for _, r := range results {
 		m.total.WithLabelValues(target, r)
 	}
+	m.last.add(target)
 }
 
 func (m *metrics) inc(target, result string) {

@@ -54,10 +54,12 @@ func (p *process) Notify(cs Changes) {
 	attrs := append([]any{"process", p.name, "signal", signalName(p.sig)}, cs.logAttrs()...)
 	if err != nil {
 		p.log.Error("signal application failed", append(attrs, "signalled", n, "error", err)...)
+		p.metrics.last.note(p.target, cs, resultFailed, err)
 		p.metrics.inc(p.target, resultFailed)
 		return
 	}
 	p.log.Info("signalled application", append(attrs, "signalled", n)...)
+	p.metrics.last.note(p.target, cs, resultOK, nil)
 	p.metrics.inc(p.target, resultOK)
 }
 

@@ -224,6 +224,7 @@ func (o Options) intervals() (initial, most time.Duration) {
 // each way, Run delivers what waits (HTTP requests and their retries).
 type Notifiers struct {
 	ways    []notifier
+	results *results // how each way went last (Results)
 	running atomic.Bool
 }
 
@@ -250,7 +251,7 @@ func New(o Options) (*Notifiers, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifiers{}
+	n := &Notifiers{results: m.last}
 	if o.TouchFile != "" {
 		n.ways = append(n.ways, newTouch(o, m))
 	}

@@ -54,10 +54,12 @@ func newTouch(o Options, m *metrics) *touch {
 func (t *touch) Notify(cs Changes) {
 	if err := touchFile(t.path); err != nil {
 		t.log.Error("touch file failed", append([]any{"touch_file", t.path}, append(cs.logAttrs(), "error", err)...)...)
+		t.metrics.last.note(t.target, cs, resultFailed, err)
 		t.metrics.inc(t.target, resultFailed)
 		return
 	}
 	t.log.Info("touched file", append([]any{"touch_file", t.path}, cs.logAttrs()...)...)
+	t.metrics.last.note(t.target, cs, resultOK, nil)
 	t.metrics.inc(t.target, resultOK)
 }
 

@@ -27,7 +27,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	base, repairing, err := s.repair(ctx, src, prev, start)
 	if err != nil {
 		s.metrics.sync(src.Name, "error", time.Since(start))
-		src.finish(prev, src.originNow(), err)
+		s.finish(src, prev, src.originNow(), err)
 		return err
 	}
 	rev, stats, err := s.fetch(ctx, src, base, prev)
@@ -58,7 +58,7 @@ func (s *Syncer) syncOnce(ctx context.Context, src *source) error {
 	if !held {
 		origin = s.origin(src)
 	}
-	src.finish(rev, origin, err)
+	s.finish(src, rev, origin, err)
 	if result != "published" && result != "repaired" {
 		return err
 	}
@@ -292,15 +292,31 @@ func (src *source) failureCount() int {
 	return src.failures
 }
 
+// finish records an attempt's outcome, and the event it makes when the
+// source starts or stops failing.
+func (s *Syncer) finish(src *source, rev, origin string, err error) {
+	if e, ok := src.finish(rev, origin, err); ok {
+		s.record(e)
+	}
+}
+
 // finish records an attempt's outcome in one step, so /status never shows
-// a new revision beside an old error.
-func (src *source) finish(rev, origin string, err error) {
+// a new revision beside an old error. It returns the event a change of
+// health makes, once per outage of a source with a published revision:
+// "failing" at the first failure (but a rejection, which has an event of
+// its own), "recovered" at the success after it; a status page learns of
+// both without polling. Before the first publish, /readyz tells.
+func (src *source) finish(rev, origin string, err error) (Event, bool) {
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if err != nil {
 		src.failures++
 		src.lastError = err.Error()
-		return
+		if src.failing || src.revision == "" || IsRejected(err) {
+			return Event{}, false
+		}
+		src.failing = true
+		return Event{Source: src.Name, Kind: "failing", Revision: src.revision, Error: src.lastError}, true
 	}
 	if src.failures > 0 {
 		src.log.Info("sync recovered", "failures", src.failures)
@@ -311,6 +327,11 @@ func (src *source) finish(rev, origin string, err error) {
 	}
 	src.origin = origin
 	src.failures, src.lastError, src.lastSuccess = 0, "", now
+	if !src.failing {
+		return Event{}, false
+	}
+	src.failing = false
+	return Event{Source: src.Name, Kind: "recovered", Revision: rev}, true
 }
 
 // publishedAt is when the current revision was published.

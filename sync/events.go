@@ -6,15 +6,17 @@ import (
 )
 
 // Event is one thing that happened to a published revision, as the pull
-// API streams it: a publish, a repair, a rejection or a rollback.
+// API streams it: a publish, a repair, a rejection or a rollback; or to
+// its source: it started failing, or recovered (once per outage).
 type Event struct {
 	ID       uint64    `json:"id"`
 	Time     time.Time `json:"time"`
 	Source   string    `json:"source"`
-	Kind     string    `json:"kind"` // published, repaired, rejected, rolled-back
+	Kind     string    `json:"kind"` // published, repaired, rejected, rolled-back, failing, recovered
 	Revision string    `json:"revision"`
 	Previous string    `json:"previous_revision,omitempty"`
 	Reason   string    `json:"reason,omitempty"` // of a rejection
+	Error    string    `json:"error,omitempty"`  // of a failure: the status's last error
 }
 
 // eventHistory bounds the events kept for a client resuming a stream.

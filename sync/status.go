@@ -35,11 +35,16 @@ type SourceStatus struct {
 	// on first.
 	PendingRevision string     `json:"pending_revision,omitempty"`
 	AdoptAt         *time.Time `json:"adopt_at,omitempty"`
+	// Stale: no successful sync for MaxStaleness, or, without one, for as
+	// long as /healthz allows between attempts (staleAfter): what is
+	// published may lag the origin by more than its owner expects.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // Status returns the state of every source, in configuration order.
 func (s *Syncer) Status() []SourceStatus {
 	out := make([]SourceStatus, 0, len(s.sources))
+	now := time.Now()
 	for _, src := range s.sources {
 		src.mu.Lock()
 		out = append(out, SourceStatus{
@@ -58,6 +63,7 @@ func (s *Syncer) Status() []SourceStatus {
 			RejectedReason:      src.rejected.message,
 			Rejected:            timePtr(src.rejected.at),
 			PublishedUntrusted:  src.untrusted,
+			Stale:               now.Sub(s.lastSynced(src)) > s.staleAfter(),
 		})
 		if p := src.pending; p != nil {
 			out[len(out)-1].PendingRevision, out[len(out)-1].AdoptAt = p.revision, timePtr(p.adoptAt)
@@ -84,7 +90,7 @@ func (s *Syncer) Ready() (bool, string) {
 		switch {
 		case src.revision == "":
 			waiting = append(waiting, src.Name+": no revision yet")
-		case s.cfg.MaxStaleness > 0 && now.Sub(latest(src.lastSuccess, src.published, s.started)) > s.cfg.MaxStaleness:
+		case s.cfg.MaxStaleness > 0 && now.Sub(s.lastSynced(src)) > s.cfg.MaxStaleness:
 			waiting = append(waiting, fmt.Sprintf("%s: no successful sync for %s", src.Name, s.cfg.MaxStaleness))
 		}
 		src.mu.Unlock()
@@ -120,6 +126,24 @@ func (s *Syncer) Healthy() (bool, string) {
 func (s *Syncer) stallAfter() time.Duration {
 	// Retries wait at most one period, so the period bounds every wait.
 	return stallPeriods*s.cfg.Period + s.cfg.Timeout
+}
+
+// lastSynced is when src was last known to match its origin: its last
+// success or publish, or the start, which gives a revision left by an
+// earlier run the benefit of the doubt. src.mu is held.
+func (s *Syncer) lastSynced(src *source) time.Time {
+	return latest(src.lastSuccess, src.published, s.started)
+}
+
+// staleAfter is how long without a successful sync makes a source stale:
+// MaxStaleness, the readiness budget, when set; otherwise the time without
+// an attempt that makes /healthz call the loop wedged, several periods
+// (and backoff steps) plus a whole fetch.
+func (s *Syncer) staleAfter() time.Duration {
+	if s.cfg.MaxStaleness > 0 {
+		return s.cfg.MaxStaleness
+	}
+	return s.stallAfter()
 }
 
 func latest(ts ...time.Time) time.Time {

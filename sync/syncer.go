@@ -160,6 +160,7 @@ type source struct {
 	lastSuccess time.Time
 	lastError   string
 	failures    int
+	failing     bool      // a "failing" event without its "recovered" yet
 	rejected    rejection // the revision refused last
 	untrusted   bool      // the published revision no longer verifies (trust.go)
 	// previous is the revision the published one replaced, what a

@@ -227,6 +227,36 @@ func TestReadyFailsPastStalenessBudget(t *testing.T) {
 	}
 }
 
+// TestStatusTurnsStaleWithoutSuccess: a source that has not synced for
+// the staleness budget, or without one for as long as /healthz allows
+// between attempts, is marked stale in its status, and fresh again once
+// it syncs.
+func TestStatusTurnsStaleWithoutSuccess(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"budget", Config{Period: 10 * time.Millisecond, MaxStaleness: 150 * time.Millisecond}},
+		// 3 periods plus the timeout: 130ms.
+		{"no budget", Config{Period: 10 * time.Millisecond, Timeout: 100 * time.Millisecond}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := &origin{}
+			o.set("r1", map[string]string{"f": "1"})
+			tc.cfg.Sources = []Source{{Name: "c", Backend: o}}
+			h := startSyncer(t, tc.cfg)
+			testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := h.syncer.Ready(); return ok })
+			if h.syncer.Status()[0].Stale {
+				t.Fatal("stale right after a publish")
+			}
+			o.fail(errors.New("down"))
+			testkit.Eventually(t, 10*time.Second, "stale", func() bool { return h.syncer.Status()[0].Stale })
+			o.set("r1", map[string]string{"f": "1"})
+			testkit.Eventually(t, 10*time.Second, "fresh again", func() bool { return !h.syncer.Status()[0].Stale })
+		})
+	}
+}
+
 func TestHealthyTurnsFalseWhenAFetchWedges(t *testing.T) {
 	o := &origin{}
 	o.set("r1", map[string]string{"f": "1"})

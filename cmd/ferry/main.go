@@ -350,6 +350,7 @@ func (d *daemon) run(ctx context.Context) int {
 			defer wg.Done()
 			err := api.Serve(ctx, ln, d.syncer, api.Options{
 				Gatherer: d.registry, TokenFile: d.opts.syncTokenFile, APITokenFile: d.opts.apiTokenFile, Logger: d.log,
+				Notify: d.notify.results,
 			})
 			if err != nil {
 				d.log.Error("endpoints stopped", "error", err)

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	gosync "sync"
 
+	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -58,6 +61,19 @@ func (r *notifiers) route(cs []signal.Change) map[*signal.Notifiers][]signal.Cha
 	for _, c := range cs {
 		if n := r.bySource[c.Source]; n != nil {
 			out[n] = append(out[n], c)
+		}
+	}
+	return out
+}
+
+// results says how telling the app went, per source and target, for the
+// status page.
+func (r *notifiers) results() []api.NotifyResult {
+	var out []api.NotifyResult
+	for _, source := range slices.Sorted(maps.Keys(r.bySource)) {
+		for _, res := range r.bySource[source].Results(source) {
+			out = append(out, api.NotifyResult{Target: res.Target, Source: res.Source, Revision: res.Revision,
+				Result: res.Outcome, Time: res.Time, Error: res.Err})
 		}
 	}
 	return out

@@ -125,8 +125,9 @@ func (a *authChecker) saw(flag string) {
 // with a recognisable marker, makes every origin fail in every way it can,
 // reflecting the credentials it received into its errors, and then looks
 // for the markers in everything ferry shows or writes: stdout, stderr at
-// debug level, /status, /metrics, /healthz, /readyz, the errors of 'once',
-// and every file under ROOT/.ferry outside the published revisions.
+// debug level, /status, /metrics, /healthz, /readyz, the pull API, the
+// status page, the errors of 'once', and every file under ROOT/.ferry
+// outside the published revisions.
 func TestSecretsNeverShow(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -201,7 +202,8 @@ func TestSecretsNeverShow(t *testing.T) {
 	})
 	var seen []string
 	collect := func() {
-		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/healthz"), p.get("/readyz"), p.get("/v1/sources"))
+		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/healthz"), p.get("/readyz"), p.get("/v1/sources"),
+			p.get("/"), eventsSoFar(t, "http://"+p.addr+"/v1/events"))
 	}
 	collect()
 
@@ -285,7 +287,7 @@ func TestBasicAuthPasswordNeverShows(t *testing.T) {
 	for _, code := range []int{500, 401} {
 		broken.Store("x", reflector(code))
 		testkit.Eventually(t, 20*time.Second, "a failure", func() bool { return p.status()["web"].ConsecutiveFailures > 0 })
-		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/v1/sources"))
+		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/v1/sources"), p.get("/"), eventsSoFar(t, "http://"+p.addr+"/v1/events"))
 		broken.Delete("x")
 		testkit.Eventually(t, 20*time.Second, "recovery", func() bool { return p.status()["web"].ConsecutiveFailures == 0 })
 	}
@@ -442,8 +444,9 @@ func TestURLSecretsInvalidConfigurationNeverShow(t *testing.T) {
 // then takes each through every path: success; an origin that is
 // unreachable, answers 404, 401 or 500 with the request echoed in its
 // page; a notify answered 500 (echoing), refused, timed out. No secret may
-// show in the logs (debug level), /status, /metrics, the errors of 'once',
-// or the files ferry keeps beside the revisions. (S3 URLs take no secret:
+// show in the logs (debug level), /status, /metrics, the pull API, the
+// status page (notify results included), the errors of 'once', or the
+// files ferry keeps beside the revisions. (S3 URLs take no secret:
 // every one is refused up front, see
 // TestURLSecretsInvalidConfigurationNeverShow.)
 func TestURLSecretsNeverShow(t *testing.T) {
@@ -501,7 +504,9 @@ func TestURLSecretsNeverShow(t *testing.T) {
 	root := t.TempDir()
 	p := startFerry(t, procOptions{root: root, args: args})
 	var seen []string
-	collect := func() { seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/v1/sources")) }
+	collect := func() {
+		seen = append(seen, p.get("/status"), p.get("/metrics"), p.get("/v1/sources"), p.get("/"), eventsSoFar(t, "http://"+p.addr+"/v1/events"))
+	}
 
 	testkit.Eventually(t, 30*time.Second, "web and repo published, deadweb and deadrepo failing", func() bool {
 		st := p.status()
