@@ -39,6 +39,12 @@ func (h *pull) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
+	// The headers go now: a client learns it is connected before the
+	// first event, which may be long in coming.
+	rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := rc.Flush(); err != nil {
+		return
+	}
 	for r.Context().Err() == nil {
 		// Each write gets the server's bound anew: a stream is long, one
 		// write of it is not.

@@ -24,7 +24,12 @@ func writeOrigin(t *testing.T, dir, content string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "app.yaml"), []byte(content), 0o644); err != nil {
+	// Renamed into place: a poll every 20 ms must not read it half-written.
+	tmp := filepath.Join(dir, ".app.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "app.yaml")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,16 +160,13 @@ func TestPullAPIServesFilesOfTheRevisionOnly(t *testing.T) {
 	os.MkdirAll(filepath.Join(d.origin, "sub"), 0o755)
 	os.WriteFile(filepath.Join(d.origin, "sub", "b.conf"), []byte("b\n"), 0o644)
 	base := d.srv.URL + "/v1/sources/config/files/"
-	var rev string
-	testkit.Eventually(t, 10*time.Second, "a first revision", func() bool {
-		resp, p := getSource(t, d.srv.URL+"/v1/sources/config", "")
-		rev = p.Revision
-		return resp.StatusCode == http.StatusOK && rev != ""
+	// The origin was written in steps: wait for the revision that has them all.
+	testkit.Eventually(t, 10*time.Second, "files/sub/b.conf", func() bool {
+		code, body := get(t, base+"sub/b.conf")
+		return code == http.StatusOK && body == "b\n"
 	})
-	code, body := get(t, base+"sub/b.conf")
-	if code != http.StatusOK || body != "b\n" {
-		t.Fatalf("GET files/sub/b.conf = %d %q", code, body)
-	}
+	_, p := getSource(t, d.srv.URL+"/v1/sources/config", "")
+	rev := p.Revision
 	resp, _ := getSource(t, base+"app.yaml", `"`+rev+`"`)
 	if resp.StatusCode != http.StatusNotModified || resp.Header.Get("ETag") != `"`+rev+`"` {
 		t.Fatalf("If-None-Match the revision: %d, ETag %s", resp.StatusCode, resp.Header.Get("ETag"))

@@ -93,7 +93,7 @@ func settings(o *options) []setting {
 		row("max-bytes", "", size(&o.limits.MaxBytes, fetch.DefaultMaxBytes, "`size` limit of one revision, all files together (suffixes K, M, G, Ki, Mi, Gi)")),
 		row("max-files", "", num(&o.limits.MaxFiles, fetch.DefaultMaxFiles, "limit on the files of one revision")),
 		row("max-file-size", "", size(&o.limits.MaxFileSize, fetch.DefaultMaxFileSize, "limit on the `size` of one file")),
-		row("http-addr", "", str(&o.httpAddr, api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status and POST /sync (empty: off)")).global().in(cmdRun),
+		row("http-addr", "", str(&o.httpAddr, api.DefaultAddr, "`address` for /healthz, /readyz, /metrics, /status, POST /sync, the pull API (/v1/) and the status page (/) (empty: off)")).global().in(cmdRun),
 		secret("sync-token-file", "api.TokenFile", str(&o.syncTokenFile, "", "`file` holding the bearer token that POST /sync needs from a non-loopback address or a web page of another origin"), &o.syncTokenFile).global().in(cmdRun),
 		secret("api-token-file", "api.APITokenFile", str(&o.apiTokenFile, "", "`file` holding the bearer token GET /status and the pull API (/v1/) need from a non-loopback address, when the port is exposed beyond the pod; re-read on every request (unset: open like the probes)"), &o.apiTokenFile).global().in(cmdRun),
 		row("notify-url", "signal.URLs", list((*listFlag)(&o.notify.URLs), "app reload `URL` told about each new revision; repeat for several")),
