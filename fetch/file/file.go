@@ -1,6 +1,6 @@
 // Package file is the local-directory source: it publishes a copy of a
 // directory on the same machine, such as a ConfigMap mount or a seed tree
-// baked into an image.
+// baked into an image, or of a single file, under its name.
 package file
 
 import (
@@ -135,6 +135,12 @@ func (s *Source) scan(ctx context.Context) ([]node, error) {
 	}
 	var nodes []node
 	seen := make(map[string]bool, len(s.hashes))
+	// A single file is published under its name, as an HTTP object or an
+	// S3 key is; WalkDir would visit only the root and publish nothing.
+	single := false
+	if fi, err := os.Stat(root); err == nil && fi.Mode().IsRegular() {
+		single = true
+	}
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -143,6 +149,9 @@ func (s *Source) scan(ctx context.Context) ([]node, error) {
 			return err
 		}
 		rel, err := filepath.Rel(root, p)
+		if single {
+			rel, err = filepath.Base(s.dir), nil
+		}
 		if err != nil || rel == "." {
 			return err
 		}

@@ -219,3 +219,51 @@ func TestRootInsideTheSourceIsRefused(t *testing.T) {
 		t.Errorf("a sibling root is refused: %v", err)
 	}
 }
+
+// TestASingleFileIsPublishedUnderItsName: a path to one file (here a
+// ConfigMap key, a symlink the kubelet swaps) publishes that file under
+// its name, as an HTTP object or an S3 key is, and follows its changes;
+// it must not publish an empty tree.
+func TestASingleFileIsPublishedUnderItsName(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "..v1"), 0o755)
+	os.WriteFile(filepath.Join(dir, "..v1", "app.yaml"), []byte("v: 1\n"), 0o644)
+	os.Symlink("..v1", filepath.Join(dir, "..data"))
+	os.Symlink("..data/app.yaml", filepath.Join(dir, "app.yaml"))
+	store, err := sync.OpenStore(t.TempDir(), fetch.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := (&dirOrigin{dir: filepath.Join(dir, "app.yaml")}).Source(t, "")
+	publish := func() map[string]string {
+		prev, _ := store.Current("cm")
+		st := store.Begin("cm", prev)
+		defer st.Discard()
+		rev, err := src.Fetch(t.Context(), prev, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev != prev {
+			if err := st.Publish(rev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := map[string]string{}
+		entries, _ := os.ReadDir(store.LinkPath("cm"))
+		for _, e := range entries {
+			b, _ := os.ReadFile(filepath.Join(store.LinkPath("cm"), e.Name()))
+			got[e.Name()] = string(b)
+		}
+		return got
+	}
+	if got := publish(); len(got) != 1 || got["app.yaml"] != "v: 1\n" {
+		t.Fatalf("published %v, want app.yaml alone", got)
+	}
+	os.MkdirAll(filepath.Join(dir, "..v2"), 0o755)
+	os.WriteFile(filepath.Join(dir, "..v2", "app.yaml"), []byte("v: 2\n"), 0o644)
+	os.Symlink("..v2", filepath.Join(dir, "..data_tmp"))
+	os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data"))
+	if got := publish(); len(got) != 1 || got["app.yaml"] != "v: 2\n" {
+		t.Fatalf("after the kubelet's swap: %v", got)
+	}
+}
