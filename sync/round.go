@@ -149,6 +149,17 @@ func (r *round) finish() {
 	r.end(changed, first)
 }
 
+// stop ends the settle bound, if it runs: after Run, nothing is told and
+// nothing written.
+func (r *round) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+}
+
 // endRound is the round's end: the generation link shows every source's
 // revision, then the app is told of what changed. It runs at the end of
 // every round, changes or not, so that a generation link removed or never

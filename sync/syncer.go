@@ -287,6 +287,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.tick(ctx) })
 	wg.Wait()
+	s.round.stop()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
