@@ -77,7 +77,7 @@ func TestIndexPackAsGit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			pack := packObjects(t, dir, env, "", append(args, "--all")...)
-			p, err := indexPack(packFile(t, pack), b)
+			p, err := indexPack(packFile(t, pack), b, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,7 +156,7 @@ func TestIndexPackAsGit(t *testing.T) {
 func TestIndexPackRefusesThin(t *testing.T) {
 	dir, env := deltaRepo(t)
 	pack := packObjects(t, dir, env, "main\n^main~1", "--thin")
-	_, err := indexPack(packFile(t, pack), boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000}))
+	_, err := indexPack(packFile(t, pack), boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000}), nil)
 	if err == nil || !strings.Contains(err.Error(), "outside the pack") {
 		t.Fatalf("indexPack of a thin pack: %v, want an error naming deltas outside the pack", err)
 	}

@@ -26,6 +26,7 @@ type meteredStorer struct {
 	dir            string        // for the spool
 	meter          *meter
 	indexed        *indexedPack // the pack stored, when index.go indexed it
+	early          *earlyExport // writes files as index.go indexes (early.go), or nil
 }
 
 // PackfileWriter starts spooling one pack.
@@ -71,7 +72,8 @@ func (s *spool) Close() error {
 	}
 	if st, ok := s.m.into.(*filesystem.Storage); ok {
 		// The first pack of an empty store (index.go).
-		p, err := indexPack(s.f, s.m.meter.bounds)
+		s.m.early.open(st, s.f)
+		p, err := indexPack(s.f, s.m.meter.bounds, s.m.early)
 		if err == nil {
 			err = p.store(s.f, s.m.dir)
 		}
