@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	gosync "sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -56,17 +58,23 @@ func indexPack(f *os.File, b bounds, early *earlyExport) (*indexedPack, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := fi.Size()
-	if size < 12+20 {
-		return nil, errors.New("pack: truncated")
-	}
-	sum := sha1.New()
-	cr := &countingReader{r: io.TeeReader(io.NewSectionReader(f, 0, size-20), sum)}
+	return indexStream(&growingFile{f: f, size: fi.Size(), done: true}, b, early)
+}
+
+// indexStream is indexPack of the pack g, read as it arrives: the index
+// pass keeps pace with the download (pack.go), and the early export with
+// it.
+func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, error) {
+	f := g.f
+	cr := &packStream{r: g, sum: sha1.New()}
 	br := bufio.NewReaderSize(cr, 64<<10)
 	pos := func() int64 { return cr.n - int64(br.Buffered()) }
 
 	var hdr [12]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil, errors.New("pack: truncated")
+		}
 		return nil, fmt.Errorf("pack: %w", err)
 	}
 	if string(hdr[:4]) != "PACK" || (binary.BigEndian.Uint32(hdr[4:]) != 2 && binary.BigEndian.Uint32(hdr[4:]) != 3) {
@@ -108,17 +116,21 @@ func indexPack(f *os.File, b bounds, early *earlyExport) (*indexedPack, error) {
 		early.indexed(p, i, typ, data)
 	}
 	early.close()
-	if n, _ := io.Copy(io.Discard, br); n > 0 || pos() != size-20 {
-		return nil, fmt.Errorf("pack: %d bytes after its last object", size-20-p.checksumOffset())
-	}
-	var trailer plumbing.Hash
-	if _, err := f.ReadAt(trailer[:], size-20); err != nil {
+	// What follows the last object, once the whole pack is in, must be
+	// the 20 bytes of its checksum.
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	if !bytes.Equal(sum.Sum(nil), trailer[:]) {
+	switch after := cr.n - p.checksumOffset(); {
+	case after < 20:
+		return nil, errors.New("pack: truncated")
+	case after > 20:
+		return nil, fmt.Errorf("pack: %d bytes after its last object", after-20)
+	}
+	if !bytes.Equal(cr.sum.Sum(nil), cr.held[:]) {
 		return nil, errors.New("pack: checksum mismatch")
 	}
-	p.checksum = trailer
+	p.checksum = plumbing.Hash(cr.held)
 	if err := p.resolveDeltas(f, b); err != nil {
 		return nil, err
 	}
@@ -423,14 +435,81 @@ func (p *indexedPack) store(spool *os.File, dir string) error {
 	return err
 }
 
-// countingReader counts what is read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
+// packStream is a pack read from its start: it counts what is read, and
+// hashes all of it but the last 20 bytes, held back: the pack's checksum,
+// once all is read.
+type packStream struct {
+	r     io.Reader
+	n     int64
+	sum   hash.Hash
+	held  [20]byte
+	nheld int
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
+func (c *packStream) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	b := p[:n]
+	if out := c.nheld + len(b) - len(c.held); out > 0 {
+		// Hash what is no longer among the last 20 bytes.
+		fromHeld := min(out, c.nheld)
+		c.sum.Write(c.held[:fromHeld])
+		c.nheld = copy(c.held[:], c.held[fromHeld:c.nheld])
+		c.sum.Write(b[:out-fromHeld])
+		b = b[out-fromHeld:]
+	}
+	c.nheld += copy(c.held[c.nheld:], b)
+	return n, err
+}
+
+// growingFile reads a file from its start while it is written, waiting at
+// its end for more until it is complete.
+type growingFile struct {
+	f   *os.File
+	off int64 // the reader's
+
+	mu   gosync.Mutex
+	more gosync.Cond
+	size int64 // written so far
+	done bool  // no more will come
+}
+
+func newGrowingFile(f *os.File) *growingFile {
+	g := &growingFile{f: f}
+	g.more.L = &g.mu
+	return g
+}
+
+// wrote tells the reader that n more bytes are in the file.
+func (g *growingFile) wrote(n int) {
+	g.mu.Lock()
+	g.size += int64(n)
+	g.mu.Unlock()
+	g.more.Broadcast()
+}
+
+// finish tells the reader that the file is complete.
+func (g *growingFile) finish() {
+	g.mu.Lock()
+	g.done = true
+	g.mu.Unlock()
+	g.more.Broadcast()
+}
+
+func (g *growingFile) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	for g.off >= g.size && !g.done {
+		g.more.Wait()
+	}
+	avail := g.size - g.off
+	g.mu.Unlock()
+	if avail <= 0 {
+		return 0, io.EOF
+	}
+	n, err := g.f.ReadAt(p[:min(int64(len(p)), avail)], g.off)
+	g.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
 	return n, err
 }
