@@ -110,7 +110,7 @@ func (s *Source) receive(ctx context.Context, m *meter, st *store, download func
 	if _, err := st.st.Reference(fetchedRef); err == nil {
 		into = unpacked(st.st)
 	}
-	sto := &meteredStorer{Storer: st.st, into: into, dir: s.packDir(), meter: m}
+	sto := &meteredStorer{Storer: st.st, into: into, dir: s.packDir(), meter: m, early: st.early}
 	rb := s.rollbackPoint(st)
 	err := download(sto)
 	if err == nil {

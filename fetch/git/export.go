@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"strings"
 
@@ -58,7 +59,8 @@ func (s *Source) getTree(objs storer.EncodedObjectStorer, h plumbing.Hash) (*obj
 type export struct {
 	objs    storer.EncodedObjectStorer
 	w       fetch.Writer
-	modules *gitmodules // the commit's, for its gitlinks
+	modules *gitmodules  // the commit's, for its gitlinks
+	early   *earlyExport // files the index pass wrote already, or nil
 }
 
 // walk calls leaf, depth first, for every entry below tree (named under
@@ -70,21 +72,13 @@ func (s *Source) walk(ctx context.Context, objs storer.EncodedObjectStorer, tree
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		name := path.Join(dir, e.Name)
-		// A tree from a hostile server may carry names git itself refuses.
-		if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
-			return fetch.Permanent(fmt.Errorf("entry %q: invalid name in git tree", dir+"/"+e.Name))
-		}
-		below, keep := sel.step(e.Name)
+		name, below, keep, err := visit(dir, e, sel)
 		switch {
+		case err != nil:
+			return err
 		case !keep:
 			continue
 		case e.Mode == filemode.Dir:
-			// The Writer's rules for a name, checked before going deeper: a
-			// chain of nested trees cannot outgrow a path.
-			if _, err := fetch.CleanName(name); err != nil {
-				return err
-			}
 			sub, err := s.getTree(objs, e.Hash)
 			if err != nil {
 				return err
@@ -93,14 +87,37 @@ func (s *Source) walk(ctx context.Context, objs storer.EncodedObjectStorer, tree
 				return err
 			}
 			continue
-		case below != nil && e.Mode != filemode.Submodule:
-			continue // a pattern that goes deeper than a file keeps nothing of it
 		}
 		if err := leaf(name, e, below); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// visit checks entry e of a tree below dir, and tells its name, what sel
+// keeps below it, and whether it keeps it at all. It refuses the names git
+// itself refuses, and a directory's name the Writer would refuse.
+func visit(dir string, e object.TreeEntry, sel selection) (name string, below selection, keep bool, err error) {
+	name = path.Join(dir, e.Name)
+	// A tree from a hostile server may carry names git itself refuses.
+	if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+		return name, nil, false, fetch.Permanent(fmt.Errorf("entry %q: invalid name in git tree", dir+"/"+e.Name))
+	}
+	below, keep = sel.step(e.Name)
+	switch {
+	case !keep:
+		return name, nil, false, nil
+	case e.Mode == filemode.Dir:
+		// The Writer's rules for a name, checked before going deeper: a
+		// chain of nested trees cannot outgrow a path.
+		if _, err := fetch.CleanName(name); err != nil {
+			return name, nil, false, err
+		}
+	case below != nil && e.Mode != filemode.Submodule:
+		return name, nil, false, nil // a pattern that goes deeper than a file keeps nothing of it
+	}
+	return name, below, true, nil
 }
 
 // writeTree writes tree through x.w, as far as ?paths= keeps it. Each
@@ -114,29 +131,52 @@ func (s *Source) walk(ctx context.Context, objs storer.EncodedObjectStorer, tree
 // the noise of file creation, which dominates the export.
 func (s *Source) writeTree(ctx context.Context, x *export, tree *object.Tree) error {
 	return s.walk(ctx, x.objs, tree, "", s.paths, func(name string, e object.TreeEntry, below selection) error {
-		switch e.Mode {
-		case filemode.Regular, filemode.Deprecated:
-			return x.w.WriteFile(name, 0o644, e.Hash.String(), s.blobOpener(x.objs, e.Hash, name))
-		case filemode.Executable:
-			return x.w.WriteFile(name, 0o755, e.Hash.String(), s.blobOpener(x.objs, e.Hash, name))
-		case filemode.Symlink:
-			target, err := s.readSymlink(x.objs, e.Hash, name)
-			if err != nil {
-				return fmt.Errorf("symlink %s: %w", name, err)
-			}
-			return x.w.Symlink(name, target)
-		case filemode.Submodule:
+		if done, err := x.early.wrote(name); done {
+			return err // in the pack's index pass (early.go)
+		}
+		if ok, err := s.writeBlob(x.w, x.objs, name, e); ok {
+			return err
+		}
+		if e.Mode == filemode.Submodule {
 			return s.writeSubmodule(ctx, x, name, e.Hash, below)
 		}
 		return fetch.Permanent(fmt.Errorf("entry %q: unsupported git file mode %o", name, uint32(e.Mode)))
 	})
 }
 
+// writeBlob writes entry e, name, through w when it is a file or a
+// symlink (ok), its blob read from objs.
+func (s *Source) writeBlob(w fetch.Writer, objs objectReader, name string, e object.TreeEntry) (ok bool, err error) {
+	if mode, ok := fileMode(e.Mode); ok {
+		return true, w.WriteFile(name, mode, e.Hash.String(), s.blobOpener(objs, e.Hash, name))
+	}
+	if e.Mode != filemode.Symlink {
+		return false, nil
+	}
+	target, err := s.readSymlink(objs, e.Hash, name)
+	if err != nil {
+		return true, fmt.Errorf("symlink %s: %w", name, err)
+	}
+	return true, w.Symlink(name, target)
+}
+
+// fileMode is the permission bits a regular file of git mode m is
+// written with; ok is false for an entry that is not a regular file.
+func fileMode(m filemode.FileMode) (mode fs.FileMode, ok bool) {
+	switch m {
+	case filemode.Regular, filemode.Deprecated:
+		return 0o644, true
+	case filemode.Executable:
+		return 0o755, true
+	}
+	return 0, false
+}
+
 // blobOpener streams blob h, the file name, out of objs when the Writer
 // needs it. A blob over the file size bound is refused before it is
 // inflated: go-git reads a small object whole, a large one through a
 // delta whose result only its header tells.
-func (s *Source) blobOpener(objs storer.EncodedObjectStorer, h plumbing.Hash, name string) fetch.Opener {
+func (s *Source) blobOpener(objs objectReader, h plumbing.Hash, name string) fetch.Opener {
 	return func() (io.ReadCloser, error) {
 		obj, err := objs.EncodedObject(plumbing.BlobObject, h)
 		if err != nil {
@@ -151,6 +191,11 @@ func (s *Source) blobOpener(objs storer.EncodedObjectStorer, h plumbing.Hash, na
 		}
 		return &storeReader{r: r, h: h}, nil
 	}
+}
+
+// objectReader is the part of a store blobOpener reads from.
+type objectReader interface {
+	EncodedObject(plumbing.ObjectType, plumbing.Hash) (plumbing.EncodedObject, error)
 }
 
 // storeReader marks read errors (a corrupt pack) as the store's fault.
@@ -169,7 +214,7 @@ func (sr *storeReader) Read(p []byte) (int, error) {
 
 func (sr *storeReader) Close() error { return sr.r.Close() }
 
-func (s *Source) readSymlink(objs storer.EncodedObjectStorer, h plumbing.Hash, name string) (string, error) {
+func (s *Source) readSymlink(objs objectReader, h plumbing.Hash, name string) (string, error) {
 	r, err := s.blobOpener(objs, h, name)()
 	if err != nil {
 		return "", err

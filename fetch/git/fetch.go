@@ -89,6 +89,10 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		st.close()
 		s.removeTempObjects()
 	}()
+	if sess != nil {
+		// A first pack's files are written as it is indexed (early.go).
+		st.early = &earlyExport{s: s, ctx: ctx, w: w, prev: prev, tip: s.tip(want)}
+	}
 	commit, tip, fetched, err := s.commit(ctx, st, auth, sess, want)
 	if err != nil {
 		if diskFull(err) {
@@ -100,7 +104,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		}
 		return "", err
 	}
-	rev, err := s.publish(ctx, st.objects(s.packDir(), s.bounds), commit, tip, prev, w, start, fetched)
+	rev, err := s.publish(ctx, st.objects(s.packDir(), s.bounds), st.early, commit, tip, prev, w, start, fetched)
 	if err != nil {
 		return "", s.exportError(st, commit, err)
 	}
@@ -108,17 +112,18 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 }
 
 // publish writes the tree of commit c, read from objs, through w, unless
-// it is the published revision prev, and returns the revision. tip is the
-// object the ref named (verify.go); nothing is written unless c (or tip)
-// is signed as the source asks. start is when the Fetch began; downloaded
-// tells whether it used the network.
-func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, c *object.Commit, tip plumbing.Hash, prev string, w fetch.Writer, start time.Time, downloaded bool) (string, error) {
+// it is the published revision prev, and returns the revision: all but
+// the files early (nil, or the index pass of the pack, early.go) wrote
+// already. tip is the object the ref named (verify.go); nothing is
+// written unless c (or tip) is signed as the source asks. start is when
+// the Fetch began; downloaded tells whether it used the network.
+func (s *Source) publish(ctx context.Context, objs storer.EncodedObjectStorer, early *earlyExport, c *object.Commit, tip plumbing.Hash, prev string, w fetch.Writer, start time.Time, downloaded bool) (string, error) {
 	resolved := time.Now()
 	tree, err := s.tree(objs, c)
 	if err != nil {
 		return "", err
 	}
-	x := &export{objs: objs, w: w, modules: &gitmodules{root: c.TreeHash}}
+	x := &export{objs: objs, w: w, modules: &gitmodules{root: c.TreeHash}, early: early}
 	rev, err := s.revision(ctx, x, c, tree)
 	if err != nil {
 		return "", err

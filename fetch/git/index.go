@@ -7,10 +7,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	gosync "sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
@@ -51,22 +53,28 @@ type indexedPack struct {
 // indexPack reads the pack in f once, refusing it when an object is over
 // the bounds or the pack is truncated, corrupt or thin, and returns every
 // object's hash, offset and CRC.
-func indexPack(f *os.File, b bounds) (*indexedPack, error) {
+func indexPack(f *os.File, b bounds, early *earlyExport) (*indexedPack, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
 	}
-	size := fi.Size()
-	if size < 12+20 {
-		return nil, errors.New("pack: truncated")
-	}
-	sum := sha1.New()
-	cr := &countingReader{r: io.TeeReader(io.NewSectionReader(f, 0, size-20), sum)}
+	return indexStream(&growingFile{f: f, size: fi.Size(), done: true}, b, early)
+}
+
+// indexStream is indexPack of the pack g, read as it arrives: the index
+// pass keeps pace with the download (pack.go), and the early export with
+// it.
+func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, error) {
+	f := g.f
+	cr := &packStream{r: g, sum: sha1.New()}
 	br := bufio.NewReaderSize(cr, 64<<10)
 	pos := func() int64 { return cr.n - int64(br.Buffered()) }
 
 	var hdr [12]byte
 	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		if err == io.ErrUnexpectedEOF || err == io.EOF {
+			return nil, errors.New("pack: truncated")
+		}
 		return nil, fmt.Errorf("pack: %w", err)
 	}
 	if string(hdr[:4]) != "PACK" || (binary.BigEndian.Uint32(hdr[4:]) != 2 && binary.BigEndian.Uint32(hdr[4:]) != 3) {
@@ -76,15 +84,17 @@ func indexPack(f *os.File, b bounds) (*indexedPack, error) {
 	if count > b.objects {
 		return nil, overLimit("pack holds %d objects, more than the max-files limit allows (%d)", count, b.objects)
 	}
-	p := &indexedPack{entries: make([]packEntry, 0, count)}
+	p := &indexedPack{entries: make([]packEntry, 0, count), byHash: make(map[plumbing.Hash]int, count)}
 	in := &inflater{}
 	defer in.close()
+	defer early.close()
 	for range count {
 		e := packEntry{offset: pos()}
 		if err := readEntryHeader(br, &e); err != nil {
 			return nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
 		}
-		if err := in.check(br, &e, b); err != nil {
+		data, err := in.check(br, &e, b, early.keep(p, &e))
+		if err != nil {
 			var le *limitError
 			if errors.As(err, &le) {
 				return nil, err
@@ -93,18 +103,34 @@ func indexPack(f *os.File, b bounds) (*indexedPack, error) {
 		}
 		e.end = pos()
 		p.entries = append(p.entries, e)
+		i, typ := len(p.entries)-1, e.typ
+		if typ.IsDelta() && early.active() {
+			// Its result now, for the files the index pass writes.
+			if typ, data, err = p.resolve(early.reader(p), i); err != nil {
+				return nil, err
+			}
+		}
+		if h := p.entries[i].hash; !h.IsZero() {
+			p.byHash[h] = i
+		}
+		early.indexed(p, i, typ, data)
 	}
-	if n, _ := io.Copy(io.Discard, br); n > 0 || pos() != size-20 {
-		return nil, fmt.Errorf("pack: %d bytes after its last object", size-20-p.checksumOffset())
-	}
-	var trailer plumbing.Hash
-	if _, err := f.ReadAt(trailer[:], size-20); err != nil {
+	early.close()
+	// What follows the last object, once the whole pack is in, must be
+	// the 20 bytes of its checksum.
+	if _, err := io.Copy(io.Discard, br); err != nil {
 		return nil, fmt.Errorf("pack: %w", err)
 	}
-	if !bytes.Equal(sum.Sum(nil), trailer[:]) {
+	switch after := cr.n - p.checksumOffset(); {
+	case after < 20:
+		return nil, errors.New("pack: truncated")
+	case after > 20:
+		return nil, fmt.Errorf("pack: %d bytes after its last object", after-20)
+	}
+	if !bytes.Equal(cr.sum.Sum(nil), cr.held[:]) {
 		return nil, errors.New("pack: checksum mismatch")
 	}
-	p.checksum = trailer
+	p.checksum = plumbing.Hash(cr.held)
 	if err := p.resolveDeltas(f, b); err != nil {
 		return nil, err
 	}
@@ -173,6 +199,7 @@ type inflater struct {
 	zr   io.ReadCloser
 	buf  bytes.Buffer
 	copy [32 << 10]byte
+	kept []byte // a whole object check was asked to keep
 }
 
 func (in *inflater) close() {
@@ -197,42 +224,55 @@ func (in *inflater) inflate(r io.Reader) (io.Reader, error) {
 
 // check inflates e's data: a whole object is hashed as it streams past, a
 // delta's data is read whole (it is bounded) for the size of its result.
-func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds) error {
+// When keep is set, a whole object is read into a buffer and returned: it
+// is valid until the next call.
+func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds, keep bool) ([]byte, error) {
 	zr, err := in.inflate(br)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !e.typ.IsDelta() {
 		if e.size > b.objectSize {
-			return b.tooLarge(uint64(e.size))
+			return nil, b.tooLarge(uint64(e.size))
 		}
 		h := plumbing.NewHasher(e.typ, e.size)
-		if err := copyExactly(&h, zr, e.size, in.copy[:]); err != nil {
-			return err
+		var data []byte
+		if keep {
+			if int64(cap(in.kept)) < e.size {
+				in.kept = make([]byte, e.size)
+			}
+			if data, err = readExactly(zr, e.size, in.kept[:e.size]); err == nil {
+				h.Write(data)
+			}
+		} else {
+			err = copyExactly(&h, zr, e.size, in.copy[:])
+		}
+		if err != nil {
+			return nil, err
 		}
 		e.hash, e.objSize = h.Sum(), e.size
-		return nil
+		return data, nil
 	}
 	// Delta data is about as large as what it adds: the bound on objects
 	// bounds it too, with room for the copy instructions.
 	if e.size > b.objectSize+b.objectSize/4 {
-		return b.tooLarge(uint64(e.size))
+		return nil, b.tooLarge(uint64(e.size))
 	}
 	in.buf.Reset()
 	if err := copyExactly(&in.buf, zr, e.size, in.copy[:]); err != nil {
-		return err
+		return nil, err
 	}
 	d := in.buf.Bytes()
 	_, n := varint(d)
 	result, m := varint(d[n:])
 	if n == 0 || m == 0 {
-		return errors.New("delta header truncated")
+		return nil, errors.New("delta header truncated")
 	}
 	if result > uint64(b.objectSize) {
-		return b.tooLarge(result)
+		return nil, b.tooLarge(result)
 	}
 	e.objSize = int64(result)
-	return nil
+	return nil, nil
 }
 
 // copyExactly copies the zlib stream zr into w through buf; the stream
@@ -286,17 +326,11 @@ func endOfStream(zr io.Reader, size int64) error {
 func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
 	r := newPackReader(f, p, b)
 	defer r.close()
-	byHash := make(map[plumbing.Hash]int, len(p.entries))
-	p.byHash = byHash
-	for i, e := range p.entries {
-		if !e.hash.IsZero() {
-			byHash[e.hash] = i
-		}
-	}
+	byHash := p.byHash // the whole objects' already
 	pending := 0
 	for i := range p.entries {
-		if p.entries[i].typ.IsDelta() {
-			pending++
+		if p.entries[i].typ.IsDelta() && p.entries[i].hash.IsZero() {
+			pending++ // not resolved by the index pass (early.go)
 		}
 	}
 	// REF_DELTA bases may be deltas themselves, resolved in a later round.
@@ -307,16 +341,11 @@ func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
 			if !e.typ.IsDelta() || !e.hash.IsZero() {
 				continue
 			}
-			if e.typ == plumbing.REFDeltaObject {
-				if _, ok := byHash[e.baseRef]; !ok {
-					continue
-				}
-			}
-			typ, data, err := r.content(i, 0)
-			if err != nil {
+			if _, data, err := p.resolve(r, i); err != nil {
 				return err
+			} else if data == nil {
+				continue
 			}
-			e.hash = plumbing.ComputeHash(typ, data)
 			byHash[e.hash] = i
 			pending--
 			progress = true
@@ -326,6 +355,26 @@ func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
 		}
 	}
 	return nil
+}
+
+// resolve hashes the delta i when its base is known, and returns its
+// type and content (nil when its base is not). The content is valid until
+// r reads again.
+func (p *indexedPack) resolve(r *packReader, i int) (plumbing.ObjectType, []byte, error) {
+	e := &p.entries[i]
+	if e.typ == plumbing.REFDeltaObject {
+		if _, ok := p.byHash[e.baseRef]; !ok {
+			return 0, nil, nil
+		}
+	} else if b, ok := p.at(e.baseOffset); ok && p.entries[b].hash.IsZero() {
+		return 0, nil, nil // a delta against a REF_DELTA not resolved yet
+	}
+	typ, data, err := r.content(i, 0)
+	if err != nil {
+		return 0, nil, err
+	}
+	e.hash = plumbing.ComputeHash(typ, data)
+	return typ, data, nil
 }
 
 // crcs computes each object's CRC-32 over its bytes in the pack, as the
@@ -386,14 +435,81 @@ func (p *indexedPack) store(spool *os.File, dir string) error {
 	return err
 }
 
-// countingReader counts what is read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
+// packStream is a pack read from its start: it counts what is read, and
+// hashes all of it but the last 20 bytes, held back: the pack's checksum,
+// once all is read.
+type packStream struct {
+	r     io.Reader
+	n     int64
+	sum   hash.Hash
+	held  [20]byte
+	nheld int
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
+func (c *packStream) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	b := p[:n]
+	if out := c.nheld + len(b) - len(c.held); out > 0 {
+		// Hash what is no longer among the last 20 bytes.
+		fromHeld := min(out, c.nheld)
+		c.sum.Write(c.held[:fromHeld])
+		c.nheld = copy(c.held[:], c.held[fromHeld:c.nheld])
+		c.sum.Write(b[:out-fromHeld])
+		b = b[out-fromHeld:]
+	}
+	c.nheld += copy(c.held[c.nheld:], b)
+	return n, err
+}
+
+// growingFile reads a file from its start while it is written, waiting at
+// its end for more until it is complete.
+type growingFile struct {
+	f   *os.File
+	off int64 // the reader's
+
+	mu   gosync.Mutex
+	more gosync.Cond
+	size int64 // written so far
+	done bool  // no more will come
+}
+
+func newGrowingFile(f *os.File) *growingFile {
+	g := &growingFile{f: f}
+	g.more.L = &g.mu
+	return g
+}
+
+// wrote tells the reader that n more bytes are in the file.
+func (g *growingFile) wrote(n int) {
+	g.mu.Lock()
+	g.size += int64(n)
+	g.mu.Unlock()
+	g.more.Broadcast()
+}
+
+// finish tells the reader that the file is complete.
+func (g *growingFile) finish() {
+	g.mu.Lock()
+	g.done = true
+	g.mu.Unlock()
+	g.more.Broadcast()
+}
+
+func (g *growingFile) Read(p []byte) (int, error) {
+	g.mu.Lock()
+	for g.off >= g.size && !g.done {
+		g.more.Wait()
+	}
+	avail := g.size - g.off
+	g.mu.Unlock()
+	if avail <= 0 {
+		return 0, io.EOF
+	}
+	n, err := g.f.ReadAt(p[:min(int64(len(p)), avail)], g.off)
+	g.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
 	return n, err
 }

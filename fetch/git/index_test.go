@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,7 +78,7 @@ func TestIndexPackAsGit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			pack := packObjects(t, dir, env, "", append(args, "--all")...)
-			p, err := indexPack(packFile(t, pack), b)
+			p, err := indexPack(packFile(t, pack), b, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,8 +157,55 @@ func TestIndexPackAsGit(t *testing.T) {
 func TestIndexPackRefusesThin(t *testing.T) {
 	dir, env := deltaRepo(t)
 	pack := packObjects(t, dir, env, "main\n^main~1", "--thin")
-	_, err := indexPack(packFile(t, pack), boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000}))
+	_, err := indexPack(packFile(t, pack), boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000}), nil)
 	if err == nil || !strings.Contains(err.Error(), "outside the pack") {
 		t.Fatalf("indexPack of a thin pack: %v, want an error naming deltas outside the pack", err)
+	}
+}
+
+// TestIndexStreamKeepsPaceWithTheDownload: the index pass reads the spool
+// as it is written, in chunks of any size, and learns what it learns of
+// the whole file; a download cut short fails it instead of leaving it
+// waiting.
+func TestIndexStreamKeepsPaceWithTheDownload(t *testing.T) {
+	dir, env := deltaRepo(t)
+	b := boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000})
+	pack := packObjects(t, dir, env, "", "--delta-base-offset", "--all")
+	whole, err := indexPack(packFile(t, pack), b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cut := range []int{len(pack), len(pack) - 10, len(pack) / 2, 5} {
+		for _, chunk := range []int{1, 7, 4096} {
+			f, err := os.CreateTemp(t.TempDir(), "spool")
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := newGrowingFile(f)
+			done := make(chan struct{})
+			var p *indexedPack
+			go func() {
+				defer close(done)
+				p, err = indexStream(g, b, nil)
+			}()
+			for off := 0; off < cut; off += chunk {
+				n, werr := f.Write(pack[off:min(off+chunk, cut)])
+				if werr != nil {
+					t.Fatal(werr)
+				}
+				g.wrote(n)
+			}
+			g.finish()
+			<-done
+			f.Close()
+			switch {
+			case cut < len(pack) && err == nil:
+				t.Errorf("a pack cut to %d of %d bytes was indexed", cut, len(pack))
+			case cut == len(pack) && err != nil:
+				t.Errorf("chunks of %d: %v", chunk, err)
+			case cut == len(pack) && (p.checksum != whole.checksum || !slices.Equal(p.entries, whole.entries)):
+				t.Errorf("chunks of %d: indexed otherwise than the whole file", chunk)
+			}
+		}
 	}
 }

@@ -68,7 +68,7 @@ func (s *Source) fetchLocal(ctx context.Context, prev string, w fetch.Writer, st
 	if err != nil {
 		return "", err
 	}
-	rev, err := s.publish(ctx, st, c, target, prev, w, start, false)
+	rev, err := s.publish(ctx, st, nil, c, target, prev, w, start, false)
 	if errors.Is(err, fetch.ErrUntrusted) {
 		return "", err // names the commit already
 	}

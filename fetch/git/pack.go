@@ -26,6 +26,7 @@ type meteredStorer struct {
 	dir            string        // for the spool
 	meter          *meter
 	indexed        *indexedPack // the pack stored, when index.go indexed it
+	early          *earlyExport // writes files as index.go indexes (early.go), or nil
 }
 
 // PackfileWriter starts spooling one pack.
@@ -39,12 +40,29 @@ func (m *meteredStorer) PackfileWriter() (io.WriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &spool{f: f, m: m}, nil
+	s := &spool{f: f, m: m}
+	if st, ok := m.into.(*filesystem.Storage); ok {
+		// The first pack of an empty store is indexed as it arrives
+		// (index.go), and its files written as they come (early.go).
+		s.grow, s.indexed = newGrowingFile(f), make(chan struct{})
+		m.early.open(st, f)
+		go func() {
+			defer close(s.indexed)
+			s.pack, s.err = indexStream(s.grow, m.meter.bounds, m.early)
+		}()
+	}
+	return s, nil
 }
 
 type spool struct {
 	f *os.File
 	m *meteredStorer
+	// grow is the spool as the index pass reads it, when it runs; indexed
+	// is closed when it is done, with pack or err.
+	grow    *growingFile
+	indexed chan struct{}
+	pack    *indexedPack
+	err     error
 }
 
 // Write spools p. Past the limit, or after a failed write, it drops what
@@ -55,29 +73,37 @@ func (s *spool) Write(p []byte) (int, error) {
 	if m.add(&m.pack, len(p)) == nil {
 		if _, err := s.f.Write(p); err != nil {
 			m.stop(err)
+		} else if s.grow != nil {
+			s.grow.wrote(len(p))
 		}
 	}
 	return len(p), nil
 }
 
-// Close checks the spooled pack and, when it is within bounds, stores it.
-// go-git calls it also when the download failed: a stopped meter says so,
-// and a pack cut short fails the check. The spool is removed either way.
+// Close checks the spooled pack and, when it is within bounds, stores it
+// (the first pack of an empty store was checked as it came, by the index
+// pass, which Close waits for). go-git calls it also when the download
+// failed: a stopped meter says so, and a pack cut short fails the check.
+// The spool is removed either way.
 func (s *spool) Close() error {
 	defer os.Remove(s.f.Name())
 	defer s.f.Close()
+	if s.grow != nil {
+		s.grow.finish()
+		<-s.indexed
+	}
 	if err := s.m.meter.err(); err != nil {
 		return err
 	}
 	if st, ok := s.m.into.(*filesystem.Storage); ok {
-		// The first pack of an empty store (index.go).
-		p, err := indexPack(s.f, s.m.meter.bounds)
+		// The first pack of an empty store, indexed as it came.
+		err := s.err
 		if err == nil {
-			err = p.store(s.f, s.m.dir)
+			err = s.pack.store(s.f, s.m.dir)
 		}
 		if err == nil {
 			st.Reindex()
-			s.m.indexed = p
+			s.m.indexed = s.pack
 		}
 		return err
 	}

@@ -93,7 +93,7 @@ func TestCheckPack(t *testing.T) {
 	checkers := map[string]func(t *testing.T, pack []byte) error{
 		"checkPack": func(t *testing.T, pack []byte) error { return checkPack(bytes.NewReader(pack), b) },
 		"indexPack": func(t *testing.T, pack []byte) error {
-			_, err := indexPack(packFile(t, pack), b)
+			_, err := indexPack(packFile(t, pack), b, nil)
 			return err
 		},
 	}

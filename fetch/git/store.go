@@ -48,6 +48,7 @@ type store struct {
 	st     *filesystem.Storage
 	fresh  bool         // created by this Fetch: nothing to reuse, nothing to distrust
 	pack   *indexedPack // the pack this Fetch received and indexed, if it did
+	early  *earlyExport // writes the files of the pack it receives, if any, as it indexes it
 	packed *packedStore
 }
 
