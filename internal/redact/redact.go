@@ -34,39 +34,53 @@ func Value(v string) string {
 }
 
 // semverRange is a version range as Masterminds/semver writes one:
-// ">=1.2.0 <2", "~1.4", "^2.x || 3.1.*", "1.2.3-rc.1".
-var semverRange = regexp.MustCompile(`^semver:[0-9A-Za-z.*^~<>=!, |+-]{1,256}$`)
+// ">=1.2.0 <2", "~1.4", "^2.x || 3.1.*", "1.2.3-rc.1", of at most
+// maxSemverRange characters. The bounds of the patterns in this file are
+// checked with len, not written as {m,n}: the regexp package compiles a
+// counted repetition into that many copies of its class, and these three
+// cost 290 KB of heap for the life of the process and 600 KB of
+// allocation at start.
+var semverRange = regexp.MustCompile(`^semver:[0-9A-Za-z.*^~<>=!, |+-]+$`)
+
+const maxSemverRange = 256
 
 // Semver shows a "semver:RANGE" value whole, its comparison operators and
 // spaces included; any other value is shown as Value shows it.
 func Semver(v string) string {
-	if semverRange.MatchString(v) {
+	if len(v) <= len("semver:")+maxSemverRange && semverRange.MatchString(v) {
 		return v
 	}
 	return Value(v)
 }
 
-// mediaType is an RFC 6838 type/subtype, without parameters.
-var mediaType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+// mediaType is an RFC 6838 type/subtype, without parameters, each name
+// of at most maxMediaName characters.
+var mediaType = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$`)
+
+const maxMediaName = 127
 
 // MediaType shows a media type whole ("application/vnd.oci.image.layer.v1.tar+gzip").
 // A "+" typed unescaped in a query reads as a space there, and is shown
 // as typed.
 func MediaType(v string) string {
-	if mediaType.MatchString(strings.ReplaceAll(v, " ", "+")) {
+	typ, sub, _ := strings.Cut(v, "/")
+	if len(typ) <= maxMediaName && len(sub) <= maxMediaName && mediaType.MatchString(strings.ReplaceAll(v, " ", "+")) {
 		return v
 	}
 	return Placeholder
 }
 
-// checksumType is the "sha256" of "sha256:HEX".
-var checksumType = regexp.MustCompile(`^[A-Za-z0-9]{1,16}$`)
+// checksumType is the "sha256" of "sha256:HEX", of at most
+// maxChecksumType characters.
+var checksumType = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+
+const maxChecksumType = 16
 
 // TypeOnly shows the type before the first ":" (a checksum's "sha256", or
 // "file" for a checksum file's URL, which may be signed) and hides the rest.
 func TypeOnly(v string) string {
 	typ, _, found := strings.Cut(v, ":")
-	if !found || !checksumType.MatchString(typ) {
+	if !found || len(typ) > maxChecksumType || !checksumType.MatchString(typ) {
 		return Placeholder
 	}
 	return typ + ":" + Placeholder

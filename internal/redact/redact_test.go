@@ -129,3 +129,26 @@ func FuzzString(f *testing.F) {
 		}
 	})
 }
+
+// The bounds are checked apart from the patterns (see semverRange): a
+// value at its bound shows, one character more hides.
+func TestOptionValuesShowUpToTheirBound(t *testing.T) {
+	name := func(n int) string { return strings.Repeat("a", n) }
+	for _, c := range []struct {
+		show    func(string) string
+		at, out string
+		atWant  string
+	}{
+		{Semver, "semver:" + name(256), "semver:" + strings.Repeat("<", 257), "semver:" + name(256)},
+		{MediaType, name(127) + "/" + name(127), name(128) + "/a", name(127) + "/" + name(127)},
+		{MediaType, "a/" + name(127), "a/" + name(128), "a/" + name(127)},
+		{TypeOnly, name(16) + ":x", name(17) + ":x", name(16) + ":REDACTED"},
+	} {
+		if got := c.show(c.at); got != c.atWant {
+			t.Errorf("%.20q...: got %.20q, want %.20q", c.at, got, c.atWant)
+		}
+		if got := c.show(c.out); got != Placeholder {
+			t.Errorf("%.20q...: got %.20q, want %s", c.out, got, Placeholder)
+		}
+	}
+}
