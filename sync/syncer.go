@@ -319,6 +319,8 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			// A publish allocates in proportion to the tree, and a loop
 			// that then idles allocates too little to collect it for
 			// minutes: the app would share its node with ferry's garbage.
+			// The manifest is read from disk when next needed.
+			s.cfg.Store.forget(src.Name)
 			debug.FreeOSMemory()
 		}
 		if IsRejected(err) {
