@@ -323,9 +323,9 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			// The manifest is read from disk when next needed.
 			s.cfg.Store.forget(src.Name)
 			// Two collections: the first only moves what sync.Pools hold
-			// to their victim caches (among it encoding/json's buffer
-			// of the manifest, 2 MB for 5,000 files), the second, in
-			// FreeOSMemory, frees it before returning the heap.
+			// (copy and hash buffers, encoders' buffers grown to the
+			// largest thing they wrote) to their victim caches, the
+			// second, in FreeOSMemory, frees it before returning the heap.
 			runtime.GC()
 			debug.FreeOSMemory()
 		}
