@@ -113,7 +113,7 @@ func (s *Store) readExchanged(name string) ([]mirrored, error) {
 	for sc.Scan() {
 		rev, ino, ok := strings.Cut(sc.Text(), " ")
 		n, err := strconv.ParseUint(ino, 10, 64)
-		if !ok || err != nil || !validRev.MatchString(rev) {
+		if !ok || err != nil || !validRev(rev) {
 			return nil, fmt.Errorf("%s: malformed line %q", exchangedFile, sc.Text())
 		}
 		out = append(out, mirrored{rev, n})

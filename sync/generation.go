@@ -133,7 +133,7 @@ func (s *Store) readGeneration(name string) (Generation, error) {
 		}
 		rest, ok := strings.CutPrefix(target, "../../")
 		src, rev, ok2 := strings.Cut(rest, "/")
-		if !ok || !ok2 || src != e.Name() || !ValidName(src) || !validRev.MatchString(rev) || !s.treeThere(src, rev) {
+		if !ok || !ok2 || src != e.Name() || !ValidName(src) || !validRev(rev) || !s.treeThere(src, rev) {
 			return nil, fmt.Errorf("generation %s: %s -> %s is not a revision on disk", name, e.Name(), target)
 		}
 		g[src] = rev

@@ -135,7 +135,7 @@ func splitTarget(target string) (name, rev string, ok bool) {
 		return "", "", false
 	}
 	name, rev, ok = strings.Cut(rest, "/")
-	if !ok || !ValidName(name) || !validRev.MatchString(rev) {
+	if !ok || !ValidName(name) || !validRev(rev) {
 		return "", "", false
 	}
 	return name, rev, true

@@ -28,7 +28,7 @@ const fsyncWorkers = 16
 // current one being repaired) is replaced by the staged one, never trusted:
 // it may have been damaged on disk.
 func (st *Stage) Publish(rev string) error {
-	if !validRev.MatchString(rev) {
+	if !validRev(rev) {
 		return fmt.Errorf("source returned an invalid revision %q", rev)
 	}
 	if _, err := st.complete(); err != nil {

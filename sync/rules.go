@@ -16,9 +16,19 @@ import (
 // nobody can write, and limits that fail rather than truncate.
 
 var (
-	validName = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	validRev  = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$`)
+	validName    = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	validRevName = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9._-]*$`)
 )
+
+// maxRev bounds a revision's name. It is checked with len rather than
+// written in the pattern as {0,127}, which the regexp package would
+// compile into 127 copies of the class: 50 KB of heap for good.
+const maxRev = 128
+
+// validRev reports whether rev may name a revision's directory.
+func validRev(rev string) bool {
+	return len(rev) <= maxRev && validRevName.MatchString(rev)
+}
 
 // ValidName reports whether name may name a source: it becomes a link in
 // the root and a directory under ROOT/.ferry.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
 	gosync "sync"
 	"time"
@@ -320,6 +321,13 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			// A publish allocates in proportion to the tree, and a loop
 			// that then idles allocates too little to collect it for
 			// minutes: the app would share its node with ferry's garbage.
+			// The manifest is read from disk when next needed.
+			s.cfg.Store.forget(src.Name)
+			// Two collections: the first only moves what sync.Pools hold
+			// (copy and hash buffers, encoders' buffers grown to the
+			// largest thing they wrote) to their victim caches, the
+			// second, in FreeOSMemory, frees it before returning the heap.
+			runtime.GC()
 			debug.FreeOSMemory()
 		}
 		if IsRejected(err) {

@@ -512,3 +512,28 @@ func TestHistogramBoundsPrintCleanly(t *testing.T) {
 		t.Fatal("no histogram gathered: the test proves nothing")
 	}
 }
+
+// A source idle after a publish keeps no manifest in memory (ReleaseMemory),
+// and its next publish still reuses every unchanged file, by the manifest
+// on disk.
+func TestIdleSourceKeepsNoManifestYetReusesUnchangedFiles(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"same": "unchanged content", "f": "1"})
+	h := startSyncer(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond, ReleaseMemory: true})
+	kept := func() bool {
+		h.store.mu.Lock()
+		defer h.store.mu.Unlock()
+		_, ok := h.store.manifests["c"]
+		return ok
+	}
+	testkit.Eventually(t, 10*time.Second, "first publish, its manifest dropped", func() bool { ok, _ := h.syncer.Ready(); return ok && !kept() })
+	fetched := testutil.ToFloat64(h.syncer.metrics.fetched.WithLabelValues("c"))
+	o.set("r2", map[string]string{"same": "unchanged content", "f": "22"})
+	testkit.Eventually(t, 10*time.Second, "r2 published, its manifest dropped", func() bool { return h.syncer.Status()[0].Revision == "r2" && !kept() })
+	if got := testutil.ToFloat64(h.syncer.metrics.fetched.WithLabelValues("c")) - fetched; got != 2 {
+		t.Fatalf("r2 fetched %v bytes, want 2: only the changed file, the other reused", got)
+	}
+	if got := readTree(t, h.store.LinkPath("c")); got["same"] != "unchanged content" || got["f"] != "22" {
+		t.Fatalf("published tree = %v", got)
+	}
+}
