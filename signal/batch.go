@@ -11,10 +11,16 @@ import (
 // one notification, whatever way it takes.
 type Changes []Change
 
-// merge returns the changes of newer, and of older those of sources newer
-// does not name: the newest of each source, ordered by source name.
+// merge returns the changes of newer (the last of each source, when it
+// names one twice), and of older those of sources newer does not name:
+// the newest of each source, ordered by source name.
 func merge(newer, older Changes) Changes {
-	out := slices.Clone(newer)
+	var out Changes
+	for i, c := range newer {
+		if !newer[i+1:].has(c.Source) {
+			out = append(out, c)
+		}
+	}
 	for _, c := range older {
 		if !out.has(c.Source) {
 			out = append(out, c)

@@ -347,3 +347,16 @@ func TestRetryableClassifiesErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifyNamesEachSourceOnce: a batch that names a source twice is told
+// with the last of its changes only.
+func TestNotifyNamesEachSourceOnce(t *testing.T) {
+	r := newReceiver(t, nil)
+	n := newNotifiers(t, fastOptions(r.url))
+	n.start(t)
+	n.Notify(Change{Source: "a", Revision: "a1"}, Change{Source: "b", Revision: "b1"}, Change{Source: "a", Revision: "a2"})
+	testkit.Eventually(t, wait, "a delivery", func() bool { return len(r.delivered()) == 1 })
+	if q := r.requests()[0]; q.header.Get("Ferry-Source") != "a,b" || q.header.Get("Ferry-Revision") != "a2,b1" {
+		t.Fatalf("told %s at %s", q.header.Get("Ferry-Source"), q.header.Get("Ferry-Revision"))
+	}
+}

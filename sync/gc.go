@@ -17,6 +17,8 @@ func (s *Store) GC(name string, keep int) error {
 	if keep < 1 {
 		keep = 1
 	}
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
 	current, err := s.Current(name)
 	if err != nil {
 		return err

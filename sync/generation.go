@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ferrysync/ferry/fetch"
 )
 
 // The generation link is one view of every source at once:
@@ -93,11 +95,20 @@ func (s *Store) pin(g Generation) {
 	s.gen = g
 }
 
-// hasGeneration reports whether a generation was read or written.
-func (s *Store) hasGeneration() bool {
+// generationShows reports whether the generation read or written last
+// shows exactly the sources names, no more, no fewer.
+func (s *Store) generationShows(names []string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.gen != nil
+	if len(s.gen) != len(names) {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := s.gen[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // pinned returns the revision of source name that the generation link
@@ -153,6 +164,17 @@ func (s *Store) PublishGeneration(g Generation) error {
 	link := s.generationLink()
 	if link == "" {
 		return errors.New("no generation link configured")
+	}
+	// GC must not take a revision of g between the check below and the
+	// swap: it holds the same lock.
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	if fi, err := os.Lstat(s.LinkPath(link)); err == nil {
+		target, _ := os.Readlink(s.LinkPath(link))
+		if fi.Mode()&fs.ModeSymlink == 0 || !strings.HasPrefix(target, metaDir+"/") {
+			// Someone else's: retrying will not move it.
+			return fetch.Permanent(fmt.Errorf("%s exists and is not ferry's link; refusing to replace it", s.LinkPath(link)))
+		}
 	}
 	for src, rev := range g {
 		if !s.treeThere(src, rev) {

@@ -152,3 +152,110 @@ func readThrough(t *testing.T, link string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+func revisionOf(s *Syncer, name string) string {
+	for _, st := range s.Status() {
+		if st.Name == name {
+			return st.Revision
+		}
+	}
+	return ""
+}
+
+// TestRoundTellsEachSourceOnceOfItsNewest: a source that publishes twice
+// while another source of its round is still syncing is named once, with
+// its newest revision and what the app had before the round.
+func TestRoundTellsEachSourceOnceOfItsNewest(t *testing.T) {
+	origins := threeOrigins(1)
+	rec := &recorder{}
+	h := startSyncer(t, Config{Sources: sourcesOf(origins), Period: time.Hour, Settle: time.Hour, Notifiers: []Notifier{rec}})
+	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	block := make(chan struct{})
+	origins["c"].mu.Lock()
+	origins["c"].block = block
+	origins["c"].mu.Unlock()
+	setAll(origins, 2)
+	h.syncer.Trigger("")
+	testkit.Eventually(t, 10*time.Second, "a and b at r2", func() bool {
+		return revisionOf(h.syncer, "a") == "r2" && revisionOf(h.syncer, "b") == "r2"
+	})
+	origins["a"].set("r3", map[string]string{"n": "3"})
+	h.syncer.Trigger("a")
+	testkit.Eventually(t, 10*time.Second, "a at r3", func() bool { return revisionOf(h.syncer, "a") == "r3" })
+	origins["c"].mu.Lock()
+	origins["c"].block = nil
+	origins["c"].mu.Unlock()
+	close(block)
+	testkit.Eventually(t, 10*time.Second, "the round told", func() bool { return len(rec.got()) >= 3 })
+	time.Sleep(100 * time.Millisecond) // a second notification would show now
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.calls) != 1 || sourcesOfCall(rec.calls[0]) != "a@r3 b@r2 c@r2" {
+		t.Fatalf("notifications: %v, want one of a@r3, b@r2 and c@r2", rec.calls)
+	}
+	for _, c := range rec.calls[0] {
+		if c.Previous != "r1" {
+			t.Fatalf("%s told as replacing %q, want r1, what the app had", c.Source, c.Previous)
+		}
+	}
+}
+
+// TestGenerationLinkNeverReplacesWhatFerryDidNotMake: a file of the
+// user's at ROOT/LINK stays; ferry is not ready and says why.
+func TestGenerationLinkNeverReplacesWhatFerryDidNotMake(t *testing.T) {
+	store := newStore(t, fetch.Limits{})
+	if err := os.WriteFile(store.LinkPath("all"), []byte("the user's\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "1"})
+	h := startSyncer(t, Config{Store: store, Sources: []Source{{Name: "a", Backend: o}}, Period: time.Hour, GenerationLink: "all"})
+	testkit.Eventually(t, 10*time.Second, "a published", func() bool { return revisionOf(h.syncer, "a") == "r1" })
+	time.Sleep(200 * time.Millisecond) // the round's end
+	if b, err := os.ReadFile(store.LinkPath("all")); err != nil || string(b) != "the user's\n" {
+		t.Fatalf("ROOT/all, the user's file, now %q (%v)", b, err)
+	}
+	if ok, why := h.syncer.Ready(); ok || !strings.Contains(why, "generation link") {
+		t.Fatalf("Ready() = %v, %q; want not ready for the generation link", ok, why)
+	}
+}
+
+// TestReadyOnlyWhenTheGenerationShowsEverySource: after a restart with a
+// source added, a generation of the earlier sources on disk does not make
+// ferry ready: the app would find ROOT/LINK/c missing.
+func TestReadyOnlyWhenTheGenerationShowsEverySource(t *testing.T) {
+	store := newStore(t, fetch.Limits{})
+	oa, ob, oc := &origin{}, &origin{}, &origin{}
+	oa.set("a1", map[string]string{"f": "a"})
+	ob.set("b1", map[string]string{"f": "b"})
+	oc.set("c1", map[string]string{"f": "c"})
+	s1, err := New(Config{Store: store, Sources: []Source{{Name: "a", Backend: oa}, {Name: "b", Backend: ob}}, Period: time.Hour, GenerationLink: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s1.Run(ctx) }()
+	testkit.Eventually(t, 10*time.Second, "first generation", func() bool {
+		ok, _ := s1.Ready()
+		_, err := os.Stat(filepath.Join(store.LinkPath("all"), "b", "f"))
+		return ok && err == nil
+	})
+	cancel()
+	<-done
+
+	// Restart with source c added; a is slow to answer its first poll.
+	oa.mu.Lock()
+	oa.delay = 2 * time.Second
+	oa.mu.Unlock()
+	s2, err := New(Config{Store: store, Sources: []Source{{Name: "a", Backend: oa}, {Name: "b", Backend: ob}, {Name: "c", Backend: oc}},
+		Period: time.Hour, Settle: time.Hour, GenerationLink: "all"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Background(t, s2.Run)
+	testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := s2.Ready(); return ok })
+	if _, err := os.Stat(filepath.Join(store.LinkPath("all"), "c")); err != nil {
+		t.Fatalf("ready, but the generation link does not show source c: %v", err)
+	}
+}

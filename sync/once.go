@@ -21,8 +21,10 @@ func (s *Syncer) Once(ctx context.Context) error {
 	s.once = true
 	errs := make([]error, len(s.sources))
 	var wg gosync.WaitGroup
+	for _, src := range s.sources {
+		s.round.reserve(src.Name) // one round: every place before any attempt
+	}
 	for i, src := range s.sources {
-		s.round.reserve(src.Name) // told together, and the generation written once
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -39,6 +39,7 @@ type round struct {
 	changed  []signal.Change // to tell the app at the round's end
 	first    []signal.Change // sources' first publishes, for a touch file
 	timer    *time.Timer     // the settle bound, while a change waits
+	stopped  bool            // Run is over
 
 	ending gosync.Mutex // held from taking the changes to telling them
 }
@@ -98,22 +99,41 @@ func (r *round) join(source string) *member {
 }
 
 // publish adds a change of the member's source to the round, first when it
-// is the source's first publish, and leaves: an attempt publishes once,
-// and whoever waits for it need wait no more. The round ends when no
-// source is left syncing.
+// is the source's first publish, and leaves: whoever waits for the
+// attempt need wait no more. The round ends when no source is left
+// syncing. A source that publishes again in the same round (a rollback
+// and then a new revision, or a second attempt) is told once, of its
+// newest revision, replacing the one the app had before the round.
 func (m *member) publish(c signal.Change, first bool) {
 	r := m.r
 	r.mu.Lock()
 	if first {
-		r.first = append(r.first, c)
+		r.first = withChange(r.first, c)
 	} else {
-		r.changed = append(r.changed, c)
+		r.changed = withChange(r.changed, c)
 	}
 	if r.timer == nil && r.settle > 0 {
 		r.timer = time.AfterFunc(r.settle, r.finish)
 	}
+	done := m.left && r.busy == 0 // published again after leaving
 	r.mu.Unlock()
+	if done {
+		r.finish()
+	}
 	m.leave()
+}
+
+// withChange adds c to cs, or puts it in the place of an earlier change of
+// its source, keeping what that one replaced.
+func withChange(cs []signal.Change, c signal.Change) []signal.Change {
+	for i, old := range cs {
+		if old.Source == c.Source {
+			c.Previous = old.Previous
+			cs[i] = c
+			return cs
+		}
+	}
+	return append(cs, c)
 }
 
 // leave ends the member's part in the round, once; the last to leave ends
@@ -134,11 +154,15 @@ func (m *member) leave() {
 }
 
 // finish tells the app what the round gathered, at its end or when the
-// settle bound is reached.
+// settle bound is reached; after stop, nothing.
 func (r *round) finish() {
 	r.ending.Lock()
 	defer r.ending.Unlock()
 	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return
+	}
 	changed, first := r.changed, r.first
 	r.changed, r.first = nil, nil
 	if r.timer != nil {
@@ -149,11 +173,14 @@ func (r *round) finish() {
 	r.end(changed, first)
 }
 
-// stop ends the settle bound, if it runs: after Run, nothing is told and
-// nothing written.
+// stop ends the round for good, once a finish under way is done: after
+// Run, nothing is told and nothing written.
 func (r *round) stop() {
+	r.ending.Lock()
+	defer r.ending.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stopped = true
 	if r.timer != nil {
 		r.timer.Stop()
 		r.timer = nil
@@ -165,7 +192,8 @@ func (r *round) stop() {
 // every round, changes or not, so that a generation link removed or never
 // written is put in place by the next poll.
 func (s *Syncer) endRound(changed, first []signal.Change) {
-	if s.cfg.GenerationLink != "" {
+	// Once writes it itself, and only when every source succeeded.
+	if s.cfg.GenerationLink != "" && !s.once {
 		if err := s.publishGeneration(); err != nil {
 			s.log.Error("generation link not updated", "link", s.cfg.Store.LinkPath(s.cfg.GenerationLink), "error", err)
 		}
@@ -217,6 +245,15 @@ func (s *Syncer) publishGeneration() error {
 	return nil
 }
 
+// names returns the sources' names, in their order.
+func (s *Syncer) names() []string {
+	out := make([]string, len(s.sources))
+	for i, src := range s.sources {
+		out[i] = src.Name
+	}
+	return out
+}
+
 // current returns the revision src has published, or "".
 func (src *source) current() string {
 	src.mu.Lock()
@@ -243,11 +280,13 @@ func (s *Syncer) tick(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			var due []*source
 			for _, src := range s.sources {
 				if !src.backingOff() {
-					s.trigger(src)
+					due = append(due, src)
 				}
 			}
+			s.trigger(due)
 			t.Reset(jittered(s.cfg.Period))
 		}
 	}

@@ -95,8 +95,8 @@ func (s *Syncer) Ready() (bool, string) {
 		}
 		src.mu.Unlock()
 	}
-	if len(waiting) == 0 && s.cfg.GenerationLink != "" && !s.cfg.Store.hasGeneration() {
-		waiting = append(waiting, "generation link "+s.cfg.GenerationLink+": not written yet")
+	if len(waiting) == 0 && s.cfg.GenerationLink != "" && !s.cfg.Store.generationShows(s.names()) {
+		waiting = append(waiting, "generation link "+s.cfg.GenerationLink+": not written yet for every source")
 	}
 	if len(waiting) > 0 {
 		return false, strings.Join(waiting, "; ")

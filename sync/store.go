@@ -51,6 +51,7 @@ type Store struct {
 	bySource  map[string]fetch.Limits   // by source; the Store's limits when absent
 	genLink   string                    // the generation link's name, or ""
 	gen       Generation                // what it points at: GC keeps these revisions
+	genMu     gosync.Mutex              // held by GC and by a generation's swap
 }
 
 // setLimits gives source name limits of its own; a zero field keeps the

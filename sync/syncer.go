@@ -275,9 +275,11 @@ func New(cfg Config) (*Syncer, error) {
 func (s *Syncer) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg gosync.WaitGroup
 	for _, src := range s.sources {
 		s.round.reserve(src.Name) // the first round is every source's
+	}
+	var wg gosync.WaitGroup
+	for _, src := range s.sources {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -375,28 +377,34 @@ func jittered(d time.Duration) time.Duration {
 // Trigger asks for a sync now, of one source by name or of all when name is
 // empty. Triggers that arrive while a sync runs coalesce into one more sync.
 func (s *Syncer) Trigger(name string) error {
-	found := false
+	var srcs []*source
 	for _, src := range s.sources {
 		if name == "" || src.Name == name {
-			found = true
-			s.trigger(src)
+			srcs = append(srcs, src)
 		}
 	}
-	if !found {
+	if len(srcs) == 0 {
 		return fmt.Errorf("no source named %q", name)
 	}
+	s.trigger(srcs)
 	return nil
 }
 
-// trigger asks src's loop for an attempt now, with a place in the round.
-func (s *Syncer) trigger(src *source) {
-	// The place comes first: the loop may take the trigger at once.
-	placed := s.round.reserve(src.Name)
-	select {
-	case src.trigger <- struct{}{}:
-	default: // a trigger waits already, and the attempt it starts joins
-		if placed {
-			s.round.unreserve(src.Name)
+// trigger asks each of srcs for an attempt now, in one round: every place
+// is reserved before any trigger is sent, since a loop may take its
+// trigger, publish and leave at once, and a round with nobody left ends.
+func (s *Syncer) trigger(srcs []*source) {
+	placed := make([]bool, len(srcs))
+	for i, src := range srcs {
+		placed[i] = s.round.reserve(src.Name)
+	}
+	for i, src := range srcs {
+		select {
+		case src.trigger <- struct{}{}:
+		default: // a trigger waits already, and the attempt it starts joins
+			if placed[i] {
+				s.round.unreserve(src.Name)
+			}
 		}
 	}
 }
