@@ -170,10 +170,7 @@ func TestRoundTellsEachSourceOnceOfItsNewest(t *testing.T) {
 	rec := &recorder{}
 	h := startSyncer(t, Config{Sources: sourcesOf(origins), Period: time.Hour, Settle: time.Hour, Notifiers: []Notifier{rec}})
 	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
-	block := make(chan struct{})
-	origins["c"].mu.Lock()
-	origins["c"].block = block
-	origins["c"].mu.Unlock()
+	release := origins["c"].hold()
 	setAll(origins, 2)
 	h.syncer.Trigger("")
 	testkit.Eventually(t, 10*time.Second, "a and b at r2", func() bool {
@@ -182,10 +179,7 @@ func TestRoundTellsEachSourceOnceOfItsNewest(t *testing.T) {
 	origins["a"].set("r3", map[string]string{"n": "3"})
 	h.syncer.Trigger("a")
 	testkit.Eventually(t, 10*time.Second, "a at r3", func() bool { return revisionOf(h.syncer, "a") == "r3" })
-	origins["c"].mu.Lock()
-	origins["c"].block = nil
-	origins["c"].mu.Unlock()
-	close(block)
+	release()
 	testkit.Eventually(t, 10*time.Second, "the round told", func() bool { return len(rec.got()) >= 3 })
 	time.Sleep(100 * time.Millisecond) // a second notification would show now
 	rec.mu.Lock()

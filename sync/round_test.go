@@ -31,6 +31,20 @@ func setAll(origins map[string]*origin, n int) {
 	}
 }
 
+// hold makes o's fetches wait until release is called.
+func (o *origin) hold() (release func()) {
+	block := make(chan struct{})
+	o.mu.Lock()
+	o.block = block
+	o.mu.Unlock()
+	return func() {
+		o.mu.Lock()
+		o.block = nil
+		o.mu.Unlock()
+		close(block)
+	}
+}
+
 func sourcesOf(origins map[string]*origin) []Source {
 	var out []Source
 	for _, name := range []string{"a", "b", "c"} {
@@ -80,17 +94,11 @@ func TestSettleBoundsTheWaitForASlowSource(t *testing.T) {
 	rec := &recorder{}
 	h := startSyncer(t, Config{Sources: sourcesOf(origins), Period: time.Hour, Settle: 100 * time.Millisecond, Notifiers: []Notifier{rec}})
 	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
-	block := make(chan struct{})
-	origins["c"].mu.Lock()
-	origins["c"].block = block
-	origins["c"].mu.Unlock()
+	release := origins["c"].hold()
 	setAll(origins, 2)
 	h.syncer.Trigger("")
 	testkit.Eventually(t, 10*time.Second, "a and b told", func() bool { return len(rec.got()) == 2 })
-	origins["c"].mu.Lock()
-	origins["c"].block = nil
-	origins["c"].mu.Unlock()
-	close(block)
+	release()
 	testkit.Eventually(t, 10*time.Second, "c told", func() bool { return len(rec.got()) == 3 })
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

@@ -144,18 +144,7 @@ func TestConfigMapMountIsPublished(t *testing.T) {
 	}
 	src := (&dirOrigin{dir: dir}).Source(t, "")
 	publish := func() string {
-		prev, _ := store.Current("cm")
-		st := store.Begin("cm", prev)
-		defer st.Discard()
-		rev, err := src.Fetch(t.Context(), prev, st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rev != prev {
-			if err := st.Publish(rev); err != nil {
-				t.Fatal(err)
-			}
-		}
+		publishTo(t, store, "cm", src)
 		data, err := os.ReadFile(filepath.Join(root, "cm", "app.yaml"))
 		if err != nil {
 			t.Fatal(err)
@@ -236,18 +225,7 @@ func TestASingleFileIsPublishedUnderItsName(t *testing.T) {
 	}
 	src := (&dirOrigin{dir: filepath.Join(dir, "app.yaml")}).Source(t, "")
 	publish := func() map[string]string {
-		prev, _ := store.Current("cm")
-		st := store.Begin("cm", prev)
-		defer st.Discard()
-		rev, err := src.Fetch(t.Context(), prev, st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rev != prev {
-			if err := st.Publish(rev); err != nil {
-				t.Fatal(err)
-			}
-		}
+		publishTo(t, store, "cm", src)
 		got := map[string]string{}
 		entries, _ := os.ReadDir(store.LinkPath("cm"))
 		for _, e := range entries {
@@ -265,5 +243,22 @@ func TestASingleFileIsPublishedUnderItsName(t *testing.T) {
 	os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data"))
 	if got := publish(); len(got) != 1 || got["app.yaml"] != "v: 2\n" {
 		t.Fatalf("after the kubelet's swap: %v", got)
+	}
+}
+
+// publishTo fetches src and publishes what changed as source name.
+func publishTo(t *testing.T, store *sync.Store, name string, src fetch.Source) {
+	t.Helper()
+	prev, _ := store.Current(name)
+	st := store.Begin(name, prev)
+	defer st.Discard()
+	rev, err := src.Fetch(t.Context(), prev, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev != prev {
+		if err := st.Publish(rev); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
