@@ -103,11 +103,11 @@ func (b *bench) gitEnv() []string { return gittest.Env(filepath.Join(b.scratch, 
 
 // ferryEnv is the environment of every ferry process: none of the
 // caller's FERRY_ variables but those naming profiles, which a ferry built
-// with -tags pprof writes (each run overwrites the last's), and the Go
-// runtime's settings, to try them.
+// with -tags pprof writes (each run overwrites the last's), the S3
+// concurrency, and the Go runtime's settings, to try them.
 func (b *bench) ferryEnv() []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(b.scratch, "home")}
-	for _, k := range []string{"FERRY_CPUPROFILE", "FERRY_BLOCKPROFILE", "FERRY_MEMPROFILE", "GODEBUG", "GOGC", "GOMEMLIMIT"} {
+	for _, k := range []string{"FERRY_CPUPROFILE", "FERRY_BLOCKPROFILE", "FERRY_MEMPROFILE", "FERRY_S3_CONCURRENCY", "GODEBUG", "GOGC", "GOMEMLIMIT"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
