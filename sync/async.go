@@ -24,23 +24,32 @@ const (
 	asyncWorkers = 8
 )
 
-// A file is read into a buffer of tinyFile bytes first, the size most
-// config files fit, and only a larger one into a buffer of smallFile: the
-// buffers of the writes in flight, and those their pools keep, are what
-// the peak memory of a first sync holds most of.
-const tinyFile = 16 << 10
+// A file is read into a buffer of the smallest class first, the size most
+// config files fit, and only as it fills into one of the next class: the
+// buffers of the writes in flight, and of the reads of a source that
+// fetches several files at once (S3), are most of what the peak memory of
+// a first sync holds. The last class is one byte over smallFile, so that
+// a full one says the file is not small.
+var bufferClasses = [...]int{16 << 10, 64 << 10, smallFile + 1}
 
-var (
-	tinyBuffers  = gosync.Pool{New: func() any { b := make([]byte, tinyFile); return &b }}
-	smallBuffers = gosync.Pool{New: func() any { b := make([]byte, smallFile+1); return &b }}
-)
+var bufferPools [len(bufferClasses)]gosync.Pool
 
-// putBuffer returns b to its pool.
+func init() {
+	for i, size := range bufferClasses {
+		bufferPools[i].New = func() any { b := make([]byte, size); return &b }
+	}
+}
+
+// getBuffer returns a buffer of class i.
+func getBuffer(i int) *[]byte { return bufferPools[i].Get().(*[]byte) }
+
+// putBuffer returns b to the pool of its class.
 func putBuffer(b *[]byte) {
-	if len(*b) == tinyFile {
-		tinyBuffers.Put(b)
-	} else {
-		smallBuffers.Put(b)
+	for i, size := range bufferClasses {
+		if len(*b) == size {
+			bufferPools[i].Put(b)
+			return
+		}
 	}
 }
 
@@ -81,12 +90,13 @@ func (a *async) wait() error {
 // caller writes from r as it reads it. Bytes count against the limits as
 // they are read.
 func (st *Stage) readSmall(rel string, r io.Reader) (buf *[]byte, n int, ok bool, err error) {
-	buf = tinyBuffers.Get().(*[]byte)
+	buf = getBuffer(0)
 	n, err = io.ReadFull(r, *buf)
-	if err == nil { // the tiny buffer is full: read on into a larger one
-		larger := smallBuffers.Get().(*[]byte)
+	for class := 1; err == nil && class < len(bufferClasses); class++ {
+		// The buffer is full: read on into one of the next class.
+		larger := getBuffer(class)
 		copy(*larger, (*buf)[:n])
-		tinyBuffers.Put(buf)
+		putBuffer(buf)
 		buf = larger
 		var more int
 		more, err = io.ReadFull(r, (*buf)[n:])

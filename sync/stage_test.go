@@ -404,7 +404,11 @@ func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
 func TestPublishKeepsEveryByteAcrossBufferSizes(t *testing.T) {
 	s := newStore(t, fetch.Limits{})
 	files := map[string]string{}
-	for _, n := range []int{0, 1, tinyFile - 1, tinyFile, tinyFile + 1, smallFile - 1, smallFile, smallFile + 1, 3*smallFile + 7} {
+	sizes := []int{0, 1, 3*smallFile + 7}
+	for _, c := range bufferClasses {
+		sizes = append(sizes, c-2, c-1, c, c+1)
+	}
+	for _, n := range sizes {
 		b := make([]byte, n)
 		for i := range b {
 			b[i] = byte(i*7 + n)
