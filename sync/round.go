@@ -261,17 +261,23 @@ func (src *source) current() string {
 	return src.revision
 }
 
-// backingOff reports whether src's loop waits to retry a failure.
-func (src *source) backingOff() bool {
+// onTick reports whether the next tick is src's to take (offTick).
+func (src *source) onTick() bool {
 	src.mu.Lock()
 	defer src.mu.Unlock()
-	return src.retrying
+	return !src.offTick
+}
+
+func (src *source) setOffTick(off bool) {
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	src.offTick = off
 }
 
 // tick triggers every source at once, every period, jittered, until ctx is
 // done: the sources of a round poll together, and what changed together is
-// told together. A source that is failing is left to its backoff, which
-// the period caps.
+// told together. A source still syncing is left to finish, and one that
+// is failing to its backoff, which the period caps.
 func (s *Syncer) tick(ctx context.Context) {
 	t := time.NewTimer(jittered(s.cfg.Period))
 	defer t.Stop()
@@ -282,7 +288,7 @@ func (s *Syncer) tick(ctx context.Context) {
 		case <-t.C:
 			var due []*source
 			for _, src := range s.sources {
-				if !src.backingOff() {
+				if src.onTick() {
 					due = append(due, src)
 				}
 			}

@@ -170,9 +170,12 @@ type source struct {
 	refusal                  *signal.Refusal // the app's, waiting for the loop
 	pending                  *pendingRevision
 	adoptNow                 bool // Adopt was asked
-	retrying                 bool // the loop waits out a backoff: ticks leave it be
-	ignore                   *ignore
-	alias                    ignoredChange // an answer of the source that changed only ignored entries
+	// offTick is set while the loop is in an attempt or waits out a
+	// backoff: ticks leave it be, so a slow or failing origin is not
+	// polled more than the loop's own schedule says.
+	offTick bool
+	ignore  *ignore
+	alias   ignoredChange // an answer of the source that changed only ignored entries
 }
 
 // New checks the configuration and reads what is already published, so a
@@ -313,9 +316,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 			timer.Stop()
 		}
 		var wait time.Duration
-		src.mu.Lock()
-		src.retrying = false
-		src.mu.Unlock()
+		src.setOffTick(true)
 		published := src.publishedAt()
 		err := s.syncOnce(ctx, src)
 		s.broadcast() // long polls look again (wait.go)
@@ -346,14 +347,12 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 				return &SourceError{src.Name, fmt.Errorf("%w (%d): %w", ErrTooManyFailures, failures, err)}
 			}
 			wait = retry.NextBackOff()
-			src.mu.Lock()
-			src.retrying = true
-			src.mu.Unlock()
 			src.log.Log(ctx, failureLevel(err), "sync failed", "error", err, "failures", failures, "retry_in", wait.Round(time.Millisecond))
 		} else {
 			retry.Reset()
 			wait = never // the next round's tick
 		}
+		src.setOffTick(wait != never)
 		timer.Reset(src.untilAdoption(wait))
 	}
 }
