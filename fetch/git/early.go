@@ -128,9 +128,8 @@ func (x *earlyExport) start(p *indexedPack) {
 	if err != nil || rev == x.prev {
 		return
 	}
-	last := s.last.Load()
-	published := rev == x.prev && (last == nil || last.commit == c.Hash)
-	if s.checkTrust(x.objs, x.tip, c, published) != nil {
+	// rev is not the published revision: its signature is checked anew.
+	if s.checkTrust(x.objs, x.tip, c, false) != nil {
 		return
 	}
 	x.on = true
