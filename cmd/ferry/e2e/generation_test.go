@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -171,4 +172,73 @@ func readAll(root, link string, names []string) string {
 		out = append(out, fmt.Sprint(n))
 	}
 	return strings.Join(out, " ")
+}
+
+// TestSIGKILLAnywhereLeavesAWholeGeneration: two sources change every few
+// milliseconds while ferry, with a generation link, is killed at random
+// moments, in rounds, generations and swaps. After every kill ROOT/all
+// resolves to a generation whose every source is a whole revision; the
+// next start cleans what the kill left; once the origins settle, a restart
+// shows both at their newest.
+func TestSIGKILLAnywhereLeavesAWholeGeneration(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0x9e4))
+	names := []string{"a", "b"}
+	origins := []*fileOrigin{newFileOrigin(t), newFileOrigin(t)}
+	root := t.TempDir()
+	link := filepath.Join(root, "all")
+	gen := 1
+	args := []string{"--period", "20ms", "--keep", "2", "--generation-link", "all"}
+	for i, o := range origins {
+		o.set(t, gen, nil)
+		args = append(args, o.source(names[i])...)
+	}
+	var left []string
+	for i := range chaosKills {
+		p := startFerry(t, procOptions{root: root, args: args})
+		checkCleaned(t, i, left)
+		if i == 0 {
+			testkit.Eventually(t, 30*time.Second, "the first generation", func() bool {
+				_, err := os.Readlink(link)
+				return err == nil
+			})
+		}
+		for end := time.Now().Add(time.Duration(rng.IntN(250)) * time.Millisecond); time.Now().Before(end); {
+			time.Sleep(time.Duration(5+rng.IntN(25)) * time.Millisecond)
+			gen++
+			for _, o := range origins {
+				o.set(t, gen, nil)
+			}
+		}
+		p.kill()
+		left = leftovers(root)
+		for _, name := range names {
+			if _, err := checkGeneration(filepath.Join(link, name)); err != nil {
+				t.Fatalf("kill %d: %s through the generation link: %v\nferry's last lines:\n%s", i, name, err, tail(p.stderr.String(), 10))
+			}
+		}
+	}
+	gen++
+	for _, o := range origins {
+		o.set(t, gen, nil)
+	}
+	p := startFerry(t, procOptions{root: root, args: args})
+	checkCleaned(t, chaosKills, left)
+	want := fmt.Sprintf("%d %d", gen, gen)
+	testkit.Eventually(t, 30*time.Second, "both sources at gen "+fmt.Sprint(gen)+" through the link", func() bool {
+		a, errA := checkGeneration(filepath.Join(link, "a"))
+		b, errB := checkGeneration(filepath.Join(link, "b"))
+		return errA == nil && errB == nil && fmt.Sprintf("%d %d", a, b) == want
+	})
+	if code, _ := p.term(); code != 0 {
+		t.Fatalf("SIGTERM: exit %d\n%s", code, tail(p.stderr.String(), 20))
+	}
+	if l := leftovers(root); len(l) > 0 {
+		t.Fatalf("after converging and a clean stop: leftovers %v", l)
+	}
+	if gens, _ := os.ReadDir(filepath.Join(root, ".ferry", ".generations")); len(gens) > 4 {
+		t.Errorf("%d generations kept with --keep 2", len(gens))
+	}
 }
