@@ -196,11 +196,7 @@ func (s *Store) PublishGeneration(g Generation) error {
 	if err := os.Symlink(metaDir+"/"+generationsDir+"/"+name, tmp); err != nil {
 		return fmt.Errorf("generation link: %w", err)
 	}
-	if err := os.Rename(tmp, s.LinkPath(link)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("swap generation link %s: %w", s.LinkPath(link), err)
-	}
-	if err := syncDir(s.root); err != nil {
+	if err := s.renameLink(tmp, s.LinkPath(link)); err != nil {
 		return err
 	}
 	s.pin(g)

@@ -90,19 +90,15 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 		if !ok || configured[src] || src != n && configured[n] {
 			continue
 		}
-		if src == generationsDir {
-			if err := unix.Unlinkat(int(rootDir.Fd()), n, 0); err != nil {
-				errs = append(errs, fmt.Errorf("remove link %s: %w", filepath.Join(s.root, n), err))
-				continue
-			}
-			log.Info("removed a generation link no longer configured", "link", filepath.Join(s.root, n))
-			continue
-		}
 		if err := unix.Unlinkat(int(rootDir.Fd()), n, 0); err != nil {
 			errs = append(errs, fmt.Errorf("remove link %s: %w", filepath.Join(s.root, n), err))
 			continue
 		}
-		log.Info("removed the link of a source no longer configured", "link", filepath.Join(s.root, n), "revision", rev)
+		if src == generationsDir {
+			log.Info("removed a generation link no longer configured", "link", filepath.Join(s.root, n))
+		} else {
+			log.Info("removed the link of a source no longer configured", "link", filepath.Join(s.root, n), "revision", rev)
+		}
 	}
 	dirs, err := readDirNames(s.meta)
 	if err != nil {

@@ -278,6 +278,12 @@ func (s *Store) swap(name, rev string) error {
 	if mirror {
 		return s.swapMirrorForLink(name, filepath.Base(tmp))
 	}
+	return s.renameLink(tmp, link)
+}
+
+// renameLink renames the new link tmp over link, atomically, and fsyncs
+// the root so the swap survives a power cut; tmp goes on failure.
+func (s *Store) renameLink(tmp, link string) error {
 	if err := os.Rename(tmp, link); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("swap link %s: %w", link, err)
