@@ -5,7 +5,6 @@ import (
 	"maps"
 	"math"
 	"slices"
-	"strings"
 	gosync "sync"
 	"time"
 
@@ -72,11 +71,17 @@ func (r *round) reserve(source string) bool {
 // trigger was not needed.
 func (r *round) unreserve(source string) {
 	r.mu.Lock()
-	if !r.reserved[source] {
-		r.mu.Unlock()
-		return
-	}
+	placed := r.reserved[source]
 	delete(r.reserved, source)
+	r.mu.Unlock()
+	if placed {
+		r.release()
+	}
+}
+
+// release gives up one place in the round; the last ends it.
+func (r *round) release() {
+	r.mu.Lock()
 	r.busy--
 	last := r.busy == 0
 	r.mu.Unlock()
@@ -139,17 +144,9 @@ func withChange(cs []signal.Change, c signal.Change) []signal.Change {
 // leave ends the member's part in the round, once; the last to leave ends
 // the round.
 func (m *member) leave() {
-	if m.left {
-		return
-	}
-	m.left = true
-	r := m.r
-	r.mu.Lock()
-	r.busy--
-	last := r.busy == 0
-	r.mu.Unlock()
-	if last {
-		r.finish()
+	if !m.left {
+		m.left = true
+		m.r.release()
 	}
 }
 
@@ -200,13 +197,6 @@ func (s *Syncer) endRound(changed, first []signal.Change) {
 	}
 	if len(changed) == 0 && len(first) == 0 {
 		return
-	}
-	if len(changed) > 1 {
-		names := make([]string, len(changed))
-		for i, c := range changed {
-			names[i] = c.Source
-		}
-		s.log.Info("telling the app of changes together", "sources", strings.Join(names, ","))
 	}
 	for _, n := range s.cfg.Notifiers {
 		if len(changed) > 0 {
