@@ -58,17 +58,10 @@ func chaos(t *testing.T, o origin) {
 
 	// change sets the next generation every 5-30ms for d.
 	change := func(d time.Duration) {
-		end := time.Now().Add(d)
-		for {
-			step := time.Duration(5+rng.IntN(25)) * time.Millisecond
-			if time.Until(end) < step {
-				time.Sleep(time.Until(end))
-				return
-			}
-			time.Sleep(step)
+		keepChanging(rng, d, func() {
 			gen++
 			o.set(t, gen, nil)
-		}
+		})
 	}
 
 	var (
@@ -138,6 +131,20 @@ func chaos(t *testing.T, o origin) {
 		chaosKills, moments, len(seenGens), gen)
 	if moments["idle"] == chaosKills {
 		t.Errorf("no kill landed mid-publish: the test did not exercise what it claims")
+	}
+}
+
+// keepChanging calls next every 5-30ms, at random, for d.
+func keepChanging(rng *rand.Rand, d time.Duration, next func()) {
+	end := time.Now().Add(d)
+	for {
+		step := time.Duration(5+rng.IntN(25)) * time.Millisecond
+		if time.Until(end) < step {
+			time.Sleep(time.Until(end))
+			return
+		}
+		time.Sleep(step)
+		next()
 	}
 }
 

@@ -205,13 +205,12 @@ func TestSIGKILLAnywhereLeavesAWholeGeneration(t *testing.T) {
 				return err == nil
 			})
 		}
-		for end := time.Now().Add(time.Duration(rng.IntN(250)) * time.Millisecond); time.Now().Before(end); {
-			time.Sleep(time.Duration(5+rng.IntN(25)) * time.Millisecond)
+		keepChanging(rng, time.Duration(rng.IntN(250))*time.Millisecond, func() {
 			gen++
 			for _, o := range origins {
 				o.set(t, gen, nil)
 			}
-		}
+		})
 		p.kill()
 		left = leftovers(root)
 		for _, name := range names {
