@@ -12,6 +12,8 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/ferrysync/ferry/internal/procmem"
+
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -105,7 +107,8 @@ type Config struct {
 	VerifyPeriod time.Duration
 	// ReleaseMemory makes Run return the heap a publish used to the
 	// operating system once it is done (runtime/debug.FreeOSMemory,
-	// process-wide): a sidecar idles most of its life.
+	// process-wide), and unmap the pages of code and constants it ran
+	// (procmem.ReleaseImage): a sidecar idles most of its life.
 	ReleaseMemory bool
 	// Rollout says when a new revision is adopted and what happens when the
 	// app refuses one.
@@ -300,6 +303,40 @@ func (s *Syncer) Run(ctx context.Context) error {
 	return nil
 }
 
+// imageKeptBelow is the period under which the code a poll runs stays
+// mapped between polls: mapping it again costs about a millisecond of CPU
+// (some 9 MiB of the binary, 64 KiB a fault), worth paying every 10
+// seconds or more to give the memory back in between, not every second.
+const imageKeptBelow = 10 * time.Second
+
+// releaseMemory gives the operating system back, with Config.ReleaseMemory,
+// what a sync of src left behind: the heap a publish grew and the code and
+// constants of the binary it ran; after a mere poll, the code only, and only
+// when the next poll is far off.
+func (s *Syncer) releaseMemory(src *source, published bool) {
+	if !s.cfg.ReleaseMemory {
+		return
+	}
+	if published {
+		// A publish allocates in proportion to the tree, and a loop
+		// that then idles allocates too little to collect it for
+		// minutes: the app would share its node with ferry's garbage.
+		// The manifest is read from disk when next needed.
+		s.cfg.Store.forget(src.Name)
+		// Two collections: the first only moves what sync.Pools hold
+		// (copy and hash buffers, encoders' buffers grown to the
+		// largest thing they wrote) to their victim caches, the
+		// second, in FreeOSMemory, frees it before returning the heap.
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	if published || s.cfg.Period >= imageKeptBelow {
+		if err := procmem.ReleaseImage(); err != nil {
+			s.log.Debug("memory not released", "error", err)
+		}
+	}
+}
+
 func (s *Syncer) loop(ctx context.Context, src *source) error {
 	defer s.dropPending(src, "") // its stage; a restart sees it anew
 	retry := s.newBackoff(0)
@@ -320,19 +357,7 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 		published := src.publishedAt()
 		err := s.syncOnce(ctx, src)
 		s.broadcast() // long polls look again (wait.go)
-		if s.cfg.ReleaseMemory && src.publishedAt() != published {
-			// A publish allocates in proportion to the tree, and a loop
-			// that then idles allocates too little to collect it for
-			// minutes: the app would share its node with ferry's garbage.
-			// The manifest is read from disk when next needed.
-			s.cfg.Store.forget(src.Name)
-			// Two collections: the first only moves what sync.Pools hold
-			// (copy and hash buffers, encoders' buffers grown to the
-			// largest thing they wrote) to their victim caches, the
-			// second, in FreeOSMemory, frees it before returning the heap.
-			runtime.GC()
-			debug.FreeOSMemory()
-		}
+		s.releaseMemory(src, src.publishedAt() != published)
 		if IsRejected(err) {
 			// Logged already; retrying sooner than the next round cannot
 			// help: the origin has to move on.

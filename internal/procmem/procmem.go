@@ -1,0 +1,107 @@
+// Package procmem hands memory the process maps but no longer needs back
+// to the operating system.
+package procmem
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ReleaseImage unmaps from this process the pages of its own executable's
+// read-only segments: machine code and constant data. They stay in the
+// page cache, and what runs next maps its pages again from there (a minor
+// fault, no disk read while the cache holds them).
+//
+// A sidecar runs most of its code once, in package initialization and in
+// a publish, and then idles on a small loop; the kernel maps 64 KiB
+// around each page touched, so without this the resident set keeps some
+// 18 MiB of a 30 MB binary for good.
+//
+// Only mappings of the executable without write permission are touched:
+// MADV_DONTNEED on a private writable mapping would throw away what the
+// process wrote there.
+func ReleaseImage() error {
+	ms, err := imageMappings()
+	if err != nil {
+		return fmt.Errorf("release image: %w", err)
+	}
+	for _, m := range ms {
+		if _, _, errno := syscall.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_DONTNEED); errno != 0 {
+			return fmt.Errorf("release image: madvise %x-%x: %w", m.start, m.end, errno)
+		}
+	}
+	return nil
+}
+
+// imageMappings returns the mappings of the executable without write
+// permission. The executable is told by the file mapped where this very
+// function's code is, not by stat(2) of /proc/self/exe: under overlayfs,
+// a container's root, the two name different devices.
+func imageMappings() ([]mapping, error) {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil, err
+	}
+	var all []mapping
+	for line := range bytes.Lines(maps) {
+		if m, ok := parseMapping(line); ok {
+			all = append(all, m)
+		}
+	}
+	pc := reflect.ValueOf(imageMappings).Pointer()
+	i := slices.IndexFunc(all, func(m mapping) bool { return m.start <= pc && pc < m.end })
+	if i < 0 || all[i].inode == 0 {
+		return nil, fmt.Errorf("no file mapped at %#x, where the code runs", pc)
+	}
+	exe := all[i]
+	ro := all[:0]
+	for _, m := range all {
+		if !m.writable && m.inode == exe.inode && m.major == exe.major && m.minor == exe.minor {
+			ro = append(ro, m)
+		}
+	}
+	return ro, nil
+}
+
+// mapping is one line of /proc/self/maps, as much of it as ReleaseImage
+// needs.
+type mapping struct {
+	start, end   uintptr
+	writable     bool
+	major, minor uint32
+	inode        uint64
+}
+
+// parseMapping reads "START-END PERMS OFFSET MAJOR:MINOR INODE [PATH]".
+func parseMapping(line []byte) (mapping, bool) {
+	f := bytes.Fields(line)
+	if len(f) < 5 {
+		return mapping{}, false
+	}
+	addr := bytes.SplitN(f[0], []byte("-"), 2)
+	dev := bytes.SplitN(f[3], []byte(":"), 2)
+	if len(addr) != 2 || len(dev) != 2 || len(f[1]) < 2 {
+		return mapping{}, false
+	}
+	start, err1 := strconv.ParseUint(string(addr[0]), 16, 64)
+	end, err2 := strconv.ParseUint(string(addr[1]), 16, 64)
+	major, err3 := strconv.ParseUint(string(dev[0]), 16, 32)
+	minor, err4 := strconv.ParseUint(string(dev[1]), 16, 32)
+	inode, err5 := strconv.ParseUint(string(f[4]), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil || end <= start {
+		return mapping{}, false
+	}
+	return mapping{
+		start: uintptr(start), end: uintptr(end),
+		writable: f[1][1] != '-',
+		major:    uint32(major), minor: uint32(minor),
+		inode: inode,
+	}, true
+}

@@ -1,0 +1,125 @@
+package procmem
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// written lives in the executable's writable data: ReleaseImage must
+// leave what the process wrote there alone.
+var written = [4096]byte{0: 1}
+
+// touchImage maps every page of the executable's read-only mappings, as
+// a process that ran all of its code would have, by reading them through
+// /proc/self/mem.
+func touchImage(t *testing.T) {
+	t.Helper()
+	ms, err := imageMappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := os.Open("/proc/self/mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	var b [1]byte
+	for _, m := range ms {
+		for a := m.start; a < m.end; a += 4096 {
+			if _, err := mem.ReadAt(b[:], int64(a)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// imageRSS sums the resident kilobytes of the executable's read-only
+// mappings, from /proc/self/smaps.
+func imageRSS(t *testing.T) (kb int) {
+	t.Helper()
+	ms, err := imageMappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) < 2 {
+		t.Fatalf("%d read-only mappings of the executable, want its code and its constants", len(ms))
+	}
+	smaps, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := false
+	for line := range strings.Lines(string(smaps)) {
+		if m, ok := parseMapping([]byte(line)); ok {
+			in = slices.ContainsFunc(ms, func(r mapping) bool { return r.start == m.start })
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			kb += n
+		}
+	}
+	return kb
+}
+
+func TestReleaseImageUnmapsCodeAndKeepsData(t *testing.T) {
+	for i := range written {
+		written[i] = byte(i*7 + 3)
+	}
+	touchImage(t)
+	before := imageRSS(t)
+	if before < 1024 {
+		t.Fatalf("the test binary's code and constants hold only %d KiB: nothing to measure", before)
+	}
+	if err := ReleaseImage(); err != nil {
+		t.Fatal(err)
+	}
+	after := imageRSS(t)
+	// What runs between the release and the reading (this test, the
+	// runtime, the testing package) maps some of it again.
+	if after > before*3/4 {
+		t.Fatalf("resident image %d KiB before, %d KiB after: not released", before, after)
+	}
+	t.Logf("resident image: %d KiB before, %d KiB after", before, after)
+	for i := range written {
+		if written[i] != byte(i*7+3) {
+			t.Fatalf("byte %d of the writable data changed: %d", i, written[i])
+		}
+	}
+	// Code runs on: a second release and a lot of work after it.
+	if err := ReleaseImage(); err != nil {
+		t.Fatal(err)
+	}
+	if s := strings.Repeat("ab", 1000); strconv.Itoa(len(s)) != "2000" {
+		t.Fatal("the code after a release misbehaves")
+	}
+}
+
+func TestParseMapping(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want mapping
+		ok   bool
+	}{
+		{"00400000-01202000 r-xp 00000000 fd:01 1234567 /usr/local/bin/ferry",
+			mapping{start: 0x400000, end: 0x1202000, major: 0xfd, minor: 1, inode: 1234567}, true},
+		{"01fe6000-02083000 rw-p 01be6000 fd:01 1234567 /usr/local/bin/ferry (deleted)",
+			mapping{start: 0x1fe6000, end: 0x2083000, writable: true, major: 0xfd, minor: 1, inode: 1234567}, true},
+		{"7f0000000000-7f0000021000 rw-p 00000000 00:00 0 ", mapping{start: 0x7f0000000000, end: 0x7f0000021000, writable: true}, true},
+		{"7ffd1000-7ffd3000 r-xp 00000000 00:00 0 [vdso]", mapping{start: 0x7ffd1000, end: 0x7ffd3000}, true},
+		{"Rss:                 128 kB", mapping{}, false},
+		{"zz-01 r-xp 0 fd:01 1 x", mapping{}, false},
+		{"02000000-01000000 r-xp 0 fd:01 1 x", mapping{}, false},
+	} {
+		got, ok := parseMapping([]byte(tc.line))
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("parseMapping(%q) = %+v, %v; want %+v, %v", tc.line, got, ok, tc.want, tc.ok)
+		}
+	}
+}
