@@ -24,9 +24,12 @@ import (
 // around each page touched, so without this the resident set keeps some
 // 18 MiB of a 30 MB binary for good.
 //
-// Only mappings of the executable without write permission are touched:
-// MADV_DONTNEED on a private writable mapping would throw away what the
-// process wrote there.
+// Only mappings of the executable without write permission and without
+// a page of their own (smaps' Anonymous: 0) are touched: MADV_DONTNEED on
+// a private mapping throws away what was written there, which is what a
+// writable mapping holds, and what a read-only one holds after the loader
+// relocated it (RELRO in a PIE or cgo build), a debugger set a breakpoint
+// in it or a uprobe was attached.
 func ReleaseImage() error {
 	ms, err := imageMappings()
 	if err != nil {
@@ -40,19 +43,22 @@ func ReleaseImage() error {
 	return nil
 }
 
-// imageMappings returns the mappings of the executable without write
-// permission. The executable is told by the file mapped where this very
-// function's code is, not by stat(2) of /proc/self/exe: under overlayfs,
-// a container's root, the two name different devices.
+// imageMappings returns the mappings of the executable that the process
+// never wrote to: no write permission, no anonymous page. The executable
+// is told by the file mapped where this very function's code is, not by
+// stat(2) of /proc/self/exe: under overlayfs, a container's root, the two
+// name different devices.
 func imageMappings() ([]mapping, error) {
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return nil, err
 	}
 	var all []mapping
-	for line := range bytes.Lines(maps) {
+	for line := range bytes.Lines(smaps) {
 		if m, ok := parseMapping(line); ok {
 			all = append(all, m)
+		} else if kb, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok && len(all) > 0 {
+			all[len(all)-1].written = string(bytes.TrimSpace(kb)) != "0 kB"
 		}
 	}
 	pc := reflect.ValueOf(imageMappings).Pointer()
@@ -63,18 +69,19 @@ func imageMappings() ([]mapping, error) {
 	exe := all[i]
 	ro := all[:0]
 	for _, m := range all {
-		if !m.writable && m.inode == exe.inode && m.major == exe.major && m.minor == exe.minor {
+		if !m.writable && !m.written && m.inode == exe.inode && m.major == exe.major && m.minor == exe.minor {
 			ro = append(ro, m)
 		}
 	}
 	return ro, nil
 }
 
-// mapping is one line of /proc/self/maps, as much of it as ReleaseImage
-// needs.
+// mapping is one mapping of /proc/self/smaps, as much of it as
+// ReleaseImage needs.
 type mapping struct {
 	start, end   uintptr
 	writable     bool
+	written      bool // it holds anonymous pages: written since it was mapped
 	major, minor uint32
 	inode        uint64
 }
