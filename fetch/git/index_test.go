@@ -1,10 +1,14 @@
 package git
 
 import (
+	"bufio"
 	"bytes"
+	"compress/zlib"
 	"crypto/sha1"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,11 +157,12 @@ func TestIndexPackAsGit(t *testing.T) {
 	}
 }
 
-// TestDamagedObjectNeverKeepsItsID: the index pass does not check zlib's
-// Adler-32 (zstream), so a byte changed inside an object's stream, with
-// the pack's trailing SHA-1 made to match, must either fail to inflate or
-// give the object another id, one no tree names: never the original id
-// with other content. A changed checksum alone changes nothing inflated.
+// TestDamagedObjectNeverKeepsItsID: a byte changed inside an object's
+// zlib stream, with the pack's trailing SHA-1 made to match, must either
+// be refused or give the object another id, one no tree names: never the
+// original id with other content. A stream whose content is whole but
+// whose Adler-32 is wrong is refused too: what the index pass accepts is
+// stored, and go-git and git would refuse to read it later.
 func TestDamagedObjectNeverKeepsItsID(t *testing.T) {
 	dir, env := deltaRepo(t)
 	b := boundsFor(fetch.Limits{MaxBytes: 1 << 30, MaxFiles: 1000})
@@ -189,23 +194,80 @@ func TestDamagedObjectNeverKeepsItsID(t *testing.T) {
 				t.Fatalf("object %s (%s) damaged at byte %d of %d-%d kept its id", e.hash, e.typ, at, e.offset, e.end)
 			}
 		}
-		// The stream's last four bytes are its Adler-32: the content, and so
-		// the id, are what they were.
+		// The stream's last four bytes are its Adler-32.
 		pk := bytes.Clone(pack)
 		pk[e.end-1] ^= 0x5a
 		resum(pk)
-		q, err := indexPack(packFile(t, pk), b, nil)
-		if err != nil {
-			t.Fatalf("a changed Adler-32 of %s: %v", e.hash, err)
-		}
-		if q.entries[i].hash != e.hash {
-			t.Fatalf("a changed Adler-32 of %s changed its id", e.hash)
+		if _, err := indexPack(packFile(t, pk), b, nil); err == nil || !strings.Contains(err.Error(), "checksum") {
+			t.Fatalf("a wrong Adler-32 of %s (%s): %v, want a checksum error", e.hash, e.typ, err)
 		}
 	}
 	if damaged < 20 {
 		t.Fatalf("only %d objects damaged: the test proves little", damaged)
 	}
 	t.Logf("%d damaged streams: %d refused, the rest under another id", damaged, refused)
+}
+
+// TestZstreamStopsAtEachStreamsEnd reads zlib streams laid end to end, as
+// a pack holds them, through readers of several buffer sizes: each is
+// read whole and leaves the reader at the byte after its checksum, with
+// and without the check; a stream cut inside its checksum is truncated,
+// and a header asking for a preset dictionary is refused.
+func TestZstreamStopsAtEachStreamsEnd(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var packed bytes.Buffer
+	var want [][]byte
+	for i := range 100 {
+		b := make([]byte, rng.IntN(70000))
+		if i%2 == 0 {
+			for j := range b {
+				b[j] = byte(rng.Uint32())
+			}
+		}
+		want = append(want, b)
+		zw := zlib.NewWriter(&packed)
+		zw.Write(b)
+		zw.Close()
+		packed.WriteByte(0xab) // the next object's first byte
+	}
+	for _, verify := range []bool{false, true} {
+		for _, size := range []int{16, 17, 4096, 64 << 10} {
+			br := bufio.NewReaderSize(bytes.NewReader(packed.Bytes()), size)
+			z := zstream{verify: verify}
+			for i, w := range want {
+				if err := z.reset(br); err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(&z)
+				if err != nil || !bytes.Equal(got, w) {
+					t.Fatalf("verify %v, buffer %d, stream %d: %d bytes, %v", verify, size, i, len(got), err)
+				}
+				if n, err := z.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+					t.Fatalf("a read after the end: %d, %v", n, err)
+				}
+				if c, _ := br.ReadByte(); c != 0xab {
+					t.Fatalf("verify %v, buffer %d, stream %d: left at %#x, not at the next object", verify, size, i, c)
+				}
+			}
+		}
+	}
+	var one bytes.Buffer
+	zw := zlib.NewWriter(&one)
+	zw.Write([]byte("hello"))
+	zw.Close()
+	for cut := 1; cut <= 4; cut++ {
+		var z zstream
+		if err := z.reset(bufio.NewReader(bytes.NewReader(one.Bytes()[:one.Len()-cut]))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(&z); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("cut %d bytes into the checksum: %v", cut, err)
+		}
+	}
+	var z zstream
+	if err := z.reset(bytes.NewReader([]byte{0x78, 0xbb})); err == nil { // FDICT set, header check right
+		t.Fatal("a preset dictionary was accepted")
+	}
 }
 
 // TestIndexPackRefusesThin: a thin pack's deltas lean on objects outside

@@ -1,25 +1,29 @@
 package git
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/adler32"
 	"io"
 
 	"github.com/klauspost/compress/flate"
 )
 
 // zstream reads one zlib stream (RFC 1950) of a pack object and stops at
-// its end, like compress/zlib's reader, but does not compute the stream's
-// Adler-32: every object is hashed as it is inflated (its id, or its
-// result's for a delta), and only objects reached from the fetched commit
-// through those ids are used, so a damaged stream is caught there; the
-// pack's trailing SHA-1 covers its bytes as they came off the wire. Adler-32
-// was 6% of a large cold sync's user CPU, spent on nothing the hashes
-// miss.
+// its end, like compress/zlib's reader. It checks the stream's Adler-32
+// only when asked to: the index pass does, since what it accepts is
+// stored and read later by go-git and git, which both refuse a bad
+// checksum; an object read back from a pack the index pass accepted is
+// not checked again (6% of a large cold sync's user CPU went to Adler-32,
+// much of it on such reads).
 type zstream struct {
-	src   io.Reader // an io.ByteReader: flate reads no byte past the stream
-	fr    io.ReadCloser
-	ended bool
+	src    io.Reader // an io.ByteReader: flate reads no byte past the stream
+	fr     io.ReadCloser
+	sum    hash.Hash32 // nil: the checksum is skipped
+	ended  bool
+	verify bool
 }
 
 // reset starts reading the zlib stream at src's position.
@@ -35,6 +39,12 @@ func (z *zstream) reset(src io.Reader) error {
 		return errors.New("zlib: invalid header")
 	}
 	z.src, z.ended = src, false
+	if z.verify {
+		if z.sum == nil {
+			z.sum = adler32.New()
+		}
+		z.sum.Reset()
+	}
 	if z.fr == nil {
 		z.fr = flate.NewReader(src)
 		return nil
@@ -42,22 +52,29 @@ func (z *zstream) reset(src io.Reader) error {
 	return z.fr.(flate.Resetter).Reset(src, nil)
 }
 
-// Read inflates; at the deflate stream's end it reads past the 4-byte
-// checksum, so that src is left at the next object.
+// Read inflates; at the deflate stream's end it reads the 4-byte
+// checksum, so that src is left at the next object, and checks it when
+// verify is set.
 func (z *zstream) Read(p []byte) (int, error) {
 	if z.ended {
 		return 0, io.EOF
 	}
 	n, err := z.fr.Read(p)
-	if err == io.EOF {
-		var sum [4]byte
-		if _, err := io.ReadFull(z.src, sum[:]); err != nil {
-			return n, fmt.Errorf("zlib checksum: %w", noEOF(err))
-		}
-		z.ended = true
-		return n, io.EOF
+	if z.sum != nil {
+		z.sum.Write(p[:n])
 	}
-	return n, err
+	if err != io.EOF {
+		return n, err
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(z.src, sum[:]); err != nil {
+		return n, fmt.Errorf("zlib checksum: %w", noEOF(err))
+	}
+	if z.sum != nil && binary.BigEndian.Uint32(sum[:]) != z.sum.Sum32() {
+		return n, errors.New("zlib: invalid checksum")
+	}
+	z.ended = true
+	return n, io.EOF
 }
 
 // Close releases the inflater.
