@@ -94,3 +94,9 @@ func (e *exactReader) Read(p []byte) (int, error) {
 }
 
 func (e *exactReader) Close() error { return e.r.Close() }
+
+// Size returns the bytes left to read: before the first read, the object's
+// size.
+func (e *exactReader) Size() int64 { return e.left }
+
+var _ fetch.Sized = (*exactReader)(nil)
