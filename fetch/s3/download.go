@@ -32,6 +32,9 @@ func (s *Source) download(ctx context.Context, objs []object, w fetch.Writer, cr
 	for range min(s.opts.Concurrency, len(objs)) {
 		wg.Go(func() {
 			for o := range next {
+				if ctx.Err() != nil {
+					continue // the feed stops too; drain what it sent
+				}
 				if err := w.WriteFile(o.name, fileMode, o.contentKey(), s.opener(ctx, o, creds)); err != nil {
 					cancel(err)
 				}
