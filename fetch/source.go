@@ -37,6 +37,14 @@ type Writer interface {
 // Opener opens the content of one file. The Writer closes what it returns.
 type Opener func() (io.ReadCloser, error)
 
+// Sized is a body that knows its length before it is read, such as an S3
+// object's, announced by its Content-Length. A Writer may size its buffer
+// by it. It is a hint only: the body is read to its end and bounded all the
+// same.
+type Sized interface {
+	Size() int64
+}
+
 // Env is what a source gets from the daemon when it is built.
 type Env struct {
 	// StateDir is a directory private to the source that survives restarts

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	gosync "sync"
+
+	"github.com/ferrysync/ferry/fetch"
 )
 
 // Creating a file is the cost of a first publish: on an ext4 volume here,
@@ -28,9 +30,12 @@ const (
 // config files fit, and only as it fills into one of the next class: the
 // buffers of the writes in flight, and of the reads of a source that
 // fetches several files at once (S3), are most of what the peak memory of
-// a first sync holds. The last class is one byte over smallFile, so that
-// a full one says the file is not small.
-var bufferClasses = [...]int{16 << 10, 64 << 10, smallFile + 1}
+// a first sync holds. A body that tells its size (fetch.Sized) goes
+// straight into the smallest class that holds it whole. The classes are
+// powers of two, so that no buffer is more than twice what it holds; the
+// last is one byte over smallFile, so that a full one says the file is not
+// small.
+var bufferClasses = [...]int{16 << 10, 32 << 10, 64 << 10, 128 << 10, smallFile + 1}
 
 var bufferPools [len(bufferClasses)]gosync.Pool
 
@@ -51,6 +56,23 @@ func putBuffer(b *[]byte) {
 			return
 		}
 	}
+}
+
+// firstClass returns the class of the buffer to read r into first: the
+// smallest that holds all of r with a byte to spare, when r tells its size,
+// so that a full buffer still means more to read.
+func firstClass(r io.Reader) int {
+	sized, ok := r.(fetch.Sized)
+	if !ok {
+		return 0
+	}
+	size := sized.Size()
+	for i, c := range bufferClasses {
+		if size < int64(c) {
+			return i
+		}
+	}
+	return len(bufferClasses) - 1
 }
 
 // async tracks the background writes of a Stage.
@@ -85,14 +107,15 @@ func (a *async) wait() error {
 	return a.failed()
 }
 
-// copyIn takes the file from the source. A small one is read whole, and
+// readSmall takes the file from the source. A small one is read whole, and
 // written in the background; ok is false for a larger one, which the
 // caller writes from r as it reads it. Bytes count against the limits as
 // they are read.
 func (st *Stage) readSmall(rel string, r io.Reader) (buf *[]byte, n int, ok bool, err error) {
-	buf = getBuffer(0)
+	class := firstClass(r)
+	buf = getBuffer(class)
 	n, err = io.ReadFull(r, *buf)
-	for class := 1; err == nil && class < len(bufferClasses); class++ {
+	for class++; err == nil && class < len(bufferClasses); class++ {
 		// The buffer is full: read on into one of the next class.
 		larger := getBuffer(class)
 		copy(*larger, (*buf)[:n])

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -396,6 +397,50 @@ func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
 	publishFiles(t, s, "c", "r1", map[string]string{"a": "r1", "b": "r1"})
 	if got := readTree(t, filepath.Join(s.Root(), "c")); got["a"] != "r1" || got["b"] != "r1" {
 		t.Fatalf("republished r1 = %v", got)
+	}
+}
+
+// sizedBody is a body that announces a size, true or not (fetch.Sized).
+type sizedBody struct {
+	io.Reader
+	size int64
+}
+
+func (b sizedBody) Size() int64  { return b.size }
+func (b sizedBody) Close() error { return nil }
+
+// TestAnnouncedSizeIsOnlyAHint: a body that tells its size is published
+// whole whether the size is true, too small or too large, around the sizes
+// where the Stage changes buffers.
+func TestAnnouncedSizeIsOnlyAHint(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	want := map[string]string{}
+	for _, c := range bufferClasses {
+		for _, n := range []int{c - 1, c, c + 1} {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(i*7 + n)
+			}
+			for _, announced := range []int64{int64(n), int64(n) / 2, 2*int64(n) + 1} {
+				name := fmt.Sprintf("f%d-%d", n, announced)
+				want[name] = string(b)
+				open := func() (io.ReadCloser, error) { return sizedBody{bytes.NewReader(b), announced}, nil }
+				if err := st.WriteFile(name, 0o644, "", open); err != nil {
+					t.Fatalf("write %s: %v", name, err)
+				}
+			}
+		}
+	}
+	if err := st.Publish("r1"); err != nil {
+		t.Fatal(err)
+	}
+	got := readTree(t, filepath.Join(s.Root(), "c"))
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s: %d bytes published, want %d as written", name, len(got[name]), len(w))
+		}
 	}
 }
 

@@ -20,26 +20,36 @@ const fileMode fs.FileMode = 0o644
 // The Writer calls an Opener, and so issues a GET, only for objects it
 // cannot reuse from the published revision; each body streams to disk.
 // The first failure cancels the rest: they would only add noise.
+//
+// A fixed set of workers takes the objects in turn: a goroutine per object
+// would grow a fresh stack through the SDK's deep middleware chain for
+// every GET, a cost a cold sync of thousands of small objects pays in full.
 func (s *Source) download(ctx context.Context, objs []object, w fetch.Writer, creds aws.CredentialsProvider) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	next := make(chan object)
 	var wg gosync.WaitGroup
-	slots := make(chan struct{}, s.opts.Concurrency)
-	for _, o := range objs {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	for range min(s.opts.Concurrency, len(objs)) {
 		wg.Go(func() {
-			defer func() { <-slots }()
-			if err := w.WriteFile(o.name, fileMode, o.contentKey(), s.opener(ctx, o, creds)); err != nil {
-				cancel(err)
+			for o := range next {
+				if ctx.Err() != nil {
+					continue // the feed stops too; drain what it sent
+				}
+				if err := w.WriteFile(o.name, fileMode, o.contentKey(), s.opener(ctx, o, creds)); err != nil {
+					cancel(err)
+				}
 			}
 		})
 	}
+feed:
+	for _, o := range objs {
+		select {
+		case next <- o:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
 	wg.Wait()
 	return context.Cause(ctx)
 }
@@ -87,3 +97,9 @@ func (e *exactReader) Read(p []byte) (int, error) {
 }
 
 func (e *exactReader) Close() error { return e.r.Close() }
+
+// Size returns the bytes left to read: before the first read, the object's
+// size.
+func (e *exactReader) Size() int64 { return e.left }
+
+var _ fetch.Sized = (*exactReader)(nil)

@@ -20,8 +20,14 @@ import (
 	"github.com/ferrysync/ferry/internal/report"
 )
 
-// DefaultConcurrency is how many objects are downloaded at once.
-const DefaultConcurrency = 8
+// DefaultConcurrency is how many objects are downloaded at once. A cold
+// sync of many small objects spends most of each GET waiting on the server
+// and on file creation; fewer downloads in flight leave the CPUs idle
+// between them. On a 2-core machine against versitygw, 2,000 objects of
+// 25 KB took a median 1.88 s at 8, 1.45 s at 16 and 1.38 s at 32, with
+// peak RSS 33.6, 35.0 and 37.6 MiB (more buffers and connections in
+// flight); S3 itself takes far more parallel GETs than this.
+const DefaultConcurrency = 32
 
 // Options configure S3 sources. Secrets are given as file paths and read
 // again on every sync, so a rotated Kubernetes Secret is picked up without

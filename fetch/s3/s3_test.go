@@ -1,6 +1,7 @@
 package s3_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -489,6 +491,33 @@ func TestDownloadsRunInParallelUpToConcurrency(t *testing.T) {
 	if p := s.counts.peakGets(); p != 3 {
 		t.Fatalf("peak concurrent GETs = %d, want 3", p)
 	}
+}
+
+func TestFirstFailureStartsNoOtherDownload(t *testing.T) {
+	s := newGofakes3(t)
+	bucket := s.newBucket(t, false)
+	putTree(t, s, bucket, "conf/", nestedTree(10))
+	src := newSource(t, s.url(bucket, "conf/"), fetch.Env{}, func(o *s3src.Options) { o.Concurrency = 1 })
+	var writes atomic.Int64
+	w := &failingWriter{Writer: fetchtest.NewWriter(fetch.Limits{}), writes: &writes}
+	_, err := src.Fetch(t.Context(), "", w)
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Fetch = %v, want the Writer's error", err)
+	}
+	if n := writes.Load(); n != 1 {
+		t.Fatalf("%d files written, want 1: the first failure must stop the rest", n)
+	}
+}
+
+// failingWriter fails every WriteFile, counting them.
+type failingWriter struct {
+	fetch.Writer
+	writes *atomic.Int64
+}
+
+func (w *failingWriter) WriteFile(string, fs.FileMode, string, fetch.Opener) error {
+	w.writes.Add(1)
+	return errors.New("disk on fire")
 }
 
 func TestTreeLimitsFailTheSync(t *testing.T) {
