@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	gosync "sync"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -18,7 +19,8 @@ import (
 // 10 KB blob. Sources write one file at a time (git's object store is not
 // safe for concurrent use; a tar is one stream), so the Stage reads a
 // small file into memory at once, in the caller's goroutine, and creates,
-// writes and stamps it in the background, several at a time. A larger
+// writes and stamps it in the background, several directories at a time
+// (async). A larger
 // file is written in place, as it is read: memory stays bounded by
 // asyncWorkers files of at most smallFile bytes.
 const (
@@ -76,15 +78,67 @@ func firstClass(r io.Reader) int {
 }
 
 // async tracks the background writes of a Stage.
+//
+// Files of one directory are written one after the other, by one
+// goroutine, those of different directories at once: creating a file
+// holds its directory's lock, and eight writers creating in the same
+// directory (a tree is written in order, directory by directory) spent
+// their time spinning on it in the kernel (rwsem_spin_on_owner under
+// openat). On this machine's ext4 (no journal) with inodes freed in the
+// last seconds, when each creation is slow, that spinning made a cold
+// publish of the large benchmark repository cost 3.1-3.6 s of kernel time
+// against git clone's 1.9-2.8 s; writing by directory, 2.4-3.0 s, and
+// 20% less wall time. With creation fast, both ways are alike, and so is a
+// tree of 5,000 files in one directory.
 type async struct {
-	slots   chan struct{}
+	slots   chan struct{} // one per file held in memory, queued or being written
 	pending gosync.WaitGroup
 
-	mu  gosync.Mutex
-	err error // the first failure
+	mu     gosync.Mutex
+	err    error               // the first failure
+	queued map[string][]func() // by directory, while one of its files is written
 }
 
-func newAsync() *async { return &async{slots: make(chan struct{}, asyncWorkers)} }
+func newAsync() *async {
+	return &async{slots: make(chan struct{}, asyncWorkers), queued: map[string][]func(){}}
+}
+
+// run runs write in the background, after the writes queued before it in
+// the same directory.
+func (a *async) run(dir string, write func()) {
+	a.slots <- struct{}{}
+	a.pending.Add(1)
+	a.mu.Lock()
+	if q, busy := a.queued[dir]; busy {
+		a.queued[dir] = append(q, write)
+		a.mu.Unlock()
+		return
+	}
+	a.queued[dir] = nil
+	a.mu.Unlock()
+	go func() {
+		for write != nil {
+			write()
+			<-a.slots
+			a.pending.Done()
+			write = a.next(dir)
+		}
+	}()
+}
+
+// next takes the next write queued in dir, or nil when there is none: the
+// directory is free then.
+func (a *async) next(dir string) func() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.queued[dir]
+	if len(q) == 0 {
+		delete(a.queued, dir)
+		return nil
+	}
+	a.queued[dir] = q[1:]
+	return q[0]
+}
 
 // failed returns the first error of a background write.
 func (a *async) failed() error {
@@ -149,14 +203,8 @@ func (st *Stage) readSmall(rel string, r io.Reader) (buf *[]byte, n int, ok bool
 // when done; buf goes back to its pool then.
 func (st *Stage) writeAsync(rel, dst string, mode fs.FileMode, key string, buf *[]byte, n int) {
 	a := st.async
-	a.slots <- struct{}{}
-	a.pending.Add(1)
-	go func() {
-		defer func() {
-			putBuffer(buf)
-			<-a.slots
-			a.pending.Done()
-		}()
+	a.run(filepath.Dir(dst), func() {
+		defer putBuffer(buf)
 		data := (*buf)[:n]
 		sum := sha256.Sum256(data)
 		fi, err := writeNew(dst, mode, data)
@@ -166,7 +214,7 @@ func (st *Stage) writeAsync(rel, dst string, mode fs.FileMode, key string, buf *
 		}
 		st.bytesWritten.Add(int64(n))
 		st.record(rel, entry{Mode: fi.Mode().Perm(), Key: key, Size: int64(n), Sum: hex.EncodeToString(sum[:]), stamp: stampOf(fi)}, true)
-	}()
+	})
 }
 
 // writeNew creates a file at dst holding data, with mode, and returns its
