@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -157,6 +158,13 @@ func (f *faultInjector) takeStarts() []time.Time {
 	s := f.starts
 	f.starts = nil
 	return s
+}
+
+// faultCounts returns how many requests met each fault so far.
+func (f *faultInjector) faultCounts() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.faults)
 }
 
 func (f *faultInjector) heldTimes() []time.Duration {
@@ -358,7 +366,7 @@ func TestFlakyOriginKeepsLastGoodRevisionBacksOffAndRecovers(t *testing.T) {
 				t.Errorf("leftovers after the faults: %v", l)
 			}
 			t.Logf("faults %v; %d attempt requests in %s of outage (limit %d); %.0f failed syncs; recovered %s after the origin healed; stalls held %v",
-				f.faults, len(starts), window, limit*fo.perAttempt, errorsTotal, recovered.Round(time.Millisecond), held)
+				f.faultCounts(), len(starts), window, limit*fo.perAttempt, errorsTotal, recovered.Round(time.Millisecond), held)
 		})
 	}
 }
