@@ -12,12 +12,11 @@ import (
 	gosync "sync"
 	"time"
 
-	"github.com/ferrysync/ferry/internal/procmem"
-
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/internal/procmem"
 	"github.com/ferrysync/ferry/signal"
 )
 
