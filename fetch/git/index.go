@@ -105,10 +105,13 @@ func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, er
 		p.entries = append(p.entries, e)
 		i, typ := len(p.entries)-1, e.typ
 		if typ.IsDelta() && early.active() {
-			// Its result now, for the files the index pass writes.
-			if typ, data, err = p.resolve(early.reader(p), i); err != nil {
+			// Its result now, for the files the index pass writes, from
+			// the instructions just inflated.
+			if typ, data, err = p.resolve(early.reader(p), i, data); err != nil {
 				return nil, err
 			}
+		} else if typ.IsDelta() {
+			data = nil
 		}
 		if h := p.entries[i].hash; !h.IsZero() {
 			p.byHash[h] = i
@@ -216,9 +219,9 @@ func (in *inflater) inflate(r io.Reader) (io.Reader, error) {
 }
 
 // check inflates e's data: a whole object is hashed as it streams past, a
-// delta's data is read whole (it is bounded) for the size of its result.
-// When keep is set, a whole object is read into a buffer and returned: it
-// is valid until the next call.
+// delta's data is read whole (it is bounded) for the size of its result,
+// and returned. When keep is set, a whole object is read into a buffer
+// and returned. What check returns is valid until the next call.
 func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds, keep bool) ([]byte, error) {
 	zr, err := in.inflate(br)
 	if err != nil {
@@ -265,7 +268,7 @@ func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds, keep bool) (
 		return nil, b.tooLarge(result)
 	}
 	e.objSize = int64(result)
-	return nil, nil
+	return d, nil
 }
 
 // copyExactly copies the zlib stream zr into w through buf; the stream
@@ -334,7 +337,7 @@ func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
 			if !e.typ.IsDelta() || !e.hash.IsZero() {
 				continue
 			}
-			if _, data, err := p.resolve(r, i); err != nil {
+			if _, data, err := p.resolve(r, i, nil); err != nil {
 				return err
 			} else if data == nil {
 				continue
@@ -352,8 +355,9 @@ func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
 
 // resolve hashes the delta i when its base is known, and returns its
 // type and content (nil when its base is not). The content is valid until
-// r reads again.
-func (p *indexedPack) resolve(r *packReader, i int) (plumbing.ObjectType, []byte, error) {
+// r reads again. delta is the delta's instructions when the caller holds
+// them, nil to read them from the pack.
+func (p *indexedPack) resolve(r *packReader, i int, delta []byte) (plumbing.ObjectType, []byte, error) {
 	e := &p.entries[i]
 	if e.typ == plumbing.REFDeltaObject {
 		if _, ok := p.byHash[e.baseRef]; !ok {
@@ -362,7 +366,7 @@ func (p *indexedPack) resolve(r *packReader, i int) (plumbing.ObjectType, []byte
 	} else if b, ok := p.at(e.baseOffset); ok && p.entries[b].hash.IsZero() {
 		return 0, nil, nil // a delta against a REF_DELTA not resolved yet
 	}
-	typ, data, err := r.content(i, 0)
+	typ, data, err := r.content(i, 0, delta)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -48,7 +48,7 @@ func (ps *packedStore) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (pl
 	if !ok || ps.r.p.entries[i].objSize > largeObjectThreshold {
 		return ps.EncodedObjectStorer.EncodedObject(t, h)
 	}
-	typ, data, err := ps.r.content(i, 0)
+	typ, data, err := ps.r.content(i, 0, nil)
 	if err != nil {
 		return nil, storeErr(err)
 	}
@@ -106,8 +106,9 @@ const maxDeltaChain = 10000
 // their bases; depth is how many deltas asked for it, as their base. A
 // base is kept in the cache, for the deltas next to it. The content of a
 // whole object asked for at depth 0 is read into a buffer the next call
-// reuses: the caller reads it before it asks again.
-func (r *packReader) content(i int, depth int) (plumbing.ObjectType, []byte, error) {
+// reuses: the caller reads it before it asks again. delta, when not nil,
+// is entry i's own delta instructions, which the caller inflated already.
+func (r *packReader) content(i int, depth int, delta []byte) (plumbing.ObjectType, []byte, error) {
 	e := &r.p.entries[i]
 	if c, ok := r.cache.get(e.offset); ok {
 		return c.typ, c.data, nil
@@ -141,13 +142,14 @@ func (r *packReader) content(i int, depth int) (plumbing.ObjectType, []byte, err
 	} else {
 		base = r.p.byHash[e.baseRef]
 	}
-	typ, bdata, err := r.content(base, depth+1)
+	typ, bdata, err := r.content(base, depth+1, nil)
 	if err != nil {
 		return 0, nil, err
 	}
-	delta, err := r.raw(e, &r.deltaScratch)
-	if err != nil {
-		return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+	if delta == nil {
+		if delta, err = r.raw(e, &r.deltaScratch); err != nil {
+			return 0, nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
+		}
 	}
 	data, err := packfile.PatchDelta(bdata, delta)
 	if err != nil {
