@@ -136,8 +136,10 @@ func (a *async) next(dir string) func() {
 		delete(a.queued, dir)
 		return nil
 	}
+	write := q[0]
+	q[0] = nil // the queue's array must not keep a buffer written already
 	a.queued[dir] = q[1:]
-	return q[0]
+	return write
 }
 
 // failed returns the first error of a background write.

@@ -31,7 +31,9 @@ import (
 // a private mapping throws away what was written there, which is what a
 // writable mapping holds, and what a read-only one holds after the loader
 // relocated it (RELRO in a PIE or cgo build), a debugger set a breakpoint
-// in it or a uprobe was attached.
+// in it or a uprobe was attached. (A breakpoint or uprobe set between the
+// check and the release would be lost: the probe stops firing, nothing
+// else; there is no way to make the two one step.)
 func ReleaseImage() error {
 	ms, err := imageMappings()
 	if err != nil {

@@ -8,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // written lives in the executable's writable data: ReleaseImage must
@@ -143,5 +146,52 @@ func TestReleaseImageInAPIE(t *testing.T) {
 	out, err := exec.Command(bin).CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "OK 10000 ") {
 		t.Fatalf("the PIE program after its release: %v\n%s", err, out)
+	}
+}
+
+// TestHoldsAnonymousAcrossChunks maps a private file of 3,000 pages, more
+// than one read of pagemap holds: read, it holds no page of its own;
+// written at page 2,500 and made read-only, it does, and the range that
+// ends before that page still does not.
+func TestHoldsAnonymousAcrossChunks(t *testing.T) {
+	page := os.Getpagesize()
+	const pages = 3000
+	f, err := os.CreateTemp(t.TempDir(), "mapped")
+	if err == nil {
+		err = f.Truncate(int64(pages * page))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := unix.Mmap(int(f.Fd()), 0, pages*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(b)
+	var sum byte
+	for i := 0; i < pages; i += 7 {
+		sum += b[i*page] // read: file pages, mapped
+	}
+	pagemap, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pagemap.Close()
+	start := uintptr(unsafe.Pointer(&b[0]))
+	whole := mapping{start: start, end: start + uintptr(pages*page)}
+	before := mapping{start: start, end: start + uintptr(2500*page)}
+	if w, err := holdsAnonymous(pagemap, whole); err != nil || w {
+		t.Fatalf("a mapping only read: holds a page of its own %v, %v", w, err)
+	}
+	b[2500*page] = sum + 1
+	if err := unix.Mprotect(b, unix.PROT_READ); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := holdsAnonymous(pagemap, whole); err != nil || !w {
+		t.Fatalf("a page written past the first read of pagemap: found %v, %v", w, err)
+	}
+	if w, err := holdsAnonymous(pagemap, before); err != nil || w {
+		t.Fatalf("the range before the written page: holds a page of its own %v, %v", w, err)
 	}
 }
