@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/adler32"
 	"hash/crc32"
 	"io"
 	"os"
@@ -85,7 +86,7 @@ func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, er
 	}
 	p := &indexedPack{entries: make([]packEntry, 0, count), byHash: make(map[plumbing.Hash]int, count)}
 	in := &inflater{}
-	in.zr.verify = true // what this pass accepts is stored: read later by go-git and git
+	in.zr.sum = adler32.New() // what this pass accepts is stored: read later by go-git and git
 	defer in.close()
 	defer early.close()
 	for range count {

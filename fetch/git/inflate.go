@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/adler32"
 	"io"
 
 	"github.com/klauspost/compress/flate"
@@ -15,15 +14,13 @@ import (
 // its end, like compress/zlib's reader. It checks the stream's Adler-32
 // only when asked to: the index pass does, since what it accepts is
 // stored and read later by go-git and git, which both refuse a bad
-// checksum; an object read back from a pack the index pass accepted is
-// not checked again (6% of a large cold sync's user CPU went to Adler-32,
-// much of it on such reads).
+// checksum; an object read back from a pack the index pass accepted (a
+// delta base, what the export reads again) is not checked twice.
 type zstream struct {
-	src    io.Reader // an io.ByteReader: flate reads no byte past the stream
-	fr     io.ReadCloser
-	sum    hash.Hash32 // nil: the checksum is skipped
-	ended  bool
-	verify bool
+	src   io.Reader // an io.ByteReader: flate reads no byte past the stream
+	fr    io.ReadCloser
+	sum   hash.Hash32 // set (adler32.New) to check the checksum; nil skips it
+	ended bool
 }
 
 // reset starts reading the zlib stream at src's position.
@@ -39,10 +36,7 @@ func (z *zstream) reset(src io.Reader) error {
 		return errors.New("zlib: invalid header")
 	}
 	z.src, z.ended = src, false
-	if z.verify {
-		if z.sum == nil {
-			z.sum = adler32.New()
-		}
+	if z.sum != nil {
 		z.sum.Reset()
 	}
 	if z.fr == nil {
@@ -54,7 +48,7 @@ func (z *zstream) reset(src io.Reader) error {
 
 // Read inflates; at the deflate stream's end it reads the 4-byte
 // checksum, so that src is left at the next object, and checks it when
-// verify is set.
+// sum is set.
 func (z *zstream) Read(p []byte) (int, error) {
 	if z.ended {
 		return 0, io.EOF

@@ -25,13 +25,12 @@ import (
 // around each page touched, so without this the resident set keeps some
 // 18 MiB of a 30 MB binary for good.
 //
-// Only mappings of the executable without write permission and without
-// a page of their own (anonymous, in /proc/self/pagemap) are touched:
-// MADV_DONTNEED on
-// a private mapping throws away what was written there, which is what a
-// writable mapping holds, and what a read-only one holds after the loader
-// relocated it (RELRO in a PIE or cgo build), a debugger set a breakpoint
-// in it or a uprobe was attached. (A breakpoint or uprobe set between the
+// Only mappings of the executable without write permission and without a
+// page of their own (anonymous, in /proc/self/pagemap) are touched:
+// MADV_DONTNEED on a private mapping throws away what was written there,
+// which is what a writable mapping holds, and what a read-only one holds
+// after the loader relocated it (RELRO in a PIE or cgo build), a debugger
+// set a breakpoint in it or a uprobe was attached. (A breakpoint or uprobe set between the
 // check and the release would be lost: the probe stops firing, nothing
 // else; there is no way to make the two one step.)
 func ReleaseImage() error {
