@@ -19,6 +19,7 @@ import (
 func (s *Syncer) Once(ctx context.Context) error {
 	// A pod that is starting needs its config now: no rollout window.
 	s.once = true
+	s.releaseInit()
 	errs := make([]error, len(s.sources))
 	var wg gosync.WaitGroup
 	for _, src := range s.sources {

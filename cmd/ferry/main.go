@@ -24,7 +24,6 @@ import (
 
 	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/fetch"
-	"github.com/ferrysync/ferry/internal/procmem"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 	"github.com/ferrysync/ferry/validate"
@@ -322,22 +321,8 @@ func logBySource(log *slog.Logger, msg string, err error) {
 	}
 }
 
-// releaseInit unmaps the code and constants package initialization ran,
-// which the sync does not need: the kernel maps 64 KiB around each page a
-// fault touches, and some 250 packages' init leave about 17 MiB of the
-// binary resident, on which the sync's own memory would pile up (the
-// large benchmark repository's cold sync peaked at 33.8 MiB, about 29
-// with this; the small one's at 26.3 MiB, 22.2 with it, for 1 ms here and
-// 2-4 ms of faults mapping back what the sync runs).
-func (d *daemon) releaseInit() {
-	if err := procmem.ReleaseImage(); err != nil {
-		d.log.Debug("memory not released", "error", err)
-	}
-}
-
 func (d *daemon) once(ctx context.Context) int {
 	start := time.Now()
-	d.releaseInit()
 	if err := d.syncer.Once(ctx); err != nil {
 		logBySource(d.log, "sync failed", err)
 		return exitFailed
@@ -381,7 +366,6 @@ func (d *daemon) run(ctx context.Context) int {
 	})
 
 	d.log.Info("ferry started", "version", version, "root", d.opts.root, "sources", len(d.sources), "period", d.opts.period)
-	d.releaseInit()
 	err := d.syncer.Run(ctx)
 	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		err = cause // the notifiers stopped the loop
