@@ -217,11 +217,7 @@ func New(cfg Config) (*Syncer, error) {
 	if err := cfg.Store.SetGenerationLink(cfg.GenerationLink); err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
 	}
-	seen := map[string]bool{cfg.GenerationLink: cfg.GenerationLink != ""}
-	if cfg.GenerationLink != "" {
-		// Its generations live in ROOT/.ferry/.generations.
-		seen[generationsDir] = true
-	}
+	seen := map[string]bool{}
 	var names []string
 	for _, src := range cfg.Sources {
 		names = append(names, src.Name)

@@ -135,12 +135,6 @@ func (s *Source) scan(ctx context.Context) ([]node, error) {
 	}
 	var nodes []node
 	seen := make(map[string]bool, len(s.hashes))
-	// A single file is published under its name, as an HTTP object or an
-	// S3 key is; WalkDir would visit only the root and publish nothing.
-	single := false
-	if fi, err := os.Stat(root); err == nil && fi.Mode().IsRegular() {
-		single = true
-	}
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -149,8 +143,10 @@ func (s *Source) scan(ctx context.Context) ([]node, error) {
 			return err
 		}
 		rel, err := filepath.Rel(root, p)
-		if single {
-			rel, err = filepath.Base(s.dir), nil
+		if p == root && !d.IsDir() {
+			// A single file is published under its name, as an HTTP
+			// object or an S3 key is.
+			rel = filepath.Base(s.dir)
 		}
 		if err != nil || rel == "." {
 			return err

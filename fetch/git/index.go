@@ -50,20 +50,10 @@ type indexedPack struct {
 	checksum plumbing.Hash
 }
 
-// indexPack reads the pack in f once, refusing it when an object is over
-// the bounds or the pack is truncated, corrupt or thin, and returns every
-// object's hash, offset and CRC.
-func indexPack(f *os.File, b bounds, early *earlyExport) (*indexedPack, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return indexStream(&growingFile{f: f, size: fi.Size(), done: true}, b, early)
-}
-
-// indexStream is indexPack of the pack g, read as it arrives: the index
-// pass keeps pace with the download (pack.go), and the early export with
-// it.
+// indexStream reads the pack g once, as it arrives, refusing it when an
+// object is over the bounds or the pack is truncated, corrupt or thin, and
+// returns every object's hash, offset and CRC: the index pass keeps pace
+// with the download (pack.go), and the early export with it.
 func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, error) {
 	f := g.f
 	cr := &packStream{r: g, sum: sha1.New()}

@@ -23,6 +23,16 @@ import (
 	"github.com/ferrysync/ferry/internal/gittest"
 )
 
+// indexPack indexes the whole pack in f, as the index pass does a pack
+// still arriving (indexStream).
+func indexPack(f *os.File, b bounds, early *earlyExport) (*indexedPack, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return indexStream(&growingFile{f: f, size: fi.Size(), done: true}, b, early)
+}
+
 // deltaRepo is a repository whose objects git packs as deltas: three
 // commits of files that differ by a line.
 func deltaRepo(t *testing.T) (dir string, env []string) {
