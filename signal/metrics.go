@@ -55,6 +55,14 @@ func (m *metrics) initTarget(target string, results ...string) {
 	m.last.add(target)
 }
 
+// outcome records how telling target of cs ended, for the status page
+// (results) and then, last, in the counter: whoever sees the counter move
+// can rely on the rest.
+func (m *metrics) outcome(target string, cs Changes, result string, err error) {
+	m.last.note(target, cs, result, err)
+	m.inc(target, result)
+}
+
 func (m *metrics) inc(target, result string) {
 	m.total.WithLabelValues(target, result).Inc()
 }

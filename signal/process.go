@@ -54,13 +54,11 @@ func (p *process) Notify(cs Changes) {
 	attrs := append([]any{"process", p.name, "signal", signalName(p.sig)}, cs.logAttrs()...)
 	if err != nil {
 		p.log.Error("signal application failed", append(attrs, "signalled", n, "error", err)...)
-		p.metrics.last.note(p.target, cs, resultFailed, err)
-		p.metrics.inc(p.target, resultFailed)
+		p.metrics.outcome(p.target, cs, resultFailed, err)
 		return
 	}
 	p.log.Info("signalled application", append(attrs, "signalled", n)...)
-	p.metrics.last.note(p.target, cs, resultOK, nil)
-	p.metrics.inc(p.target, resultOK)
+	p.metrics.outcome(p.target, cs, resultOK, nil)
 }
 
 // kill sends the signal to every process whose /proc/PID/comm, or the

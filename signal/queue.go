@@ -218,10 +218,8 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 	err := t.send(ctx, j.cs)
 	if err == nil {
 		q.log.Info("notified application", j.logAttrs(t, "attempts", j.attempts)...)
-		q.metrics.last.note(t.name, j.cs, resultOK, nil)
-		// The counter moves last: whoever sees it can rely on the rest.
 		q.metrics.observe(t.name, time.Since(start).Seconds())
-		q.metrics.inc(t.name, resultOK)
+		q.metrics.outcome(t.name, j.cs, resultOK, nil)
 		return true
 	}
 	if ctx.Err() != nil {
@@ -255,8 +253,7 @@ func (q *queue) attempt(ctx context.Context, t *target, j *job) (finished bool) 
 	}
 	q.log.Log(ctx, level, "notify failed, will retry", j.logAttrs(t,
 		"attempts", j.attempts, "failing_for", time.Since(j.first).Round(time.Millisecond), "retry_in", wait, "error", err)...)
-	q.metrics.last.note(t.name, j.cs, resultRetry, err)
-	q.metrics.inc(t.name, resultRetry)
+	q.metrics.outcome(t.name, j.cs, resultRetry, err)
 	return false
 }
 
@@ -273,6 +270,5 @@ func (q *queue) refuse(t *target, j *job, err error) {
 
 func (q *queue) failed(t *target, j *job, err error, msg string) {
 	q.log.Error(msg, j.logAttrs(t, "attempts", j.attempts, "error", err)...)
-	q.metrics.last.note(t.name, j.cs, resultFailed, err)
-	q.metrics.inc(t.name, resultFailed)
+	q.metrics.outcome(t.name, j.cs, resultFailed, err)
 }

@@ -54,13 +54,11 @@ func newTouch(o Options, m *metrics) *touch {
 func (t *touch) Notify(cs Changes) {
 	if err := touchFile(t.path); err != nil {
 		t.log.Error("touch file failed", append([]any{"touch_file", t.path}, append(cs.logAttrs(), "error", err)...)...)
-		t.metrics.last.note(t.target, cs, resultFailed, err)
-		t.metrics.inc(t.target, resultFailed)
+		t.metrics.outcome(t.target, cs, resultFailed, err)
 		return
 	}
 	t.log.Info("touched file", append([]any{"touch_file", t.path}, cs.logAttrs()...)...)
-	t.metrics.last.note(t.target, cs, resultOK, nil)
-	t.metrics.inc(t.target, resultOK)
+	t.metrics.outcome(t.target, cs, resultOK, nil)
 }
 
 // NotifyFirst touches the file for a first publish as for a change.
