@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/ferrysync/ferry/signal"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -64,9 +66,11 @@ type Options struct {
 	APITokenFile string
 	// Logger receives refusals and server errors; nil discards them.
 	Logger *slog.Logger
-	// Notify, when set, says how telling the app went, per source and
-	// target, for the status page; nil shows no notify targets.
-	Notify func() []NotifyResult
+	// Notify, when set, says how telling the app of source's changes
+	// went, per target, for the status page; nil shows no notify targets.
+	// Results name no secret: targets and errors are shown as logs show
+	// them.
+	Notify func(source string) []signal.Result
 }
 
 // Handler returns the endpoints on a mux of their own: nothing else (no

@@ -14,6 +14,8 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/ferrysync/ferry/signal"
+
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -22,26 +24,6 @@ const PagePath = "/"
 
 // pageEvents is how many of the newest events the page lists.
 const pageEvents = 50
-
-// NotifyResult is how telling the app of one source's changes through one
-// target went last. It names no secret: the target is shown as logs show
-// it, and the error as logs show it.
-type NotifyResult struct {
-	// Target is the way of telling as logs name it: a redacted URL, the
-	// exec hook's command, a process and its signal, a touch file.
-	Target string
-	// Source is the source whose change it was about.
-	Source string
-	// Revision is the revision told of; empty, with Result, while the
-	// target has been told of nothing of Source yet.
-	Revision string
-	// Result is "ok", "retry" (failed, and will be tried again) or
-	// "failed" (given up, or refused by the app).
-	Result string
-	Time   time.Time
-	// Error is the failure of the last attempt; empty after "ok".
-	Error string
-}
 
 //go:embed page.html
 var pageFS embed.FS
@@ -91,7 +73,7 @@ type stateCount struct {
 type sourceCard struct {
 	sourceView
 	State  string
-	Notify []NotifyResult
+	Notify []signal.Result // how telling the app went, per target
 }
 
 // stateOf sums up a source. The order says which state wins: a source
@@ -121,7 +103,7 @@ var stateOrder = []string{stateStale, stateFailing, stateRejected, stateWaiting,
 // page renders the status page: the sources, their notifications and the
 // newest events, complete without JavaScript; a few lines of script keep
 // it current from GET /v1/events.
-func page(s Syncer, notify func() []NotifyResult) http.HandlerFunc {
+func page(s Syncer, notify func(source string) []signal.Result) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		nonce, err := newNonce()
 		if err != nil {
@@ -129,17 +111,11 @@ func page(s Syncer, notify func() []NotifyResult) http.HandlerFunc {
 			return
 		}
 		v := pageView{Nonce: nonce, Now: time.Now()}
-		var results []NotifyResult
-		if notify != nil {
-			results = notify()
-		}
 		counts := map[string]int{}
 		for _, st := range s.Status() {
 			c := sourceCard{sourceView: viewOf(st), State: stateOf(st)}
-			for _, n := range results {
-				if n.Source == st.Name {
-					c.Notify = append(c.Notify, n)
-				}
+			if notify != nil {
+				c.Notify = notify(st.Name)
 			}
 			counts[c.State]++
 			v.Sources = append(v.Sources, c)

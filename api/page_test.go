@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrysync/ferry/signal"
+
 	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -55,12 +57,19 @@ func TestStatusPageShowsEachSourceAtAGlance(t *testing.T) {
 		events = append(events, sync.Event{ID: uint64(i), Time: time.Now(), Source: "web", Kind: "published", Revision: fmt.Sprintf("rev-%02d", i)})
 	}
 	events = append(events, sync.Event{ID: 61, Time: time.Now(), Source: "repo", Kind: "failing", Revision: "r-repo-1", Error: "HTTP 500: " + hostile})
-	notify := func() []api.NotifyResult {
-		return []api.NotifyResult{
-			{Target: "http://127.0.0.1:9090/-/reload", Source: "web", Revision: "r-web-2", Result: "ok", Time: time.Now()},
-			{Target: "http://127.0.0.1:9091/reload?token=REDACTED", Source: "web", Revision: "r-web-2", Result: "retry", Time: time.Now(), Error: "HTTP 503: busy " + hostile},
-			{Target: "http://127.0.0.1:9090/-/reload", Source: "repo"},
+	results := []signal.Result{
+		{Target: "http://127.0.0.1:9090/-/reload", Source: "web", Revision: "r-web-2", Outcome: "ok", Time: time.Now()},
+		{Target: "http://127.0.0.1:9091/reload?token=REDACTED", Source: "web", Revision: "r-web-2", Outcome: "retry", Time: time.Now(), Err: "HTTP 503: busy " + hostile},
+		{Target: "http://127.0.0.1:9090/-/reload", Source: "repo"},
+	}
+	notify := func(source string) []signal.Result {
+		var out []signal.Result
+		for _, r := range results {
+			if r.Source == source {
+				out = append(out, r)
+			}
 		}
+		return out
 	}
 	srv := servePage(t, statusSyncer{status: pageSources, events: events}, api.Options{Notify: notify})
 	resp, err := http.Get(srv.URL + "/")

@@ -3,11 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 	gosync "sync"
 
-	"github.com/ferrysync/ferry/api"
 	"github.com/ferrysync/ferry/signal"
 	"github.com/ferrysync/ferry/sync"
 )
@@ -66,17 +63,13 @@ func (r *notifiers) route(cs []signal.Change) map[*signal.Notifiers][]signal.Cha
 	return out
 }
 
-// results says how telling the app went, per source and target, for the
-// status page.
-func (r *notifiers) results() []api.NotifyResult {
-	var out []api.NotifyResult
-	for _, source := range slices.Sorted(maps.Keys(r.bySource)) {
-		for _, res := range r.bySource[source].Results(source) {
-			out = append(out, api.NotifyResult{Target: res.Target, Source: res.Source, Revision: res.Revision,
-				Result: res.Outcome, Time: res.Time, Error: res.Err})
-		}
+// results says how telling the app of source's changes went, per target,
+// for the status page.
+func (r *notifiers) results(source string) []signal.Result {
+	if n := r.bySource[source]; n != nil {
+		return n.Results(source)
 	}
-	return out
+	return nil
 }
 
 // Run runs every Notifiers until ctx is done; the first to fail stops
