@@ -19,16 +19,14 @@ const heartbeat = 15 * time.Second
 // events streams each publish, repair, rejection and rollback as one
 // Server-Sent Event ("id", "event" the kind, "data" the JSON). A client
 // that reconnects with Last-Event-ID gets what it missed, as far as the
-// loop's bounded history reaches.
+// loop's bounded history reaches; a first connection starts after the
+// event ?after= names (the status page's newest), or at the start of the
+// history.
 func (h *pull) events(w http.ResponseWriter, r *http.Request) {
-	var after uint64
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			http.Error(w, fmt.Sprintf("Last-Event-ID %q: want the id of an event", v), http.StatusBadRequest)
-			return
-		}
-		after = n
+	after, err := eventCursor(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
 	}
 	release, ok := park(w, r)
 	if !ok {
@@ -64,4 +62,21 @@ func (h *pull) events(w http.ResponseWriter, r *http.Request) {
 			return // the client went away
 		}
 	}
+}
+
+// eventCursor returns the id of the newest event the client has:
+// Last-Event-ID on a reconnect, else ?after=, else none (0).
+func eventCursor(r *http.Request) (uint64, error) {
+	what, v := "Last-Event-ID", r.Header.Get("Last-Event-ID")
+	if v == "" {
+		what, v = "after", r.URL.Query().Get("after")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: want the id of an event", what, v)
+	}
+	return n, nil
 }

@@ -248,6 +248,34 @@ func TestEventsStreamPublishesAndResume(t *testing.T) {
 	if got := readEvents(t, again.Body, 1); len(got) != 1 || got[0] != "2 published" {
 		t.Fatalf("resumed after 1: %v, want 2 published", got)
 	}
+
+	// A first connection starts after the event ?after= names, as the
+	// status page's does; Last-Event-ID, on a reconnect, wins over it.
+	for _, c := range []struct{ query, lastID string }{{"?after=1", ""}, {"?after=0", "1"}} {
+		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, d.srv.URL+"/v1/events"+c.query, nil)
+		if c.lastID != "" {
+			req.Header.Set("Last-Event-ID", c.lastID)
+		}
+		from, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := readEvents(t, from.Body, 1)
+		from.Body.Close()
+		if len(got) != 1 || got[0] != "2 published" {
+			t.Fatalf("%s with Last-Event-ID %q: %v, want 2 published", c.query, c.lastID, got)
+		}
+	}
+	for _, bad := range []string{"?after=x", "?after=-1"} {
+		resp, err := http.Get(d.srv.URL + "/v1/events" + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("GET /v1/events%s: %d, want 400", bad, resp.StatusCode)
+		}
+	}
 }
 
 // statusSyncer is a Syncer with set statuses and events.
