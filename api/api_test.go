@@ -43,7 +43,7 @@ func startDaemon(t *testing.T, tokenFile string) *daemon {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	s, err := sync.New(sync.Config{Store: store, Sources: []sync.Source{{Name: "config", URL: u.String(), Backend: src}},
+	s, err := sync.New(sync.Config{Store: store, Sources: []sync.Source{{Name: "config", URL: u.String(), Kind: u.Kind, Backend: src}},
 		Period: 20 * time.Millisecond, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func TestSyncTriggerStormCoalescesAndLeaksNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := sync.New(sync.Config{Store: store, Sources: []sync.Source{{Name: "cfg", URL: u.String(), Backend: src}},
+	s, err := sync.New(sync.Config{Store: store, Sources: []sync.Source{{Name: "cfg", URL: u.String(), Kind: u.Kind, Backend: src}},
 		Period: time.Hour, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -71,7 +71,7 @@ type stateCount struct {
 
 // sourceCard is one source on the page.
 type sourceCard struct {
-	sourceView
+	sync.SourceStatus
 	State  string
 	Notify []signal.Result // how telling the app went, per target
 }
@@ -113,7 +113,7 @@ func page(s Syncer, notify func(source string) []signal.Result) http.HandlerFunc
 		v := pageView{Nonce: nonce, Now: time.Now()}
 		counts := map[string]int{}
 		for _, st := range s.Status() {
-			c := sourceCard{sourceView: viewOf(st), State: stateOf(st)}
+			c := sourceCard{SourceStatus: st, State: stateOf(st)}
 			if notify != nil {
 				c.Notify = notify(st.Name)
 			}

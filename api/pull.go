@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/sync"
 )
 
@@ -23,35 +22,11 @@ const (
 	maxWait = 60 * time.Second
 )
 
-// sourceView is one source as the pull API shows it: its status, and its
-// kind.
-type sourceView struct {
-	Kind string `json:"kind"`
-	sync.SourceStatus
-}
-
-// viewOf reads the kind from the URL's grammar, which a redacted URL
-// keeps: "https://host/app.yaml" is http, "s3://bucket/" s3, not file.
-func viewOf(st sync.SourceStatus) sourceView {
-	if u, err := fetch.Parse(st.URL); err == nil {
-		return sourceView{Kind: u.Kind, SourceStatus: st}
-	}
-	kind, _, ok := strings.Cut(st.URL, "::")
-	if !ok {
-		kind = "file"
-	}
-	return sourceView{Kind: kind, SourceStatus: st}
-}
-
 // etag is a revision as an HTTP entity tag.
 func etag(rev string) string { return `"` + rev + `"` }
 
 func (h *pull) sources(w http.ResponseWriter, r *http.Request) {
-	var out []sourceView
-	for _, st := range h.s.Status() {
-		out = append(out, viewOf(st))
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"sources": out})
+	writeJSON(w, http.StatusOK, map[string]any{"sources": h.s.Status()})
 }
 
 // source answers GET /v1/sources/NAME: at once, or, with If-None-Match
@@ -97,7 +72,7 @@ func (h *pull) source(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	writeJSON(w, http.StatusOK, viewOf(st))
+	writeJSON(w, http.StatusOK, st)
 }
 
 // file answers GET /v1/sources/NAME/files/PATH: one file of the

@@ -11,6 +11,7 @@ import (
 type SourceStatus struct {
 	Name string `json:"name"`
 	URL  string `json:"url"`
+	Kind string `json:"kind"`
 	// Path is ROOT/NAME, where the app reads the revision.
 	Path                string     `json:"path"`
 	Revision            string     `json:"revision"`
@@ -50,6 +51,7 @@ func (s *Syncer) Status() []SourceStatus {
 		out = append(out, SourceStatus{
 			Name:                src.Name,
 			URL:                 src.URL,
+			Kind:                src.Kind,
 			Path:                s.cfg.Store.LinkPath(src.Name),
 			Revision:            src.revision,
 			PreviousRevision:    src.previous,

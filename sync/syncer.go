@@ -62,6 +62,9 @@ type Source struct {
 	Name string
 	// URL is shown in logs and /status; it must already be redacted.
 	URL string
+	// Kind names the backend, as fetch.URL.Kind does: "git", "http",
+	// "s3", "oci" or "file"; shown in /status and the pull API.
+	Kind string
 	// Backend fetches the origin.
 	Backend fetch.Source
 	// PublishMode is how ROOT/NAME shows the current revision: a symlink

@@ -249,7 +249,7 @@ func build(c *config, log *slog.Logger) (*daemon, error) {
 			tells[so] = tell
 		}
 		if err == nil && tell != nil {
-			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode), Ignore: ignore, Limits: so.limits.WithDefaults()})
+			d.sources = append(d.sources, sync.Source{Name: sc.name, URL: u.String(), Kind: u.Kind, Backend: src, Validator: check, PublishMode: sync.PublishMode(so.publishMode), Ignore: ignore, Limits: so.limits.WithDefaults()})
 			d.notify.add(sc.name, tell)
 		}
 	}
