@@ -303,12 +303,6 @@ func (s *Syncer) Run(ctx context.Context) error {
 	return nil
 }
 
-// imageKeptBelow is the period under which the code a poll runs stays
-// mapped between polls: mapping it again costs about a millisecond of CPU
-// (some 9 MiB of the binary, 64 KiB a fault), worth paying every 10
-// seconds or more to give the memory back in between, not every second.
-const imageKeptBelow = 10 * time.Second
-
 // releaseInit unmaps, with Config.ReleaseMemory, the code and constants
 // package initialization ran, before the first sync: some 250 packages'
 // init leave about 17 MiB of the binary resident (the kernel maps 64 KiB
@@ -333,8 +327,10 @@ func (s *Syncer) releaseImage() {
 
 // releaseMemory gives the operating system back, with Config.ReleaseMemory,
 // what a sync of src left behind: the heap a publish grew and the code and
-// constants of the binary it ran; after a mere poll, the code only, and only
-// when the next poll is far off.
+// constants of the binary it ran; after a mere poll, the code only. A poll
+// maps back some 6 MiB of the binary (about 90 faults of 64 KiB); releasing
+// it after each one measured 0.78 ms of CPU a poll (idle at --period 1s:
+// 0.11% of a core, 0.19% with it) for 15.1 MiB VmRSS down to 9.1.
 func (s *Syncer) releaseMemory(src *source, published bool) {
 	if !s.cfg.ReleaseMemory {
 		return
@@ -352,9 +348,7 @@ func (s *Syncer) releaseMemory(src *source, published bool) {
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
-	if published || s.cfg.Period >= imageKeptBelow {
-		s.releaseImage()
-	}
+	s.releaseImage()
 }
 
 func (s *Syncer) loop(ctx context.Context, src *source) error {

@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,35 +48,23 @@ func ReleaseImage() error {
 }
 
 // imageMappings returns the mappings of the executable that the process
-// never wrote to: no write permission, no anonymous page. The executable
-// is told by the file mapped where this very function's code is, not by
-// stat(2) of /proc/self/exe: under overlayfs, a container's root, the two
-// name different devices.
+// never wrote to: no write permission, no anonymous page. Which mappings
+// are the executable's is read once (exeMappings); whether one holds a
+// page of the process's own is read at each call, since a debugger or a
+// uprobe may have written one since.
 func imageMappings() ([]mapping, error) {
-	maps, err := os.ReadFile("/proc/self/maps")
+	exe, err := exeMappings()
 	if err != nil {
 		return nil, err
 	}
-	var all []mapping
-	for line := range bytes.Lines(maps) {
-		if m, ok := parseMapping(line); ok {
-			all = append(all, m)
-		}
-	}
-	pc := reflect.ValueOf(imageMappings).Pointer()
-	i := slices.IndexFunc(all, func(m mapping) bool { return m.start <= pc && pc < m.end })
-	if i < 0 || all[i].inode == 0 {
-		return nil, fmt.Errorf("no file mapped at %#x, where the code runs", pc)
-	}
-	exe := all[i]
 	pagemap, err := os.Open("/proc/self/pagemap")
 	if err != nil {
 		return nil, err
 	}
 	defer pagemap.Close()
 	var ro []mapping
-	for _, m := range all {
-		if m.writable || m.inode != exe.inode || m.major != exe.major || m.minor != exe.minor {
+	for _, m := range exe {
+		if m.writable {
 			continue
 		}
 		written, err := holdsAnonymous(pagemap, m)
@@ -87,6 +76,37 @@ func imageMappings() ([]mapping, error) {
 		}
 	}
 	return ro, nil
+}
+
+// exeMappings returns the executable's mappings, read from
+// /proc/self/maps once: the loader mapped them before the process ran
+// and nothing maps the executable again.
+var exeMappings = sync.OnceValues(readExeMappings)
+
+// readExeMappings reads the executable's mappings. The executable is told
+// by the file mapped where this very function's code is, not by stat(2)
+// of /proc/self/exe: under overlayfs, a container's root, the two name
+// different devices.
+func readExeMappings() ([]mapping, error) {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return nil, err
+	}
+	var all []mapping
+	for line := range bytes.Lines(maps) {
+		if m, ok := parseMapping(line); ok {
+			all = append(all, m)
+		}
+	}
+	pc := reflect.ValueOf(readExeMappings).Pointer()
+	i := slices.IndexFunc(all, func(m mapping) bool { return m.start <= pc && pc < m.end })
+	if i < 0 || all[i].inode == 0 {
+		return nil, fmt.Errorf("no file mapped at %#x, where the code runs", pc)
+	}
+	exe := all[i]
+	return slices.DeleteFunc(all, func(m mapping) bool {
+		return m.inode != exe.inode || m.major != exe.major || m.minor != exe.minor
+	}), nil
 }
 
 // holdsAnonymous reports whether a page of m is the process's own: present
