@@ -4,6 +4,8 @@
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# third_party holds a patched module go.mod replaces (third_party/README.md).
+COPY third_party ./third_party
 RUN go mod download
 COPY . .
 ARG VERSION=dev
