@@ -4,18 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"compress/zlib"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
+
+	"github.com/ferrysync/ferry/internal/gittest"
 )
 
 // benchObjects is what the benchmark repository's pack holds: files of
-// about 10 KB, YAML-like text, every fifth one random bytes, each
-// deflated at zlib's default level as git does. It returns the raw
-// deflate streams laid end to end and each one's size inflated.
+// about 10 KB, YAML-like text (gittest's), every fifth one random bytes,
+// each deflated at zlib's default level as git does (by compress/zlib,
+// not git's C zlib). It returns the raw deflate streams laid end to end
+// and each one's size inflated.
 func benchObjects(n int) (packed []byte, sizes []int) {
 	r := rand.New(rand.NewPCG(7, 8))
 	var buf bytes.Buffer
@@ -26,7 +28,7 @@ func benchObjects(n int) (packed []byte, sizes []int) {
 				obj[j] = byte(r.Uint32())
 			}
 		} else {
-			fillText(r, obj)
+			gittest.FillText(r, obj)
 		}
 		var z bytes.Buffer
 		zw := zlib.NewWriter(&z)
@@ -36,22 +38,6 @@ func benchObjects(n int) (packed []byte, sizes []int) {
 		sizes = append(sizes, len(obj))
 	}
 	return buf.Bytes(), sizes
-}
-
-var words = [...]string{
-	"replicas", "image", "port", "timeout", "enabled", "region", "limit", "cache",
-	"backend", "frontend", "service", "route", "weight", "retries", "level", "queue",
-	"cluster", "zone", "primary", "replica", "secret", "volume", "mount", "probe",
-}
-
-// fillText fills b with config-file lines such as "route_probe: shard-48213".
-func fillText(r *rand.Rand, b []byte) {
-	var line []byte
-	for off := 0; off < len(b); {
-		line = fmt.Appendf(line[:0], "%s_%s: %s-%d\n",
-			words[r.IntN(len(words))], words[r.IntN(len(words))], words[r.IntN(len(words))], r.IntN(100_000))
-		off += copy(b[off:], line)
-	}
 }
 
 // BenchmarkDecodeObjects decodes benchObjects through a 64 KiB

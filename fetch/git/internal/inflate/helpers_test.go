@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
+
+	"github.com/ferrysync/ferry/internal/gittest"
 )
 
 // compressor is a DEFLATE encoder at one level.
@@ -66,7 +68,7 @@ func inputs() map[string][]byte {
 	}
 	text := func(n int) []byte {
 		b := make([]byte, n)
-		fillText(r, b)
+		gittest.FillText(r, b)
 		return b
 	}
 	mixed := func(n int) []byte {
@@ -257,9 +259,9 @@ func (w *streamWriter) dynamic(final bool, lit, dist []uint8) (litCodes, distCod
 	return canonical(lit), canonical(dist)
 }
 
-// textFor fills a test's data with text, as fillText does.
+// textFor returns n bytes of gittest's config-file text.
 func textFor(t testing.TB, n int, seed uint64) []byte {
 	b := make([]byte, n)
-	fillText(rand.New(rand.NewPCG(seed, seed)), b)
+	gittest.FillText(rand.New(rand.NewPCG(seed, seed)), b)
 	return b
 }
