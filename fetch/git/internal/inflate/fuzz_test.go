@@ -39,7 +39,7 @@ func agreesWithFlate(t *testing.T, stream []byte, bufSize uint16) {
 		want, werr := io.ReadAll(io.LimitReader(flate.NewReader(src), limit+1))
 		used := len(stream) - src.Len()
 
-		decode := func(dstLen, size int) (out []byte, err error, used int) {
+		decode := func(dstLen, size int) (out []byte, used int, err error) {
 			buf := make([]byte, dstLen+64)
 			for i := range buf[dstLen:] {
 				buf[dstLen+i] = 0x5a
@@ -59,26 +59,26 @@ func agreesWithFlate(t *testing.T, stream []byte, bufSize uint16) {
 			if err != nil && !errors.Is(err, ErrTooLong) && !errors.Is(err, ErrCorrupt) && err != io.ErrUnexpectedEOF {
 				t.Fatalf("error of no known kind: %v", err)
 			}
-			return buf[:n], err, len(stream) - r.Len() - br.Buffered()
+			return buf[:n], len(stream) - r.Len() - br.Buffered(), err
 		}
 		sizes := []int{16, 16 + int(bufSize)}
 		switch {
 		case len(want) > limit:
 			for _, size := range sizes {
-				if _, err, _ := decode(limit, size); !errors.Is(err, ErrTooLong) {
+				if _, _, err := decode(limit, size); !errors.Is(err, ErrTooLong) {
 					t.Fatalf("compress/flate decodes more than %d bytes; into that many, reader of %d: %v", limit, size, err)
 				}
 			}
 		case werr != nil:
 			for _, size := range sizes {
-				if out, err, _ := decode(limit, size); err == nil {
+				if out, _, err := decode(limit, size); err == nil {
 					t.Fatalf("compress/flate refuses it (%v); reader of %d: accepted, %d bytes", werr, size, len(out))
 				}
 			}
 		default:
 			for _, size := range sizes {
 				for _, extra := range []int{0, 1, 100} {
-					out, err, n := decode(len(want)+extra, size)
+					out, n, err := decode(len(want)+extra, size)
 					if err != nil || !bytes.Equal(out, want) {
 						t.Fatalf("reader of %d, buffer %d bytes over: %d of %d bytes, %v", size, extra, len(out), len(want), err)
 					}
@@ -87,7 +87,7 @@ func agreesWithFlate(t *testing.T, stream []byte, bufSize uint16) {
 					}
 				}
 				if len(want) > 0 {
-					if _, err, _ := decode(len(want)-1, size); !errors.Is(err, ErrTooLong) {
+					if _, _, err := decode(len(want)-1, size); !errors.Is(err, ErrTooLong) {
 						t.Fatalf("reader of %d, a byte short: %v, want ErrTooLong", size, err)
 					}
 				}

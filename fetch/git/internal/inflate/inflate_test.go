@@ -20,13 +20,13 @@ const trailer = "\xab\xcd\xef"
 
 // decode decodes stream (followed by trailer) into a buffer of dstLen
 // bytes through a reader of size bufSize; rest is what is left to read.
-func decode(stream []byte, dstLen, bufSize int) (out []byte, err error, rest []byte) {
+func decode(stream []byte, dstLen, bufSize int) (out, rest []byte, err error) {
 	br := bufio.NewReaderSize(bytes.NewReader(append(bytes.Clone(stream), trailer...)), bufSize)
 	var d Decoder
 	dst := make([]byte, dstLen)
 	n, err := d.Decode(dst, br)
 	rest, _ = io.ReadAll(br)
-	return dst[:n], err, rest
+	return dst[:n], rest, err
 }
 
 // flateDecode is compress/flate's decoding of stream, the reference.
@@ -43,7 +43,7 @@ func TestDecodeInflatesWhatEncodersWrite(t *testing.T) {
 		for _, c := range compressors() {
 			stream := c.compress(src)
 			for _, size := range readerSizes {
-				out, err, rest := decode(stream, len(src), size)
+				out, rest, err := decode(stream, len(src), size)
 				if err != nil || !bytes.Equal(out, src) {
 					t.Fatalf("%s, %s, reader of %d: %d of %d bytes, %v", name, c.name, size, len(out), len(src), err)
 				}
@@ -51,11 +51,11 @@ func TestDecodeInflatesWhatEncodersWrite(t *testing.T) {
 					t.Fatalf("%s, %s, reader of %d: left %x after the stream, want %x", name, c.name, size, rest, trailer)
 				}
 			}
-			if out, err, rest := decode(stream, len(src)+100, 4096); err != nil || !bytes.Equal(out, src) || string(rest) != trailer {
+			if out, rest, err := decode(stream, len(src)+100, 4096); err != nil || !bytes.Equal(out, src) || string(rest) != trailer {
 				t.Fatalf("%s, %s, into a larger buffer: %d of %d bytes, %v, left %x", name, c.name, len(out), len(src), err, rest)
 			}
 			if len(src) > 0 {
-				if _, err, _ := decode(stream, len(src)-1, 4096); !errors.Is(err, ErrTooLong) {
+				if _, _, err := decode(stream, len(src)-1, 4096); !errors.Is(err, ErrTooLong) {
 					t.Fatalf("%s, %s, into a buffer a byte short: %v, want ErrTooLong", name, c.name, err)
 				}
 			}
@@ -173,7 +173,7 @@ func TestDecodeHandBuiltStreams(t *testing.T) {
 			t.Fatalf("%s: compress/flate decodes %d of %d bytes, %v: the test writes it wrong", name, len(ref), len(w.want), err)
 		}
 		for _, size := range readerSizes {
-			out, err, rest := decode(stream, len(w.want), size)
+			out, rest, err := decode(stream, len(w.want), size)
 			if err != nil || !bytes.Equal(out, w.want) || string(rest) != trailer {
 				t.Fatalf("%s, reader of %d: %d of %d bytes, %v, left %x", name, size, len(out), len(w.want), err, rest)
 			}
@@ -312,7 +312,7 @@ func TestDecodeRefusesWhatFlateRefuses(t *testing.T) {
 			t.Fatalf("%s: compress/flate accepts it: the test writes it wrong", name)
 		}
 		for _, size := range readerSizes {
-			if out, err, _ := decode(stream, 1<<16, size); err == nil {
+			if out, _, err := decode(stream, 1<<16, size); err == nil {
 				t.Fatalf("%s, reader of %d: accepted, %d bytes", name, size, len(out))
 			}
 		}
