@@ -74,9 +74,12 @@ func zlibHeader(src io.Reader) error {
 	if _, err := io.ReadFull(src, hdr[:]); err != nil {
 		return fmt.Errorf("zlib header: %w", noEOF(err))
 	}
-	// CM 8 (deflate), a window of at most 32 KiB, no preset dictionary
-	// (git never uses one) and the header's own check.
-	cmf, flg := hdr[0], hdr[1]
+	return checkZlibHeader(hdr[0], hdr[1])
+}
+
+// checkZlibHeader accepts CM 8 (deflate), a window of at most 32 KiB, no
+// preset dictionary (git never uses one) and the header's own check.
+func checkZlibHeader(cmf, flg byte) error {
 	if cmf&0x0f != 8 || cmf>>4 > 7 || flg&0x20 != 0 || (uint16(cmf)<<8|uint16(flg))%31 != 0 {
 		return errors.New("zlib: invalid header")
 	}
@@ -90,22 +93,29 @@ func zlibHeader(src io.Reader) error {
 // dst directly, which is its window too, where flate inflates into a
 // window of its own and copies out of it.
 func zlibWhole(dec *inflate.Decoder, br *bufio.Reader, dst []byte, verify bool) error {
-	if err := zlibHeader(br); err != nil {
+	// Peeked, not read into arrays of its own, which would escape.
+	hdr, err := br.Peek(2)
+	if err != nil {
+		return fmt.Errorf("zlib header: %w", noEOF(err))
+	}
+	if err := checkZlibHeader(hdr[0], hdr[1]); err != nil {
 		return err
 	}
+	br.Discard(2)
 	n, err := dec.Decode(dst, br)
 	if errors.Is(err, inflate.ErrTooLong) {
 		return fmt.Errorf("inflates to more than the %d bytes its header says", len(dst))
 	} else if err != nil {
 		return err
 	}
-	var sum [4]byte
-	if _, err := io.ReadFull(br, sum[:]); err != nil {
+	sum, err := br.Peek(4)
+	if err != nil {
 		return fmt.Errorf("zlib checksum: %w", noEOF(err))
 	}
-	if verify && binary.BigEndian.Uint32(sum[:]) != adler32.Checksum(dst[:n]) {
+	if verify && binary.BigEndian.Uint32(sum) != adler32.Checksum(dst[:n]) {
 		return errors.New("zlib: invalid checksum")
 	}
+	br.Discard(4)
 	if n != len(dst) {
 		return fmt.Errorf("inflated to %d bytes, not the %d its header says", n, len(dst))
 	}

@@ -51,6 +51,8 @@ type Decoder struct {
 
 	dst []byte
 	out int
+
+	stored4 [4]byte // a stored block's LEN and NLEN
 }
 
 // Decode inflates the raw DEFLATE stream at br's position into dst and
@@ -208,8 +210,8 @@ func (d *Decoder) stored() error {
 	// whole bytes in bb are read again from in.
 	d.pos -= int(d.bl/8) - d.overrun
 	d.bb, d.bl, d.overrun = 0, 0, 0
-	var hdr [4]byte
-	if !d.read(hdr[:]) {
+	hdr := d.stored4[:] // not an array of its own: read lets it escape
+	if !d.read(hdr) {
 		return d.truncated()
 	}
 	n := int(binary.LittleEndian.Uint16(hdr[:]))
