@@ -17,6 +17,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
+
+	"github.com/ferrysync/ferry/fetch/git/internal/inflate"
 )
 
 // The first fetch into an empty store is the cold start a pod waits for,
@@ -24,8 +26,9 @@ import (
 // against the bounds, twice more in go-git's parser (once for the hashes,
 // once again for its observers), and once more to export the files. The
 // index pass here replaces the first three: it inflates each object once
-// (klauspost's flate, about twice as fast as the standard library's on a
-// bufio.Reader), checks it against the bounds, hashes it, resolves deltas
+// (whole, into a buffer that is its window too, with internal/inflate; an
+// object over largeObjectThreshold streams through klauspost's flate),
+// checks it against the bounds, hashes it, resolves deltas
 // from the pack file itself, and writes the pack's .idx as git index-pack
 // would. A pack that leans on objects outside it (thin) is refused: the
 // store is empty, and later fetches, which are thin, take go-git's parser
@@ -186,14 +189,18 @@ func readEntryHeader(br *bufio.Reader, e *packEntry) error {
 	return nil
 }
 
-// inflater inflates objects with one zlib reader and buffers, reused
-// (io.Copy would allocate one per object: 47 MB for the 50 MB benchmark
-// tree).
+// inflater inflates objects: those up to largeObjectThreshold whole,
+// into buffers it reuses, larger ones as they stream past, with one zlib
+// reader and a reused buffer (io.Copy would allocate one per object:
+// 47 MB for the 50 MB benchmark tree). Memory stays bounded by the
+// threshold, whatever size an object's header claims.
 type inflater struct {
-	zr   zstream
-	buf  bytes.Buffer
-	copy [32 << 10]byte
-	kept []byte // a whole object check was asked to keep
+	dec   inflate.Decoder
+	zr    zstream
+	buf   bytes.Buffer
+	copy  [32 << 10]byte
+	whole []byte // the last whole object inflated
+	delta []byte // the last delta's instructions inflated
 }
 
 func (in *inflater) close() {
@@ -209,47 +216,64 @@ func (in *inflater) inflate(r io.Reader) (io.Reader, error) {
 	return &in.zr, nil
 }
 
-// check inflates e's data: a whole object is hashed as it streams past, a
-// delta's data is read whole (it is bounded) for the size of its result,
-// and returned. When keep is set, a whole object is read into a buffer
-// and returned. What check returns is valid until the next call.
+// verify tells whether in checks each stream's Adler-32: set by giving
+// zr a checksum to keep (the index pass does).
+func (in *inflater) verify() bool { return in.zr.sum != nil }
+
+// check inflates e's data: a whole object is hashed, a delta's data is
+// read whole (it is bounded) for the size of its result, and returned.
+// When keep is set, a whole object is returned too. What check returns is
+// valid until the next call.
 func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds, keep bool) ([]byte, error) {
-	zr, err := in.inflate(br)
-	if err != nil {
-		return nil, err
-	}
 	if !e.typ.IsDelta() {
 		if e.size > b.objectSize {
 			return nil, b.tooLarge(uint64(e.size))
 		}
 		h := plumbing.NewHasher(e.typ, e.size)
-		var data []byte
-		if keep {
-			if int64(cap(in.kept)) < e.size {
-				in.kept = make([]byte, e.size)
+		if keep || e.size <= largeObjectThreshold {
+			data := sized(&in.whole, e.size)
+			if err := zlibWhole(&in.dec, br, data, in.verify()); err != nil {
+				return nil, err
 			}
-			if data, err = readExactly(zr, e.size, in.kept[:e.size]); err == nil {
-				h.Write(data)
+			h.Write(data)
+			e.hash, e.objSize = h.Sum(), e.size
+			if !keep {
+				data = nil
 			}
-		} else {
-			err = copyExactly(&h, zr, e.size, in.copy[:])
+			return data, nil
 		}
+		zr, err := in.inflate(br)
 		if err != nil {
 			return nil, err
 		}
+		if err := copyExactly(&h, zr, e.size, in.copy[:]); err != nil {
+			return nil, err
+		}
 		e.hash, e.objSize = h.Sum(), e.size
-		return data, nil
+		return nil, nil
 	}
 	// Delta data is about as large as what it adds: the bound on objects
 	// bounds it too, with room for the copy instructions.
 	if e.size > b.objectSize+b.objectSize/4 {
 		return nil, b.tooLarge(uint64(e.size))
 	}
-	in.buf.Reset()
-	if err := copyExactly(&in.buf, zr, e.size, in.copy[:]); err != nil {
-		return nil, err
+	var d []byte
+	if e.size <= largeObjectThreshold {
+		d = sized(&in.delta, e.size)
+		if err := zlibWhole(&in.dec, br, d, in.verify()); err != nil {
+			return nil, err
+		}
+	} else {
+		zr, err := in.inflate(br)
+		if err != nil {
+			return nil, err
+		}
+		in.buf.Reset()
+		if err := copyExactly(&in.buf, zr, e.size, in.copy[:]); err != nil {
+			return nil, err
+		}
+		d = in.buf.Bytes()
 	}
-	d := in.buf.Bytes()
 	_, n := varint(d)
 	result, m := varint(d[n:])
 	if n == 0 || m == 0 {
@@ -260,6 +284,14 @@ func (in *inflater) check(br *bufio.Reader, e *packEntry, b bounds, keep bool) (
 	}
 	e.objSize = int64(result)
 	return d, nil
+}
+
+// sized returns *b resliced to n bytes, grown first when it is shorter.
+func sized(b *[]byte, n int64) []byte {
+	if int64(cap(*b)) < n {
+		*b = make([]byte, n)
+	}
+	return (*b)[:n]
 }
 
 // copyExactly copies the zlib stream zr into w through buf; the stream
@@ -273,21 +305,6 @@ func copyExactly(w io.Writer, zr io.Reader, size int64, buf []byte) error {
 		return fmt.Errorf("inflated to %d bytes, not the %d its header says", n, size)
 	}
 	return endOfStream(zr, size)
-}
-
-// readExactly reads the zlib stream zr, which must hold exactly size
-// bytes, into b (of that length) or, when b is nil, a slice of its own.
-func readExactly(zr io.Reader, size int64, b []byte) ([]byte, error) {
-	if b == nil {
-		b = make([]byte, size)
-	}
-	if n, err := io.ReadFull(zr, b); err != nil {
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			err = fmt.Errorf("inflated to %d bytes, not the %d its header says", n, size)
-		}
-		return nil, err
-	}
-	return b, endOfStream(zr, size)
 }
 
 // endOfStream checks that the zlib stream zr, read for size bytes, ends

@@ -1,13 +1,17 @@
 package git
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
+	"hash/adler32"
 	"io"
 
 	"github.com/klauspost/compress/flate"
+
+	"github.com/ferrysync/ferry/fetch/git/internal/inflate"
 )
 
 // zstream reads one zlib stream (RFC 1950) of a pack object and stops at
@@ -25,15 +29,8 @@ type zstream struct {
 
 // reset starts reading the zlib stream at src's position.
 func (z *zstream) reset(src io.Reader) error {
-	var hdr [2]byte
-	if _, err := io.ReadFull(src, hdr[:]); err != nil {
-		return fmt.Errorf("zlib header: %w", noEOF(err))
-	}
-	// CM 8 (deflate), a window of at most 32 KiB, no preset dictionary
-	// (git never uses one) and the header's own check.
-	cmf, flg := hdr[0], hdr[1]
-	if cmf&0x0f != 8 || cmf>>4 > 7 || flg&0x20 != 0 || (uint16(cmf)<<8|uint16(flg))%31 != 0 {
-		return errors.New("zlib: invalid header")
+	if err := zlibHeader(src); err != nil {
+		return err
 	}
 	z.src, z.ended = src, false
 	if z.sum != nil {
@@ -69,6 +66,60 @@ func (z *zstream) Read(p []byte) (int, error) {
 	}
 	z.ended = true
 	return n, io.EOF
+}
+
+// zlibHeader reads the zlib header at src's position and checks it.
+func zlibHeader(src io.Reader) error {
+	var hdr [2]byte
+	if _, err := io.ReadFull(src, hdr[:]); err != nil {
+		return fmt.Errorf("zlib header: %w", noEOF(err))
+	}
+	return checkZlibHeader(hdr[0], hdr[1])
+}
+
+// checkZlibHeader accepts CM 8 (deflate), a window of at most 32 KiB, no
+// preset dictionary (git never uses one) and the header's own check.
+func checkZlibHeader(cmf, flg byte) error {
+	if cmf&0x0f != 8 || cmf>>4 > 7 || flg&0x20 != 0 || (uint16(cmf)<<8|uint16(flg))%31 != 0 {
+		return errors.New("zlib: invalid header")
+	}
+	return nil
+}
+
+// zlibWhole reads the zlib stream at br's position, which must inflate
+// to exactly len(dst) bytes, into dst with dec, and leaves br at the byte
+// after its checksum, as zstream does. It checks the checksum when verify
+// is set. This is the fast way for an object read whole: dec writes into
+// dst directly, which is its window too, where flate inflates into a
+// window of its own and copies out of it.
+func zlibWhole(dec *inflate.Decoder, br *bufio.Reader, dst []byte, verify bool) error {
+	// Peeked, not read into arrays of its own, which would escape.
+	hdr, err := br.Peek(2)
+	if err != nil {
+		return fmt.Errorf("zlib header: %w", noEOF(err))
+	}
+	if err := checkZlibHeader(hdr[0], hdr[1]); err != nil {
+		return err
+	}
+	br.Discard(2)
+	n, err := dec.Decode(dst, br)
+	if errors.Is(err, inflate.ErrTooLong) {
+		return fmt.Errorf("inflates to more than the %d bytes its header says", len(dst))
+	} else if err != nil {
+		return err
+	}
+	sum, err := br.Peek(4)
+	if err != nil {
+		return fmt.Errorf("zlib checksum: %w", noEOF(err))
+	}
+	if verify && binary.BigEndian.Uint32(sum) != adler32.Checksum(dst[:n]) {
+		return errors.New("zlib: invalid checksum")
+	}
+	br.Discard(4)
+	if n != len(dst) {
+		return fmt.Errorf("inflated to %d bytes, not the %d its header says", n, len(dst))
+	}
+	return nil
 }
 
 // Close releases the inflater.

@@ -179,18 +179,16 @@ func (r *packReader) raw(e *packEntry, into *[]byte) ([]byte, error) {
 	if err := readEntryHeader(r.br, &skip); err != nil {
 		return nil, err
 	}
-	zr, err := r.in.inflate(r.br)
-	if err != nil {
-		return nil, err
-	}
 	var buf []byte
 	if into != nil {
-		if int64(cap(*into)) < e.size {
-			*into = make([]byte, e.size)
-		}
-		buf = (*into)[:e.size]
+		buf = sized(into, e.size)
+	} else {
+		buf = make([]byte, e.size)
 	}
-	return readExactly(zr, e.size, buf)
+	if err := zlibWhole(&r.in.dec, r.br, buf, r.in.verify()); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // at finds the entry at offset off.

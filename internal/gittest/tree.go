@@ -80,7 +80,7 @@ func (t Tree) write(w *bufio.Writer) {
 				buf[j] = byte(r.Uint32())
 			}
 		} else {
-			fillText(r, buf)
+			FillText(r, buf)
 		}
 		fmt.Fprintf(w, "blob\nmark :%d\ndata %d\n", i+1, len(buf))
 		w.Write(buf)
@@ -105,9 +105,9 @@ var words = [...]string{
 	"ingress", "egress", "policy", "window", "bucket", "shard", "tenant", "feature",
 }
 
-// fillText fills buf with lines such as "route_probe: shard-48213", cut
+// FillText fills buf with lines such as "route_probe: shard-48213", cut
 // at len(buf): text that deflate shrinks about 3:1, as config files do.
-func fillText(r *rand.Rand, buf []byte) {
+func FillText(r *rand.Rand, buf []byte) {
 	var line []byte
 	for off := 0; off < len(buf); {
 		line = fmt.Appendf(line[:0], "%s_%s: %s-%d\n",
