@@ -193,7 +193,8 @@ func readEntryHeader(br *bufio.Reader, e *packEntry) error {
 // into buffers it reuses, larger ones as they stream past, with one zlib
 // reader and a reused buffer (io.Copy would allocate one per object:
 // 47 MB for the 50 MB benchmark tree). Memory stays bounded by the
-// threshold, whatever size an object's header claims.
+// threshold, whatever size an object's header claims: the early export
+// asks to keep no larger object (earlyExport.keep).
 type inflater struct {
 	dec   inflate.Decoder
 	zr    zstream

@@ -70,9 +70,17 @@ func agreesWithFlate(t *testing.T, stream []byte, bufSize uint16) {
 				}
 			}
 		case werr != nil:
+			// Refused for the same reason: a truncated stream is not
+			// called corrupt, nor a corrupt one truncated.
+			var ce flate.CorruptInputError
 			for _, size := range sizes {
-				if out, _, err := decode(limit, size); err == nil {
+				out, _, err := decode(limit, size)
+				switch {
+				case err == nil:
 					t.Fatalf("compress/flate refuses it (%v); reader of %d: accepted, %d bytes", werr, size, len(out))
+				case werr == io.ErrUnexpectedEOF && err != io.ErrUnexpectedEOF,
+					errors.As(werr, &ce) && !errors.Is(err, ErrCorrupt):
+					t.Fatalf("compress/flate: %v; reader of %d: %v", werr, size, err)
 				}
 			}
 		default:

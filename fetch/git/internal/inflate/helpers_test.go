@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"math/bits"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
@@ -24,7 +25,7 @@ func compressors() []compressor {
 	var cs []compressor
 	for level := -2; level <= 9; level++ {
 		cs = append(cs,
-			compressor{"flate/" + itoa(level), func(src []byte) []byte {
+			compressor{"flate/" + strconv.Itoa(level), func(src []byte) []byte {
 				var b bytes.Buffer
 				w, err := flate.NewWriter(&b, level)
 				if err != nil {
@@ -34,7 +35,7 @@ func compressors() []compressor {
 				w.Close()
 				return b.Bytes()
 			}},
-			compressor{"klauspost/" + itoa(level), func(src []byte) []byte {
+			compressor{"klauspost/" + strconv.Itoa(level), func(src []byte) []byte {
 				var b bytes.Buffer
 				w, err := kflate.NewWriter(&b, level)
 				if err != nil {
@@ -46,13 +47,6 @@ func compressors() []compressor {
 			}})
 	}
 	return cs
-}
-
-func itoa(i int) string {
-	if i < 0 {
-		return "-" + itoa(-i)
-	}
-	return string(rune('0' + i))
 }
 
 // inputs are data of the shapes a pack holds, and sizes around the
@@ -91,19 +85,9 @@ func inputs() map[string][]byte {
 		"pattern":    bytes.Repeat([]byte("abcdefghijk"), 9000),
 	}
 	for _, n := range []int{32<<10 - 1, 32 << 10, 32<<10 + 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 200_000} {
-		in["mixed/"+itoaN(n)] = mixed(n)
+		in["mixed/"+strconv.Itoa(n)] = mixed(n)
 	}
 	return in
-}
-
-func itoaN(n int) string {
-	var b []byte
-	for {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		if n /= 10; n == 0 {
-			return string(b)
-		}
-	}
 }
 
 // streamWriter writes DEFLATE by hand, bit by bit, and keeps what it

@@ -61,7 +61,8 @@ type Decoder struct {
 // dropped, as zlib does. A stream that decodes to more than len(dst) bytes
 // gives ErrTooLong; one that ends before its end, io.ErrUnexpectedEOF (or
 // the error of br's reader); a distance before dst[0] is corrupt, as there
-// is no preset dictionary.
+// is no preset dictionary. Bytes of dst past the n written may be
+// overwritten too (a match is copied eight bytes at a time).
 func (d *Decoder) Decode(dst []byte, br *bufio.Reader) (int, error) {
 	shared.once.Do(initShared)
 	d.br, d.pos, d.eof, d.rerr = br, 0, false, nil
@@ -113,9 +114,16 @@ func (d *Decoder) finish() error {
 	if d.pastEnd() {
 		return d.truncated()
 	}
-	d.pos -= int(d.bl/8) - d.overrun
+	d.giveBack()
 	d.br.Discard(d.pos) // cannot fail: pos is within what br holds
 	return nil
+}
+
+// giveBack returns to in the whole bytes bb holds that came from it (not
+// the zeros past the end of input): they are read again, or follow the
+// stream.
+func (d *Decoder) giveBack() {
+	d.pos -= int(d.bl/8) - d.overrun
 }
 
 // pastEnd tells whether a bit past the end of input was consumed.
@@ -181,7 +189,11 @@ func (d *Decoder) refillSlow() bool {
 }
 
 // more gives the whole bytes in bb back, discards what was read from br,
-// and peeks at what br holds then, after a read if that is little.
+// and peeks at what br holds then, after a read if that is little. That
+// read may wait for bytes past the stream's end (refill asks for 56 bits
+// where the end of block may need 7): in a pack, the next object or the
+// pack's trailer, which come; the early export of an object that ends a
+// download's chunk waits for the next chunk.
 func (d *Decoder) more() {
 	whole := int(d.bl / 8)
 	d.pos -= whole
@@ -208,7 +220,7 @@ func (d *Decoder) stored() error {
 	}
 	// It starts at the next byte: the bits left of this one are dropped,
 	// whole bytes in bb are read again from in.
-	d.pos -= int(d.bl/8) - d.overrun
+	d.giveBack()
 	d.bb, d.bl, d.overrun = 0, 0, 0
 	hdr := d.stored4[:] // not an array of its own: read lets it escape
 	if !d.read(hdr) {
@@ -334,9 +346,9 @@ func (d *Decoder) huffman(lt *[litTableSize]uint32, dt *[distTableSize]uint32) e
 	dst, out := d.dst, d.out
 	var err error
 	for {
-		// 56 bits or more: enough for three literals, or a literal and
-		// a length code (at most 15 bits each) and its extra bits (5).
-		if pos+8 <= len(in) {
+		// 56 bits or more: enough for three literals, or two and a
+		// length code (at most 15 bits each) and its extra bits (5).
+		if pos+8 <= len(in) { // refill, inlined: it is the hot loop
 			bb |= binary.LittleEndian.Uint64(in[pos:]) << (bl & 63)
 			pos += int(63-bl) >> 3
 			bl |= 56
@@ -354,39 +366,39 @@ func (d *Decoder) huffman(lt *[litTableSize]uint32, dt *[distTableSize]uint32) e
 			e = lt[int(e>>16)+int(bb>>litBits)&(1<<(e>>8&15)-1)]
 		}
 		if e&litFlag != 0 {
-			if uint(out) >= uint(len(dst)) {
-				err = ErrTooLong
-				break
-			}
 			n := uint(e & 15)
 			bb >>= n
 			bl -= n
+			if uint(out) >= uint(len(dst)) {
+				err = ErrTooLong // or truncated: decode tells, from the bits used
+				break
+			}
 			dst[out] = byte(e >> 16)
 			out++
 			if e = lt[bb&(1<<litBits-1)]; e&subFlag != 0 {
 				e = lt[int(e>>16)+int(bb>>litBits)&(1<<(e>>8&15)-1)]
 			}
 			if e&litFlag != 0 {
-				if uint(out) >= uint(len(dst)) {
-					err = ErrTooLong
-					break
-				}
 				n := uint(e & 15)
 				bb >>= n
 				bl -= n
+				if uint(out) >= uint(len(dst)) {
+					err = ErrTooLong // or truncated: decode tells, from the bits used
+					break
+				}
 				dst[out] = byte(e >> 16)
 				out++
 				if e = lt[bb&(1<<litBits-1)]; e&subFlag != 0 {
 					e = lt[int(e>>16)+int(bb>>litBits)&(1<<(e>>8&15)-1)]
 				}
 				if e&litFlag != 0 {
-					if uint(out) >= uint(len(dst)) {
-						err = ErrTooLong
-						break
-					}
 					n := uint(e & 15)
 					bb >>= n
 					bl -= n
+					if uint(out) >= uint(len(dst)) {
+						err = ErrTooLong // or truncated: decode tells, from the bits used
+						break
+					}
 					dst[out] = byte(e >> 16)
 					out++
 					continue
@@ -411,7 +423,7 @@ func (d *Decoder) huffman(lt *[litTableSize]uint32, dt *[distTableSize]uint32) e
 
 		// 28 bits or more: a distance code and its extra bits (13).
 		if bl < 28 {
-			if pos+8 <= len(in) {
+			if pos+8 <= len(in) { // refill, inlined
 				bb |= binary.LittleEndian.Uint64(in[pos:]) << (bl & 63)
 				pos += int(63-bl) >> 3
 				bl |= 56
@@ -429,13 +441,15 @@ func (d *Decoder) huffman(lt *[litTableSize]uint32, dt *[distTableSize]uint32) e
 		if e&subFlag != 0 {
 			e = dt[int(e>>16)+int(bb>>distBits)&(1<<(e>>8&15)-1)]
 		}
-		if e&badFlag != 0 {
-			err = corrupt("invalid distance code")
-			break
-		}
 		n = uint(e & 15)
 		bb >>= n
 		bl -= n
+		if e&badFlag != 0 {
+			// Its bits used first: bits past the end of input make a
+			// truncated stream, not a corrupt one.
+			err = corrupt("invalid distance code")
+			break
+		}
 		n = uint(e>>8) & 15
 		dist := int(e>>16) + int(bb&(1<<n-1))
 		bb >>= n

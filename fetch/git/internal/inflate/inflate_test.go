@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
@@ -211,7 +212,7 @@ func refused() map[string][]byte {
 		w.fixedLit(287)
 	})
 	for _, sym := range []uint32{30, 31} {
-		add("distance symbol "+itoaN(int(sym)), func(w *streamWriter) {
+		add("distance symbol "+strconv.Itoa(int(sym)), func(w *streamWriter) {
 			w.header(true, 1)
 			w.literal('a')
 			w.fixedLit(257)
@@ -323,9 +324,10 @@ func TestDecodeRefusesWhatFlateRefuses(t *testing.T) {
 // at every byte: each cut is an unexpected end, whatever the reader.
 func TestDecodeTruncatedStreamIsUnexpectedEOF(t *testing.T) {
 	streams := map[string][]byte{}
+	sizes := map[string]int{} // what each decodes to whole
 	for name, w := range handBuilt() {
 		if len(w.want) < 10_000 {
-			streams[name] = w.bytes()
+			streams[name], sizes[name] = w.bytes(), len(w.want)
 		}
 	}
 	text := textFor(t, 3000, 9)
@@ -336,20 +338,32 @@ func TestDecodeTruncatedStreamIsUnexpectedEOF(t *testing.T) {
 	}
 	for _, c := range compressors() {
 		if c.name == "flate/6" || c.name == "flate/-2" || c.name == "flate/0" || c.name == "klauspost/1" {
-			streams[c.name+" text"] = c.compress(text)
-			streams[c.name+" partly random"] = c.compress(random)
+			streams[c.name+" text"], sizes[c.name+" text"] = c.compress(text), len(text)
+			streams[c.name+" partly random"], sizes[c.name+" partly random"] = c.compress(random), len(random)
 		}
 	}
 	for name, stream := range streams {
 		for cut := range len(stream) {
-			for _, size := range []int{16, 4096} {
-				br := bufio.NewReaderSize(bytes.NewReader(stream[:cut]), size)
-				var d Decoder
-				if _, err := d.Decode(make([]byte, 1<<16), br); err != io.ErrUnexpectedEOF {
-					t.Fatalf("%s cut at %d of %d, reader of %d: %v, want io.ErrUnexpectedEOF", name, cut, len(stream), size, err)
+			// Into a buffer with room to spare, and into one of the
+			// size the whole stream fills: the zeros read past the end
+			// of input must not make a literal too many or a distance
+			// code invalid.
+			for _, dst := range []int{1 << 16, sizes[name]} {
+				for _, size := range []int{16, 4096} {
+					br := bufio.NewReaderSize(bytes.NewReader(stream[:cut]), size)
+					var d Decoder
+					if _, err := d.Decode(make([]byte, dst), br); err != io.ErrUnexpectedEOF {
+						t.Fatalf("%s cut at %d of %d, into %d bytes, reader of %d: %v, want io.ErrUnexpectedEOF", name, cut, len(stream), dst, size, err)
+					}
 				}
 			}
 		}
+	}
+	// A fixed block cut inside a distance code: the zeros after its
+	// four 1-bits would read as code 30, which deflate reserves.
+	var d Decoder
+	if _, err := d.Decode(make([]byte, 64), bufio.NewReader(bytes.NewReader([]byte{0x4b, 0x3c, 0x71, 0x12, 0xf8}))); err != io.ErrUnexpectedEOF {
+		t.Errorf("cut inside a distance code: %v, want io.ErrUnexpectedEOF", err)
 	}
 }
 
