@@ -225,22 +225,7 @@ func TestDamagedObjectNeverKeepsItsID(t *testing.T) {
 // and without the check; a stream cut inside its checksum is truncated,
 // and a header asking for a preset dictionary is refused.
 func TestZstreamStopsAtEachStreamsEnd(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var packed bytes.Buffer
-	var want [][]byte
-	for i := range 100 {
-		b := make([]byte, rng.IntN(70000))
-		if i%2 == 0 {
-			for j := range b {
-				b[j] = byte(rng.Uint32())
-			}
-		}
-		want = append(want, b)
-		zw := zlib.NewWriter(&packed)
-		zw.Write(b)
-		zw.Close()
-		packed.WriteByte(0xab) // the next object's first byte
-	}
+	packed, want := zlibStreams()
 	for _, verify := range []bool{false, true} {
 		for _, size := range []int{16, 17, 4096, 64 << 10} {
 			br := bufio.NewReaderSize(bytes.NewReader(packed.Bytes()), size)
@@ -282,6 +267,29 @@ func TestZstreamStopsAtEachStreamsEnd(t *testing.T) {
 	if err := z.reset(bytes.NewReader([]byte{0x78, 0xbb})); err == nil { // FDICT set, header check right
 		t.Fatal("a preset dictionary was accepted")
 	}
+}
+
+// zlibStreams lays 100 zlib streams end to end, as a pack holds them
+// (half of them random bytes, up to 70,000 bytes each), each followed by
+// the next object's first byte, and returns them with their contents.
+func zlibStreams() (*bytes.Buffer, [][]byte) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var packed bytes.Buffer
+	var want [][]byte
+	for i := range 100 {
+		b := make([]byte, rng.IntN(70000))
+		if i%2 == 0 {
+			for j := range b {
+				b[j] = byte(rng.Uint32())
+			}
+		}
+		want = append(want, b)
+		zw := zlib.NewWriter(&packed)
+		zw.Write(b)
+		zw.Close()
+		packed.WriteByte(0xab) // the next object's first byte
+	}
+	return &packed, want
 }
 
 // TestIndexPackRefusesThin: a thin pack's deltas lean on objects outside

@@ -21,22 +21,7 @@ import (
 // its checksum, with and without the check, through readers of several
 // sizes.
 func TestZlibWholeStopsAtEachStreamsEnd(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var packed bytes.Buffer
-	var want [][]byte
-	for i := range 100 {
-		b := make([]byte, rng.IntN(70000))
-		if i%2 == 0 {
-			for j := range b {
-				b[j] = byte(rng.Uint32())
-			}
-		}
-		want = append(want, b)
-		zw := zlib.NewWriter(&packed)
-		zw.Write(b)
-		zw.Close()
-		packed.WriteByte(0xab) // the next object's first byte
-	}
+	packed, want := zlibStreams()
 	var dec inflate.Decoder
 	for _, verify := range []bool{false, true} {
 		for _, size := range []int{16, 17, 4096, 16 << 10, 64 << 10} {
