@@ -361,6 +361,8 @@ func (d *Decoder) huffman(lt *[litTableSize]uint32, dt *[distTableSize]uint32) e
 				break
 			}
 		}
+		// Up to three literals on one refill, the same lines written out
+		// three times (56 bits hold three codes of 15).
 		e := lt[bb&(1<<litBits-1)]
 		if e&subFlag != 0 {
 			e = lt[int(e>>16)+int(bb>>litBits)&(1<<(e>>8&15)-1)]
