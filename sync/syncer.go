@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -149,6 +150,13 @@ type Syncer struct {
 	changed     chan struct{} // closed at each change: wait.go
 	events      []Event       // events.go: the newest eventHistory
 	lastEventID uint64
+
+	// syncing counts the sources' syncs under way: the last of them to
+	// end releases the image (releaseMemory).
+	syncing atomic.Int32
+	// release unmaps the binary's image: procmem.ReleaseImage, which a
+	// test may count.
+	release func() error
 }
 
 // source is the per-source state of the loop.
@@ -215,7 +223,7 @@ func New(cfg Config) (*Syncer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sync: metrics: %w", err)
 	}
-	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now(), changed: make(chan struct{})}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, metrics: m, started: time.Now(), changed: make(chan struct{}), release: procmem.ReleaseImage}
 	s.round = round{settle: cfg.Settle, end: s.endRound}
 	if err := cfg.Store.SetGenerationLink(cfg.GenerationLink); err != nil {
 		return nil, fmt.Errorf("sync: %w", err)
@@ -320,7 +328,7 @@ func (s *Syncer) releaseInit() {
 // releaseImage unmaps the binary's code and constants run so far; nothing
 // breaks when the kernel will not (no /proc), the memory stays mapped.
 func (s *Syncer) releaseImage() {
-	if err := procmem.ReleaseImage(); err != nil {
+	if err := s.release(); err != nil {
 		s.log.Debug("memory not released", "error", err)
 	}
 }
@@ -329,9 +337,12 @@ func (s *Syncer) releaseImage() {
 // what a sync of src left behind: the heap a publish grew and the code and
 // constants of the binary it ran; after a mere poll, the code only. A poll
 // maps back some 6 MiB of the binary (about 90 faults of 64 KiB); releasing
-// it after each one measured 0.78 ms of CPU a poll (idle at --period 1s:
-// 0.11% of a core, 0.19% with it) for 15.1 MiB VmRSS down to 9.1.
-func (s *Syncer) releaseMemory(src *source, published bool) {
+// it after each poll measured 0.7-1.2 ms of CPU (idle at --period 1s: 0.11%
+// of a core, 0.19% with it, more where page faults cost more, as in a VM)
+// for 15.1 MiB VmRSS down to 9.1. The image is released by the last sync
+// under way to end (last), not by each: the sources a round polls at once
+// release it once, and none unmaps the code another is running.
+func (s *Syncer) releaseMemory(src *source, published, last bool) {
 	if !s.cfg.ReleaseMemory {
 		return
 	}
@@ -348,7 +359,9 @@ func (s *Syncer) releaseMemory(src *source, published bool) {
 		runtime.GC()
 		debug.FreeOSMemory()
 	}
-	s.releaseImage()
+	if last {
+		s.releaseImage()
+	}
 }
 
 func (s *Syncer) loop(ctx context.Context, src *source) error {
@@ -369,9 +382,11 @@ func (s *Syncer) loop(ctx context.Context, src *source) error {
 		var wait time.Duration
 		src.setOffTick(true)
 		published := src.publishedAt()
+		s.syncing.Add(1)
 		err := s.syncOnce(ctx, src)
+		last := s.syncing.Add(-1) == 0
 		s.broadcast() // long polls look again (wait.go)
-		s.releaseMemory(src, src.publishedAt() != published)
+		s.releaseMemory(src, src.publishedAt() != published, last)
 		if IsRejected(err) {
 			// Logged already; retrying sooner than the next round cannot
 			// help: the origin has to move on.

@@ -513,6 +513,53 @@ func TestHistogramBoundsPrintCleanly(t *testing.T) {
 	}
 }
 
+// startCounting is startSyncer with the image releases counted instead of
+// made.
+func startCounting(t *testing.T, cfg Config) (*harness, *atomic.Int64) {
+	t.Helper()
+	h := &harness{reg: prometheus.NewRegistry(), store: newStore(t, fetch.Limits{})}
+	cfg.Store, cfg.Registerer, cfg.ReleaseMemory = h.store, h.reg, true
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var releases atomic.Int64
+	s.release = func() error { releases.Add(1); return nil }
+	h.syncer = s
+	testkit.Background(t, s.Run)
+	return h, &releases
+}
+
+// A poll that publishes nothing still gives the image back: at any period,
+// the code a poll ran does not stay mapped until the next.
+func TestEveryPollReleasesTheImage(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"f": "1"})
+	h, releases := startCounting(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond})
+	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
+	n, r := o.fetches.Load(), releases.Load()
+	testkit.Eventually(t, 10*time.Second, "unchanged polls", func() bool { return o.fetches.Load() >= n+3 })
+	testkit.Eventually(t, 10*time.Second, "a release after each", func() bool { return releases.Load() >= r+3 })
+}
+
+// Sources that sync at the same time release the image once, when the last
+// one ends: not once each, and never under another's sync.
+func TestTheLastSyncUnderWayReleasesTheImage(t *testing.T) {
+	quick, slow := &origin{}, &origin{block: make(chan struct{})}
+	quick.set("q1", map[string]string{"f": "1"})
+	slow.set("s1", map[string]string{"f": "1"})
+	h, releases := startCounting(t, Config{Sources: []Source{{Name: "quick", Backend: quick}, {Name: "slow", Backend: slow}}, Period: time.Hour})
+	testkit.Eventually(t, 10*time.Second, "quick published, slow fetching", func() bool {
+		return h.syncer.Status()[0].Revision == "q1" && slow.fetches.Load() == 1
+	})
+	if got := releases.Load(); got != 1 {
+		t.Fatalf("%d releases while slow's sync is under way, want 1 (before the first sync)", got)
+	}
+	close(slow.block)
+	testkit.Eventually(t, 10*time.Second, "slow published", func() bool { return h.syncer.Status()[1].Revision == "s1" })
+	testkit.Eventually(t, 10*time.Second, "the image released when it ended", func() bool { return releases.Load() == 2 })
+}
+
 // A source idle after a publish keeps no manifest in memory (ReleaseMemory),
 // and its next publish still reuses every unchanged file, by the manifest
 // on disk.
