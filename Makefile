@@ -46,12 +46,16 @@ test-tools:
 tidy:
 	$(GO) mod tidy -diff
 
+# The patched copy in third_party is a module of its own, which ./... does
+# not reach: it is named by its import path.
+THIRD_PARTY := github.com/santhosh-tekuri/jsonschema/v6/...
+
 vet:
-	$(GO) vet ./...
+	$(GO) vet ./... $(THIRD_PARTY)
 	$(GO) vet -tags soak ./cmd/ferry/e2e/
 
 staticcheck:
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./... $(THIRD_PARTY)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags soak ./cmd/ferry/e2e/
 
 ## soak: ferry run for minutes against three changing origins (not in make test)

@@ -78,10 +78,7 @@ func (x *earlyExport) close() {
 		return
 	}
 	x.on, x.started, x.walk, x.hand = false, true, nil, nil
-	if x.objs != nil {
-		x.objs.r.close()
-		x.objs = nil
-	}
+	x.objs = nil
 }
 
 // reader returns a reader of what the pack holds so far.

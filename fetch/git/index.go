@@ -192,9 +192,10 @@ func readEntryHeader(br *bufio.Reader, e *packEntry) error {
 // inflater inflates objects: those up to largeObjectThreshold whole,
 // into buffers it reuses, larger ones as they stream past, with one zlib
 // reader and a reused buffer (io.Copy would allocate one per object:
-// 47 MB for the 50 MB benchmark tree). Memory stays bounded by the
-// threshold, whatever size an object's header claims: the early export
-// asks to keep no larger object (earlyExport.keep).
+// 47 MB for the 50 MB benchmark tree). Whatever size an object's header
+// claims, the buffers of whole objects stay bounded by the threshold (the
+// early export asks to keep no larger one: earlyExport.keep), and delta
+// instructions by the bound on objects.
 type inflater struct {
 	dec   inflate.Decoder
 	zr    zstream
@@ -330,7 +331,6 @@ func endOfStream(zr io.Reader, size int64) error {
 // base is in no object of the pack makes it thin.
 func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
 	r := newPackReader(f, p, b)
-	defer r.close()
 	byHash := p.byHash // the whole objects' already
 	pending := 0
 	for i := range p.entries {

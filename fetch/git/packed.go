@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/ferrysync/ferry/fetch/git/internal/inflate"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/storer"
@@ -34,7 +35,6 @@ func openPacked(st storer.EncodedObjectStorer, p *indexedPack, dir string, b bou
 }
 
 func (ps *packedStore) close() {
-	ps.r.close()
 	ps.r.f.Close()
 }
 
@@ -83,7 +83,7 @@ type packReader struct {
 	p      *indexedPack
 	cache  *contentCache // delta bases
 	bounds bounds
-	in     inflater
+	dec    inflate.Decoder // every object it reads is whole, of a known size
 	br     *bufio.Reader
 	// scratch and deltaScratch are reused by content (see there).
 	scratch, deltaScratch []byte
@@ -95,8 +95,6 @@ const baseCache = 8 << 20
 func newPackReader(f *os.File, p *indexedPack, b bounds) *packReader {
 	return &packReader{f: f, p: p, cache: newContentCache(baseCache), bounds: b}
 }
-
-func (r *packReader) close() { r.in.close() }
 
 // maxDeltaChain bounds the recursion through delta bases (git's own
 // default depth is 50; a hostile pack could chain one per object).
@@ -185,7 +183,8 @@ func (r *packReader) raw(e *packEntry, into *[]byte) ([]byte, error) {
 	} else {
 		buf = make([]byte, e.size)
 	}
-	if err := zlibWhole(&r.in.dec, r.br, buf, r.in.verify()); err != nil {
+	// Not checked again: the index pass checked what it stored.
+	if err := zlibWhole(&r.dec, r.br, buf, false); err != nil {
 		return nil, err
 	}
 	return buf, nil

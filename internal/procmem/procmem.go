@@ -79,9 +79,27 @@ func imageMappings() ([]mapping, error) {
 }
 
 // exeMappings returns the executable's mappings, read from
-// /proc/self/maps once: the loader mapped them before the process ran
-// and nothing maps the executable again.
-var exeMappings = sync.OnceValues(readExeMappings)
+// /proc/self/maps once it succeeds: the loader mapped them before the
+// process ran and nothing maps the executable again. A failed read (too
+// many open files, say) is tried again at the next call.
+func exeMappings() ([]mapping, error) {
+	exe.mu.Lock()
+	defer exe.mu.Unlock()
+	if exe.ms == nil {
+		ms, err := readExeMappings()
+		if err != nil {
+			return nil, err
+		}
+		exe.ms = ms
+	}
+	return exe.ms, nil
+}
+
+// exe is what exeMappings read.
+var exe struct {
+	mu sync.Mutex
+	ms []mapping
+}
 
 // readExeMappings reads the executable's mappings. The executable is told
 // by the file mapped where this very function's code is, not by stat(2)

@@ -1,3 +1,5 @@
+// Modified for ferry: see third_party/README.md.
+
 package jsonschema
 
 import (

@@ -1,3 +1,5 @@
+// Modified for ferry: see third_party/README.md.
+
 package jsonschema
 
 import (
@@ -125,13 +127,13 @@ var (
 	draftLatest = Draft2020
 )
 
-// draftsOnce compiles the drafts' metaschemas when the first Compiler is
+// loadDrafts compiles the drafts' metaschemas when the first Compiler is
 // made, not in package initialization as upstream does: that took 1.7 MB
 // of allocations and 6-15 ms at every start of a program that may never
-// compile a schema (ferry: third_party/README.md).
-var draftsOnce sync.Once
-
-func loadDrafts() { draftsOnce.Do(compileDrafts) }
+// compile a schema (ferry: third_party/README.md). A panic in it (the
+// metaschemas are embedded: none is expected) is raised again at each
+// call, as upstream's init would have stopped the program.
+var loadDrafts = sync.OnceFunc(compileDrafts)
 
 func compileDrafts() {
 	c := newCompiler()
