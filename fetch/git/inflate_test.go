@@ -7,7 +7,6 @@ import (
 	"errors"
 	"hash/adler32"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -89,23 +88,13 @@ func TestZlibWholeRefusesWhatZstreamRefuses(t *testing.T) {
 // the streaming reader (klauspost's flate), read whole as the index pass
 // did before; "whole" is zlibWhole.
 func BenchmarkInflateObjects(b *testing.B) {
-	r := rand.New(rand.NewPCG(7, 8))
 	var packed bytes.Buffer
-	var objs [][]byte
+	objs := gittest.Blobs(500)
 	total := 0
-	for i := range 500 {
-		obj := make([]byte, 9000+r.IntN(2000))
-		if i%5 == 4 {
-			for j := range obj {
-				obj[j] = byte(r.Uint32())
-			}
-		} else {
-			gittest.FillText(r, obj)
-		}
+	for _, obj := range objs {
 		zw := zlib.NewWriter(&packed)
 		zw.Write(obj)
 		zw.Close()
-		objs = append(objs, obj)
 		total += len(obj)
 	}
 	br := bufio.NewReaderSize(nil, 64<<10)

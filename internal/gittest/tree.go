@@ -105,6 +105,26 @@ var words = [...]string{
 	"ingress", "egress", "policy", "window", "bucket", "shard", "tenant", "feature",
 }
 
+// Blobs returns n files such as a pack of the benchmark repository holds:
+// about 10 KB each of config-file text, every fifth random bytes; the same
+// n files at each call.
+func Blobs(n int) [][]byte {
+	r := rand.New(rand.NewPCG(7, 8))
+	blobs := make([][]byte, n)
+	for i := range blobs {
+		b := make([]byte, 9000+r.IntN(2000))
+		if i%5 == 4 {
+			for j := range b {
+				b[j] = byte(r.Uint32())
+			}
+		} else {
+			FillText(r, b)
+		}
+		blobs[i] = b
+	}
+	return blobs
+}
+
 // FillText fills buf with lines such as "route_probe: shard-48213", cut
 // at len(buf): text that deflate shrinks about 3:1, as config files do.
 func FillText(r *rand.Rand, buf []byte) {

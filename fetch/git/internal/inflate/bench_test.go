@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/zlib"
 	"io"
-	"math/rand/v2"
 	"testing"
 
 	kflate "github.com/klauspost/compress/flate"
@@ -13,23 +12,13 @@ import (
 	"github.com/ferrysync/ferry/internal/gittest"
 )
 
-// benchObjects is what the benchmark repository's pack holds: files of
-// about 10 KB, YAML-like text (gittest's), every fifth one random bytes,
-// each deflated at zlib's default level as git does (by compress/zlib,
+// benchObjects is what the benchmark repository's pack holds
+// (gittest.Blobs), each deflated at zlib's default level as git does (by compress/zlib,
 // not git's C zlib). It returns the raw deflate streams laid end to end
 // and each one's size inflated.
 func benchObjects(n int) (packed []byte, sizes []int) {
-	r := rand.New(rand.NewPCG(7, 8))
 	var buf bytes.Buffer
-	for i := range n {
-		obj := make([]byte, 9000+r.IntN(2000))
-		if i%5 == 4 {
-			for j := range obj {
-				obj[j] = byte(r.Uint32())
-			}
-		} else {
-			gittest.FillText(r, obj)
-		}
+	for _, obj := range gittest.Blobs(n) {
 		var z bytes.Buffer
 		zw := zlib.NewWriter(&z)
 		zw.Write(obj)
