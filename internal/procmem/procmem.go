@@ -83,20 +83,20 @@ func imageMappings() ([]mapping, error) {
 // process ran and nothing maps the executable again. A failed read (too
 // many open files, say) is tried again at the next call.
 func exeMappings() ([]mapping, error) {
-	exe.mu.Lock()
-	defer exe.mu.Unlock()
-	if exe.ms == nil {
+	exeRead.mu.Lock()
+	defer exeRead.mu.Unlock()
+	if exeRead.ms == nil {
 		ms, err := readExeMappings()
 		if err != nil {
 			return nil, err
 		}
-		exe.ms = ms
+		exeRead.ms = ms
 	}
-	return exe.ms, nil
+	return exeRead.ms, nil
 }
 
-// exe is what exeMappings read.
-var exe struct {
+// exeRead is what exeMappings read.
+var exeRead struct {
 	mu sync.Mutex
 	ms []mapping
 }
