@@ -513,9 +513,13 @@ func TestHistogramBoundsPrintCleanly(t *testing.T) {
 	}
 }
 
+// releaseCount is what startCounting counts: the image releases, and
+// those made while a sync was under way.
+type releaseCount struct{ all, underWay atomic.Int64 }
+
 // startCounting is startSyncer with the image releases counted instead of
 // made.
-func startCounting(t *testing.T, cfg Config) (*harness, *atomic.Int64) {
+func startCounting(t *testing.T, cfg Config) (*harness, *releaseCount) {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), store: newStore(t, fetch.Limits{})}
 	cfg.Store, cfg.Registerer, cfg.ReleaseMemory = h.store, h.reg, true
@@ -523,11 +527,17 @@ func startCounting(t *testing.T, cfg Config) (*harness, *atomic.Int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var releases atomic.Int64
-	s.release = func() error { releases.Add(1); return nil }
+	var n releaseCount
+	s.release = func() error {
+		if s.syncing.Load() > 0 {
+			n.underWay.Add(1)
+		}
+		n.all.Add(1)
+		return nil
+	}
 	h.syncer = s
 	testkit.Background(t, s.Run)
-	return h, &releases
+	return h, &n
 }
 
 // A poll that publishes nothing still gives the image back: at any period,
@@ -537,27 +547,33 @@ func TestEveryPollReleasesTheImage(t *testing.T) {
 	o.set("r1", map[string]string{"f": "1"})
 	h, releases := startCounting(t, Config{Sources: []Source{{Name: "c", Backend: o}}, Period: 10 * time.Millisecond})
 	testkit.Eventually(t, 10*time.Second, "first publish", func() bool { ok, _ := h.syncer.Ready(); return ok })
-	n, r := o.fetches.Load(), releases.Load()
+	n, r := o.fetches.Load(), releases.all.Load()
 	testkit.Eventually(t, 10*time.Second, "unchanged polls", func() bool { return o.fetches.Load() >= n+3 })
-	testkit.Eventually(t, 10*time.Second, "a release after each", func() bool { return releases.Load() >= r+3 })
+	testkit.Eventually(t, 10*time.Second, "a release after each", func() bool { return releases.all.Load() >= r+3 })
 }
 
 // Sources that sync at the same time release the image once, when the last
 // one ends: not once each, and never under another's sync.
 func TestTheLastSyncUnderWayReleasesTheImage(t *testing.T) {
-	quick, slow := &origin{}, &origin{block: make(chan struct{})}
+	quick, slow := &origin{block: make(chan struct{})}, &origin{block: make(chan struct{})}
 	quick.set("q1", map[string]string{"f": "1"})
 	slow.set("s1", map[string]string{"f": "1"})
 	h, releases := startCounting(t, Config{Sources: []Source{{Name: "quick", Backend: quick}, {Name: "slow", Backend: slow}}, Period: time.Hour})
-	testkit.Eventually(t, 10*time.Second, "quick published, slow fetching", func() bool {
-		return h.syncer.Status()[0].Revision == "q1" && slow.fetches.Load() == 1
+	testkit.Eventually(t, 10*time.Second, "both fetching", func() bool { return quick.fetches.Load() == 1 && slow.fetches.Load() == 1 })
+	close(quick.block)
+	testkit.Eventually(t, 10*time.Second, "quick's sync over, slow's under way", func() bool {
+		return h.syncer.Status()[0].Revision == "q1" && h.syncer.syncing.Load() == 1
 	})
-	if got := releases.Load(); got != 1 {
-		t.Fatalf("%d releases while slow's sync is under way, want 1 (before the first sync)", got)
-	}
 	close(slow.block)
-	testkit.Eventually(t, 10*time.Second, "slow published", func() bool { return h.syncer.Status()[1].Revision == "s1" })
-	testkit.Eventually(t, 10*time.Second, "the image released when it ended", func() bool { return releases.Load() == 2 })
+	testkit.Eventually(t, 10*time.Second, "slow published, the image released", func() bool {
+		return h.syncer.Status()[1].Revision == "s1" && releases.all.Load() >= 2
+	})
+	if n := releases.underWay.Load(); n != 0 {
+		t.Errorf("%d releases while another source's sync was under way", n)
+	}
+	if n := releases.all.Load(); n != 2 {
+		t.Errorf("%d releases, want 2: before the first sync, and when the last sync under way ended", n)
+	}
 }
 
 // A source idle after a publish keeps no manifest in memory (ReleaseMemory),
