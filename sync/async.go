@@ -209,34 +209,35 @@ func (st *Stage) writeAsync(rel, dst string, mode fs.FileMode, key string, buf *
 		defer putBuffer(buf)
 		data := (*buf)[:n]
 		sum := sha256.Sum256(data)
-		fi, err := writeNew(dst, mode, data)
+		perm, stamp, err := writeNew(dst, mode, data)
 		if err != nil {
 			a.fail(fmt.Errorf("stage %s: %w", rel, fsError(err)))
 			return
 		}
 		st.bytesWritten.Add(int64(n))
-		st.record(rel, entry{Mode: fi.Mode().Perm(), Key: key, Size: int64(n), Sum: hex.EncodeToString(sum[:]), stamp: stampOf(fi)}, true)
+		st.record(rel, entry{Mode: perm, Key: key, Size: int64(n), Sum: hex.EncodeToString(sum[:]), stamp: stamp}, true)
 	})
 }
 
 // writeNew creates a file at dst holding data, with mode, and returns its
-// state once nothing more will change it.
-func writeNew(dst string, mode fs.FileMode, data []byte) (fs.FileInfo, error) {
+// permissions and stamp once nothing more will change it.
+func writeNew(dst string, mode fs.FileMode, data []byte) (fs.FileMode, stamp, error) {
 	f, err := createFile(dst, mode)
 	if err != nil {
-		return nil, err
+		return 0, stamp{}, err
 	}
 	_, err = f.Write(data)
-	var fi fs.FileInfo
+	var perm fs.FileMode
+	var st stamp
 	if err == nil {
-		fi, err = settle(f, mode)
+		perm, st, err = f.settle(mode)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		os.Remove(dst)
-		return nil, err
+		return 0, stamp{}, err
 	}
-	return fi, nil
+	return perm, st, nil
 }

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"io"
 	"io/fs"
 	"os"
 
@@ -10,32 +11,77 @@ import (
 // A first publish of a large tree creates thousands of files, and creating
 // files is what it spends its time on: each syscall saved per file counts.
 // os.OpenFile costs eight fcntl calls and a failed epoll_ctl per regular
-// file (the runtime tries to register it with its poller); a blocking
-// descriptor from open(2), wrapped with os.NewFile, costs one fcntl.
+// file (the runtime tries to register it with its poller), os.NewFile one
+// fcntl and a finalizer; a newFile is open(2)'s descriptor and nothing more:
+// open, write, fstat, close.
+
+// newFile is a file ferry has just created, open for writing.
+type newFile struct {
+	fd   int
+	path string
+}
 
 // createFile creates a new file at p, open for writing, with mode (the
 // umask permitting).
-func createFile(p string, mode fs.FileMode) (*os.File, error) {
+func createFile(p string, mode fs.FileMode) (*newFile, error) {
 	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: p, Err: err}
 	}
-	return os.NewFile(uintptr(fd), p), nil
+	return &newFile{fd: fd, path: p}, nil
 }
 
-// settle gives the open file f its mode, when the umask narrowed what
-// open(2) was asked for, and returns the file's state once nothing more
+// Write writes all of b, or fails.
+func (f *newFile) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Write(f.fd, b[n:])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return n, &os.PathError{Op: "write", Path: f.path, Err: err}
+		case m == 0:
+			return n, &os.PathError{Op: "write", Path: f.path, Err: io.ErrShortWrite}
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Close closes the descriptor.
+func (f *newFile) Close() error {
+	if err := unix.Close(f.fd); err != nil {
+		return &os.PathError{Op: "close", Path: f.path, Err: err}
+	}
+	return nil
+}
+
+// settle gives the file its mode, when the umask narrowed what open(2)
+// was asked for, and returns its permissions and stamp once nothing more
 // will change it. The usual umask (022) leaves a revision's read-only modes
 // whole: the fstat, needed for the stamp anyway, is then all it costs.
-func settle(f *os.File, mode fs.FileMode) (fs.FileInfo, error) {
-	fi, err := f.Stat()
-	if err != nil || fi.Mode().Perm() == mode.Perm() {
-		return fi, err
+func (f *newFile) settle(mode fs.FileMode) (fs.FileMode, stamp, error) {
+	var st unix.Stat_t
+	if err := f.stat(&st); err != nil {
+		return 0, stamp{}, err
 	}
-	if err := f.Chmod(mode); err != nil {
-		return nil, err
+	if fs.FileMode(st.Mode).Perm() != mode.Perm() {
+		if err := unix.Fchmod(f.fd, uint32(mode.Perm())); err != nil {
+			return 0, stamp{}, &os.PathError{Op: "chmod", Path: f.path, Err: err}
+		}
+		if err := f.stat(&st); err != nil {
+			return 0, stamp{}, err
+		}
 	}
-	return f.Stat()
+	return fs.FileMode(st.Mode).Perm(), stamp{Ino: st.Ino, Ctime: st.Ctim.Nano(), Mtime: st.Mtim.Nano(), Nlink: uint64(st.Nlink)}, nil
+}
+
+func (f *newFile) stat(st *unix.Stat_t) error {
+	if err := unix.Fstat(f.fd, st); err != nil {
+		return &os.PathError{Op: "stat", Path: f.path, Err: err}
+	}
+	return nil
 }
 
 // syncFS flushes every file and directory written under dir to disk, and

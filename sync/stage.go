@@ -327,11 +327,12 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 	buf := copyBuffers.Get().(*[]byte)
 	n, err := io.CopyBuffer(lw, r, *buf)
 	copyBuffers.Put(buf)
-	var fi fs.FileInfo
+	var perm fs.FileMode
+	var stamped stamp
 	if err == nil {
 		// The last change to the inode is done: its stamp proves, next
 		// time, that nobody wrote it since.
-		fi, err = settle(f, mode)
+		perm, stamped, err = f.settle(mode)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -342,7 +343,7 @@ func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, 
 		}
 		return entry{}, err
 	}
-	return entry{Mode: fi.Mode().Perm(), Size: n, Sum: hex.EncodeToString(h.Sum(nil)), stamp: stampOf(fi)}, nil
+	return entry{Mode: perm, Size: n, Sum: hex.EncodeToString(h.Sum(nil)), stamp: stamped}, nil
 }
 
 // copyBuffers spares io.Copy's 32 KiB allocation per file: a first publish

@@ -368,6 +368,43 @@ func TestTreeIsReadableWhateverTheUmask(t *testing.T) {
 	}
 }
 
+// TestStampsTakenAtWriteMatchTheDisk: the stamp a file gets as it is
+// written, small (in the background) or large (as it is read), and with
+// its mode narrowed by the umask or not, is the one lstat reads once it is
+// published, so the next publish reuses each file on one lstat, reading
+// none.
+func TestStampsTakenAtWriteMatchTheDisk(t *testing.T) {
+	large := strings.Repeat("L", smallFile+1)
+	for _, umask := range []int{0o022, 0o277} {
+		t.Run(fmt.Sprintf("umask %03o", umask), func(t *testing.T) {
+			old := syscall.Umask(umask)
+			defer syscall.Umask(old)
+			s := newStore(t, fetch.Limits{})
+			files := map[string]string{"small": "s", "d/small": "ss", "large": large}
+			publishKeyed(t, s, "r1", "", files)
+			m, err := s.readManifest("c", "r1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rel, e := range m.Files {
+				fi, err := os.Lstat(filepath.Join(s.Root(), ".ferry/c/r1", rel))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.Ino == 0 || !e.unchangedSince(fi) {
+					t.Errorf("%s: manifest has %+v, lstat mode %v", rel, e, fi.Mode())
+				}
+				if fi.Mode().Perm()&0o444 != 0o444 {
+					t.Errorf("%s: mode %v, not readable by another user", rel, fi.Mode().Perm())
+				}
+			}
+			if stats := publishKeyed(t, s, "r2", "r1", files); stats.Reused != len(files) || stats.Reread != 0 {
+				t.Errorf("next publish: %+v, want all %d files reused on their stamps", stats, len(files))
+			}
+		})
+	}
+}
+
 func TestGCLeavesNoPartialTreeUnderARevisionName(t *testing.T) {
 	s := newStore(t, fetch.Limits{})
 	for _, rev := range []string{"r1", "r2", "r3"} {
