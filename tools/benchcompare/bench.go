@@ -135,7 +135,13 @@ func (b *bench) header() {
 	fmt.Sscanf(procField("/proc/meminfo", "MemTotal"), "%g", &memKB)
 	fmt.Fprintf(w, "machine   %d CPUs (%s), %.1f GiB, Linux %s, this tool built with %s\n",
 		runtime.NumCPU(), procField("/proc/cpuinfo", "model name"), memKB/(1<<20), strings.TrimSpace(string(kernel)), runtime.Version())
-	fmt.Fprintf(w, "scratch   %s on %s\n", b.scratch, mountOf(b.scratch))
+	mount, dev, fstype := mountOf(b.scratch)
+	fmt.Fprintf(w, "scratch   %s on %s\n", b.scratch, mount)
+	if fstype == "ext4" && !hasJournal(dev) {
+		fmt.Fprintf(w, "          ext4 without a journal: creating a file scans past every inode freed in the last 5 s\n")
+		fmt.Fprintf(w, "          (300 s while its inode table block is unwritten), for both tools; kernel times then\n")
+		fmt.Fprintf(w, "          measure that scan as much as the tools (README, Development: a journaled volume)\n")
+	}
 	fmt.Fprintf(w, "before    %s (the machine is shared: see each scenario's line too)\n", machineLoad())
 	fmt.Fprintf(w, "method    %d runs after %d warm-up; ferry and git back to back, first one then the other in turn;\n", b.runs, b.warmups)
 	fmt.Fprintf(w, "          each run into a root of its own, all removed after the last run; sync(2) before each run.\n")
@@ -161,12 +167,13 @@ func procField(file, name string) string {
 
 // mountOf describes the filesystem holding dir, from /proc/self/mounts:
 // its type and options (discard, for one, slows removing files).
-func mountOf(dir string) string {
+func mountOf(dir string) (desc, dev, fstype string) {
 	data, err := os.ReadFile("/proc/self/mounts")
 	if err != nil {
-		return "?"
+		return "?", "", ""
 	}
-	best, desc := "", "?"
+	best := ""
+	desc = "?"
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 4 {
@@ -174,10 +181,26 @@ func mountOf(dir string) string {
 		}
 		mnt := f[1]
 		if (dir == mnt || strings.HasPrefix(dir, strings.TrimSuffix(mnt, "/")+"/")) && len(mnt) >= len(best) {
-			best, desc = mnt, fmt.Sprintf("%s %s (%s)", f[2], mnt, f[3])
+			best, desc, dev, fstype = mnt, fmt.Sprintf("%s %s (%s)", f[2], mnt, f[3]), f[0], f[2]
 		}
 	}
-	return desc
+	return desc, dev, fstype
+}
+
+// hasJournal reports whether the ext4 filesystem on dev has a journal:
+// jbd2 lists the devices it journals as NAME-INODE.
+func hasJournal(dev string) bool {
+	entries, err := os.ReadDir("/proc/fs/jbd2")
+	if err != nil {
+		return true // cannot tell: say nothing
+	}
+	name := filepath.Base(dev)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), name+"-") {
+			return true
+		}
+	}
+	return false
 }
 
 // machineLoad says how busy the machine was over the last minute, this
