@@ -111,12 +111,15 @@ func (s *Store) Verify(ctx context.Context, name, rev string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnverifiable, err)
 	}
-	// What the app reads: in exchange mode the mirror, whose files are
-	// the revision's own (hard links), and whose names may have been
-	// changed on their own.
+	// What the app reads, when ROOT/NAME is rev's mirror (exchange mode):
+	// its files are the revision's own (hard links), but its names may
+	// have been changed on their own. Any other revision, a kept one that
+	// a rollback would put back, is read where it is kept.
 	tree := s.revDir(name, rev)
 	if fi, err := os.Lstat(s.LinkPath(name)); err == nil && fi.IsDir() {
-		tree = s.LinkPath(name)
+		if shown, err := s.linkExchanged(name); err == nil && shown == rev {
+			tree = s.LinkPath(name)
+		}
 	}
 	if err := verifyTree(ctx, tree, m); err != nil {
 		if ctx.Err() != nil {

@@ -262,3 +262,16 @@ func TestExchangeDamageIsFoundAndMended(t *testing.T) {
 		t.Fatalf("Check with someone's directory at ROOT/c: %v, want a permanent ErrLinkTaken", err)
 	}
 }
+
+// TestExchangeVerifyOfAKeptRevisionReadsThatRevision: in exchange mode,
+// Store.Verify(name, rev) compares ROOT/NAME (the mirror of the CURRENT
+// revision) with rev's manifest, whatever rev is. Verifying an intact,
+// kept, earlier revision therefore reports it damaged.
+func TestExchangeVerifyOfAKeptRevisionReadsThatRevision(t *testing.T) {
+	s := exchangeStore(t)
+	publishFiles(t, s, "c", "r1", map[string]string{"app.yaml": "a: 1\n"})
+	publishFiles(t, s, "c", "r2", map[string]string{"app.yaml": "a: 2\n"})
+	if err := s.Verify(t.Context(), "c", "r1"); err != nil {
+		t.Fatalf("Verify of the intact kept revision r1: %v", err)
+	}
+}

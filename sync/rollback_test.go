@@ -247,3 +247,42 @@ func TestRollbackNeedsTwoRevisionsKept(t *testing.T) {
 		t.Errorf("New with Keep 1 = %v", err)
 	}
 }
+
+// TestExchangeRollbackPutsThePreviousRevisionBack: --rollback-on-reject
+// with --publish-mode exchange. restore() deep-checks the previous
+// revision with Store.Verify, which in exchange mode reads the mirror of
+// the refused revision: the check always fails and the refused revision
+// stays published.
+func TestExchangeRollbackPutsThePreviousRevisionBack(t *testing.T) {
+	o := &origin{}
+	o.set("r1", map[string]string{"app.yaml": "a: 1\n"})
+	a := newApp(t, refusing("r2"))
+	var logs testkit.LogBuffer
+	var h *harness
+	n, err := signal.New(signal.Options{
+		URLs: []string{a.url}, Method: "POST", Timeout: 5 * time.Second,
+		InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond,
+		Refused: func(r signal.Refusal) { h.syncer.Refused(r) }, RejectAfter: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h = startSyncer(t, Config{
+		Sources:   []Source{{Name: "c", Backend: o, PublishMode: PublishExchange}},
+		Period:    10 * time.Millisecond,
+		Keep:      2,
+		Rollout:   Rollout{RollbackOnReject: true},
+		Notifiers: []Notifier{n},
+		Logger:    logs.Logger(),
+	})
+	testkit.Background(t, n.Run)
+	testkit.Eventually(t, 10*time.Second, "r1 published", func() bool { return h.status(t).Revision == "r1" })
+	o.set("r2", map[string]string{"app.yaml": "a: 2\n"})
+	testkit.Eventually(t, 10*time.Second, "r2 refused", func() bool { return h.status(t).RejectedRevision == "r2" })
+	if b, _ := os.ReadFile(filepath.Join(h.store.LinkPath("c"), "app.yaml")); string(b) != "a: 1\n" {
+		t.Errorf("ROOT/c/app.yaml = %q after the app refused r2, want r1's %q", b, "a: 1\n")
+	}
+	if strings.Contains(logs.String(), "rolling back failed") {
+		t.Errorf("rollback failed:\n%s", logs.String())
+	}
+}
