@@ -121,13 +121,23 @@ func (s *Store) readExchanged(name string) ([]mirrored, error) {
 	return out, sc.Err()
 }
 
-// writeExchanged records m as the newest mirror, keeping the one before:
-// it is written before the exchange, so whichever of the two ROOT/NAME
-// holds after a crash is known.
+// writeExchanged records m as the newest mirror, keeping the line of the
+// mirror ROOT/NAME holds now: it is written before the exchange, so
+// whichever of the two ROOT/NAME holds after a crash is known. Not simply
+// the newest line before: that one may name a mirror whose exchange a
+// kill cut short, and after two such kills the mirror really there would
+// be forgotten, and ROOT/NAME taken for another's.
 func (s *Store) writeExchanged(name string, m mirrored) error {
 	lines := []mirrored{m}
-	if old, err := s.readExchanged(name); err == nil && len(old) > 0 {
-		lines = append(lines, old[0])
+	if fi, err := os.Lstat(s.LinkPath(name)); err == nil && fi.IsDir() {
+		ino := fi.Sys().(*syscall.Stat_t).Ino
+		old, _ := s.readExchanged(name)
+		for _, l := range old {
+			if l.ino == ino {
+				lines = append(lines, l)
+				break
+			}
+		}
 	}
 	var b strings.Builder
 	for _, l := range lines {

@@ -275,3 +275,73 @@ func TestExchangeVerifyOfAKeptRevisionReadsThatRevision(t *testing.T) {
 		t.Fatalf("Verify of the intact kept revision r1: %v", err)
 	}
 }
+
+// TestExchangeSurvivesTwoKillsBeforeTheExchange: swapExchange records the
+// new mirror in .exchanged (keeping one line before it) BEFORE the
+// exchange. A process killed between writeExchanged and the renameat2, twice
+// in a row for the same new revision, leaves .exchanged holding two lines
+// for mirrors that never reached ROOT/NAME: the mirror still at ROOT/NAME,
+// ferry's own, is no longer recorded. The next start reads ROOT/NAME as
+// "not ferry's" (ErrLinkTaken, permanent): New fails, ferry cannot start
+// again until someone removes ROOT/NAME by hand.
+func TestExchangeSurvivesTwoKillsBeforeTheExchange(t *testing.T) {
+	s := exchangeStore(t)
+	root := s.Root()
+	publishFiles(t, s, "c", "r1", map[string]string{"app.yaml": "a: 1\n"})
+	st := s.Begin("c", "r1")
+	if err := st.WriteFile("app.yaml", 0o644, "a: 2\n", opener("a: 2\n")); err != nil {
+		t.Fatal(err)
+	}
+	// Publish r2 up to the exchange, as swapExchange does, and "die"
+	// there; twice (the second run retries the same revision).
+	if _, err := st.complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.flush(); err != nil {
+		t.Fatal(err)
+	}
+	m := &manifest{Files: st.entries, Links: st.symlinks, Dirs: sortedDirs(st.dirs)}
+	if err := s.place("c", filepath.Base(st.dir), "r2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeManifest("c", "r2", m); err != nil {
+		t.Fatal(err)
+	}
+	dieBeforeExchange := func(s *Store) {
+		mirror := mirrorPrefix + randomSuffix()
+		ino, err := s.buildMirror("c", "r2", mirror)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.writeExchanged("c", mirrored{"r2", ino}); err != nil {
+			t.Fatal(err)
+		}
+		// SIGKILL here: the lock dies with the process.
+		s.Close()
+	}
+	dieBeforeExchange(s)
+	s2, err := OpenStore(root, fetch.Limits{}) // restart: clean removes the mirror
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.SetPublishMode("c", PublishExchange); err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := s2.Current("c"); err != nil || rev != "r1" {
+		t.Fatalf("after one kill: Current = %q, %v; want r1", rev, err)
+	}
+	dieBeforeExchange(s2)
+
+	s3, err := OpenStore(root, fetch.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if b, _ := os.ReadFile(filepath.Join(root, "c", "app.yaml")); string(b) != "a: 1\n" {
+		t.Fatalf("ROOT/c/app.yaml = %q", b)
+	}
+	_, err = New(Config{Store: s3, Sources: []Source{{Name: "c", Backend: &origin{}, PublishMode: PublishExchange}}})
+	if err != nil {
+		t.Fatalf("ferry cannot start on ROOT/c, its own mirror of r1: %v", err)
+	}
+}
