@@ -87,7 +87,7 @@ func TestNewRefusesWhatAGenerationLinkCannotShow(t *testing.T) {
 		want string
 	}{
 		{Source{Name: "all", Backend: &origin{}}, "the name is the generation link's"},
-		{Source{Name: ".generations", Backend: &origin{}}, "the name is the generation link's"},
+		{Source{Name: ".generations", Backend: &origin{}}, "invalid source name"},
 		{Source{Name: "x", Backend: &origin{}, PublishMode: PublishExchange}, "publish mode exchange"},
 	} {
 		_, err := New(Config{Store: newStore(t, fetch.Limits{}), Sources: []Source{tc.src}, GenerationLink: "all"})

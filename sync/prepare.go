@@ -105,7 +105,7 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 		return err
 	}
 	for _, n := range dirs {
-		if configured[n] || !ValidName(n) || n == generationsDir && genLink != "" {
+		if configured[n] || !ValidName(n) && n != generationsDir || n == generationsDir && genLink != "" {
 			continue
 		}
 		if fi, err := os.Lstat(filepath.Join(s.root, metaDir, n)); err != nil || !fi.IsDir() {
@@ -124,14 +124,15 @@ func (s *Store) prune(configured map[string]bool, log *slog.Logger) error {
 	return errors.Join(errs...)
 }
 
-// splitTarget reads a link target ferry wrote: .ferry/NAME/REV.
+// splitTarget reads a link target ferry wrote: .ferry/NAME/REV, or
+// .ferry/.generations/G for the generation link.
 func splitTarget(target string) (name, rev string, ok bool) {
 	rest, ok := strings.CutPrefix(target, metaDir+"/")
 	if !ok {
 		return "", "", false
 	}
 	name, rev, ok = strings.Cut(rest, "/")
-	if !ok || !ValidName(name) || !validRev(rev) {
+	if !ok || !ValidName(name) && name != generationsDir || !validRev(rev) {
 		return "", "", false
 	}
 	return name, rev, true

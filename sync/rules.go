@@ -5,6 +5,7 @@ import (
 	"io"
 	"io/fs"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -31,10 +32,15 @@ func validRev(rev string) bool {
 }
 
 // ValidName reports whether name may name a source: it becomes a link in
-// the root and a directory under ROOT/.ferry.
+// the root and a directory under ROOT/.ferry. Names ferry keeps for itself
+// there are refused: those starting with a dot (.ferry, .generations, and
+// the temporary names that a start clears away) and the lock file's.
 func ValidName(name string) bool {
-	return validName.MatchString(name) && name != "." && name != ".." && name != metaDir
+	return validName.MatchString(name) && !strings.HasPrefix(name, ".") && name != lockFile
 }
+
+// NameRule says, for messages, which names ValidName accepts.
+const NameRule = "letters, digits, '.', '_' and '-', not starting with '.', and not 'lock'"
 
 // Published modes: read-only, so that neither the app nor an operator can
 // edit a revision by accident (ferry would otherwise carry the edit into

@@ -23,3 +23,19 @@ func TestRevisionNamesAreBoundedAndPlain(t *testing.T) {
 		}
 	}
 }
+
+// TestValidNameRefusesFerrysOwnNames: a source's name is a link in the
+// root and a directory under ROOT/.ferry; the names ferry keeps for itself
+// there (the lock file, and the dot names a start clears away as leftovers
+// of a killed process) cannot be a source's.
+func TestValidNameRefusesFerrysOwnNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		"current": true, "app.conf": true, "a_b-c.1": true,
+		"lock": false, ".ferry": false, ".generations": false, ".": false, "..": false,
+		".link-x": false, ".stage-x": false, ".tmp-x": false, "": false, "a/b": false,
+	} {
+		if got := ValidName(name); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

@@ -291,7 +291,7 @@ func (d *decoder) sources(n ast.Node) []fileSource {
 				}
 				s.name = v
 				if !sync.ValidName(v) {
-					d.errorf(kv.Value, "name %q: must match [A-Za-z0-9._-]+ and not be ., .. or .ferry", v)
+					d.errorf(kv.Value, "name %q: want %s", v, sync.NameRule)
 				} else if at, dup := first[v]; dup {
 					d.errorf(kv.Value, "duplicate source name %q (first at %s)", v, at)
 				} else {

@@ -99,6 +99,8 @@ func TestHostileInputIsRefusedBeforeAnythingHappens(t *testing.T) {
 		{"name only", []string{"--source", "cfg="}, nil, exitCodeUsage, []string{"not a URL"}},
 		{"name dotdot", []string{"--source", "..=" + src}, nil, exitCodeUsage, []string{`invalid name ".."`}},
 		{"name meta dir", []string{"--source", ".ferry=" + src}, nil, exitCodeUsage, []string{`invalid name ".ferry"`}},
+		{"name of the lock file", []string{"--source", "lock=" + src}, nil, exitCodeUsage, []string{`invalid name "lock"`}},
+		{"name of a temporary link", []string{"--source", ".link-x=" + src}, nil, exitCodeUsage, []string{`invalid name ".link-x"`}},
 		{"newline in source", []string{"--source", "cfg=/x\nferry: all good"}, nil, exitCodeUsage, []string{"--source"}},
 		{"NUL in source", []string{"--source", "cfg=/x\x00y"}, nil, exitCodeUsage, []string{"--source"}},
 		{"escape in source", []string{"--source", "cfg=https://127.0.0.1:1/\x1b[31mred"}, nil, exitCodeUsage, []string{"--source"}},

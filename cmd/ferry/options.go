@@ -101,7 +101,7 @@ func (o *options) validateGlobal(fileSources bool) []error {
 		errs = append(errs, errors.New("--root is required"))
 	}
 	if !sync.ValidName(o.link) {
-		errs = append(errs, fmt.Errorf("--link %q: must match [A-Za-z0-9._-]+ and not be ., .. or .ferry", o.link))
+		errs = append(errs, fmt.Errorf("--link %q: want %s", o.link, sync.NameRule))
 	}
 	if o.httpAddr != "" {
 		if _, _, err := net.SplitHostPort(o.httpAddr); err != nil {
@@ -124,7 +124,7 @@ func (o *options) validateGlobal(fileSources bool) []error {
 		errs = append(errs, errors.New("--settle must be positive"))
 	}
 	if o.genLink != "" && !sync.ValidName(o.genLink) {
-		errs = append(errs, fmt.Errorf("--generation-link %q: must match [A-Za-z0-9._-]+ and not be ., .. or .ferry", o.genLink))
+		errs = append(errs, fmt.Errorf("--generation-link %q: want %s", o.genLink, sync.NameRule))
 	}
 	if o.maxFailures < 0 || o.maxStaleness < 0 {
 		errs = append(errs, errors.New("--max-failures and --max-staleness must not be negative (0: never)"))
@@ -198,7 +198,7 @@ func (o *options) namedSources() ([]namedSource, error) {
 		}
 		if m != nil {
 			if !sync.ValidName(m[1]) {
-				errs = append(errs, fmt.Errorf("--source %s: invalid name %q (letters, digits, '.', '_' and '-'; not '.', '..' or '.ferry')", fetch.RedactString(m[2]), m[1]))
+				errs = append(errs, fmt.Errorf("--source %s: invalid name %q (%s)", fetch.RedactString(m[2]), m[1], sync.NameRule))
 			}
 			out = append(out, namedSource{m[1], m[2]})
 			continue
