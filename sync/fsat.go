@@ -27,6 +27,25 @@ func openDirAt(dir *os.File, name string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), name)), nil
 }
 
+// mkdirAt creates the directory name inside dir, readable by every user
+// whatever the umask (the app may run as another), and returns it open.
+// An entry already there is an error: whoever put it there is not ferry,
+// and it is never used, nor followed.
+func mkdirAt(dir *os.File, name string) (*os.File, error) {
+	if err := unix.Mkdirat(int(dir.Fd()), name, dirPerm); err != nil {
+		return nil, &os.PathError{Op: "mkdir", Path: filepath.Join(dir.Name(), name), Err: err}
+	}
+	sub, err := openDirAt(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := sub.Chmod(dirPerm); err != nil {
+		sub.Close()
+		return nil, err
+	}
+	return sub, nil
+}
+
 // openDirNoFollow opens path as a directory, refusing a symlink at its last
 // component; the components before it are the user's (ROOT may well be a
 // symlink) and are followed.

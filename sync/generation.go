@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"golang.org/x/sys/unix"
 )
 
 // The generation link is one view of every source at once:
@@ -207,18 +208,20 @@ func (s *Store) PublishGeneration(g Generation) error {
 // holds its name.
 func (s *Store) writeGeneration(dir *os.File, name string, g Generation) error {
 	stage := stagePrefix + randomSuffix()
-	if err := os.Mkdir(filepath.Join(dir.Name(), stage), dirPerm); err != nil {
+	sub, err := mkdirAt(dir, stage)
+	if err != nil {
 		return fmt.Errorf("generation: %w", err)
 	}
+	defer sub.Close()
 	for src, rev := range g {
-		if err := os.Symlink("../../"+src+"/"+rev, filepath.Join(dir.Name(), stage, src)); err != nil {
+		if err := unix.Symlinkat("../../"+src+"/"+rev, int(sub.Fd()), src); err != nil {
 			removeAllAt(dir, stage)
-			return fmt.Errorf("generation: %w", err)
+			return fmt.Errorf("generation: symlink %s: %w", src, err)
 		}
 	}
-	if err := syncDir(filepath.Join(dir.Name(), stage)); err != nil {
+	if err := sub.Sync(); err != nil {
 		removeAllAt(dir, stage)
-		return err
+		return fmt.Errorf("generation: %w", err)
 	}
 	// A directory in the way (damaged, or someone else's) goes first.
 	if err := removeAllAt(dir, name); err != nil {
@@ -254,7 +257,11 @@ func (s *Store) gcGenerations(dir *os.File, current string) error {
 // creating it when create is set.
 func (s *Store) openGenerationsDir(create bool) (*os.File, error) {
 	if create {
-		if err := os.Mkdir(filepath.Join(s.root, metaDir, generationsDir), dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+		dir, err := mkdirAt(s.meta, generationsDir)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("generations: %w", err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,5 +252,34 @@ func TestReadyOnlyWhenTheGenerationShowsEverySource(t *testing.T) {
 	testkit.Eventually(t, 10*time.Second, "ready", func() bool { ok, _ := s2.Ready(); return ok })
 	if _, err := os.Stat(filepath.Join(store.LinkPath("all"), "c")); err != nil {
 		t.Fatalf("ready, but the generation link does not show source c: %v", err)
+	}
+}
+
+// TestGenerationIsReadableWhateverTheUmask: the tree is made 0755 whatever
+// the umask (mkdir chmods), but the generation link's directories are
+// made by a bare os.Mkdir (generation.go openGenerationsDir and
+// writeGeneration): under umask 077, ROOT/.ferry/.generations and each
+// generation are 0700, and an app running as another user cannot resolve
+// ROOT/LINK at all.
+func TestGenerationIsReadableWhateverTheUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	s := newStore(t, fetch.Limits{})
+	if err := s.SetGenerationLink("all"); err != nil {
+		t.Fatal(err)
+	}
+	publishFiles(t, s, "a", "r1", map[string]string{"n": "1"})
+	g := Generation{"a": "r1"}
+	if err := s.PublishGeneration(g); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{".ferry/.generations", ".ferry/.generations/" + g.name()} {
+		fi, err := os.Stat(filepath.Join(s.Root(), p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s mode %v under umask 077: an app running as another user cannot resolve the generation link", p, fi.Mode().Perm())
+		}
 	}
 }
