@@ -216,6 +216,11 @@ var errChangedDuringReuse = errors.New("changed while it was being reused")
 // and the caller takes the file from the source. It returns the entry to
 // record, with the stamp of the new link.
 func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
+	if e.Size > st.limits.MaxFileSize {
+		// Published under a larger limit: held to today's, as the same
+		// file from the source would be.
+		return e, false, refuse(rel, "file exceeds %d bytes (max-file-size)", st.limits.MaxFileSize)
+	}
 	src := filepath.Join(st.prevDir, filepath.FromSlash(rel))
 	if fi, err := os.Lstat(src); err == nil && e.unchangedSince(fi) {
 		if out, ok, err := st.link(rel, src, dst, e, fi); ok || fetch.IsPermanent(err) {

@@ -505,3 +505,37 @@ func TestPublishKeepsEveryByteAcrossBufferSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestReusedFilesObeyMaxFileSize: a file reused from the previous
+// revision (stage.go WriteFile -> reuse -> link) is counted against
+// --max-bytes (link's addBytes) but never against --max-file-size: its
+// opener, where sources and copyTo/readSmall check the size, is not
+// called. After the limit is lowered (a restart with a smaller
+// --max-file-size, a per-source limit in the config file), an unchanged
+// file over it is still published, in a revision a fresh fetch would
+// refuse.
+func TestReusedFilesObeyMaxFileSize(t *testing.T) {
+	root := t.TempDir()
+	s, err := OpenStore(root, fetch.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 4096)
+	publishKeyed(t, s, "r1", "", map[string]string{"big": big})
+	s.Close()
+
+	s, err = OpenStore(root, fetch.Limits{MaxFileSize: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := s.Begin("c", "r1")
+	defer st.Discard()
+	err = st.WriteFile("big", 0o644, "k:"+big, opener(big))
+	if err == nil {
+		err = st.Publish("r2")
+	}
+	if err == nil {
+		t.Fatalf("a %d-byte file was published under --max-file-size 1024 (reused: %d)", len(big), st.Stats().Reused)
+	}
+}
