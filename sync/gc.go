@@ -3,7 +3,6 @@ package sync
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -68,7 +67,7 @@ func (s *Store) GC(name string, keep int) error {
 			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
 			continue
 		}
-		os.Remove(s.manifestPath(name, r.rev))
+		s.removeManifest(name, r.rev)
 		if err := removeAllAt(dir, doomed); err != nil {
 			errs = append(errs, fmt.Errorf("gc %s: %w", r.rev, err))
 		}

@@ -554,3 +554,38 @@ func TestSealTakesWhatGCDidAndNothingElse(t *testing.T) {
 		t.Fatalf("r5 holds b = %q", data)
 	}
 }
+
+// TestGCNeverFollowsASymlinkedMetaDirectory: .meta is refused as a symlink
+// at start only (prepare.go). Planted afterwards, GC removes an old
+// revision's manifest by path (gc.go: os.Remove(s.manifestPath(...))),
+// through the link: a file of the old revision's name is deleted in a
+// directory outside ROOT; writeManifest writes there too.
+func TestGCNeverFollowsASymlinkedMetaDirectory(t *testing.T) {
+	victim := t.TempDir()
+	s := newStore(t, fetch.Limits{})
+	publishKeyed(t, s, "r1", "", map[string]string{"f": "1"})
+	publishKeyed(t, s, "r2", "r1", map[string]string{"f": "2"})
+	os.WriteFile(filepath.Join(victim, "r1"), []byte("precious"), 0o644)
+	meta := filepath.Join(s.Root(), ".ferry/c/.meta")
+	os.Rename(meta, meta+"-moved")
+	if err := os.Symlink(victim, meta); err != nil {
+		t.Fatal(err)
+	}
+	s.GC("c", 1)
+	if _, err := os.Stat(filepath.Join(victim, "r1")); err != nil {
+		t.Errorf("GC removed %s through the planted .meta symlink: %v", filepath.Join(victim, "r1"), err)
+	}
+	s.Seal("c", "r2")
+	st := s.Begin("c", "r2")
+	defer st.Discard()
+	if err := st.WriteFile("f", 0o644, "k:3", opener("3")); err != nil {
+		t.Fatal(err)
+	}
+	err := st.Publish("r3")
+	if _, serr := os.Stat(filepath.Join(victim, "r3")); serr == nil {
+		t.Errorf("r3's manifest was written outside ROOT, through the planted .meta symlink")
+	}
+	if err == nil || !strings.Contains(err.Error(), ".meta is not a directory (a symlink?)") {
+		t.Errorf("publish with .meta a symlink: %v, want the cause named", err)
+	}
+}

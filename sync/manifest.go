@@ -20,6 +20,8 @@ import (
 	"strings"
 	gosync "sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // A manifest records what a revision holds, as it was published: every
@@ -75,35 +77,63 @@ func (e entry) unchangedSince(fi fs.FileInfo) bool {
 	return e.Ino != 0 && fi.Mode().IsRegular() && fi.Mode().Perm() == e.Mode && fi.Size() == e.Size && stampOf(fi) == e.stamp
 }
 
-func (s *Store) manifestPath(name, rev string) string {
-	return filepath.Join(s.sourceDir(name), manifestDir, rev)
+// openManifestDir opens the source's manifest directory, ROOT/.ferry/NAME/.meta,
+// never following a symlink on the way (another writer of the volume may
+// plant one after the start checked it); create makes what is missing.
+func (s *Store) openManifestDir(name string, create bool) (*os.File, error) {
+	src, err := s.openSourceDir(name)
+	if err != nil && create && errors.Is(err, fs.ErrNotExist) {
+		src, err = mkdirAt(s.meta, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	dir, err := openDirAt(src, manifestDir)
+	if err != nil && create && errors.Is(err, fs.ErrNotExist) {
+		dir, err = mkdirAt(src, manifestDir)
+	}
+	if errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.ELOOP) {
+		p := filepath.Join(src.Name(), manifestDir)
+		return nil, fmt.Errorf("%s is not a directory (a symlink?): ferry writes and removes there; remove it", p)
+	}
+	return dir, err
 }
 
 // writeManifest saves m for rev, atomically.
 func (s *Store) writeManifest(name, rev string, m *manifest) error {
-	dir := filepath.Join(s.sourceDir(name), manifestDir)
-	if err := mkdir(dir); err != nil {
+	dir, err := s.openManifestDir(name, true)
+	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
+	defer dir.Close()
 	m.Version = manifestVersion
-	tmp := filepath.Join(dir, tmpPrefix+randomSuffix())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, manifestPerm)
+	tmp := tmpPrefix + randomSuffix()
+	fd, err := unix.Openat(int(dir.Fd()), tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, manifestPerm)
 	if err == nil {
+		f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), tmp))
 		err = encodeManifest(f, m)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("manifest: %w", err)
+	if err == nil {
+		err = renameAt(dir, tmp, rev)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, rev)); err != nil {
-		os.Remove(tmp)
+	if err != nil {
+		unix.Unlinkat(int(dir.Fd()), tmp, 0)
 		return fmt.Errorf("manifest: %w", err)
 	}
 	s.remember(name, rev, m)
 	return nil
+}
+
+// removeManifest removes rev's manifest, if any.
+func (s *Store) removeManifest(name, rev string) {
+	if dir, err := s.openManifestDir(name, false); err == nil {
+		unix.Unlinkat(int(dir.Fd()), rev, 0)
+		dir.Close()
+	}
 }
 
 // encodeManifest writes m to w as json.Marshal would, byte for byte, a
@@ -199,7 +229,7 @@ func (s *Store) readManifest(name, rev string) (*manifest, error) {
 	if ok && c.rev == rev {
 		return c.m, nil
 	}
-	data, err := os.ReadFile(s.manifestPath(name, rev))
+	data, err := s.readManifestFile(name, rev)
 	if err != nil {
 		return nil, fmt.Errorf("manifest of %s: %w", rev, err)
 	}
@@ -208,6 +238,27 @@ func (s *Store) readManifest(name, rev string) (*manifest, error) {
 		return nil, fmt.Errorf("manifest of %s: unreadable or from an older ferry", rev)
 	}
 	return &m, nil
+}
+
+// readManifestFile reads rev's manifest file, never through a symlink.
+func (s *Store) readManifestFile(name, rev string) ([]byte, error) {
+	dir, err := s.openManifestDir(name, false)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	fd, err := unix.Openat(int(dir.Fd()), rev, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir.Name(), rev), Err: err}
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dir.Name(), rev))
+	defer f.Close()
+	var b bytes.Buffer
+	if fi, err := f.Stat(); err == nil {
+		b.Grow(int(fi.Size()) + bytes.MinRead) // read in one go, as os.ReadFile does
+	}
+	_, err = b.ReadFrom(f)
+	return b.Bytes(), err
 }
 
 // hashBuffers spare an allocation per file hashed.
