@@ -8,7 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	gosync "sync"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -201,15 +201,15 @@ func (st *Stage) readSmall(rel string, r io.Reader) (buf *[]byte, n int, ok bool
 	return buf, n, true, nil
 }
 
-// writeAsync creates rel at dst with data in the background and records it
-// when done; buf goes back to its pool then.
-func (st *Stage) writeAsync(rel, dst string, mode fs.FileMode, key string, buf *[]byte, n int) {
+// writeAsync creates rel with data in the background and records it when
+// done; buf goes back to its pool then.
+func (st *Stage) writeAsync(rel string, mode fs.FileMode, key string, buf *[]byte, n int) {
 	a := st.async
-	a.run(filepath.Dir(dst), func() {
+	a.run(path.Dir(rel), func() {
 		defer putBuffer(buf)
 		data := (*buf)[:n]
 		sum := sha256.Sum256(data)
-		perm, stamp, err := writeNew(dst, mode, data)
+		perm, stamp, err := writeNew(st.root, rel, mode, data)
 		if err != nil {
 			a.fail(fmt.Errorf("stage %s: %w", rel, fsError(err)))
 			return
@@ -219,10 +219,10 @@ func (st *Stage) writeAsync(rel, dst string, mode fs.FileMode, key string, buf *
 	})
 }
 
-// writeNew creates a file at dst holding data, with mode, and returns its
-// permissions and stamp once nothing more will change it.
-func writeNew(dst string, mode fs.FileMode, data []byte) (fs.FileMode, stamp, error) {
-	f, err := createFile(dst, mode)
+// writeNew creates the file rel inside dir holding data, with mode, and
+// returns its permissions and stamp once nothing more will change it.
+func writeNew(dir *os.File, rel string, mode fs.FileMode, data []byte) (fs.FileMode, stamp, error) {
+	f, err := createBeneath(dir, rel, mode)
 	if err != nil {
 		return 0, stamp{}, err
 	}
@@ -236,7 +236,7 @@ func writeNew(dst string, mode fs.FileMode, data []byte) (fs.FileMode, stamp, er
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(dst)
+		removeBeneath(dir, rel)
 		return 0, stamp{}, err
 	}
 	return perm, st, nil

@@ -279,44 +279,52 @@ func (s *Store) swapMirrorForLink(name, link string) error {
 
 // buildMirror creates the directory mirror in the source's directory with
 // rev's tree: directories made, files hard-linked, symlinks made again;
-// nothing followed. It returns the mirror's inode.
+// nothing followed, in the tree or in the mirror (beneath.go). It returns
+// the mirror's inode.
 func (s *Store) buildMirror(name, rev, mirror string) (uint64, error) {
+	dir, err := s.openSourceDir(name)
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	dst, err := mkdirAt(dir, mirror)
+	if err != nil {
+		return 0, err
+	}
+	defer dst.Close()
 	src := s.revDir(name, rev)
-	dst := filepath.Join(s.sourceDir(name), mirror)
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == src {
 			return err
 		}
 		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(dst, rel)
+		rel = filepath.ToSlash(rel)
 		switch {
 		case d.IsDir():
-			if err := os.Mkdir(target, dirPerm); err != nil {
-				return err
-			}
-			return os.Chmod(target, dirPerm) // whatever the umask
+			return mkdirBeneath(dst, rel)
 		case d.Type()&fs.ModeSymlink != 0:
 			link, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
-			return os.Symlink(link, target)
+			return symlinkBeneath(link, dst, rel)
 		case d.Type().IsRegular():
-			return os.Link(p, target)
+			_, err := linkBeneath(p, dst, rel)
+			return err
 		}
 		return fmt.Errorf("%s: not a file, directory or symlink", p)
 	})
 	if err != nil {
 		return 0, err
 	}
-	if err := syncFS(dst); errors.Is(err, unix.ENOSYS) {
+	if err := syncFS(dst.Name()); errors.Is(err, unix.ENOSYS) {
 		unix.Sync() // a kernel without syncfs: flush everything
 	} else if err != nil {
 		return 0, err
 	}
-	fi, err := os.Lstat(dst)
-	if err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(dst.Fd()), &st); err != nil {
 		return 0, err
 	}
-	return fi.Sys().(*syscall.Stat_t).Ino, nil
+	return st.Ino, nil
 }

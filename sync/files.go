@@ -15,20 +15,11 @@ import (
 // fcntl and a finalizer; a newFile is open(2)'s descriptor and nothing more:
 // open, write, fstat, close.
 
-// newFile is a file ferry has just created, open for writing.
+// newFile is a file ferry has just created (createBeneath), open for
+// writing.
 type newFile struct {
 	fd   int
 	path string
-}
-
-// createFile creates a new file at p, open for writing, with mode (the
-// umask permitting).
-func createFile(p string, mode fs.FileMode) (*newFile, error) {
-	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, uint32(mode.Perm()))
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: p, Err: err}
-	}
-	return &newFile{fd: fd, path: p}, nil
 }
 
 // Write writes all of b, or fails.
@@ -74,7 +65,12 @@ func (f *newFile) settle(mode fs.FileMode) (fs.FileMode, stamp, error) {
 			return 0, stamp{}, err
 		}
 	}
-	return fs.FileMode(st.Mode).Perm(), stamp{Ino: st.Ino, Ctime: st.Ctim.Nano(), Mtime: st.Mtim.Nano(), Nlink: uint64(st.Nlink)}, nil
+	return fs.FileMode(st.Mode).Perm(), statStamp(&st), nil
+}
+
+// statStamp is the stamp of what fstat or fstatat found.
+func statStamp(st *unix.Stat_t) stamp {
+	return stamp{Ino: st.Ino, Ctime: st.Ctim.Nano(), Mtime: st.Mtim.Nano(), Nlink: uint64(st.Nlink)}
 }
 
 func (f *newFile) stat(st *unix.Stat_t) error {

@@ -81,10 +81,11 @@ func (e entry) unchangedSince(fi fs.FileInfo) bool {
 // never following a symlink on the way (another writer of the volume may
 // plant one after the start checked it); create makes what is missing.
 func (s *Store) openManifestDir(name string, create bool) (*os.File, error) {
-	src, err := s.openSourceDir(name)
-	if err != nil && create && errors.Is(err, fs.ErrNotExist) {
-		src, err = mkdirAt(s.meta, name)
+	open := s.openSourceDir
+	if create {
+		open = s.makeSourceDir
 	}
+	src, err := open(name)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/ferrysync/ferry/fetch"
+	"golang.org/x/sys/unix"
 )
 
 // Stats describe one staged revision.
@@ -45,7 +46,8 @@ type Stage struct {
 	completed bool
 
 	mu       gosync.Mutex
-	dir      string // created on the first write
+	dir      string   // created on the first write
+	root     *os.File // dir, open: every path in it is resolved from it (beneath.go)
 	tree     *fetch.Tree
 	entries  map[string]entry
 	symlinks map[string]string // name -> target
@@ -73,37 +75,43 @@ func (st *Stage) Dir() string {
 }
 
 // reserve records name in the tree (which refuses what breaks a rule)
-// and creates its missing parent directories. It returns the clean name
-// and the absolute path to create.
-func (st *Stage) reserve(name string, add func() (string, []string, error)) (string, string, error) {
+// and creates its missing parent directories. It returns the clean name,
+// a slash path inside the staging directory.
+func (st *Stage) reserve(name string, add func() (string, []string, error)) (string, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if err := st.ensureDirLocked(); err != nil {
-		return "", "", err
+		return "", err
 	}
 	rel, dirs, err := add()
 	if err != nil {
-		return "", "", err
+		return "", err
+	}
+	if len(st.dir)+1+len(rel) >= unix.PathMax {
+		// Staged from the directory's descriptor it would fit, but the
+		// app, and the checks after a publish, use whole paths.
+		return "", fsError(&os.PathError{Op: "stage", Path: rel, Err: syscall.ENAMETOOLONG})
 	}
 	if err := st.mkdirsLocked(dirs); err != nil {
-		return "", "", err
+		return "", err
 	}
-	return rel, filepath.Join(st.dir, filepath.FromSlash(rel)), nil
+	return rel, nil
 }
 
 func (st *Stage) ensureDirLocked() error {
 	if st.dir != "" {
 		return nil
 	}
-	parent := st.store.sourceDir(st.name)
-	if err := mkdir(parent); err != nil {
+	parent, err := st.store.makeSourceDir(st.name)
+	if err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
-	dir := filepath.Join(parent, stagePrefix+randomSuffix())
-	if err := mkdir(dir); err != nil {
+	defer parent.Close()
+	root, err := mkdirAt(parent, stagePrefix+randomSuffix())
+	if err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
-	st.dir = dir
+	st.dir, st.root = root.Name(), root
 	st.tree = fetch.NewTree(st.limits)
 	st.entries = make(map[string]entry)
 	st.symlinks = make(map[string]string)
@@ -114,24 +122,12 @@ func (st *Stage) ensureDirLocked() error {
 // mkdirsLocked creates directories the tree recorded, parents first.
 func (st *Stage) mkdirsLocked(dirs []string) error {
 	for _, d := range dirs {
-		if err := mkdir(filepath.Join(st.dir, filepath.FromSlash(d))); err != nil {
+		if err := mkdirBeneath(st.root, d); err != nil {
 			return fmt.Errorf("stage mkdir %s: %w", d, fsError(err))
 		}
 		st.dirs[d] = true
 	}
 	return nil
-}
-
-// mkdir creates a directory readable by all, whatever the umask: the app
-// reading the tree may run as another user.
-func mkdir(p string) error {
-	if err := os.Mkdir(p, dirPerm); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return nil
-		}
-		return err
-	}
-	return os.Chmod(p, dirPerm)
 }
 
 // Mkdir creates an (empty) directory in the revision.
@@ -161,14 +157,14 @@ func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch
 	if st.skip(name, false) {
 		return nil
 	}
-	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.File(name) })
+	rel, err := st.reserve(name, func() (string, []string, error) { return st.tree.File(name) })
 	if err != nil {
 		return err
 	}
 	mode = normalMode(mode)
 	if key != "" {
 		if prev, ok := st.previous(rel); ok && prev.Key == key && prev.Mode == mode {
-			e, reused, err := st.reuse(rel, dst, prev)
+			e, reused, err := st.reuse(rel, prev)
 			if reused {
 				st.record(rel, e, false)
 				return nil
@@ -181,7 +177,7 @@ func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch
 				"path", rel, "revision", st.prev, "reason", err)
 		}
 	}
-	return st.copyIn(rel, dst, mode, key, open)
+	return st.copyIn(rel, mode, key, open)
 }
 
 func (st *Stage) record(rel string, e entry, written bool) {
@@ -215,7 +211,7 @@ var errChangedDuringReuse = errors.New("changed while it was being reused")
 // not carried into the next revision: reuse returns false with the reason,
 // and the caller takes the file from the source. It returns the entry to
 // record, with the stamp of the new link.
-func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
+func (st *Stage) reuse(rel string, e entry) (entry, bool, error) {
 	if e.Size > st.limits.MaxFileSize {
 		// Published under a larger limit: held to today's, as the same
 		// file from the source would be.
@@ -223,7 +219,7 @@ func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
 	}
 	src := filepath.Join(st.prevDir, filepath.FromSlash(rel))
 	if fi, err := os.Lstat(src); err == nil && e.unchangedSince(fi) {
-		if out, ok, err := st.link(rel, src, dst, e, fi); ok || fetch.IsPermanent(err) {
+		if out, ok, err := st.link(rel, src, e, fi); ok || fetch.IsPermanent(err) {
 			return out, ok, err
 		}
 	}
@@ -240,20 +236,20 @@ func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
 	if err != nil {
 		return e, false, err
 	}
-	if out, ok, err := st.link(rel, src, dst, e, checked); ok || errors.Is(err, errChangedDuringReuse) || fetch.IsPermanent(err) {
+	if out, ok, err := st.link(rel, src, e, checked); ok || errors.Is(err, errChangedDuringReuse) || errors.Is(err, errInTheWay) || fetch.IsPermanent(err) {
 		return out, ok, err
 	}
 	// The filesystem cannot link: copy the descriptor just checked.
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return e, false, err
 	}
-	copied, err := st.copyTo(rel, dst, e.Mode, f)
+	copied, err := st.copyTo(rel, e.Mode, f)
 	if err == nil && copied.Sum != e.Sum {
 		err = errChangedDuringReuse
 	}
 	if err != nil {
 		if !fetch.IsPermanent(err) {
-			os.Remove(dst)
+			removeBeneath(st.root, rel)
 		}
 		return e, false, err
 	}
@@ -264,23 +260,24 @@ func (st *Stage) reuse(rel, dst string, e entry) (entry, bool, error) {
 	return copied, true, nil
 }
 
-// link hard-links src, whose checked state is fi, to dst. The name is
+// link hard-links src, whose checked state is fi, as rel. The name is
 // linked, not the descriptor: what it named must still be the file
 // checked, unmodified since.
-func (st *Stage) link(rel, src, dst string, e entry, fi fs.FileInfo) (entry, bool, error) {
+func (st *Stage) link(rel, src string, e entry, fi fs.FileInfo) (entry, bool, error) {
 	if err := st.addBytes(rel, e.Size); err != nil {
 		return e, false, err
 	}
-	if err := os.Link(src, dst); err != nil {
+	after, err := linkBeneath(src, st.root, rel)
+	if err != nil {
 		st.bytes.Add(-e.Size)
 		return e, false, err
 	}
-	after, err := os.Lstat(dst)
-	if err == nil && os.SameFile(fi, after) && after.ModTime().Equal(fi.ModTime()) && after.Size() == fi.Size() {
-		e.stamp = stampOf(after)
+	if checked, ok := fi.Sys().(*syscall.Stat_t); ok && after.Ino == checked.Ino && after.Dev == checked.Dev &&
+		after.Mtim == unix.Timespec(checked.Mtim) && after.Size == checked.Size {
+		e.stamp = statStamp(&after)
 		return e, true, nil
 	}
-	os.Remove(dst)
+	removeBeneath(st.root, rel)
 	st.bytes.Add(-e.Size)
 	return e, false, errChangedDuringReuse
 }
@@ -292,7 +289,7 @@ func openNoFollow(p string) (*os.File, error) {
 
 // copyIn takes the file from the source: a small one is written in the
 // background (async.go), a larger one here, as it is read.
-func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, key string, open fetch.Opener) error {
+func (st *Stage) copyIn(rel string, mode fs.FileMode, key string, open fetch.Opener) error {
 	r, err := open()
 	if err != nil {
 		return fmt.Errorf("open %s: %w", rel, err)
@@ -303,11 +300,11 @@ func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, key string, open fetc
 		return err
 	}
 	if small {
-		st.writeAsync(rel, dst, mode, key, buf, n)
+		st.writeAsync(rel, mode, key, buf, n)
 		return nil
 	}
 	head := (*buf)[:n]
-	e, err := st.copyTo(rel, dst, mode, io.MultiReader(bytes.NewReader(head), r))
+	e, err := st.copyTo(rel, mode, io.MultiReader(bytes.NewReader(head), r))
 	putBuffer(buf)
 	if err != nil {
 		return err
@@ -318,11 +315,11 @@ func (st *Stage) copyIn(rel, dst string, mode fs.FileMode, key string, open fetc
 	return nil
 }
 
-// copyTo writes r into a new file at dst, failing (never truncating) once
+// copyTo writes r into a new file rel, failing (never truncating) once
 // the file passes the single-file limit or the tree passes the total, and
 // returns the file's manifest entry (without a key).
-func (st *Stage) copyTo(rel, dst string, mode fs.FileMode, r io.Reader) (entry, error) {
-	f, err := createFile(dst, mode)
+func (st *Stage) copyTo(rel string, mode fs.FileMode, r io.Reader) (entry, error) {
+	f, err := createBeneath(st.root, rel, mode)
 	if err != nil {
 		return entry{}, fmt.Errorf("stage %s: %w", rel, fsError(err))
 	}
@@ -361,11 +358,11 @@ func (st *Stage) Symlink(name, target string) error {
 	if st.skip(name, false) {
 		return nil
 	}
-	rel, dst, err := st.reserve(name, func() (string, []string, error) { return st.tree.Symlink(name, target) })
+	rel, err := st.reserve(name, func() (string, []string, error) { return st.tree.Symlink(name, target) })
 	if err != nil {
 		return err
 	}
-	if err := os.Symlink(target, dst); err != nil {
+	if err := symlinkBeneath(target, st.root, rel); err != nil {
 		return fmt.Errorf("stage symlink %s: %w", rel, fsError(err))
 	}
 	st.mu.Lock()
@@ -417,6 +414,10 @@ func (st *Stage) Discard() {
 	st.mu.Lock()
 	dir := st.dir
 	st.dir = ""
+	if st.root != nil {
+		st.root.Close()
+		st.root = nil
+	}
 	st.mu.Unlock()
 	if dir != "" {
 		st.store.removeSourceEntry(st.name, filepath.Base(dir))

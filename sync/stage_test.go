@@ -539,3 +539,70 @@ func TestReusedFilesObeyMaxFileSize(t *testing.T) {
 		t.Fatalf("a %d-byte file was published under --max-file-size 1024 (reused: %d)", len(big), st.Stats().Reused)
 	}
 }
+
+// TestStageNeverWritesThroughAPlantedSymlink: the staging directory sits
+// in ROOT/.ferry/NAME for the whole fetch, and the names of the
+// directories a source will create are the origin's: another writer of
+// the volume can plant a symlink for one before ferry makes it, or swap
+// one ferry made for a symlink. Nothing is then written, linked or
+// chmod'ed through it, and nothing is published: with openat2 and with
+// the walk that replaces it where the kernel has none.
+func TestStageNeverWritesThroughAPlantedSymlink(t *testing.T) {
+	plant := map[string]func(t *testing.T, stage, outside string){
+		"before ferry makes the directory": func(t *testing.T, stage, outside string) {
+			if err := os.Symlink(outside, filepath.Join(stage, "conf.d")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"in place of a directory ferry made": func(t *testing.T, stage, outside string) {
+			if err := os.MkdirAll(filepath.Join(stage, "conf.d"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			os.Rename(filepath.Join(stage, "conf.d"), filepath.Join(stage, "moved"))
+			if err := os.Symlink(outside, filepath.Join(stage, "conf.d")); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	files := map[string]string{"small": "b: 2\n", "large": strings.Repeat("L", smallFile+1)}
+	for _, walk := range []bool{false, true} {
+		for when, plant := range plant {
+			for size, content := range files {
+				t.Run(fmt.Sprintf("walk=%v/%s/%s", walk, when, size), func(t *testing.T) {
+					defer noOpenat2.Store(noOpenat2.Load())
+					noOpenat2.Store(walk)
+					outside := t.TempDir()
+					s := newStore(t, fetch.Limits{})
+					st := s.Begin("c", "")
+					defer st.Discard()
+					mustWrite := func(name string) {
+						if err := st.WriteFile(name, 0o644, "", opener("x")); err != nil {
+							t.Fatal(err)
+						}
+					}
+					mustWrite("a.yaml")
+					if when == "in place of a directory ferry made" {
+						mustWrite("conf.d/first.yaml")
+						st.Stats() // its background write is done
+					}
+					plant(t, st.Dir(), outside)
+					// A source stops at its first failed write; a small
+					// file's fails at the publish.
+					err := st.WriteFile("conf.d/b.yaml", 0o644, "", opener(content))
+					if err == nil {
+						err = st.Publish("r1")
+					}
+					if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+						t.Errorf("ferry wrote %v outside ROOT, through the planted symlink (%v)", entries, err)
+					}
+					if !errors.Is(err, errInTheWay) {
+						t.Errorf("error %v, want the entry in the way named", err)
+					}
+					if _, err := os.Lstat(filepath.Join(s.Root(), ".ferry/c/r1")); err == nil {
+						t.Error("published with a planted symlink in the way")
+					}
+				})
+			}
+		}
+	}
+}

@@ -158,6 +158,18 @@ func openRealDir(p string, create bool) (*os.File, error) {
 	return nil, err
 }
 
+// mkdir creates a directory readable by all, whatever the umask: the app
+// reading the tree may run as another user.
+func mkdir(p string) error {
+	if err := os.Mkdir(p, dirPerm); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	}
+	return os.Chmod(p, dirPerm)
+}
+
 // Root returns the absolute root directory.
 func (s *Store) Root() string { return s.root }
 
@@ -229,6 +241,19 @@ func (s *Store) revDir(name, rev string) string { return filepath.Join(s.sourceD
 // a symlink.
 func (s *Store) openSourceDir(name string) (*os.File, error) {
 	return openDirAt(s.meta, name)
+}
+
+// makeSourceDir opens ROOT/.ferry/NAME as openSourceDir does, creating it
+// first when it is missing.
+func (s *Store) makeSourceDir(name string) (*os.File, error) {
+	dir, err := s.openSourceDir(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		dir, err = mkdirAt(s.meta, name)
+		if errors.Is(err, fs.ErrExist) { // made meanwhile
+			dir, err = s.openSourceDir(name)
+		}
+	}
+	return dir, err
 }
 
 // removeSourceEntry removes one entry of the source's directory (a staging
