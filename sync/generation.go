@@ -223,11 +223,9 @@ func (s *Store) writeGeneration(dir *os.File, name string, g Generation) error {
 		removeAllAt(dir, stage)
 		return fmt.Errorf("generation: %w", err)
 	}
-	// A directory in the way (damaged, or someone else's) goes first.
-	if err := removeAllAt(dir, name); err != nil {
-		return fmt.Errorf("generation: %w", err)
-	}
-	if err := renameAt(dir, stage, name); err != nil {
+	// A directory in the way (damaged, or someone else's) is replaced in
+	// one step, where it can be: the link may point at it.
+	if err := placeAt(dir, stage, name); err != nil {
 		removeAllAt(dir, stage)
 		return fmt.Errorf("generation: %w", err)
 	}

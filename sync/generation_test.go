@@ -283,3 +283,52 @@ func TestGenerationIsReadableWhateverTheUmask(t *testing.T) {
 		}
 	}
 }
+
+// TestADamagedGenerationIsReplacedInOneStep: a generation that lost one
+// of its links is written again under the same name, and a reader that
+// keeps resolving the generation link meanwhile always finds it whole:
+// the new one is exchanged with the damaged one, never put in after it
+// is gone.
+func TestADamagedGenerationIsReplacedInOneStep(t *testing.T) {
+	store, _ := onceWithGenerationLink(t, threeOrigins(1))
+	link := store.LinkPath("all")
+	target, err := os.Readlink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := filepath.Join(store.Root(), target)
+	g, err := store.readGeneration(filepath.Base(gen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	missing := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(missing)
+				return
+			default:
+			}
+			if _, err := os.Stat(gen); err != nil {
+				missing <- err.Error()
+				close(missing)
+				return
+			}
+		}
+	}()
+	for range 50 {
+		os.Remove(filepath.Join(gen, "b"))
+		if err := store.PublishGeneration(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if why, ok := <-missing; ok {
+		t.Errorf("the generation was missing while it was repaired: %s", why)
+	}
+	if got := readThrough(t, link); got != "1 1 1" {
+		t.Errorf("after the repairs: %s", got)
+	}
+}

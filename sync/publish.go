@@ -102,21 +102,28 @@ func (s *Store) place(name, stage, rev string) error {
 		return err
 	}
 	defer dir.Close()
-	err = renameAt(dir, stage, rev)
+	return placeAt(dir, stage, rev)
+}
+
+// placeAt renames stage to target inside dir, replacing what is there in
+// one step where the filesystem can exchange two entries: a reader never
+// finds target missing.
+func placeAt(dir *os.File, stage, target string) error {
+	err := renameAt(dir, stage, target)
 	if err == nil || !occupied(err) {
 		return err
 	}
-	// Something is under rev's name: an old tree, or what took its place
-	// (a symlink, a file). Exchange works whatever its type.
-	if err := exchangeAt(dir, stage, rev); err == nil {
+	// Something is under target's name: an old tree, or what took its
+	// place (a symlink, a file). Exchange works whatever its type.
+	if err := exchangeAt(dir, stage, target); err == nil {
 		return removeAllAt(dir, stage)
 	}
 	doomed := stagePrefix + "old-" + randomSuffix()
-	if err := renameAt(dir, rev, doomed); err != nil {
+	if err := renameAt(dir, target, doomed); err != nil {
 		return err
 	}
-	if err := renameAt(dir, stage, rev); err != nil {
-		renameAt(dir, doomed, rev) // put back what was there
+	if err := renameAt(dir, stage, target); err != nil {
+		renameAt(dir, doomed, target) // put back what was there
 		return err
 	}
 	return removeAllAt(dir, doomed)
