@@ -112,7 +112,7 @@ func (s *Source) client(ctx context.Context) (*remote.Puller, bool, error) {
 	}
 	p, err := remote.NewPuller(
 		remote.WithAuth(auth),
-		remote.WithTransport(&schemeGuard{next: tr, host: s.repo.RegistryStr(), plain: s.plainHTTP}),
+		remote.WithTransport(budgetTransport{next: &schemeGuard{next: tr, host: s.repo.RegistryStr(), plain: s.plainHTTP}}),
 		remote.WithUserAgent(userAgent),
 		// The sync loop retries with its own backoff; a retry here would
 		// hide an outage for seconds and count as extra polls.
@@ -161,9 +161,9 @@ func (s *Source) reference(ctx context.Context, p *remote.Puller, hasCreds bool)
 	case s.semver == nil:
 		return s.repo.Tag(s.tag), nil
 	}
-	tags, err := p.List(ctx, s.repo)
+	tags, err := s.listTags(ctx, p, hasCreds)
 	if err != nil {
-		return nil, registryError(ctx, "list tags", err, hasCreds)
+		return nil, err
 	}
 	tag, err := s.resolveTag(tags)
 	if err != nil {

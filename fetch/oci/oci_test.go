@@ -4,11 +4,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/Masterminds/semver/v3"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -17,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/fetchtest"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 )
 
@@ -281,6 +287,96 @@ func TestHighestBreaksBuildTiesTheSameWay(t *testing.T) {
 		if got, _ := fetch.HighestVersion(c, names, tagVersion); got != "1.0.0+b" {
 			t.Fatalf("Highest(%v) = %q", names, got)
 		}
+	}
+}
+
+// TestTagListingIsBoundedWhateverTheRegistrySends: with ?tag=semver:,
+// every poll lists the repository's tags, and go-containerregistry alone
+// would decode each page whole and follow the Link header for as long as
+// the registry gives one. ferry bounds the listing itself (tags.go): one
+// endless page, endless well-formed pages and endless empty pages are all
+// refused, permanently and naming the bound, long before the fake registry
+// stops at sendCap.
+func TestTagListingIsBoundedWhateverTheRegistrySends(t *testing.T) {
+	const (
+		sendCap  = 40 << 20 // what the registry sends at most, then it stops
+		maxRead  = 16 << 20 // what ferry may be made to read (and hold) for one listing
+		tagBytes = 1000
+	)
+	tag := strings.Repeat("9", tagBytes) // not a version: nothing ever matches
+
+	for mode, want := range map[string]string{
+		"endless-page":        "larger than 8388608 bytes, the most ferry reads for one listing",
+		"endless-pages":       "larger than 8388608 bytes, the most ferry reads for one listing",
+		"endless-empty-pages": "did not end after 1000 pages, the most ferry follows",
+	} {
+		t.Run(mode, func(t *testing.T) {
+			var sent atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
+					w.WriteHeader(http.StatusOK)
+					return
+				case r.URL.Path != "/v2/conf/tags/list":
+					http.NotFound(w, r)
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				write := func(s string) bool {
+					if sent.Load() >= sendCap {
+						return false
+					}
+					n, err := w.Write([]byte(s))
+					sent.Add(int64(n))
+					return err == nil
+				}
+				if mode != "endless-page" {
+					// A well-formed page of 100 tags (or none), and always a next one.
+					page := 0
+					fmt.Sscan(r.URL.Query().Get("page"), &page)
+					if sent.Load() < sendCap {
+						w.Header().Set("Link", fmt.Sprintf(`</v2/conf/tags/list?page=%d>; rel="next"`, page+1))
+					}
+					n := 100
+					if mode == "endless-empty-pages" {
+						n = 0
+					}
+					var b strings.Builder
+					b.WriteString(`{"name":"conf","tags":[`)
+					for i := range n {
+						if i > 0 {
+							b.WriteByte(',')
+						}
+						fmt.Fprintf(&b, `"%s-%d-%d"`, tag, page, i)
+					}
+					b.WriteString("]}")
+					write(b.String())
+					return
+				}
+				// One page that never ends.
+				if !write(`{"name":"conf","tags":["` + tag + `"`) {
+					return
+				}
+				for write(`,"` + tag + `"`) {
+				}
+			}))
+			defer srv.Close()
+			host := strings.TrimPrefix(srv.URL, "http://")
+
+			s := source(t, "oci::http://"+host+"/conf?tag=semver:>=1.0.0", Options{}, t.TempDir())
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err := s.Fetch(ctx, "", fetchtest.NewWriter(fetch.Limits{}))
+			t.Logf("after %v and %d bytes sent: %v", time.Since(start).Round(time.Millisecond), sent.Load(), err)
+			if err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("err = %v, want a permanent refusal saying %q", err, want)
+			}
+			if got := sent.Load(); got > maxRead {
+				t.Fatalf("ferry read %d MiB of tag listing from the registry (it stopped only because the fake registry did, at %d MiB): "+
+					"the listing must be bounded by ferry, not by what the registry sends", got>>20, sendCap>>20)
+			}
+		})
 	}
 }
 
