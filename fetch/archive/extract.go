@@ -124,6 +124,12 @@ func (x *extractor) scope(raw string, isDir bool) (string, bool) {
 	return "", false
 }
 
+// inSubdir reports whether the clean name lies in the sub-tree (anywhere,
+// without one).
+func (x *extractor) inSubdir(name string) bool {
+	return x.subdir == "" || strings.HasPrefix(name, x.subdir+"/")
+}
+
 // done reports a sub-tree that the archive does not have.
 func (x *extractor) done() error {
 	if x.subdir != "" && !x.found {

@@ -58,15 +58,15 @@ const maxHeld = 24 << 20
 
 // TestTarEntriesOutsideTheSubdirDoNotGrowMemory: with a //subdir, the
 // entries outside it are never handed to the Writer, so max-files does not
-// count them; but the first tar pass records every regular entry's name in
-// tarState.regular (for hard links that might name it), whatever the
-// sub-tree. Only the decompressed stream bound (http-max-body or
-// max-bytes, 1 GiB by default) stops it: 512-byte headers with 255-byte
-// names (USTAR prefix + name) give about 2 million entries per GiB, i.e.
-// about 650 MiB of map held, from a tar.gz of about 16 MiB on the wire.
-// The test uses 150,000 such entries (75 MiB of stream, 1.2 MiB of
-// tar.gz, far below the default limit) and max-files 1,000: about 46 MiB
-// is held when the sub-tree's last file is written.
+// count them, and the first pass must not remember them either: only the
+// names in the sub-tree are kept for hard links (a link to a file outside
+// it is resolved by a pass over the headers that keeps only the names the
+// links want). Before, every regular entry's name was kept, up to the
+// decompressed stream bound (1 GiB by default): 512-byte headers with
+// 255-byte names, about 2 million entries per GiB, 650 MiB held, from a
+// tar.gz of about 16 MiB. Here 150,000 such entries (1.2 MiB of tar.gz)
+// held 46 MiB when the sub-tree's last file was written, with max-files
+// 1,000.
 func TestTarEntriesOutsideTheSubdirDoNotGrowMemory(t *testing.T) {
 	const n = 150_000
 	var buf bytes.Buffer

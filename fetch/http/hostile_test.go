@@ -252,6 +252,9 @@ func TestHostileArchivesAreRefused(t *testing.T) {
 		{name: "TarHardlinkToMissing", body: func(t *testing.T) []byte {
 			return tarOf(t, true, entry{name: "hl", typeflag: tar.TypeLink, link: "later"}, file("later", "x"))
 		}, want: `"hl": hard link to "later", which is not an earlier regular file`},
+		{name: "TarHardlinkToLaterOutsideSubdir", path: "/b.tar.gz//conf", body: func(t *testing.T) []byte {
+			return tarOf(t, true, file("conf/app.yaml", "x"), entry{name: "conf/hl", typeflag: tar.TypeLink, link: "shared/later"}, file("shared/later", "x"))
+		}, want: `"conf/hl": hard link to "shared/later", which is not an earlier regular file`},
 		{name: "TarHardlinkToSymlink", body: func(t *testing.T) []byte {
 			return tarOf(t, true, entry{name: "s", typeflag: tar.TypeSymlink, link: "x"}, entry{name: "hl", typeflag: tar.TypeLink, link: "s"})
 		}, want: `"hl": hard link to "s", which is not an earlier regular file`},
@@ -456,6 +459,7 @@ func TestHardlinkToEarlierEntryIsWrittenAsCopy(t *testing.T) {
 		entry{name: "conf/a.conf", typeflag: tar.TypeLink, link: "shared/base.conf"},
 		entry{name: "conf/b.conf", typeflag: tar.TypeLink, link: "./shared/base.conf"},
 		file("conf/own.conf", "own\n"),
+		file("shared/base.conf", "v3\n"), // after the links: not theirs
 	))
 	f := newFixture(t)
 	r := mustFetch(t, f.source(t, o.url("/b.tgz//conf"), fhttp.Options{}), "")
