@@ -35,6 +35,10 @@ type Options struct {
 	// LimitName is the setting MaxBytes comes from, as errors name it
 	// ("http-max-body").
 	LimitName string
+	// MaxFiles is the Writer's max-files (fetch.Limits), which also bounds
+	// the entries of a zip's central directory, read whole before any
+	// entry reaches the Writer; zero is the default.
+	MaxFiles int
 	// TmpDir is where hard-link targets are copied: on the volume, never
 	// /tmp.
 	TmpDir string
@@ -53,7 +57,8 @@ func Extract(ctx context.Context, w fetch.Writer, f File, size int64, format For
 	if o.MaxBytes <= 0 {
 		return errors.New("archive: no limit on what it expands to")
 	}
-	x := &extractor{ctx: ctx, w: w, subdir: o.Subdir, maxBytes: o.MaxBytes, limitName: o.LimitName, tmpDir: o.TmpDir}
+	x := &extractor{ctx: ctx, w: w, subdir: o.Subdir, maxBytes: o.MaxBytes, limitName: o.LimitName, tmpDir: o.TmpDir,
+		maxFiles: fetch.Limits{MaxFiles: o.MaxFiles}.WithDefaults().MaxFiles}
 	switch format {
 	case Zip:
 		return x.zip(f, size)
@@ -76,6 +81,7 @@ type extractor struct {
 	subdir    string
 	maxBytes  int64  // Options.MaxBytes: bounds read and expanded
 	limitName string // Options.LimitName
+	maxFiles  int    // Options.MaxFiles, defaulted
 	tmpDir    string // where hard-link targets are copied; never /tmp
 
 	read     int64 // decompressed bytes of the tar stream read in this pass

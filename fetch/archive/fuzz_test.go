@@ -30,7 +30,7 @@ func FuzzExtract(f *testing.F) {
 		slow := time.AfterFunc(10*time.Second, func() { panic("FuzzExtract: one input ran for 10s") })
 		defer slow.Stop()
 		w := fetchtest.NewWriter(fetch.Limits{})
-		x := &extractor{ctx: context.Background(), w: w, maxBytes: 1 << 20, limitName: "test", tmpDir: tmp}
+		x := &extractor{ctx: context.Background(), w: w, maxBytes: 1 << 20, limitName: "test", maxFiles: fetch.DefaultMaxFiles, tmpDir: tmp}
 		if kind&4 != 0 {
 			x.subdir = "conf"
 		}

@@ -100,17 +100,55 @@ func TestTarEntriesOutsideTheSubdirDoNotGrowMemory(t *testing.T) {
 // TestZipCentralDirectoryIsBoundedBeforeItIsRead: archive/zip's NewReader
 // decodes the whole central directory into a *zip.File per record (about
 // 200 bytes of heap each, plus the name) before the extractor looks at a
-// single entry. A record is 46 bytes plus its name and needs no content,
-// so memory is about 4-5 times the body, bounded only by http-max-body
-// (1 GiB by default) or max-bytes, never by max-files: a 200 MB zip costs
-// about 1 GB of heap before the first entry is refused. The test uses
-// 300,000 records (about 16 MiB of body), all pointing at one local file,
-// against max-files 1,000.
+// single entry, and reads records for as long as they follow one another,
+// whatever count the end record declares (it checks only the low 16 bits).
+// A record is 46 bytes plus its name and needs no content, so memory was
+// about 4-5 times the body, bounded only by http-max-body or max-bytes:
+// 300,000 records (14 MiB of body) held 54 MiB with max-files 1,000. The
+// directory is now refused before it is read, past twice max-files entries
+// (files and directories) or 1 KiB of directory per max-files, whether the
+// end record declares it or understates it.
 func TestZipCentralDirectoryIsBoundedBeforeItIsRead(t *testing.T) {
-	const n = 300_000
+	for _, tc := range []struct {
+		name              string
+		records, declared int
+		nameLen           int
+		want              string
+	}{
+		// More than 65,535 records, declared modulo 65,536 as zip files
+		// made without zip64 have it.
+		{"DeclaredCount", 300_000, 300_000 % 65536, 2, "zip archive lists more than 2000 entries, the most max-files allows (1000 files and as many directories)"},
+		// 65,541 records declared as 5: archive/zip reads them all.
+		{"UnderstatedCount", 65_541, 5, 2, "zip archive lists more than 2000 entries"},
+		{"LongNames", 20, 20, 60_000, "zip central directory is larger than 1024000 bytes, 1024 for each of max-files"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := repeatedRecords(t, tc.nameLen, tc.records, tc.declared)
+			t.Logf("zip of %d records: %d KiB", tc.records, len(body)>>10)
+			w := newHeapWriter(fetch.Limits{MaxFiles: 1000})
+			err := Extract(context.Background(), w, bytes.NewReader(body), int64(len(body)), Zip,
+				Options{MaxBytes: fetch.DefaultMaxBytes, LimitName: "http-max-body", MaxFiles: 1000, TmpDir: t.TempDir()})
+			t.Logf("extract: %v; held %d MiB at the first entry", err, w.peak>>20)
+			if w.peak > maxHeld {
+				t.Fatalf("extraction held %d MiB before its first entry, for a %d KiB zip (max-files 1000): memory grows with the archive's directory, not with ferry's limits", w.peak>>20, len(body)>>10)
+			}
+			if err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a permanent refusal saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// repeatedRecords is a zip of one small file whose central directory
+// record (its name nameLen bytes long) is repeated n times, names ending
+// in 0 to 9, with an end record that declares only the first declared
+// records (and their size) but the directory's true offset: archive/zip
+// then reads from that offset, as long as records follow.
+func repeatedRecords(t *testing.T, nameLen, n, declared int) []byte {
+	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
-	w0, err := zw.Create("f0")
+	w0, err := zw.Create(strings.Repeat("f", nameLen-1) + "0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,23 +162,58 @@ func TestZipCentralDirectoryIsBoundedBeforeItIsRead(t *testing.T) {
 	out := append([]byte(nil), b[:cdStart]...)
 	for i := range n {
 		r := append([]byte(nil), record...)
-		r[len(r)-1] = byte('0' + i%10) // names f0..f9: duplicates past the tenth
+		r[len(r)-1] = byte('0' + i%10) // duplicate names past the tenth
 		out = append(out, r...)
 	}
 	end := append([]byte(nil), eocd...)
-	// More than 65,535 records: archive/zip reads them all and checks
-	// only the count's low 16 bits, as zip files made without zip64 have it.
-	binary.LittleEndian.PutUint16(end[8:], uint16(n%65536))
-	binary.LittleEndian.PutUint16(end[10:], uint16(n%65536))
-	binary.LittleEndian.PutUint32(end[12:], uint32(n*len(record)))
-	body := append(out, end...)
-	t.Logf("zip of %d records: %d KiB", n, len(body)>>10)
+	binary.LittleEndian.PutUint16(end[8:], uint16(declared))
+	binary.LittleEndian.PutUint16(end[10:], uint16(declared))
+	binary.LittleEndian.PutUint32(end[12:], uint32(declared*len(record)))
+	return append(out, end...)
+}
 
-	w := newHeapWriter(fetch.Limits{MaxFiles: 1000})
-	err = Extract(context.Background(), w, bytes.NewReader(body), int64(len(body)), Zip,
-		Options{MaxBytes: fetch.DefaultMaxBytes, LimitName: "http-max-body", TmpDir: t.TempDir()})
-	t.Logf("extract: %v; held %d MiB at the first entry", err, w.peak>>20)
-	if w.peak > maxHeld {
-		t.Fatalf("extraction held %d MiB before its first entry, for a %d KiB zip (max-files 1000): memory grows with the archive's directory, not with ferry's limits", w.peak>>20, len(body)>>10)
+// TestZipDirectoryIsWalkedAsArchiveZipReadsIt: the check reads the end
+// records and walks the directory from where archive/zip starts, so that
+// it counts at least the records archive/zip will decode: in a plain zip,
+// a zip64 one, one behind a prefix (a self-extracting archive) and one
+// whose end record understates its records.
+func TestZipDirectoryIsWalkedAsArchiveZipReadsIt(t *testing.T) {
+	zipOf := func(n int) []byte {
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		for i := range n {
+			zw.Create(fmt.Sprintf("d/f%d", i))
+		}
+		zw.Close()
+		return buf.Bytes()
+	}
+	for name, body := range map[string][]byte{
+		"Plain":            zipOf(3),
+		"Zip64":            zipOf(70_000),
+		"Prefixed":         append(bytes.Repeat([]byte("#!/bin/sh\n"), 100), zipOf(3)...),
+		"UnderstatedCount": repeatedRecords(t, 2, 65_541, 5),
+	} {
+		t.Run(name, func(t *testing.T) {
+			zr, err := zip.NewReader(bytes.NewReader(body), int64(len(body)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			end, ok := readZipEnd(bytes.NewReader(body), int64(len(body)))
+			if !ok {
+				t.Fatal("end record not found")
+			}
+			walked := uint64(0)
+			for _, start := range end.starts {
+				n, _ := walkZipDirectory(bytes.NewReader(body), start, int64(len(body)), 1<<20, 1<<40)
+				walked = max(walked, n)
+			}
+			t.Logf("declared %d, walked %d, archive/zip read %d", end.records, walked, len(zr.File))
+			if walked < uint64(len(zr.File)) {
+				t.Fatalf("walked %d records, archive/zip read %d", walked, len(zr.File))
+			}
+			if name != "UnderstatedCount" && end.records != uint64(len(zr.File)) {
+				t.Fatalf("the end records declare %d records, archive/zip read %d", end.records, len(zr.File))
+			}
+		})
 	}
 }

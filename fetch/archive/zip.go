@@ -14,8 +14,12 @@ import (
 const maxLinkTarget = 4096
 
 // zip extracts a zip archive; zip needs random access, so it reads the
-// spooled body.
+// spooled body. Its central directory is bounded before archive/zip
+// decodes it whole.
 func (x *extractor) zip(r io.ReaderAt, size int64) error {
+	if err := x.checkZipDirectory(r, size); err != nil {
+		return err
+	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil && !(errors.Is(err, zip.ErrInsecurePath) && zr != nil) {
 		return corrupt(err)

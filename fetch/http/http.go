@@ -50,6 +50,7 @@ type Source struct {
 	keys     *trust.File // what must have made it
 	opts     Options
 	maxBody  int64
+	maxFiles int // the Writer's, which a zip's directory is bounded by
 	stateDir string
 	state    kit.StateFile
 	log      *slog.Logger
@@ -79,6 +80,7 @@ func New(u *fetch.URL, o Options, env fetch.Env) (*Source, error) {
 		subdir:   u.Subdir,
 		opts:     o,
 		maxBody:  o.MaxBodyBytes,
+		maxFiles: env.Limits.WithDefaults().MaxFiles,
 		stateDir: env.StateDir,
 		state:    kit.StateFile(filepath.Join(env.StateDir, stateFile)),
 		log:      env.Logger,
@@ -324,6 +326,6 @@ func (s *Source) write(ctx context.Context, b *body, w fetch.Writer) error {
 	defer f.Close()
 	// The formats other than formatFile are named as archive names them.
 	return archive.Extract(ctx, w, f, b.size, archive.Format(s.format), archive.Options{
-		Subdir: s.subdir, MaxBytes: s.maxBody, LimitName: "http-max-body", TmpDir: s.stateDir,
+		Subdir: s.subdir, MaxBytes: s.maxBody, LimitName: "http-max-body", MaxFiles: s.maxFiles, TmpDir: s.stateDir,
 	})
 }

@@ -260,7 +260,7 @@ func (s *Source) pull(ctx context.Context, p *remote.Puller, ref name.Digest, ma
 	}
 	defer f.Close()
 	return archive.Extract(ctx, w, f, l.Size, format, archive.Options{
-		Subdir: s.subdir, MaxBytes: s.limits.MaxBytes, LimitName: "max-bytes", TmpDir: s.stateDir,
+		Subdir: s.subdir, MaxBytes: s.limits.MaxBytes, LimitName: "max-bytes", MaxFiles: s.limits.MaxFiles, TmpDir: s.stateDir,
 	})
 }
 
