@@ -30,7 +30,8 @@ func (o object) contentKey() string {
 	return strings.Trim(o.etag, `"`) + ":" + fmt.Sprint(o.size)
 }
 
-// revision digests the sorted (key, ETag, size) list.
+// revision digests the sorted (key, ETag, size) list: a single object's
+// revision, whose key also decides its name.
 func revision(objs []object) string {
 	sorted := slices.SortedFunc(slices.Values(objs), func(a, b object) int { return strings.Compare(a.key, b.key) })
 	h := sha256.New()
@@ -38,6 +39,16 @@ func revision(objs []object) string {
 		fmt.Fprintf(h, "%q %s %d\n", o.key, o.etag, o.size)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// prefixRevision is a prefix's revision: the listing's, followed, as the
+// HTTP and OCI sources write theirs, by a short digest of the layout, the
+// prefix the keys are published under (with the //subdir in it). Another
+// prefix listing the same keys publishes them under other names, so it
+// must not give the same revision.
+func (s *Source) prefixRevision(objs []object) string {
+	layout := sha256.Sum256([]byte("prefix\x00" + s.loc.key))
+	return revision(objs) + "-" + hex.EncodeToString(layout[:4])
 }
 
 func (s *Source) fetchPrefix(ctx context.Context, prev string, w fetch.Writer, creds aws.CredentialsProvider) (string, error) {
@@ -48,7 +59,7 @@ func (s *Source) fetchPrefix(ctx context.Context, prev string, w fetch.Writer, c
 	if len(objs) == 0 && !s.opts.AllowEmpty {
 		return "", fetch.Permanent(fmt.Errorf("s3 list %s: no objects under the prefix (allow an empty prefix to publish an empty tree)", s.loc))
 	}
-	rev := revision(objs)
+	rev := s.prefixRevision(objs)
 	if rev == prev {
 		return prev, nil
 	}

@@ -224,6 +224,35 @@ func TestOnlyChangedObjectsAreDownloaded(t *testing.T) {
 	})
 }
 
+// TestChangingThePrefixRepublishesTheSameObjects: the published names are
+// the keys minus the prefix (a //subdir is part of it), so the same keys
+// listed under another prefix are another tree. The revision digests the
+// layout as well as the (key, ETag, size) listing, as the HTTP and OCI
+// sources do (TestChangingLayoutRepublishesTheSameBody): when the URL is
+// edited (after a restart, the published revision is prev), the new tree
+// is published rather than the old one kept as "unchanged".
+func TestChangingThePrefixRepublishesTheSameObjects(t *testing.T) {
+	forEachServer(t, func(t *testing.T, s *server) {
+		bucket := s.newBucket(t, false)
+		s.put(t, bucket, "conf/sub/app.yaml", "v: 1\n")
+		store := newStore(t, fetch.Limits{})
+		prev := ""
+		for _, step := range []struct{ key, name string }{
+			{"", "conf/sub/app.yaml"}, // the bucket's root
+			{"conf/", "sub/app.yaml"},
+			{"conf//sub", "app.yaml"},
+		} {
+			src := newSource(t, s.url(bucket, step.key), fetch.Env{}, nil)
+			r := sourcetest.MustSync(t, store, "c", src)
+			if r.Rev == prev {
+				t.Errorf("%q: revision unchanged (%s) although the URL now publishes another tree", step.key, r.Rev)
+			}
+			assertPublished(t, store, map[string]string{step.name: "v: 1\n"})
+			prev = r.Rev
+		}
+	})
+}
+
 func TestSingleObjectIsPublishedUnderItsBaseNameAndPolledWithConditionalGet(t *testing.T) {
 	forEachServer(t, func(t *testing.T, s *server) {
 		bucket := s.newBucket(t, false)
