@@ -57,15 +57,35 @@ func (s *Source) commit(ctx context.Context, st *store, auth transport.AuthMetho
 	} else {
 		err = s.fetchSHA(ctx, st, auth)
 	}
+	if err == nil {
+		err = s.received(st, target)
+	}
 	if err != nil {
 		return nil, target, true, err
 	}
-	ref, err := st.st.Reference(fetchedRef)
-	if err != nil {
-		return nil, target, true, fmt.Errorf("git fetch %s: %w", s.display, err)
+	c, err := s.peelCommit(st.st, target)
+	return c, target, true, err
+}
+
+// received checks that the fetch brought target, the object asked for,
+// before it becomes the store's last commit fetched (fetchedRef) and is
+// exported: what a server sends is its own choice, and a pinned commit
+// or the hash just listed is the only one the source may publish. The
+// server may have sent another commit (a ref moved between two listings,
+// or a hostile answer); exporting what a ref names after the fact would
+// publish it.
+func (s *Source) received(st *store, target plumbing.Hash) error {
+	if !st.hasObject(target) {
+		what := target.String() + " (what the ref names)"
+		if !s.sha.IsZero() {
+			what = "pinned commit " + target.String()
+		}
+		return fmt.Errorf("git fetch %s: %s is not what the server sent", s.display, what)
 	}
-	c, err := s.peelCommit(st.st, ref.Hash())
-	return c, ref.Hash(), true, err
+	if err := st.st.SetReference(plumbing.NewHashReference(fetchedRef, target)); err != nil {
+		return fmt.Errorf("git fetch %s: %w", s.display, storeErr(err))
+	}
+	return nil
 }
 
 func (s *Source) fetchDepth() int {
@@ -121,28 +141,21 @@ func (s *Source) receive(ctx context.Context, m *meter, st *store, download func
 	return s.wrap(ctx, "fetch", err)
 }
 
-// fetchSHA fetches a pinned commit: by the ref that points at it when there
-// is one, else by its SHA (which needs the server's
-// uploadpack.allowReachableSHA1InWant), else the full history of every
-// branch and tag.
+// fetchSHA fetches a pinned commit by its SHA: in the session that
+// advertises it as the tip of a branch or tag, which every server sends;
+// else unadvertised, which needs the server's
+// uploadpack.allowReachableSHA1InWant; else with the full history of
+// every branch and tag. It never fetches a ref by name: by then the ref
+// may name another commit.
 func (s *Source) fetchSHA(ctx context.Context, st *store, auth transport.AuthMethod) error {
-	refs, err := s.lsRemote(ctx, auth)
-	if err != nil {
+	err := s.fetchAdvertised(ctx, st, auth)
+	if !errors.Is(err, errNotAdvertised) && (err == nil || !refusedSHA(err)) {
 		return err
 	}
-	// A branch or tag pointing at the commit can be fetched by name, which
-	// every server allows; "refs/tags/v1^{}" is an annotated tag's commit.
-	var byName []string
-	for _, r := range refs {
-		if r.Type() == plumbing.HashReference && r.Hash() == s.sha && (r.Name().IsBranch() || r.Name().IsTag()) {
-			byName = append(byName, strings.TrimSuffix(r.Name().String(), "^{}"))
-		}
-	}
-	if len(byName) > 0 {
-		slices.Sort(byName) // branches before tags, the same choice every time
-		return s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+byName[0]+":"+fetchedRef.String()))
-	}
-	err = s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+s.sha.String()+":"+fetchedRef.String()))
+	// allRefsPrefix, not fetchedRef: the store's last commit moves only
+	// once the fetch brought the pinned one (received).
+	err = s.fetchSpecs(ctx, st, auth, s.fetchDepth(), config.RefSpec("+"+s.sha.String()+":"+allRefsPrefix+"pinned"))
+	removeRefs(st.st, allRefsPrefix)
 	if err == nil || !refusedSHA(err) {
 		return err
 	}
@@ -162,7 +175,65 @@ func (s *Source) fetchSHA(ctx context.Context, st *store, auth transport.AuthMet
 	if !st.hasObject(s.sha) {
 		return fetch.Permanent(fmt.Errorf("git fetch %s: commit %s not found in any branch or tag", s.display, s.sha))
 	}
-	return st.st.SetReference(plumbing.NewHashReference(fetchedRef, s.sha))
+	return nil
+}
+
+// errNotAdvertised: no branch or tag points at the pinned commit.
+var errNotAdvertised = errors.New("no branch or tag points at the commit")
+
+// fetchAdvertised fetches the pinned commit in one session with the
+// origin, when its advertisement of every ref shows a branch or tag that
+// points at it: it wants the commit itself, or the annotated tag whose
+// commit it is ("refs/tags/v1^{}"), which a server sends when it
+// advertised it. It returns errNotAdvertised when no ref points at it.
+func (s *Source) fetchAdvertised(ctx context.Context, st *store, auth transport.AuthMethod) error {
+	sess, err := s.openSession(ctx, auth)
+	if err != nil {
+		return err
+	}
+	defer sess.close()
+	refs, err := sess.advertised()
+	if err != nil {
+		return s.wrap(sess.ctx, "ls-remote", err)
+	}
+	want, ok := advertisedAs(refs, s.sha)
+	if !ok {
+		return errNotAdvertised
+	}
+	return sess.fetch(st, want)
+}
+
+// advertisedAs finds what to want for commit h in an advertisement: h
+// when a branch or tag points at it, else the annotated tag whose commit
+// it is (the first by name, the same choice every time).
+func advertisedAs(refs []*plumbing.Reference, h plumbing.Hash) (plumbing.Hash, bool) {
+	tags := make(map[plumbing.ReferenceName]plumbing.Hash)
+	var peeled []plumbing.ReferenceName
+	for _, r := range refs {
+		if r.Type() != plumbing.HashReference {
+			continue
+		}
+		if tag, ok := strings.CutSuffix(r.Name().String(), "^{}"); ok {
+			if r.Hash() == h {
+				peeled = append(peeled, plumbing.ReferenceName(tag))
+			}
+			continue
+		}
+		if !r.Name().IsBranch() && !r.Name().IsTag() {
+			continue
+		}
+		if r.Hash() == h {
+			return h, true
+		}
+		tags[r.Name()] = r.Hash()
+	}
+	slices.Sort(peeled)
+	for _, name := range peeled {
+		if tag, ok := tags[name]; ok && name.IsTag() {
+			return tag, true
+		}
+	}
+	return plumbing.ZeroHash, false
 }
 
 // refusedSHA tells whether a fetch by SHA failed because the server would

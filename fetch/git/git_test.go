@@ -1,11 +1,15 @@
 package git_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -232,6 +236,89 @@ func TestPinnedCommitFallsBackToDeepFetchWhenServerRefusesSHA(t *testing.T) {
 	if _, _, err := fetchMem(t, src2, ""); err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("err = %v, want a permanent error naming the commit", err)
 	}
+}
+
+// TestPinnedCommitIsTheCommitPublished: a source pinned to a commit SHA
+// publishes that commit or fails, whatever the server's refs say by the
+// time it fetches. It once fetched the branch pointing at the SHA by name,
+// with go-git, which lists the refs again and took whatever the branch
+// named in that second listing: a push in between, or a server answering
+// the two listings differently, published another commit. A submodule is
+// pinned the same way, by its parent's gitlink, and is not verified on
+// its own (the verified parent pins it).
+func TestPinnedCommitIsTheCommitPublished(t *testing.T) {
+	t.Parallel()
+	// movesAfterListing serves base, moving r's main to moved right after
+	// the first listing of r.
+	movesAfterListing := func(t *testing.T, base string, r *repo, moved string) *httpServer {
+		var listings atomic.Int32
+		return serveHTTP(t, base, func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				next.ServeHTTP(w, req)
+				if req.URL.Path == "/"+r.name+"/info/refs" && listings.Add(1) == 1 {
+					r.git("update-ref", "refs/heads/main", moved)
+				}
+			})
+		})
+	}
+	t.Run("ref moved after the listing", func(t *testing.T) {
+		t.Parallel()
+		base := t.TempDir()
+		r, pinned, moved := pinnedRepo(t, base, "r.git")
+		srv := movesAfterListing(t, base, r, moved)
+		src, _ := newSource(t, srv.url("r.git")+"?ref="+pinned, git.Options{}, t.TempDir())
+		rev, w := mustFetch(t, src)
+		if rev != pinned {
+			t.Errorf("?ref=%s published revision %s (the branch's new tip %s)", pinned, rev, moved)
+		}
+		sourcetest.AssertTree(t, w.Tree(), map[string]string{"v": "pinned"})
+	})
+	t.Run("submodule whose ref moved after the listing", func(t *testing.T) {
+		t.Parallel()
+		base := t.TempDir()
+		lib, pinned, moved := pinnedRepo(t, base, "lib.git")
+		app := newRepo(t, base, "r.git")
+		app.set(map[string]string{"app.yaml": "app"})
+		app.addSubmodule("lib", "../lib.git", pinned)
+		srv := movesAfterListing(t, base, lib, moved)
+		src, _ := newSource(t, srv.url("r.git"), git.Options{}, t.TempDir())
+		_, w := mustFetch(t, src)
+		if got := w.Tree()["lib/v"]; got != "pinned" {
+			t.Errorf("submodule pinned at %s published lib/v = %q, want %q", pinned, got, "pinned")
+		}
+	})
+	t.Run("server sends another commit", func(t *testing.T) {
+		t.Parallel()
+		base := t.TempDir()
+		r, pinned, other := pinnedRepo(t, base, "r.git")
+		r.git("update-ref", "refs/heads/other", other)
+		// The server answers a want of the pinned commit with the other.
+		srv := serveHTTP(t, base, func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if req.Method == http.MethodPost {
+					body, _ := io.ReadAll(req.Body)
+					body = bytes.ReplaceAll(body, []byte("want "+pinned), []byte("want "+other))
+					req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+				}
+				next.ServeHTTP(w, req)
+			})
+		})
+		src, _ := newSource(t, srv.url("r.git")+"?ref="+pinned, git.Options{}, t.TempDir())
+		rev, _, err := fetchMem(t, src, "")
+		if err == nil || !strings.Contains(err.Error(), "pinned commit "+pinned+" is not what the server sent") {
+			t.Errorf("published %s, err = %v; want a refusal naming the pinned commit", rev, err)
+		}
+	})
+}
+
+// pinnedRepo makes base/name with two commits, v "pinned" and v
+// "attacker", its main at the first.
+func pinnedRepo(t *testing.T, base, name string) (r *repo, pinned, moved string) {
+	r = newRepo(t, base, name)
+	pinned = r.set(map[string]string{"v": "pinned"})
+	moved = r.set(map[string]string{"v": "attacker"})
+	r.git("update-ref", "refs/heads/main", pinned)
+	return r, pinned, moved
 }
 
 func TestForcePushAndRewindArePublished(t *testing.T) {

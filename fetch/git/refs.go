@@ -1,19 +1,14 @@
 package git
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
-	gogit "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/plumbing/transport"
-	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/ferrysync/ferry/fetch"
 	"github.com/ferrysync/ferry/internal/redact"
@@ -24,20 +19,6 @@ type wantRef struct {
 	hash        plumbing.Hash // commit when commitKnown, else a tag or commit
 	commitKnown bool
 	tag         plumbing.Hash // the annotated tag whose commit hash is, when listed
-}
-
-// lsRemote lists every ref of the remote with go-git (protocol v0): what a
-// pinned commit needs to find a branch or tag that points at it. A ref is
-// listed by session.ref instead.
-func (s *Source) lsRemote(ctx context.Context, auth transport.AuthMethod) ([]*plumbing.Reference, error) {
-	ctx, _, done := s.startMeter(ctx)
-	defer done()
-	r := gogit.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: remoteName, URLs: []string{s.remote}})
-	refs, err := r.ListContext(ctx, &gogit.ListOptions{Auth: auth, PeelingOption: gogit.AppendPeeled, ProxyOptions: s.proxy(ctx)})
-	if err != nil {
-		return nil, s.wrap(ctx, "ls-remote", err)
-	}
-	return refs, nil
 }
 
 // candidates are the refs the ref option may name, in the order git clone

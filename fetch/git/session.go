@@ -3,7 +3,6 @@ package git
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"slices"
 
@@ -127,9 +126,10 @@ func advertisedRefs(ar *packp.AdvRefs) ([]*plumbing.Reference, error) {
 	return refs, nil
 }
 
-// fetch downloads commit h, the target of the ref just listed, into the
-// store: it wants h at the source's depth and has the commit the store
-// holds, so the server sends only what is new, as a thin pack.
+// fetch downloads h, the target of a ref just listed, into the store: it
+// wants h at the source's depth and has the commit the store holds, so
+// the server sends only what is new, as a thin pack. Whether h came is
+// the caller's to check (received).
 func (ss *session) fetch(st *store, h plumbing.Hash) error {
 	s := ss.s
 	req := packp.NewUploadPackRequestFromCapabilities(ss.caps)
@@ -162,13 +162,7 @@ func (ss *session) fetch(st *store, h plumbing.Hash) error {
 		}
 		return packfile.UpdateObjectStorage(sto, demux(req.Capabilities, res))
 	})
-	if err != nil {
-		return err
-	}
-	if err := st.st.SetReference(plumbing.NewHashReference(fetchedRef, h)); err != nil {
-		return fmt.Errorf("git fetch %s: %w", s.display, err)
-	}
-	return nil
+	return err
 }
 
 // addShallows records where the server cut the history it sent, as
