@@ -18,7 +18,8 @@ import (
 // With Options.VerifyKeysFile, a commit is published only when its
 // signature (OpenPGP or SSH, as git commit -S makes them) verifies
 // against a key of that file; with ?verify=tag, the annotated tag the ref
-// names must be signed instead, and with tag-and-head both. The check
+// names must be signed instead, under the ref's name (the signature
+// covers the tag's name, not the ref), and with tag-and-head both. The check
 // runs on the objects in the store, after the fetch and before anything
 // is written through the Writer; for a //subdir source it is the commit's
 // signature that is checked, whatever the revision is named after.
@@ -146,8 +147,8 @@ func (s *Source) checkTrust(objs storer.EncodedObjectStorer, tip plumbing.Hash, 
 	return nil
 }
 
-// verifyTag verifies the annotated tag tip. It returns the tag's hash and
-// who signed it.
+// verifyTag verifies the annotated tag tip, which must be the tag the
+// ref names (tagName). It returns the tag's hash and who signed it.
 func (s *Source) verifyTag(objs storer.EncodedObjectStorer, tip plumbing.Hash) (plumbing.Hash, string, error) {
 	obj, err := objs.EncodedObject(plumbing.AnyObject, tip)
 	if err != nil {
@@ -163,11 +164,36 @@ func (s *Source) verifyTag(objs storer.EncodedObjectStorer, tip plumbing.Hash) (
 	if err != nil {
 		return tip, "", storeErr(fmt.Errorf("tag %s: %w", tip, err))
 	}
+	if name := s.tagName(); name != "" && t.Name != name {
+		// Anyone who may push a ref can point it at an older release's
+		// signed tag: the signature holds, the name in it does not.
+		return tip, "", fmt.Errorf("%w: the ref names tag %q, but its tag object %s is tag %q, signed under that name", fetch.ErrUntrusted, name, tip, t.Name)
+	}
 	who, err := s.verifyObject(t.PGPSignature, t.EncodeWithoutSignature)
 	if err != nil {
 		return tip, who, fmt.Errorf("tag %s (%s): %w", t.Name, tip, err)
 	}
 	return tip, who, nil
+}
+
+// tagName is the name the annotated tag the ref points at must carry:
+// the tag ?ref=semver: picked, or the ref's own name (refs/tags/NAME is
+// NAME); "" for a ref outside refs/tags/, which names no tag.
+func (s *Source) tagName() string {
+	if s.semver != nil {
+		if t := s.tag.Load(); t != nil {
+			return *t
+		}
+		return ""
+	}
+	name, ok := strings.CutPrefix(s.ref, tagsPrefix.String())
+	switch {
+	case ok:
+		return name
+	case strings.HasPrefix(s.ref, "refs/"):
+		return ""
+	}
+	return s.ref
 }
 
 // verifyObject checks sig over the bytes encode writes: the object as git

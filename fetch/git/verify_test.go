@@ -2,6 +2,7 @@ package git_test
 
 import (
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,6 +189,54 @@ func TestVerifyTagChecksTheAnnotatedTag(t *testing.T) {
 	wantUntrusted(t, err, "lightweight tag")
 	_, err = fetchRef("ref=v3&verify=tag")
 	wantUntrusted(t, err, "tag v3", "not signed")
+}
+
+// TestVerifyTagRefusesATagObjectOfAnotherName: ?verify=tag publishes a
+// commit only under the tag that was signed for it. The signature covers
+// the tag's name ("tag v1.0.0" in the signed bytes), not the ref: anyone
+// who may push a ref, but holds no signing key, could point a new tag at
+// an older release's signed tag object, and ?ref=semver:>=1 would pick
+// it as the highest and publish v1.0.0's commit, a rollback past the
+// signed v2.0.0 (git itself warns: "tag 'v1.0.0' is really 'v9.0.0'
+// here"). The same for a moved refs/tags/v2.0.0, by either name.
+func TestVerifyTagRefusesATagObjectOfAnotherName(t *testing.T) {
+	t.Parallel()
+	g := gpgSigner(t)
+	r, srv := serveRepo(t)
+	keys := git.Options{VerifyKeysFile: keysFile(t, t.TempDir(), g.keyLine)}
+	signed := append(append([]string{}, r.env...), g.env...)
+	sign := func(tag string) {
+		env := r.env
+		r.env = signed
+		defer func() { r.env = env }()
+		r.git(append(append([]string{}, g.config...), "tag", "-s", "-m", "release "+tag, tag)...)
+	}
+	r.commitAs(signer{}, map[string]string{"app.yaml": "v1 (vulnerable)"})
+	sign("v1.0.0")
+	c2 := r.commitAs(signer{}, map[string]string{"app.yaml": "v2 (fixed)"})
+	sign("v2.0.0")
+
+	fetchRef := func(query string) (string, error) {
+		src, _ := newSource(t, "git::"+srv.URL+"/r.git?"+query, keys, t.TempDir())
+		rev, _, err := fetchMem(t, src, "")
+		return rev, err
+	}
+	semver := "ref=" + url.QueryEscape("semver:>=1") + "&verify=tag"
+	if rev, err := fetchRef(semver); err != nil || rev != c2 {
+		t.Fatalf("before: %s, %v; want %s", rev, err, c2)
+	}
+
+	// No key needed: a ref to the old signed tag object.
+	r.git("update-ref", "refs/tags/v9.0.0", r.git("rev-parse", "refs/tags/v1.0.0"))
+	_, err := fetchRef(semver)
+	wantUntrusted(t, err, `"v9.0.0"`, `"v1.0.0"`)
+	r.git("update-ref", "-d", "refs/tags/v9.0.0")
+
+	r.git("update-ref", "refs/tags/v2.0.0", r.git("rev-parse", "refs/tags/v1.0.0"))
+	for _, ref := range []string{"v2.0.0", "refs/tags/v2.0.0"} {
+		_, err := fetchRef("ref=" + ref + "&verify=tag")
+		wantUntrusted(t, err, `"v2.0.0"`, `"v1.0.0"`)
+	}
 }
 
 // TestSubdirSourceVerifiesTheCommit: a //subdir revision is named after a
