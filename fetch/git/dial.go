@@ -19,14 +19,15 @@ import (
 // dialScheme (global.go) finds the operation's meter (limit.go) by the id
 // in the URL, sets the operation's deadline on the connection itself, so
 // that every read and write of the session is bounded, the handshake
-// included, and counts what the connection reads on the meter.
+// included, and counts what the connection reads on the meter. ferry's
+// git:// transport (gitproto.go) reads the same option.
 const dialScheme = "ferry-dial"
 
-// proxy returns the proxy option that bounds an SSH operation by the
-// meter in ctx; none for other transports.
+// proxy returns the proxy option that bounds an SSH or git:// operation
+// by the meter in ctx; none for other transports.
 func (s *Source) proxy(ctx context.Context) transport.ProxyOptions {
 	m := meterFrom(ctx)
-	if s.scheme != "ssh" || m == nil {
+	if (s.scheme != "ssh" && s.scheme != "git") || m == nil {
 		return transport.ProxyOptions{}
 	}
 	return transport.ProxyOptions{URL: dialScheme + "://" + strconv.FormatUint(m.id, 10)}
@@ -34,6 +35,16 @@ func (s *Source) proxy(ctx context.Context) transport.ProxyOptions {
 
 // newDialer builds the dialer of the meter a proxy URL of proxy() names.
 func newDialer(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
+	m, err := meterOf(u)
+	if err != nil {
+		return nil, err
+	}
+	return dialer{m: m}, nil
+}
+
+// meterOf finds the meter of the operation in progress that a proxy URL
+// of proxy() names.
+func meterOf(u *url.URL) (*meter, error) {
 	id, err := strconv.ParseUint(u.Host, 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("ferry dialer: %w", err)
@@ -42,12 +53,15 @@ func newDialer(u *url.URL, _ proxy.Dialer) (proxy.Dialer, error) {
 	if !ok {
 		return nil, fmt.Errorf("ferry dialer: meter %d: the operation is over", id)
 	}
-	return dialer{m.(*meter)}, nil
+	return m.(*meter), nil
 }
 
-// dialer dials as go-git would without a proxy option (honouring
-// ALL_PROXY), then bounds the connection.
-type dialer struct{ m *meter }
+// dialer dials as go-git would without a proxy option (for SSH, honouring
+// ALL_PROXY; for git://, direct), then bounds the connection by m.
+type dialer struct {
+	m      *meter
+	direct bool
+}
 
 func (d dialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
@@ -60,8 +74,17 @@ func (d dialer) DialContext(ctx context.Context, network, addr string) (net.Conn
 		ctx, cancel = context.WithDeadline(ctx, d.m.deadline)
 		defer cancel()
 	}
+	if d.m.ctx != nil {
+		// The operation ended (cancelled, or stopped by the meter): so
+		// does the dial, which go-git starts without its context.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		stop := context.AfterFunc(d.m.ctx, cancel)
+		defer stop()
+	}
 	var dial proxy.ContextDialer = &net.Dialer{}
-	if cd, ok := proxy.FromEnvironment().(proxy.ContextDialer); ok {
+	if cd, ok := proxy.FromEnvironment().(proxy.ContextDialer); ok && !d.direct {
 		dial = cd
 	}
 	conn, err := dial.DialContext(ctx, network, addr)

@@ -45,9 +45,10 @@
 //     follows it) may receive at most MaxBytes plus a margin of a quarter
 //     of it, at least 16 MiB, for the trees and commits a pack also
 //     carries and, with depth > 1, older versions of files. HTTP(S)
-//     bodies and SSH connections are counted as they are read; for every
-//     transport (the only count for git://) the pack is counted as it is
-//     written to the store.
+//     bodies, SSH connections and git:// connections (dialed by ferry's
+//     own transport, gitproto.go) are counted as they are read, a ref
+//     listing included; for every transport the pack is counted too as
+//     it is written to the store.
 //   - One object: at most MaxFileSize (or MaxBytes, when lower) plus
 //     16 MiB. A pack compresses: a few kilobytes can stand for gigabytes.
 //     A blob larger than MaxFileSize (or MaxBytes) is refused before it

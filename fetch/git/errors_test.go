@@ -153,7 +153,8 @@ func TestUnreachableServerIsATransientOneLineError(t *testing.T) {
 
 // TestStalledServerTimesOut: a server that accepts and never answers
 // (a wedged server or load balancer) ends a Fetch at its deadline, also
-// over SSH, where go-git dials and shakes hands without the context.
+// over SSH, where go-git dials and shakes hands without the context, and
+// over git://.
 func TestStalledServerTimesOut(t *testing.T) {
 	t.Parallel()
 	stalledHTTP := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
@@ -167,6 +168,7 @@ func TestStalledServerTimesOut(t *testing.T) {
 	}{
 		{"git::" + stalledHTTP.URL + "/r.git", git.Options{}},
 		{"git::ssh://git@" + ln.Addr().String() + "/r.git", git.Options{SSHKeyFile: key, InsecureIgnoreHostKey: true}},
+		{"git::git://" + ln.Addr().String() + "/r.git", git.Options{}},
 	} {
 		src, _ := newSource(t, c.url, c.opts, t.TempDir())
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)

@@ -126,6 +126,10 @@ func TestContract(t *testing.T) {
 			srv := startSSH(t, base)
 			return &origin{url: srv.url("config.git"), opts: srv.options(), stop: srv.Close}
 		}},
+		{"GitProtocol", func(t *testing.T, base string) *origin {
+			dir := filepath.Join(base, "config.git")
+			return &origin{url: startGitDaemon(t, base, "config.git"), stop: func() { os.Rename(dir, dir+".gone") }}
+		}},
 		{"File", func(t *testing.T, base string) *origin {
 			dir := filepath.Join(base, "config.git")
 			return &origin{url: "git::file://" + dir, stop: func() { os.Rename(dir, dir+".gone") }}

@@ -42,6 +42,11 @@ func setupGoGit() {
 		c := githttp.NewClient(&http.Client{Transport: httpTransport})
 		client.InstallProtocol("http", c)
 		client.InstallProtocol("https", c)
+
+		// git:// through ferry's own transport (see gitproto.go): go-git's
+		// dials with net.Dial, which neither the meter nor the deadline
+		// reach.
+		client.InstallProtocol("git", gitTransport{})
 	})
 }
 

@@ -82,18 +82,18 @@ func overLimit(format string, args ...any) error {
 }
 
 // meter watches one network operation (a session: a listing and the
-// fetch that follows it; a pinned commit's ls-remote or fetch). Two
-// counters share its bound: the bytes the transport reads, where it can
-// count them (HTTP bodies, the SSH connection; this also bounds a ref
-// listing without end), and the pack bytes written to the store, for
-// every transport (the only count for git://). The first failure, a count
+// fetch that follows it; a pinned commit's fetch). Two counters share
+// its bound: the bytes the transport reads (HTTP bodies, the SSH or
+// git:// connection; this also bounds a ref listing without end), and
+// the pack bytes written to the store. The first failure, a count
 // past the bound or a failed write, stops the operation by cancelling its
 // context: go-git then tears the transport down at its next read (an
 // error returned to it instead may leave it blocked on a read).
 type meter struct {
 	bounds
-	id         uint64    // names it to the SSH dialer (dial.go)
-	deadline   time.Time // the operation's, for the SSH dialer; zero: none
+	id         uint64          // names it to the SSH and git:// dialer (dial.go)
+	deadline   time.Time       // the operation's, for the dialer; zero: none
+	ctx        context.Context // the operation's: its end ends a dial (dial.go)
 	wire, pack atomic.Int64
 	cancel     context.CancelFunc
 	mu         sync.Mutex
@@ -132,7 +132,8 @@ func (m *meter) err() error {
 
 var (
 	// liveMeters holds the meters of the operations in progress by id:
-	// go-git gives the SSH dialer a proxy URL and nothing else.
+	// go-git gives the SSH dialer (and ferry's git:// transport) a proxy
+	// URL and nothing else.
 	liveMeters sync.Map
 	meterIDs   atomic.Uint64
 )
@@ -141,12 +142,13 @@ type meterKey struct{}
 
 // startMeter starts watching one network operation. The meter rides in
 // the returned context (the HTTP client reads it from the request) and in
-// liveMeters (the SSH dialer finds it by the id in its proxy URL); the
-// context is cancelled when the meter stops it. done forgets it.
+// liveMeters (the SSH and git:// dialer finds it by the id in its proxy
+// URL); the context is cancelled when the meter stops it. done forgets it.
 func (s *Source) startMeter(ctx context.Context) (_ context.Context, _ *meter, done func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	m := &meter{bounds: s.bounds, id: meterIDs.Add(1), cancel: cancel}
 	m.deadline, _ = ctx.Deadline()
+	m.ctx = ctx
 	liveMeters.Store(m.id, m)
 	return context.WithValue(ctx, meterKey{}, m), m, func() {
 		liveMeters.Delete(m.id)

@@ -1,16 +1,21 @@
 package git_test
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/format/pktline"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/fetchtest"
 	"github.com/ferrysync/ferry/fetch/git"
 	"github.com/ferrysync/ferry/internal/sourcetest"
 	ferrysync "github.com/ferrysync/ferry/sync"
@@ -210,5 +215,61 @@ func TestHostileV2AnswersAreBoundedOneLineErrors(t *testing.T) {
 			t.Log(err)
 			assertOneLine(t, err)
 		})
+	}
+}
+
+// TestEndlessGitProtocolAdvertisementIsBounded: a git:// server (or
+// anyone on the path: git:// is plaintext) that answers with an endless
+// ref advertisement is stopped at the session's byte bound with the
+// max-bytes limit, as over HTTP (TestHostileV2AnswersAreBoundedOneLineErrors,
+// "endless") and SSH. go-git's own git:// transport dialed with net.Dial,
+// which the meter never saw: it read until the sync's timeout (2 minutes
+// by default) and kept every ref in memory.
+func TestEndlessGitProtocolAdvertisementIsBounded(t *testing.T) {
+	t.Parallel()
+	ln := listen(t)
+	var sent atomic.Int64
+	hash := strings.Repeat("ab", 20)
+	acceptLoop(t, ln, func(conn net.Conn) {
+		go func() { // the request line, then nothing
+			buf := make([]byte, 4096)
+			for {
+				if _, err := conn.Read(buf); err != nil {
+					return
+				}
+			}
+		}()
+		w := bufio.NewWriterSize(conn, 64<<10)
+		e := pktline.NewEncoder(w)
+		if e.EncodeString(hash+" HEAD\x00multi_ack side-band-64k ofs-delta shallow\n") != nil {
+			return
+		}
+		// Endless but for the test's sake: 64 MiB (the bound is 17 MiB),
+		// then it hangs up, so that a client without a bound fails
+		// otherwise rather than fill the test's memory.
+		for i := 0; sent.Load() < 64<<20; i++ {
+			line := fmt.Sprintf("%s refs/tags/t%09d\n", hash, i)
+			if e.EncodeString(line) != nil {
+				return
+			}
+			sent.Add(int64(len(line) + 4))
+		}
+		w.Flush()
+	})
+	limits := fetch.Limits{MaxBytes: 1 << 20}
+	src, _ := newSourceEnv(t, "git::git://"+ln.Addr().String()+"/r.git", git.Options{}, fetch.Env{StateDir: t.TempDir(), Limits: limits})
+	// Under the race detector, with other tests, decoding 17 MiB of
+	// advertisement takes several seconds.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err := src.Fetch(ctx, "", fetchtest.NewWriter(limits))
+	t.Logf("the server sent %d MiB; err = %v", sent.Load()>>20, err)
+	// 1 MiB of max-bytes allows 17 MiB a session (the 16 MiB margin); the
+	// socket buffers hold a few MiB more at most.
+	if n := sent.Load(); n > 34<<20 {
+		t.Errorf("read %d MiB of ref advertisement with --max-bytes 1 MiB", n>>20)
+	}
+	if err == nil || !strings.Contains(err.Error(), "max-bytes limit") {
+		t.Errorf("err = %v, want the max-bytes limit", err)
 	}
 }
