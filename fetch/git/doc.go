@@ -54,6 +54,10 @@
 //     A blob larger than MaxFileSize (or MaxBytes) is refused before it
 //     is read.
 //   - Objects: at most 4 per MaxFiles, plus 10,000.
+//   - Building objects from their deltas: a pass over a pack (the index
+//     pass, or the export's reads) may inflate and patch at most 4 times
+//     what a session may receive. A pack's deltas are a few bytes each,
+//     but each may stand for an object of the size bound above.
 //
 // A pinned commit that the server will not send by SHA comes with the full
 // history of every branch and tag, which must fit too.
@@ -69,7 +73,9 @@
 // The pack of the first fetch into an empty store, a cold start's, is
 // indexed by index.go in one pass that inflates each object once, checks
 // it, hashes it and resolves its deltas from the pack file (8 MiB of delta
-// bases cached), and writes the .idx git index-pack would; the export
+// bases cached, and the object built last whatever its size, so a chain
+// costs a patch a delta), writes the .idx git index-pack would, and
+// stops between objects once the fetch is cancelled; the export
 // reads the objects back from that pack (packed.go). Later fetches bring
 // thin packs, small, which go-git's parser stores loose (thin.go), after
 // checkPack has read them against the bounds.

@@ -130,7 +130,7 @@ func (s *Source) receive(ctx context.Context, m *meter, st *store, download func
 	if _, err := st.st.Reference(fetchedRef); err == nil {
 		into = unpacked(st.st)
 	}
-	sto := &meteredStorer{Storer: st.st, into: into, dir: s.packDir(), meter: m, early: st.early}
+	sto := &meteredStorer{ctx: ctx, Storer: st.st, into: into, dir: s.packDir(), meter: m, early: st.early}
 	rb := s.rollbackPoint(st)
 	err := download(sto)
 	if err == nil {

@@ -84,7 +84,7 @@ func (x *earlyExport) close() {
 // reader returns a reader of what the pack holds so far.
 func (x *earlyExport) reader(p *indexedPack) *packReader {
 	if x.objs == nil {
-		x.objs = &packedStore{EncodedObjectStorer: x.st, r: newPackReader(x.f, p, x.s.bounds)}
+		x.objs = &packedStore{EncodedObjectStorer: x.st, r: newPackReader(x.f, p, p.work)}
 	}
 	return x.objs.r
 }

@@ -158,7 +158,7 @@ func exportPack(t *testing.T, op orderedPack, l fetch.Limits, early bool) (*fetc
 		t.Fatal(err)
 	}
 	st.Reindex()
-	ps, err := openPacked(st, p, dir, s.bounds)
+	ps, err := openPacked(t.Context(), st, p, dir, s.bounds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func (s *Source) Fetch(ctx context.Context, prev string, w fetch.Writer) (string
 		}
 		return "", err
 	}
-	rev, err := s.publish(ctx, st.objects(s.packDir(), s.bounds), st.early, commit, tip, prev, w, start, fetched)
+	rev, err := s.publish(ctx, st.objects(ctx, s.packDir(), s.bounds), st.early, commit, tip, prev, w, start, fetched)
 	if err != nil {
 		return "", s.exportError(st, commit, err)
 	}

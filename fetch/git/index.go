@@ -3,6 +3,7 @@ package git
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -51,13 +52,17 @@ type indexedPack struct {
 	entries  []packEntry // by offset
 	byHash   map[plumbing.Hash]int
 	checksum plumbing.Hash
+	// work is what the index pass's reads of the pack may spend
+	// (packed.go), those of the early export (early.go) included.
+	work *rebuildWork
 }
 
 // indexStream reads the pack g once, as it arrives, refusing it when an
 // object is over the bounds or the pack is truncated, corrupt or thin, and
 // returns every object's hash, offset and CRC: the index pass keeps pace
-// with the download (pack.go), and the early export with it.
-func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, error) {
+// with the download (pack.go), and the early export with it. It stops,
+// with ctx's error, between objects once ctx is done.
+func indexStream(ctx context.Context, g *growingFile, b bounds, early *earlyExport) (*indexedPack, error) {
 	f := g.f
 	cr := &packStream{r: g, sum: sha1.New()}
 	br := bufio.NewReaderSize(cr, 64<<10)
@@ -77,12 +82,15 @@ func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, er
 	if count > b.objects {
 		return nil, overLimit("pack holds %d objects, more than the max-files limit allows (%d)", count, b.objects)
 	}
-	p := &indexedPack{entries: make([]packEntry, 0, count), byHash: make(map[plumbing.Hash]int, count)}
+	p := &indexedPack{entries: make([]packEntry, 0, count), byHash: make(map[plumbing.Hash]int, count), work: newRebuildWork(ctx, b)}
 	in := &inflater{}
 	in.zr.sum = adler32.New() // what this pass accepts is stored: read later by go-git and git
 	defer in.close()
 	defer early.close()
 	for range count {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		e := packEntry{offset: pos()}
 		if err := readEntryHeader(br, &e); err != nil {
 			return nil, fmt.Errorf("pack: object at offset %d: %w", e.offset, err)
@@ -128,7 +136,7 @@ func indexStream(g *growingFile, b bounds, early *earlyExport) (*indexedPack, er
 		return nil, errors.New("pack: checksum mismatch")
 	}
 	p.checksum = plumbing.Hash(cr.held)
-	if err := p.resolveDeltas(f, b); err != nil {
+	if err := p.resolveDeltas(f); err != nil {
 		return nil, err
 	}
 	if err := p.crcs(f); err != nil {
@@ -328,9 +336,10 @@ func endOfStream(zr io.Reader, size int64) error {
 // resolveDeltas finds the hash of every delta: its base's content (read
 // again from f, through a small cache) patched with its own data. Bases
 // come before their deltas by offset, or are named by hash; a delta whose
-// base is in no object of the pack makes it thin.
-func (p *indexedPack) resolveDeltas(f *os.File, b bounds) error {
-	r := newPackReader(f, p, b)
+// base is in no object of the pack makes it thin. Its reads spend p.work,
+// which also stops it when the fetch's context ends.
+func (p *indexedPack) resolveDeltas(f *os.File) error {
+	r := newPackReader(f, p, p.work)
 	byHash := p.byHash // the whole objects' already
 	pending := 0
 	for i := range p.entries {

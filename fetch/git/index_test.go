@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/zlib"
+	"context"
 	"crypto/sha1"
 	"errors"
 	"fmt"
@@ -16,7 +17,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -30,7 +33,7 @@ func indexPack(f *os.File, b bounds, early *earlyExport) (*indexedPack, error) {
 	if err != nil {
 		return nil, err
 	}
-	return indexStream(&growingFile{f: f, size: fi.Size(), done: true}, b, early)
+	return indexStream(context.Background(), &growingFile{f: f, size: fi.Size(), done: true}, b, early)
 }
 
 // deltaRepo is a repository whose objects git packs as deltas: three
@@ -142,7 +145,7 @@ func TestIndexPackAsGit(t *testing.T) {
 			}
 
 			// The export reads every object back from the pack as git does.
-			ps, err := openPacked(nil, p, out, b)
+			ps, err := openPacked(t.Context(), nil, p, out, b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -303,6 +306,121 @@ func TestIndexPackRefusesThin(t *testing.T) {
 	}
 }
 
+// deltaChainPack is a pack of one blob of size bytes (zeros: a few KB of
+// zlib) and n OFS_DELTAs, each against the one before it, each copying
+// all but the first byte of its base and adding one: every result is as
+// large as the blob and distinct. About 40 bytes a delta. It returns the
+// pack's entries too, as the index pass finds them but for their hashes.
+func deltaChainPack(size, n int) ([]byte, []packEntry) {
+	p := newPack(uint32(n + 1))
+	entries := []packEntry{{offset: int64(p.Len()), typ: plumbing.BlobObject, size: int64(size), objSize: int64(size)}}
+	p.object(3, size, nil, make([]byte, size))
+	for k := range n {
+		d := appendVarint(appendVarint(nil, uint64(size)), uint64(size))
+		sz := size - 1
+		d = append(d, 0x80|0x01|0x10|0x20|0x40, 1, byte(sz), byte(sz>>8), byte(sz>>16)) // copy base[1:]
+		d = append(d, 1, byte(1+k%255))                                                 // insert one byte
+		prev := &entries[len(entries)-1]
+		off := int64(p.Len())
+		prev.end = off
+		entries = append(entries, packEntry{offset: off, typ: plumbing.OFSDeltaObject, size: int64(len(d)), objSize: int64(size), baseOffset: prev.offset})
+		p.object(6, len(d), ofsDelta(off-prev.offset), d)
+	}
+	entries[len(entries)-1].end = int64(p.Len())
+	return p.finish(), entries
+}
+
+// indexThroughSpool hands pack to the index pass as a fetch does, through
+// the store's PackfileWriter, with ctx the fetch's, and returns what
+// closing the spool returns.
+func indexThroughSpool(ctx context.Context, t *testing.T, pack []byte, b bounds) <-chan error {
+	repo := t.TempDir()
+	dir := filepath.Join(repo, "objects", "pack")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	st := newStorage(osfs.New(repo), nil)
+	t.Cleanup(func() { st.Close() })
+	m := &meteredStorer{ctx: ctx, Storer: st, into: st, dir: dir, meter: &meter{bounds: b, cancel: func() {}}}
+	w, err := m.PackfileWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(pack); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- w.Close() }()
+	return closed
+}
+
+// waitFor returns what done sends, failing the test when it takes over d.
+func waitFor(t *testing.T, done <-chan error, d time.Duration, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		t.Fatalf("%s: not done after %v", what, d)
+		return nil
+	}
+}
+
+// TestDeltaChainOfLargeObjectsIsNotQuadraticAndStopsWithTheFetch: a
+// chain of deltas of objects too large for the cache of delta bases (8
+// MiB), read in its order as the index pass reads it, is built one patch
+// a delta, not rebuilt from its bottom for each (n*n/2 patches of the
+// whole object: 100 deltas of 9 MiB, a 12 KB pack, took 25 s; 2,500, 77
+// KB, hours). What building a pack's objects may cost has a bound of its
+// own, past which the index pass ends with the max-bytes limit; and a
+// cancelled fetch (SIGTERM, --once-timeout) stops the index pass, which
+// closing the spool waits for.
+func TestDeltaChainOfLargeObjectsIsNotQuadraticAndStopsWithTheFetch(t *testing.T) {
+	const n = 100
+	pack, entries := deltaChainPack(9<<20, n)
+	t.Run("built once a delta", func(t *testing.T) {
+		p := &indexedPack{entries: entries}
+		r := newPackReader(packFile(t, pack), p, newRebuildWork(t.Context(), boundsFor(fetch.Limits{})))
+		built := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			for i := 1; i <= n; i++ {
+				if _, data, err := r.content(i, 0, nil); err != nil || len(data) != 9<<20 || data[len(data)-1] != byte(i) {
+					built <- fmt.Errorf("delta %d: %d bytes, %v", i, len(data), err)
+					return
+				}
+			}
+			built <- nil
+		}()
+		if err := waitFor(t, built, 10*time.Second, fmt.Sprintf("%d deltas of 9 MiB, in their order", n)); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d deltas of 9 MiB, a %d-byte pack: %v", n, len(pack), time.Since(start))
+	})
+	t.Run("past the bound on building", func(t *testing.T) {
+		// 1 MiB of max-bytes: 17 MiB a fetch, 68 MiB of building.
+		b := boundsFor(fetch.Limits{MaxBytes: 1 << 20})
+		err := waitFor(t, indexThroughSpool(t.Context(), t, pack, b), 20*time.Second, "index pass")
+		var le *limitError
+		if !errors.As(err, &le) || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), "max-bytes limit") {
+			t.Fatalf("err = %v, want a permanent max-bytes limit error", err)
+		}
+		t.Log(err)
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		// Hashing the 900 MiB of objects takes a second or more.
+		ctx, cancel := context.WithCancel(t.Context())
+		closed := indexThroughSpool(ctx, t, pack, boundsFor(fetch.Limits{}))
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		start := time.Now()
+		if err := waitFor(t, closed, 10*time.Second, "index pass cancelled"); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want the fetch's context.Canceled", err)
+		}
+		t.Logf("stopped %v after the cancel", time.Since(start))
+	})
+}
+
 // TestIndexStreamKeepsPaceWithTheDownload: the index pass reads the spool
 // as it is written, in chunks of any size, and learns what it learns of
 // the whole file; a download cut short fails it instead of leaving it
@@ -326,7 +444,7 @@ func TestIndexStreamKeepsPaceWithTheDownload(t *testing.T) {
 			var p *indexedPack
 			go func() {
 				defer close(done)
-				p, err = indexStream(g, b, nil)
+				p, err = indexStream(t.Context(), g, b, nil)
 			}()
 			for off := 0; off < cut; off += chunk {
 				n, werr := f.Write(pack[off:min(off+chunk, cut)])

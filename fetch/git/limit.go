@@ -28,6 +28,11 @@ const (
 	// tiny objects would cost gigabytes without a bound.
 	objectsPerFile = 4
 	extraObjects   = 10_000
+	// Building a pack's objects from their deltas may cost this many times
+	// what a fetch may receive, in bytes inflated and patched: an honest
+	// pack builds each object about once, and its objects add up to about
+	// what the published tree and its history hold.
+	rebuildShare = 4
 )
 
 // bounds are the limits of one fetch.
@@ -44,6 +49,9 @@ type bounds struct {
 	objectSize      int64
 	objectSizeLimit string // the limit fileSize and objectSize come from
 	objects         uint32
+	// rebuildBytes bounds the bytes one pass over a pack inflates and
+	// patches to build its objects from their deltas (packed.go).
+	rebuildBytes int64
 }
 
 func boundsFor(l fetch.Limits) bounds {
@@ -61,6 +69,10 @@ func boundsFor(l fetch.Limits) bounds {
 		b.fileSize, b.objectSizeLimit = l.MaxBytes, "max-bytes"
 	}
 	b.objectSize = satAdd(b.fileSize, minPackMargin)
+	b.rebuildBytes = math.MaxInt64
+	if b.packBytes <= math.MaxInt64/rebuildShare {
+		b.rebuildBytes = b.packBytes * rebuildShare
+	}
 	return b
 }
 

@@ -1,6 +1,7 @@
 package git
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,8 @@ import (
 // never sees a pack over the limits; a refused pack leaves nothing but the
 // spool, which Close removes.
 type meteredStorer struct {
+	// ctx is the fetch's: the index pass stops when it ends.
+	ctx            context.Context
 	storage.Storer               // refs, shallow list, config: go-git's view of the store
 	into           storer.Storer // where a checked pack goes: the store, or its loose view (thin.go)
 	dir            string        // for the spool
@@ -48,7 +51,7 @@ func (m *meteredStorer) PackfileWriter() (io.WriteCloser, error) {
 		m.early.open(st, f)
 		go func() {
 			defer close(s.indexed)
-			s.pack, s.err = indexStream(s.grow, m.meter.bounds, m.early)
+			s.pack, s.err = indexStream(m.ctx, s.grow, m.meter.bounds, m.early)
 		}()
 	}
 	return s, nil

@@ -1,6 +1,7 @@
 package git
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,14 +53,15 @@ type store struct {
 	packed *packedStore
 }
 
-// objects is the store as the export reads it: the pack this Fetch
-// indexed read straight from its file (packed.go) when there is one.
-func (st *store) objects(dir string, b bounds) storer.EncodedObjectStorer {
+// objects is the store as the export reads it, until ctx ends: the pack
+// this Fetch indexed read straight from its file (packed.go) when there
+// is one.
+func (st *store) objects(ctx context.Context, dir string, b bounds) storer.EncodedObjectStorer {
 	if st.pack == nil {
 		return st.st
 	}
 	if st.packed == nil {
-		ps, err := openPacked(st.st, st.pack, dir, b)
+		ps, err := openPacked(ctx, st.st, st.pack, dir, b)
 		if err != nil {
 			return st.st
 		}
