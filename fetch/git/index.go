@@ -338,37 +338,85 @@ func endOfStream(zr io.Reader, size int64) error {
 // come before their deltas by offset, or are named by hash; a delta whose
 // base is in no object of the pack makes it thin. Its reads spend p.work,
 // which also stops it when the fetch's context ends.
+//
+// A REF_DELTA's base may be a delta that comes later in the pack: such a
+// delta waits for its base, and is resolved as soon as the base is, with
+// whatever waits for it in turn. Each delta is resolved once, whatever
+// the order of the pack (a chain written base last included).
 func (p *indexedPack) resolveDeltas(f *os.File) error {
 	r := newPackReader(f, p, p.work)
-	byHash := p.byHash // the whole objects' already
-	pending := 0
+	w := waiting{byOffset: map[int64][]int{}, byHash: map[plumbing.Hash][]int{}}
 	for i := range p.entries {
-		if p.entries[i].typ.IsDelta() && p.entries[i].hash.IsZero() {
-			pending++ // not resolved by the index pass (early.go)
+		e := &p.entries[i]
+		if !e.typ.IsDelta() || !e.hash.IsZero() {
+			continue // a whole object, or resolved by the index pass (early.go)
+		}
+		_, data, err := p.resolve(r, i, nil)
+		switch {
+		case err != nil:
+			return err
+		case data == nil:
+			w.add(e, i)
+			continue
+		}
+		if err := p.resolved(r, i, &w); err != nil {
+			return err
 		}
 	}
-	// REF_DELTA bases may be deltas themselves, resolved in a later round.
-	for pending > 0 {
-		progress := false
-		for i := range p.entries {
-			e := &p.entries[i]
-			if !e.typ.IsDelta() || !e.hash.IsZero() {
-				continue
-			}
+	if w.n > 0 {
+		return fmt.Errorf("pack: %d deltas against objects outside the pack (a thin pack, for an empty store)", w.n)
+	}
+	return nil
+}
+
+// resolved records delta i, just resolved, then resolves the deltas that
+// wait for it, and those that wait for them.
+func (p *indexedPack) resolved(r *packReader, i int, w *waiting) error {
+	todo := []int{i}
+	for len(todo) > 0 {
+		i, todo = todo[len(todo)-1], todo[:len(todo)-1]
+		e := &p.entries[i]
+		if e.hash.IsZero() {
 			if _, data, err := p.resolve(r, i, nil); err != nil {
 				return err
 			} else if data == nil {
-				continue
+				return fmt.Errorf("pack: object at offset %d: its delta base was resolved, then not found", e.offset)
 			}
-			byHash[e.hash] = i
-			pending--
-			progress = true
 		}
-		if !progress {
-			return fmt.Errorf("pack: %d deltas against objects outside the pack (a thin pack, for an empty store)", pending)
-		}
+		p.byHash[e.hash] = i
+		todo = w.take(todo, e)
 	}
 	return nil
+}
+
+// waiting holds the deltas whose base is not resolved yet, by what names
+// the base: its offset (OFS_DELTA) or its hash (REF_DELTA).
+type waiting struct {
+	byOffset map[int64][]int
+	byHash   map[plumbing.Hash][]int
+	n        int
+}
+
+// add makes delta i, entry e, wait for its base.
+func (w *waiting) add(e *packEntry, i int) {
+	if e.typ == plumbing.REFDeltaObject {
+		w.byHash[e.baseRef] = append(w.byHash[e.baseRef], i)
+	} else {
+		w.byOffset[e.baseOffset] = append(w.byOffset[e.baseOffset], i)
+	}
+	w.n++
+}
+
+// take appends to todo the deltas that wait for e, now resolved, and
+// forgets them.
+func (w *waiting) take(todo []int, e *packEntry) []int {
+	for _, ready := range [][]int{w.byOffset[e.offset], w.byHash[e.hash]} {
+		todo = append(todo, ready...)
+		w.n -= len(ready)
+	}
+	delete(w.byOffset, e.offset)
+	delete(w.byHash, e.hash)
+	return todo
 }
 
 // resolve hashes the delta i when its base is known, and returns its

@@ -15,7 +15,10 @@ import (
 
 // packBuilder writes a pack by hand: what a hostile server may send, which
 // git itself would never make.
-type packBuilder struct{ bytes.Buffer }
+type packBuilder struct {
+	bytes.Buffer
+	z *zlib.Writer // reused: a pack of many objects is built in no time
+}
 
 func newPack(count uint32) *packBuilder {
 	p := &packBuilder{}
@@ -37,9 +40,13 @@ func (p *packBuilder) object(typ byte, size int, extra []byte, data []byte) {
 	}
 	p.WriteByte(c)
 	p.Write(extra)
-	z := zlib.NewWriter(p)
-	z.Write(data)
-	z.Close()
+	if p.z == nil {
+		p.z = zlib.NewWriter(&p.Buffer)
+	} else {
+		p.z.Reset(&p.Buffer)
+	}
+	p.z.Write(data)
+	p.z.Close()
 }
 
 func (p *packBuilder) finish() []byte {
