@@ -419,11 +419,23 @@ func (w *waiting) take(todo []int, e *packEntry) []int {
 	return todo
 }
 
+// resolveCost is what one attempt at resolving a delta spends of a pass's
+// budget (packed.go's rebuildWork), as if it inflated that many bytes:
+// the 5 GiB of the default limits allow five million attempts, some
+// twenty times what the most objects a pack may hold need.
+const resolveCost = 1 << 10
+
 // resolve hashes the delta i when its base is known, and returns its
 // type and content (nil when its base is not). The content is valid until
 // r reads again. delta is the delta's instructions when the caller holds
 // them, nil to read them from the pack.
 func (p *indexedPack) resolve(r *packReader, i int, delta []byte) (plumbing.ObjectType, []byte, error) {
+	// Each attempt costs, found or not: a way of resolving that tried the
+	// deltas again and again (rounds over the whole pack, as it once did)
+	// runs out of budget rather than keeping a CPU busy for minutes.
+	if err := r.work.spend(resolveCost); err != nil {
+		return 0, nil, err
+	}
 	e := &p.entries[i]
 	if e.typ == plumbing.REFDeltaObject {
 		if _, ok := p.byHash[e.baseRef]; !ok {
