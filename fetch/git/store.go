@@ -14,7 +14,6 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
 
@@ -26,8 +25,9 @@ const (
 	// storeDirName is the bare repository under the source's state dir.
 	storeDirName = "repo.git"
 	remoteName   = "origin"
-	// fetchedRef holds the last commit fetched: it is what the next fetch
-	// offers as "have", so only new objects travel.
+	// fetchedRef holds the last commit fetched (with ?verify=tag, the
+	// annotated tag naming it): its commit is what the next fetch offers
+	// as "have", so only new objects travel.
 	fetchedRef = plumbing.ReferenceName("refs/ferry/fetched")
 	// objectCacheSize bounds decoded objects held in memory. Export reads
 	// each blob once, so a large cache buys nothing; go-git's default
@@ -166,9 +166,11 @@ func (s *Source) checkStore(st *store) error {
 	if err != nil {
 		return fmt.Errorf("ref %s: %w", fetchedRef, err)
 	}
-	c, err := object.GetCommit(st.st, ref.Hash())
+	// With ?verify=tag the ref holds the signed tag: its commit is what
+	// the store must still have.
+	c, err := peel(st.st, ref.Hash(), s.bounds.objectSize)
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", ref.Hash(), err)
+		return fmt.Errorf("commit of %s: %w", ref.Hash(), err)
 	}
 	if _, err := c.Tree(); err != nil {
 		return fmt.Errorf("tree of %s: %w", ref.Hash(), err)

@@ -239,6 +239,41 @@ func TestVerifyTagRefusesATagObjectOfAnotherName(t *testing.T) {
 	}
 }
 
+// TestVerifyTagReusesTheObjectStoreWhenTheTagMoves: with ?verify=tag the
+// store's last fetched object is the signed tag, not its commit; the store
+// is still the one the next fetch builds on, so a moved tag costs what is
+// new (not the 512 KiB blob again), with no warning about the store.
+func TestVerifyTagReusesTheObjectStoreWhenTheTagMoves(t *testing.T) {
+	t.Parallel()
+	g := gpgSigner(t)
+	r, srv := serveRepo(t)
+	r.env = append(r.env, g.env...)
+	release := func(files map[string]string) string {
+		c := r.set(files)
+		r.git(append(append([]string{}, g.config...), "tag", "-s", "-f", "-m", "release", "release")...)
+		return c
+	}
+	big := randomText(t, 512<<10)
+	release(map[string]string{"big.bin": big, "small": "1"})
+	store, state := newStore(t, fetch.Limits{})
+	keys := git.Options{VerifyKeysFile: keysFile(t, t.TempDir(), g.keyLine)}
+	src, logs := newSource(t, srv.url("r.git")+"?ref=release&verify=tag", keys, state)
+	sourcetest.MustSync(t, store, "c", src)
+	fullClone := srv.packBytes.Load()
+
+	c2 := release(map[string]string{"big.bin": big, "small": "2"})
+	if rev := sourcetest.MustSync(t, store, "c", src).Rev; rev != c2 {
+		t.Fatalf("revision %s, want %s", rev, c2)
+	}
+	assertPublished(t, store, map[string]string{"big.bin": big, "small": "2"})
+	if n := srv.packBytes.Load() - fullClone; n > 16<<10 {
+		t.Errorf("moved tag downloaded %d bytes; the store was not reused (full clone: %d)", n, fullClone)
+	}
+	if strings.Contains(logs.String(), "object store unusable") {
+		t.Errorf("the store was discarded:\n%s", logs)
+	}
+}
+
 // TestSubdirSourceVerifiesTheCommit: a //subdir revision is named after a
 // tree, yet the commit it comes from must be signed.
 func TestSubdirSourceVerifiesTheCommit(t *testing.T) {
