@@ -68,13 +68,24 @@ func (g *signatures) setup(keysFile, ref string, pinned bool, display string) []
 	case keysFile != "" && g.mode == verifyOff:
 		g.mode = verifyHead
 	}
-	if g.mode.tag() && (ref == "" || pinned || strings.HasPrefix(ref, "refs/heads/")) {
-		errs = append(errs, fmt.Errorf("git URL %s: verify=tag checks an annotated tag: give ?ref=TAG", display))
+	if g.mode.tag() && !namesTag(ref, pinned) {
+		errs = append(errs, fmt.Errorf("git URL %s: verify=tag checks the annotated tag the ref names, and this ref names none: give ?ref=TAG or ?ref=refs/tags/TAG", display))
 	}
 	if keysFile != "" {
 		g.keys = trust.NewFile(keysFile)
 	}
 	return errs
+}
+
+// namesTag tells whether ref names a tag whose name the signed tag object
+// must carry (tagName): a short name or semver: range, or refs/tags/NAME.
+// A ref elsewhere under refs/ names none: a signed tag of any name it
+// pointed at, an older release's, would verify.
+func namesTag(ref string, pinned bool) bool {
+	if ref == "" || pinned {
+		return false
+	}
+	return !strings.HasPrefix(ref, "refs/") || strings.HasPrefix(ref, tagsPrefix.String())
 }
 
 // loadKeys reads the keys file, when signatures are checked.
@@ -164,7 +175,7 @@ func (s *Source) verifyTag(objs storer.EncodedObjectStorer, tip plumbing.Hash) (
 	if err != nil {
 		return tip, "", storeErr(fmt.Errorf("tag %s: %w", tip, err))
 	}
-	if name := s.tagName(); name != "" && t.Name != name {
+	if name := s.tagName(); name == "" || t.Name != name {
 		// Anyone who may push a ref can point it at an older release's
 		// signed tag: the signature holds, the name in it does not.
 		return tip, "", fmt.Errorf("%w: the ref names tag %q, but its tag object %s is tag %q, signed under that name", fetch.ErrUntrusted, name, tip, t.Name)
@@ -178,7 +189,8 @@ func (s *Source) verifyTag(objs storer.EncodedObjectStorer, tip plumbing.Hash) (
 
 // tagName is the name the annotated tag the ref points at must carry:
 // the tag ?ref=semver: picked, or the ref's own name (refs/tags/NAME is
-// NAME); "" for a ref outside refs/tags/, which names no tag.
+// NAME); "" for a ref outside refs/tags/, which names no tag (setup
+// refuses one with verify=tag, and verifyTag any tag under it).
 func (s *Source) tagName() string {
 	if s.semver != nil {
 		if t := s.tag.Load(); t != nil {

@@ -303,6 +303,10 @@ func TestVerifyOptionsAreCheckedBeforeAnyNetwork(t *testing.T) {
 		{"git::https://h/r.git?verify=commit", git.Options{VerifyKeysFile: keys}, "want head, tag or tag-and-head"},
 		{"git::https://h/r.git?verify=tag", git.Options{VerifyKeysFile: keys}, "give ?ref=TAG"},
 		{"git::https://h/r.git?ref=" + strings.Repeat("a", 40) + "&verify=tag-and-head", git.Options{VerifyKeysFile: keys}, "give ?ref=TAG"},
+		{"git::https://h/r.git?ref=refs/heads/main&verify=tag", git.Options{VerifyKeysFile: keys}, "give ?ref=TAG"},
+		// No tag name to hold the signed tag to: an older release's would do.
+		{"git::https://h/r.git?ref=refs/deploy/prod&verify=tag", git.Options{VerifyKeysFile: keys}, "this ref names none"},
+		{"git::https://h/r.git?ref=refs/pull/1/head&verify=tag-and-head", git.Options{VerifyKeysFile: keys}, "this ref names none"},
 		{"git::https://h/r.git", git.Options{VerifyKeysFile: filepath.Join(t.TempDir(), "nope")}, "VerifyKeysFile: open"},
 	} {
 		u, err := fetch.Parse(c.url)
