@@ -56,6 +56,7 @@ type signatures struct {
 // verified remembers what verified, and against which keys file content.
 type verified struct {
 	commit, tag plumbing.Hash
+	name        string // the tag's name, for ?verify=tag: the same object under another name is not trusted
 	keys        string
 }
 
@@ -101,13 +102,14 @@ func (s *Source) loadKeys() error {
 	return nil
 }
 
-// isTrusted tells whether commit (and, for ?verify=tag, tag) verified
-// against the keys file as it reads now: a poll that finds them unchanged
-// needs no check, and no object store.
+// isTrusted tells whether commit (and, for ?verify=tag, tag, under the
+// name the ref gives it now) verified against the keys file as it reads
+// now: a poll that finds them unchanged needs no check, and no object
+// store.
 func (s *Source) isTrusted(commit, tag plumbing.Hash) bool {
 	ok := s.sig.ok
 	return s.sig.mode == verifyOff ||
-		ok.keys == s.sig.keyring.Digest() && ok.commit == commit && (!s.sig.mode.tag() || ok.tag == tag)
+		ok.keys == s.sig.keyring.Digest() && ok.commit == commit && (!s.sig.mode.tag() || ok.tag == tag && ok.name == s.tagName())
 }
 
 // tip is the object the ref names that is fetched and verified: the
@@ -151,6 +153,9 @@ func (s *Source) checkTrust(objs storer.EncodedObjectStorer, tip plumbing.Hash, 
 		return err
 	}
 	ok := verified{commit: c.Hash, tag: tag, keys: s.sig.keyring.Digest()}
+	if s.sig.mode.tag() {
+		ok.name = s.tagName()
+	}
 	if ok != s.sig.ok {
 		s.log.Info("git signature verified", "commit", c.Hash.String(), "signed_by", strings.Join(signers, ","))
 		s.sig.ok = ok

@@ -423,3 +423,46 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	return 0
 }
+
+// TestVerifyTagNameIsCheckedWhenTheTagObjectIsCached: verifyTag now
+// refuses a tag object whose name is not the tag ?ref=semver: picked, but
+// Fetch skips checkTrust altogether when the (commit, tag object) pair is
+// the one verified last (isTrusted, verify.go). Someone who may push a
+// ref, with no key, points refs/tags/v9.0.0 at the signed tag object of
+// the published v1.0.0: the running ferry answers "unchanged" with no
+// error, and the signed v2.0.0 pushed after it is never published (the
+// highest tag stays v9.0.0), while a restarted ferry refuses the same
+// origin as untrusted. The cache must carry the tag name checked.
+func TestVerifyTagNameIsCheckedWhenTheTagObjectIsCached(t *testing.T) {
+	t.Parallel()
+	g := gpgSigner(t)
+	r, srv := serveRepo(t)
+	keys := git.Options{VerifyKeysFile: keysFile(t, t.TempDir(), g.keyLine)}
+	signed := append(append([]string{}, r.env...), g.env...)
+	sign := func(tag string) {
+		env := r.env
+		r.env = signed
+		defer func() { r.env = env }()
+		r.git(append(append([]string{}, g.config...), "tag", "-s", "-m", "release "+tag, tag)...)
+	}
+	c1 := r.commitAs(signer{}, map[string]string{"app.yaml": "v1 (vulnerable)"})
+	sign("v1.0.0")
+
+	semver := "ref=" + url.QueryEscape("semver:>=1") + "&verify=tag"
+	src, _ := newSource(t, "git::"+srv.URL+"/r.git?"+semver, keys, t.TempDir())
+	rev, _, err := fetchMem(t, src, "")
+	if err != nil || rev != c1 {
+		t.Fatalf("first fetch: %s, %v; want %s", rev, err, c1)
+	}
+
+	// No key needed: a higher tag ref to v1.0.0's signed tag object.
+	r.git("update-ref", "refs/tags/v9.0.0", r.git("rev-parse", "refs/tags/v1.0.0"))
+	r.commitAs(signer{}, map[string]string{"app.yaml": "v2 (fixed)"})
+	sign("v2.0.0")
+
+	rev, _, err = fetchMem(t, src, rev)
+	if err == nil {
+		t.Fatalf("the running source answered %s with no error: v9.0.0 names v1.0.0's tag object, and the signed v2.0.0 is never published", rev)
+	}
+	wantUntrusted(t, err, `"v9.0.0"`, `"v1.0.0"`)
+}
