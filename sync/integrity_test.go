@@ -418,6 +418,48 @@ func TestPathTooLongForTheFilesystemIsPermanent(t *testing.T) {
 	}
 }
 
+// TestMkdirPastPathMaxIsRefused: an empty directory whose path once
+// published would pass PATH_MAX is refused, permanently, as a file is.
+func TestMkdirPastPathMaxIsRefused(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	name := strings.Repeat(strings.Repeat("d", 200)+"/", 20) + "e"
+	if err := st.Mkdir(name); !errors.Is(err, syscall.ENAMETOOLONG) || !fetch.IsPermanent(err) {
+		t.Fatalf("err = %v, want a permanent ENAMETOOLONG", err)
+	}
+}
+
+// TestTheLongestPathStagedIsVerifiable: the longest path a stage accepts
+// is published and deep-checked by whole paths under the longest revision
+// name; one byte more is refused when it is staged.
+func TestTheLongestPathStagedIsVerifiable(t *testing.T) {
+	s := newStore(t, fetch.Limits{})
+	st := s.Begin("c", "")
+	defer st.Discard()
+	rev := strings.Repeat("a", maxRev)
+	left := syscall.PathMax - 1 - (len(filepath.Join(s.Root(), ".ferry", "c", rev)) + 1)
+	var b strings.Builder
+	for b.Len()+201 < left {
+		b.WriteString(strings.Repeat("d", 200) + "/")
+	}
+	b.WriteString(strings.Repeat("f", left-b.Len()))
+	other := s.Begin("c", "") // a refusal ends a stage: the source's fetch fails
+	defer other.Discard()
+	if err := other.WriteFile(b.String()+"g", 0o644, "", opener("x")); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Fatalf("one byte past the longest path: %v, want ENAMETOOLONG", err)
+	}
+	if err := st.WriteFile(b.String(), 0o644, "", opener("x")); err != nil {
+		t.Fatalf("the longest path: %v", err)
+	}
+	if err := st.Publish(rev); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Verify(context.Background(), "c", rev); err != nil {
+		t.Fatalf("the longest path staged makes its revision unverifiable: %.300s", err)
+	}
+}
+
 // empty is a source that finds nothing and says nothing wrong: an origin
 // answering 304 to a request that carried no validator.
 type empty struct{}

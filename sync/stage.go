@@ -87,10 +87,8 @@ func (st *Stage) reserve(name string, add func() (string, []string, error)) (str
 	if err != nil {
 		return "", err
 	}
-	if len(st.dir)+1+len(rel) >= unix.PathMax {
-		// Staged from the directory's descriptor it would fit, but the
-		// app, and the checks after a publish, use whole paths.
-		return "", fsError(&os.PathError{Op: "stage", Path: rel, Err: syscall.ENAMETOOLONG})
+	if err := st.pathTooLong(rel); err != nil {
+		return "", err
 	}
 	if err := st.mkdirsLocked(dirs); err != nil {
 		return "", err
@@ -120,8 +118,22 @@ func (st *Stage) ensureDirLocked() error {
 }
 
 // mkdirsLocked creates directories the tree recorded, parents first.
+// pathTooLong refuses rel when its path once published, under the
+// longest revision name, would pass PATH_MAX: staged from the staging
+// directory's descriptor it would fit, but the app, and the checks after
+// a publish, use whole paths.
+func (st *Stage) pathTooLong(rel string) error {
+	if len(st.store.sourceDir(st.name))+1+maxRev+1+len(rel) < unix.PathMax {
+		return nil
+	}
+	return fsError(&os.PathError{Op: "stage", Path: rel, Err: syscall.ENAMETOOLONG})
+}
+
 func (st *Stage) mkdirsLocked(dirs []string) error {
 	for _, d := range dirs {
+		if err := st.pathTooLong(d); err != nil {
+			return err
+		}
 		if err := mkdirBeneath(st.root, d); err != nil {
 			return fmt.Errorf("stage mkdir %s: %w", d, fsError(err))
 		}
