@@ -181,8 +181,8 @@ func (st *Stage) WriteFile(name string, mode fs.FileMode, key string, open fetch
 				st.record(rel, e, false)
 				return nil
 			}
-			if fetch.IsPermanent(err) {
-				return err
+			if fetch.IsPermanent(err) || errors.Is(err, errInTheWay) {
+				return err // not the previous revision's doing
 			}
 			st.damaged.Add(1)
 			st.log.Warn("published file changed on disk; taking it from the source again",
