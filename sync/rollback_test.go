@@ -67,6 +67,12 @@ func refusing(revs ...string) func(signal.Change) int {
 // real HTTP notifiers whose refusals go back to the Syncer.
 func startWithApp(t *testing.T, o *origin, a *app, logs *testkit.LogBuffer) *harness {
 	t.Helper()
+	return startWithAppIn(t, PublishSymlink, o, a, logs)
+}
+
+// startWithAppIn is startWithApp with the source published in mode.
+func startWithAppIn(t *testing.T, mode PublishMode, o *origin, a *app, logs *testkit.LogBuffer) *harness {
+	t.Helper()
 	var h *harness
 	n, err := signal.New(signal.Options{
 		URLs: []string{a.url}, Method: "POST", Timeout: 5 * time.Second,
@@ -77,7 +83,7 @@ func startWithApp(t *testing.T, o *origin, a *app, logs *testkit.LogBuffer) *har
 		t.Fatal(err)
 	}
 	h = startSyncer(t, Config{
-		Sources:   []Source{{Name: "c", Backend: o}},
+		Sources:   []Source{{Name: "c", Backend: o, PublishMode: mode}},
 		Period:    10 * time.Millisecond,
 		Keep:      2,
 		Rollout:   Rollout{RollbackOnReject: true},
@@ -258,24 +264,7 @@ func TestExchangeRollbackPutsThePreviousRevisionBack(t *testing.T) {
 	o.set("r1", map[string]string{"app.yaml": "a: 1\n"})
 	a := newApp(t, refusing("r2"))
 	var logs testkit.LogBuffer
-	var h *harness
-	n, err := signal.New(signal.Options{
-		URLs: []string{a.url}, Method: "POST", Timeout: 5 * time.Second,
-		InitialInterval: 10 * time.Millisecond, MaxInterval: 50 * time.Millisecond,
-		Refused: func(r signal.Refusal) { h.syncer.Refused(r) }, RejectAfter: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h = startSyncer(t, Config{
-		Sources:   []Source{{Name: "c", Backend: o, PublishMode: PublishExchange}},
-		Period:    10 * time.Millisecond,
-		Keep:      2,
-		Rollout:   Rollout{RollbackOnReject: true},
-		Notifiers: []Notifier{n},
-		Logger:    logs.Logger(),
-	})
-	testkit.Background(t, n.Run)
+	h := startWithAppIn(t, PublishExchange, o, a, &logs)
 	testkit.Eventually(t, 10*time.Second, "r1 published", func() bool { return h.status(t).Revision == "r1" })
 	o.set("r2", map[string]string{"app.yaml": "a: 2\n"})
 	testkit.Eventually(t, 10*time.Second, "r2 refused", func() bool { return h.status(t).RejectedRevision == "r2" })

@@ -191,16 +191,10 @@ func TestVerifyTagChecksTheAnnotatedTag(t *testing.T) {
 	wantUntrusted(t, err, "tag v3", "not signed")
 }
 
-// TestVerifyTagRefusesATagObjectOfAnotherName: ?verify=tag publishes a
-// commit only under the tag that was signed for it. The signature covers
-// the tag's name ("tag v1.0.0" in the signed bytes), not the ref: anyone
-// who may push a ref, but holds no signing key, could point a new tag at
-// an older release's signed tag object, and ?ref=semver:>=1 would pick
-// it as the highest and publish v1.0.0's commit, a rollback past the
-// signed v2.0.0 (git itself warns: "tag 'v1.0.0' is really 'v9.0.0'
-// here"). The same for a moved refs/tags/v2.0.0, by either name.
-func TestVerifyTagRefusesATagObjectOfAnotherName(t *testing.T) {
-	t.Parallel()
+// signedTagRepo serves a repository whose tags sign signs with a gpg key
+// that keys trusts.
+func signedTagRepo(t *testing.T) (*repo, *httpServer, git.Options, func(tag string)) {
+	t.Helper()
 	g := gpgSigner(t)
 	r, srv := serveRepo(t)
 	keys := git.Options{VerifyKeysFile: keysFile(t, t.TempDir(), g.keyLine)}
@@ -211,6 +205,20 @@ func TestVerifyTagRefusesATagObjectOfAnotherName(t *testing.T) {
 		defer func() { r.env = env }()
 		r.git(append(append([]string{}, g.config...), "tag", "-s", "-m", "release "+tag, tag)...)
 	}
+	return r, srv, keys, sign
+}
+
+// TestVerifyTagRefusesATagObjectOfAnotherName: ?verify=tag publishes a
+// commit only under the tag that was signed for it. The signature covers
+// the tag's name ("tag v1.0.0" in the signed bytes), not the ref: anyone
+// who may push a ref, but holds no signing key, could point a new tag at
+// an older release's signed tag object, and ?ref=semver:>=1 would pick
+// it as the highest and publish v1.0.0's commit, a rollback past the
+// signed v2.0.0 (git itself warns: "tag 'v1.0.0' is really 'v9.0.0'
+// here"). The same for a moved refs/tags/v2.0.0, by either name.
+func TestVerifyTagRefusesATagObjectOfAnotherName(t *testing.T) {
+	t.Parallel()
+	r, srv, keys, sign := signedTagRepo(t)
 	r.commitAs(signer{}, map[string]string{"app.yaml": "v1 (vulnerable)"})
 	sign("v1.0.0")
 	c2 := r.commitAs(signer{}, map[string]string{"app.yaml": "v2 (fixed)"})
@@ -435,16 +443,7 @@ func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 // origin as untrusted. The cache must carry the tag name checked.
 func TestVerifyTagNameIsCheckedWhenTheTagObjectIsCached(t *testing.T) {
 	t.Parallel()
-	g := gpgSigner(t)
-	r, srv := serveRepo(t)
-	keys := git.Options{VerifyKeysFile: keysFile(t, t.TempDir(), g.keyLine)}
-	signed := append(append([]string{}, r.env...), g.env...)
-	sign := func(tag string) {
-		env := r.env
-		r.env = signed
-		defer func() { r.env = env }()
-		r.git(append(append([]string{}, g.config...), "tag", "-s", "-m", "release "+tag, tag)...)
-	}
+	r, srv, keys, sign := signedTagRepo(t)
 	c1 := r.commitAs(signer{}, map[string]string{"app.yaml": "v1 (vulnerable)"})
 	sign("v1.0.0")
 
