@@ -321,3 +321,28 @@ func TestInjectIntoFlowStyle(t *testing.T) {
 		t.Errorf("not idempotent:\n%s", lineDiff(out, again))
 	}
 }
+
+var injectPod = []byte("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: app\n      image: x\n")
+
+// TestInjectRefusesCredentialsInTheSourceURL: a source URL that carries
+// credentials, which run refuses at start, is refused by inject too,
+// rather than written into the ferry container's args: into the
+// workload's manifest, etcd and whatever repository holds the output,
+// where secrets stay paths of files.
+func TestInjectRefusesCredentialsInTheSourceURL(t *testing.T) {
+	for _, src := range []string{
+		"git::https://ferry:s3cret@git.example.com/app.git?ref=main",
+		"https://ferry:s3cret@example.com/c.json",
+		"s3::https://AKID:s3cret@s3.example.com/bucket/prefix/",
+	} {
+		t.Run(src, func(t *testing.T) {
+			if code, _, _ := runFerry(t, nil, "check", "--source="+src, "--root=/config"); code != exitUsage {
+				t.Fatalf("ferry check exit %d, want 2 (the premise: run refuses it)", code)
+			}
+			out, stderr, code := inject(t, injectPod, "--source="+src)
+			if code != exitUsage || strings.Contains(out, "s3cret") {
+				t.Errorf("inject exit %d, stderr %q; want 2, as check and run refuse it. The manifest holds the password:\n%s", code, stderr, out)
+			}
+		})
+	}
+}
