@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path"
+	"reflect"
 	"strings"
+	"unsafe"
 
 	"github.com/BurntSushi/toml"
 	"github.com/goccy/go-yaml"
@@ -57,9 +60,71 @@ func decode(f format, rel string, data []byte) ([]any, error) {
 		return nil, err
 	}
 	for i, d := range docs {
+		if n, distinct := expanded(d); n > maxExpanded && n > aliasRatio*distinct {
+			return nil, &Error{Check: CheckSyntax, File: rel, Detail: fmt.Sprintf(
+				"YAML aliases expand document %d to more than %d values, %d times the values it holds: refused, as an alias bomb would be", i+1, maxExpanded, aliasRatio)}
+		}
 		docs[i] = jsonValue(d)
 	}
 	return docs, nil
+}
+
+// A YAML alias decodes as its anchor's value, shared: a few hundred bytes
+// of anchors, each a list of aliases of the one before, hold billions of
+// values once expanded, which the schema validator would walk. A document
+// is refused when it expands past maxExpanded values and past aliasRatio
+// times the values it holds; one without aliases never is.
+const (
+	maxExpanded = 1 << 20
+	aliasRatio  = 100
+)
+
+// expanded counts the values of v as the schema validator walks them (an
+// alias once per use) and as they are held (once), in one pass over what
+// is held.
+func expanded(v any) (n, distinct int64) {
+	seen := map[unsafe.Pointer]int64{}
+	var count func(v any) int64
+	count = func(v any) int64 {
+		var p unsafe.Pointer
+		switch v := v.(type) {
+		case map[string]any:
+			p = reflect.ValueOf(v).UnsafePointer()
+		case map[any]any:
+			p = reflect.ValueOf(v).UnsafePointer()
+		case []any:
+			if len(v) > 0 {
+				p = unsafe.Pointer(&v[0])
+			}
+		default:
+			distinct++
+			return 1
+		}
+		if c, ok := seen[p]; ok && p != nil {
+			return c
+		}
+		c := int64(1)
+		distinct++
+		switch v := v.(type) {
+		case map[string]any:
+			for _, e := range v {
+				c = min(c+count(e), math.MaxInt64/2)
+			}
+		case map[any]any:
+			for _, e := range v {
+				c = min(c+count(e), math.MaxInt64/2)
+			}
+		case []any:
+			for _, e := range v {
+				c = min(c+count(e), math.MaxInt64/2)
+			}
+		}
+		if p != nil {
+			seen[p] = c
+		}
+		return c
+	}
+	return count(v), distinct
 }
 
 func decodeJSON(rel string, data []byte) ([]any, error) {

@@ -3,6 +3,7 @@ package validate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -200,5 +201,42 @@ func TestEnabled(t *testing.T) {
 		if !o.Enabled() {
 			t.Errorf("%+v is not enabled", o)
 		}
+	}
+}
+
+// yamlAliasBomb is a "billion laughs" document: levels anchors, each a
+// list of nine aliases of the one before, about 60 bytes a level; fully
+// expanded it holds 9^levels scalars.
+func yamlAliasBomb(levels int) string {
+	var b strings.Builder
+	b.WriteString("a0: &a0 [x, x, x, x, x, x, x, x, x]\n")
+	for i := 1; i < levels; i++ {
+		p := fmt.Sprintf("*a%d", i-1)
+		fmt.Fprintf(&b, "a%d: &a%d [%s]\n", i, i, strings.Join([]string{p, p, p, p, p, p, p, p, p}, ", "))
+	}
+	return b.String()
+}
+
+// TestYAMLAliasBombIsRefused: a YAML document of a few hundred bytes whose
+// aliases expand to hundreds of millions of values (9^9 here) is refused as a syntax
+// error naming the cause, having been walked once per value it holds: the
+// conversion for the schema validator once walked every expanded path,
+// hours of CPU that the sync's context could not stop. Anchors used as
+// configuration files use them (a few shared blocks) still pass.
+func TestYAMLAliasBombIsRefused(t *testing.T) {
+	c := newChecker(t, Options{Checks: "syntax"})
+	dir := testkit.Tree(t, map[string]string{"conf/app.yaml": yamlAliasBomb(9)})
+	err := c.Validate(context.Background(), Candidate{Source: "app", Revision: "r1", Dir: dir})
+	var ve *Error
+	if !errors.As(err, &ve) || ve.Check != CheckSyntax || !strings.Contains(ve.Detail, "alias bomb") {
+		t.Fatalf("Validate = %v, want a syntax refusal naming the aliases", err)
+	}
+	shared := "defaults: &d {timeout: 5s, retries: 3}\n"
+	for i := range 500 {
+		shared += fmt.Sprintf("svc%d: {conf: *d}\n", i)
+	}
+	dir = testkit.Tree(t, map[string]string{"conf/app.yaml": shared})
+	if err := c.Validate(context.Background(), Candidate{Source: "app", Revision: "r2", Dir: dir}); err != nil {
+		t.Fatalf("a document with shared blocks: %v", err)
 	}
 }
