@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/internal/report"
+	"github.com/ferrysync/ferry/internal/runcmd"
 )
 
 // Defaults the command line starts from.
@@ -182,7 +183,9 @@ func (e *Error) Error() string {
 		}
 		b.WriteString(": ")
 	}
-	b.WriteString(report.FirstLine(e.Detail))
+	// The detail may quote the document (a value a pattern refused, a
+	// duplicate key): it is cut, as a command's output is.
+	b.WriteString(runcmd.OneLine(report.FirstLine(e.Detail), detailLimit))
 	return b.String()
 }
 

@@ -240,3 +240,36 @@ func TestYAMLAliasBombIsRefused(t *testing.T) {
 		t.Fatalf("a document with shared blocks: %v", err)
 	}
 }
+
+// TestRefusalMessagesAreBounded: a refusal quotes what the document holds
+// (a value a pattern refused, a long duplicate key, thousands of keys
+// additionalProperties refused) cut to one short line: it goes into the
+// log, /status and what ferry once prints.
+func TestRefusalMessagesAreBounded(t *testing.T) {
+	schema := filepath.Join(t.TempDir(), "s.json")
+	if err := os.WriteFile(schema, []byte(`{"properties": {"password": {"type": "string", "pattern": "^\\$\\{[A-Z_]+\\}$"}}, "additionalProperties": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var keys strings.Builder
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&keys, "k%d: 1\n", i)
+	}
+	long := strings.Repeat("k", 1<<20)
+	for _, tc := range []struct {
+		name string
+		o    Options
+		body string
+	}{
+		{"pattern", Options{Schemas: []string{"*.yaml=" + schema}}, "password: hunter2-" + strings.Repeat("x", 1<<20) + "\n"},
+		{"additional properties", Options{Schemas: []string{"*.yaml=" + schema}}, keys.String()},
+		{"yaml duplicate key", Options{Checks: "syntax"}, long + ": 1\n" + long + ": 2\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := testkit.Tree(t, map[string]string{"app.yaml": tc.body})
+			e := refusal(t, newChecker(t, tc.o), dir)
+			if n := len(e.Error()); n > 1024 {
+				t.Errorf("refusal is %d bytes long: %.200s…", n, e.Error())
+			}
+		})
+	}
+}
