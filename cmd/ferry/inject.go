@@ -192,9 +192,11 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 	}
 	if in.sidecar {
 		addr := fs.Lookup("http-addr").Value.String()
-		_, port, err := net.SplitHostPort(addr)
+		host, port, err := net.SplitHostPort(addr)
 		if in.port, _ = strconv.Atoi(port); err != nil || in.port <= 0 || in.port > 65535 {
 			errs = append(errs, fmt.Errorf("--http-addr %q: the sidecar's probes need the endpoints on a numeric port", addr))
+		} else if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			errs = append(errs, fmt.Errorf("--http-addr %q: the kubelet probes the pod's IP, not loopback: listen on all addresses (:%d)", addr, in.port))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

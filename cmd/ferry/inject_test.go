@@ -346,3 +346,18 @@ func TestInjectRefusesCredentialsInTheSourceURL(t *testing.T) {
 		})
 	}
 }
+
+// TestInjectRefusesALoopbackAddressForTheSidecar: the kubelet probes the
+// pod's IP, so a sidecar whose endpoints listen on loopback never passes
+// its startupProbe, and the app never starts.
+func TestInjectRefusesALoopbackAddressForTheSidecar(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8475", "localhost:8475", "[::1]:8475"} {
+		_, stderr, code := inject(t, injectPod, "--source=https://example.com/c.json", "--http-addr="+addr)
+		if code != exitUsage || !strings.Contains(stderr, "kubelet probes the pod's IP") {
+			t.Errorf("--http-addr=%s: exit %d, stderr %q; want 2 and the cause", addr, code, stderr)
+		}
+	}
+	if _, stderr, code := inject(t, injectPod, "--source=https://example.com/c.json", "--http-addr=:8475"); code != exitOK {
+		t.Errorf("--http-addr=:8475: exit %d, stderr %q", code, stderr)
+	}
+}
