@@ -100,6 +100,32 @@ func TestTarEntriesOutsideTheSubdirDoNotGrowMemory(t *testing.T) {
 	}
 }
 
+// TestTarHardLinksAreBoundedByMaxFiles: hard links in the sub-tree are held
+// until the pass that copies their targets; each becomes a file, so past
+// max-files of them the archive is refused at once, rather than held.
+func TestTarHardLinksAreBoundedByMaxFiles(t *testing.T) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "conf/a", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2})
+	tw.Write([]byte("x\n"))
+	for i := range 50 {
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("conf/l%d", i), Typeflag: tar.TypeLink, Linkname: "conf/a"})
+	}
+	tw.Close()
+	body := buf.Bytes()
+	extract := func(maxFiles int) error {
+		w := newHeapWriter(fetch.Limits{MaxFiles: maxFiles})
+		return Extract(context.Background(), w, bytes.NewReader(body), int64(len(body)), Tar,
+			Options{MaxBytes: fetch.DefaultMaxBytes, MaxFiles: maxFiles, LimitName: "http-max-body", TmpDir: t.TempDir()})
+	}
+	if err := extract(100); err != nil {
+		t.Fatalf("51 files under max-files 100: %v", err)
+	}
+	if err := extract(20); err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), "hard links") {
+		t.Fatalf("50 hard links under max-files 20: %v, want a permanent refusal naming them", err)
+	}
+}
+
 // TestZipCentralDirectoryIsBoundedBeforeItIsRead: archive/zip's NewReader
 // decodes the whole central directory into a *zip.File per record (about
 // 200 bytes of heap each, plus the name) before the extractor looks at a

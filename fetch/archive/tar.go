@@ -140,6 +140,7 @@ type tarState struct {
 	regular map[string]regular // the latest regular entry of each name in the sub-tree
 	links   map[int][]link     // target entry index -> links to write
 	outside []outsideLink      // links to a name outside the sub-tree, in entry order
+	nlinks  int                // hard links recorded, bounded by max-files
 }
 
 type regular struct {
@@ -205,6 +206,11 @@ func (x *extractor) tarEntry(i int, hdr *tar.Header, tr *tar.Reader, p *tarState
 // earlier regular entry of the sub-tree, or, when it names a file outside
 // the sub-tree, for resolveOutside to find.
 func (x *extractor) tarLink(i int, hdr *tar.Header, rel string, p *tarState) error {
+	// Each link is written as a file, which counts against max-files
+	// then; held until the copy pass, it is counted now.
+	if p.nlinks++; p.nlinks > x.maxFiles {
+		return fetch.Permanent(fmt.Errorf("tar archive holds more than %d hard links in the tree, more files than max-files allows", x.maxFiles))
+	}
 	target := path.Clean(hdr.Linkname)
 	if reg, ok := p.regular[target]; ok {
 		p.links[reg.index] = append(p.links[reg.index], link{name: rel, mode: reg.mode})
