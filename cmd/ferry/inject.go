@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
+	"github.com/ferrysync/ferry/fetch/s3"
 )
 
 // cmdInject adds ferry to Kubernetes workloads. Its own flags say where
@@ -180,13 +181,15 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 		c, err := parse(cmd, in.args[1:], func(string) (string, bool) { return "", false }, io.Discard)
 		if err != nil {
 			errs = append(errs, err)
-		}
-		// The checks of each source's own (build) read its secret files,
-		// which are paths in the pod; the one about secrets in its URL
-		// matters most here, where the URL is written into a manifest.
-		for _, sc := range sourcesOf(c) {
-			if err := credentialsIn(sc.url); err != nil {
-				errs = append(errs, fmt.Errorf("--source %s: %w", fetch.RedactString(sc.url), err))
+		} else {
+			// The checks of each source's own (build) read its secret
+			// files, which are paths in the pod; the one about secrets in
+			// its URL matters most here, where the URL is written into a
+			// manifest.
+			for _, sc := range c.sources {
+				if err := credentialsIn(sc.url); err != nil {
+					errs = append(errs, fmt.Errorf("--source %s: %w", fetch.RedactString(sc.url), err))
+				}
 			}
 		}
 	}
@@ -205,14 +208,6 @@ func parseInject(args []string, help io.Writer) (*injectRun, error) {
 	return &injectRun{injection: in, file: opts.file}, nil
 }
 
-// sourcesOf returns c's sources, none when c is nil.
-func sourcesOf(c *config) []sourceConfig {
-	if c == nil {
-		return nil
-	}
-	return c.sources
-}
-
 // credentialsIn refuses a source URL that holds a secret, as every backend
 // does when it opens the source: a password in its userinfo, or S3 keys
 // in its query.
@@ -224,9 +219,9 @@ func credentialsIn(raw string) error {
 	if _, ok := u.URL.User.Password(); ok {
 		return errors.New("credentials in the URL are not accepted: give them as files (--git-password-file, --http-password-file, ...), which stay paths in the manifest")
 	}
-	for k := range u.URL.Query() {
-		switch k {
-		case "aws_access_key_id", "aws_access_key_secret", "aws_access_token":
+	q := u.URL.Query()
+	for _, k := range s3.CredentialParams {
+		if q.Has(k) {
 			return fmt.Errorf("credentials in the URL (%s) are not accepted: use --s3-access-key-file and --s3-secret-key-file", k)
 		}
 	}

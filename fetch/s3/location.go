@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/ferrysync/ferry/fetch"
@@ -53,15 +54,20 @@ func (l location) at() string {
 // endpoint (MinIO, Ceph, R2, versitygw) spoken to in path style.
 var awsSuffixes = []string{".amazonaws.com", ".amazonaws.com.cn"}
 
+// CredentialParams are the query parameters of go-getter's S3 URLs that
+// carry credentials: refused, since a URL is shown and written where a
+// secret must not be (credentials come from files or the SDK's chain).
+var CredentialParams = [...]string{"aws_access_key_id", "aws_access_key_secret", "aws_access_token"}
+
 // parseLocation reads the source URL (without the "s3::" prefix) in the
 // forms New documents, and applies the options that locate the content.
 func parseLocation(u *fetch.URL, o Options) (location, error) {
 	var l location
 	q := u.URL.Query()
 	for k := range q {
-		switch k {
-		case "region", "version":
-		case "aws_access_key_id", "aws_access_key_secret", "aws_access_token":
+		switch {
+		case k == "region", k == "version":
+		case slices.Contains(CredentialParams[:], k):
 			return l, report.Fieldf("credentials in the URL (%s) are not accepted: use {AccessKeyFile} and {SecretKeyFile}", k)
 		default:
 			return l, fmt.Errorf("unknown S3 URL option %q (known: region, version)", k)
