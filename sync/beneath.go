@@ -145,24 +145,27 @@ func fchmod(fd int, perm uint32, name string) error {
 }
 
 // linkBeneath hard-links the file src (a path outside dir, checked by the
-// caller) as rel inside dir, and returns the state of the new link.
-func linkBeneath(src string, dir *os.File, rel string) (unix.Stat_t, error) {
-	var st unix.Stat_t
+// caller) as rel inside dir, and, when st is not nil, reads the state of
+// the new link into it.
+func linkBeneath(src string, dir *os.File, rel string, st *unix.Stat_t) error {
 	parent, base, err := parentBeneath(dir, rel)
 	if err != nil {
-		return st, err
+		return err
 	}
 	defer parent.close()
 	if err := unix.Linkat(unix.AT_FDCWD, src, parent.fd, base, 0); err != nil {
 		if errors.Is(err, unix.EEXIST) {
-			return st, inTheWay(dir, rel, err)
+			return inTheWay(dir, rel, err)
 		}
-		return st, &os.LinkError{Op: "link", Old: src, New: filepath.Join(dir.Name(), filepath.FromSlash(rel)), Err: err}
+		return &os.LinkError{Op: "link", Old: src, New: filepath.Join(dir.Name(), filepath.FromSlash(rel)), Err: err}
 	}
-	if err := unix.Fstatat(parent.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-		return st, &os.PathError{Op: "lstat", Path: filepath.Join(dir.Name(), filepath.FromSlash(rel)), Err: err}
+	if st == nil {
+		return nil
 	}
-	return st, nil
+	if err := unix.Fstatat(parent.fd, base, st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &os.PathError{Op: "lstat", Path: filepath.Join(dir.Name(), filepath.FromSlash(rel)), Err: err}
+	}
+	return nil
 }
 
 // symlinkBeneath creates the symlink rel inside dir, pointing at target.

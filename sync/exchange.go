@@ -309,8 +309,7 @@ func (s *Store) buildMirror(name, rev, mirror string) (uint64, error) {
 			}
 			return symlinkBeneath(link, dst, rel)
 		case d.Type().IsRegular():
-			_, err := linkBeneath(p, dst, rel)
-			return err
+			return linkBeneath(p, dst, rel, nil)
 		}
 		return fmt.Errorf("%s: not a file, directory or symlink", p)
 	})

@@ -48,6 +48,7 @@ type Stage struct {
 	mu       gosync.Mutex
 	dir      string   // created on the first write
 	root     *os.File // dir, open: every path in it is resolved from it (beneath.go)
+	maxRel   int      // the longest path in the tree that fits PATH_MAX once published (pathTooLong)
 	tree     *fetch.Tree
 	entries  map[string]entry
 	symlinks map[string]string // name -> target
@@ -110,6 +111,8 @@ func (st *Stage) ensureDirLocked() error {
 		return fmt.Errorf("stage: %w", err)
 	}
 	st.dir, st.root = root.Name(), root
+	// ROOT/.ferry/NAME/REV/rel, under the longest REV, and its NUL.
+	st.maxRel = unix.PathMax - 1 - (len(parent.Name()) + 1 + maxRev + 1)
 	st.tree = fetch.NewTree(st.limits)
 	st.entries = make(map[string]entry)
 	st.symlinks = make(map[string]string)
@@ -117,17 +120,18 @@ func (st *Stage) ensureDirLocked() error {
 	return nil
 }
 
-// mkdirsLocked creates directories the tree recorded, parents first.
 // pathTooLong refuses rel when its path once published, under the
 // longest revision name, would pass PATH_MAX: staged from the staging
 // directory's descriptor it would fit, but the app, and the checks after
 // a publish, use whole paths.
 func (st *Stage) pathTooLong(rel string) error {
-	if len(st.store.sourceDir(st.name))+1+maxRev+1+len(rel) < unix.PathMax {
+	if len(rel) <= st.maxRel {
 		return nil
 	}
 	return fsError(&os.PathError{Op: "stage", Path: rel, Err: syscall.ENAMETOOLONG})
 }
+
+// mkdirsLocked creates directories the tree recorded, parents first.
 
 func (st *Stage) mkdirsLocked(dirs []string) error {
 	for _, d := range dirs {
@@ -279,8 +283,8 @@ func (st *Stage) link(rel, src string, e entry, fi fs.FileInfo) (entry, bool, er
 	if err := st.addBytes(rel, e.Size); err != nil {
 		return e, false, err
 	}
-	after, err := linkBeneath(src, st.root, rel)
-	if err != nil {
+	var after unix.Stat_t
+	if err := linkBeneath(src, st.root, rel, &after); err != nil {
 		st.bytes.Add(-e.Size)
 		return e, false, err
 	}
